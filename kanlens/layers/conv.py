@@ -1,0 +1,514 @@
+"""KAN convolutions: every kernel weight becomes a learnable 1-D function (:class:`KANConv2d`, :class:`KANConv1d`).
+
+An element ``(o, c, u)`` of the kernel (output channel ``o``, input channel ``c`` of its group, kernel offset ``u``)
+computes ``phi_ocu(x) = scale_base * b(x) + scale_sp * spline_ocu(x)``, the same edge function as
+:class:`~kanlens.layers.spline.KANLayer`, and an output pixel is the sum of ``phi_ocu`` over the input pixels
+of its window (plus a bias).
+
+Fast path ("expand, then one convolution"): the input is padded first (so borders match the definition, where
+padded pixels are *evaluated*: ``phi(0)`` is in general not 0), each pixel is expanded once into
+``1 + G + k`` feature channels ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` and a single ordinary convolution over
+``C * (1 + G + k)`` channels with the stacked weights ``[scale_base, scale_sp * coef]`` gives the output. The
+``(batch, out, in, K, K, H, W)`` tensor of element activations is built only on demand
+(:meth:`forward_elements`, the ``hook_elements`` hook point, plots and scores).
+
+Grids are per *input channel* (every kernel offset of a channel sees the same pixel values), shape
+``(in_channels, G + 2k + 1)``. On a uniform grid the basis is evaluated in closed form (cardinal B-splines,
+about 5x cheaper than the Cox-de Boor recursion); non-uniform grids use :func:`kanlens.splines.b_spline_basis`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import splines
+from ..hooks import HookPoint
+from ..utils import check_choice, check_tensor
+from .spline import BASE_FUNCTIONS, _check_int, _check_range
+
+__all__ = ["KANConv1d", "KANConv2d", "cardinal_basis"]
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+_AXES = "yz"  # output positions in einsum strings
+_KAX = "uv"  # kernel offsets in einsum strings
+_DIM_NAMES = {1: "L", 2: "H, W"}
+
+
+def _ntuple(name: str, value: int | Sequence[int], n: int, minimum: int) -> tuple[int, ...]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * n
+    try:
+        vals = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be an int or a tuple of {n} ints, got {value!r}") from None
+    if len(vals) != n:
+        raise ValueError(f"{name} must have {n} entries, got {value!r}")
+    for v in vals:
+        _check_int(name, v, minimum)
+    return vals
+
+
+def cardinal_basis(t: torch.Tensor, nb: int, k: int, dim: int = -1) -> torch.Tensor:
+    """All ``nb`` B-spline bases of order ``k`` on a *uniform* grid, in closed form.
+
+    ``t`` is the position in knot units from the first (extended) knot, ``t = (x - t_0) / h``. Basis ``j`` is the
+    cardinal B-spline centred at ``j + (k + 1) / 2``, evaluated with the symmetric truncated-power formula
+    ``beta_k(y) = 1/k! * sum_i (-1)^i C(k+1, i) ((k+1)/2 - i - |y|)_+^k``. Equal (to float rounding) to the
+    Cox-de Boor recursion of :func:`kanlens.splines.b_spline_basis` on the same grid; zero outside the grid.
+
+    Shapes:
+        t: any shape ``S``; returns ``S`` with a new axis of size ``nb`` inserted at ``dim``.
+    """
+    shape = [1] * (t.ndim + 1)
+    axis = dim if dim >= 0 else t.ndim + 1 + dim
+    shape[axis] = nb
+    centres = (torch.arange(nb, device=t.device, dtype=t.dtype) + (k + 1) / 2).view(shape)
+    y = (t.unsqueeze(axis) - centres).abs()
+    half = (k + 1) / 2
+    out = None
+    for i in range(k + 2):
+        shift = half - i
+        if shift <= 0:
+            break
+        coeff = (-1) ** i * math.comb(k + 1, i) / math.factorial(k)
+        term = (shift - y).clamp_min(0.0) ** k
+        out = coeff * term if out is None else out + coeff * term
+    assert out is not None
+    return out
+
+
+class _KANConvNd(nn.Module):
+    """Shared implementation of KAN convolutions over ``n`` spatial dimensions (see :class:`KANConv2d`)."""
+
+    _n: int = 2
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        grid: int = 5,
+        k: int = 3,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        padding_mode: str = "zeros",
+        *,
+        noise_scale: float = 0.5,
+        scale_base_mu: float = 0.0,
+        scale_base_sigma: float = 1.0,
+        scale_sp: float = 1.0,
+        base_fun: str = "silu",
+        grid_eps: float = 1.0,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        super().__init__()
+        n = self._n
+        self.in_channels = _check_int("in_channels", in_channels, 1)
+        self.out_channels = _check_int("out_channels", out_channels, 1)
+        self.groups = _check_int("groups", groups, 1)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
+            )
+        self.kernel_size = _ntuple("kernel_size", kernel_size, n, 1)
+        self.stride = _ntuple("stride", stride, n, 1)
+        self.dilation = _ntuple("dilation", dilation, n, 1)
+        self.padding_mode = check_choice("padding_mode", padding_mode, PADDING_MODES)
+        self.padding: tuple[int, ...] | str
+        if isinstance(padding, str):
+            check_choice("padding", padding, ("valid", "same"))
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError("padding='same' is not supported for strided convolutions (as in nn.Conv2d)")
+            self.padding = padding
+        else:
+            self.padding = _ntuple("padding", padding, n, 0)
+        self._pad = self._pad_amounts()
+        self.num = _check_int("grid", grid, 1)
+        self.k = _check_int("k", k, 1)
+        check_choice("base_fun", base_fun, BASE_FUNCTIONS)
+        self.base_fun_name = base_fun
+        self.grid_eps = float(grid_eps)
+        grid_range = _check_range(grid_range)
+        if generator is None:
+            generator = torch.Generator().manual_seed(0)
+
+        in_g = in_channels // groups
+        fan_in = in_g * math.prod(self.kernel_size)
+        elem_shape = (out_channels, in_g, *self.kernel_size)
+        grid_t = splines.uniform_grid(self.num, self.k, in_channels, grid_range, dtype=dtype)
+        self.register_buffer("grid", grid_t)
+        self.register_buffer("mask", torch.ones(elem_shape, dtype=dtype))
+
+        # Initial splines: least-squares fit of small noise at the knots, as in KANLayer.
+        knots = grid_t[:, self.k : -self.k].T  # (G+1, C)
+        per_channel = (out_channels // groups) * math.prod(self.kernel_size)
+        noise = torch.rand(knots.shape[0], per_channel, in_channels, generator=generator, dtype=dtype) - 0.5
+        coef = splines.curve2coef(knots, noise * noise_scale / self.num, grid_t, self.k)
+        self.coef = nn.Parameter(self._from_channel_major(coef))  # (out, in_g, *K, nb)
+        u = torch.rand(elem_shape, generator=generator, dtype=dtype) * 2 - 1
+        self.scale_base = nn.Parameter((scale_base_mu + scale_base_sigma * u) / math.sqrt(fan_in))
+        self.scale_sp = nn.Parameter(torch.full(elem_shape, scale_sp / math.sqrt(fan_in), dtype=dtype))
+        self.bias = nn.Parameter(torch.zeros(out_channels, dtype=dtype)) if bias else None
+        self.hook_elements = HookPoint()
+        if device is not None:
+            self.to(device)
+
+    # ------------------------------------------------------------------ shapes and layout helpers
+    @property
+    def num_basis(self) -> int:
+        """Spline bases per element, ``G + k``."""
+        return self.num + self.k
+
+    @property
+    def base_fun(self):
+        return BASE_FUNCTIONS[self.base_fun_name]
+
+    def _pad_amounts(self) -> tuple[tuple[int, int], ...]:
+        """``(before, after)`` padding per spatial dim, nn.Conv's rules (``'same'`` puts the extra pixel after)."""
+        if self.padding == "valid":
+            return tuple((0, 0) for _ in range(self._n))
+        if self.padding == "same":
+            total = [d * (kk - 1) for d, kk in zip(self.dilation, self.kernel_size)]
+            return tuple((t // 2, t - t // 2) for t in total)
+        return tuple((p, p) for p in self.padding)  # type: ignore[union-attr]
+
+    def _to_channel_major(self, t: torch.Tensor) -> torch.Tensor:
+        """``(out, in_g, *K, *rest)`` -> ``(out_g * prod(K), in_channels, *rest)`` (elements grouped per channel)."""
+        g, n = self.groups, self._n
+        out_g = self.out_channels // g
+        rest = t.shape[2 + n :]
+        t = t.reshape(g, out_g, t.shape[1], *self.kernel_size, *rest)
+        perm = [1, *range(3, 3 + n), 0, 2, *range(3 + n, t.ndim)]
+        return t.permute(perm).reshape(out_g * math.prod(self.kernel_size), self.in_channels, *rest)
+
+    def _from_channel_major(self, t: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_to_channel_major`."""
+        g, n = self.groups, self._n
+        out_g, in_g = self.out_channels // g, self.in_channels // g
+        rest = t.shape[2:]
+        t = t.reshape(out_g, *self.kernel_size, g, in_g, *rest)
+        perm = [1 + n, 0, 2 + n, *range(1, 1 + n), *range(3 + n, t.ndim)]
+        return t.permute(perm).reshape(self.out_channels, in_g, *self.kernel_size, *rest).contiguous()
+
+    def output_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        """Spatial output size for a spatial input size (nn.Conv's formula)."""
+        out = []
+        for size, (lo, hi), d, kk, s in zip(input_shape, self._pad, self.dilation, self.kernel_size, self.stride):
+            out.append((size + lo + hi - d * (kk - 1) - 1) // s + 1)
+        return tuple(out)
+
+    def _check_input(self, x: object) -> torch.Tensor:
+        x = check_tensor("x", x, finite=False, allow_empty=True)
+        n = self._n
+        if x.ndim != n + 2:
+            raise ValueError(
+                f"{type(self).__name__} expects x of shape (batch, channels, {_DIM_NAMES[n]})"
+                f" ({n + 2}-D), got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"x has {x.shape[1]} channels (shape {tuple(x.shape)}) but the layer expects in_channels="
+                f"{self.in_channels}"
+            )
+        spatial = x.shape[2:]
+        for i, (size, (lo, hi), d, kk) in enumerate(zip(spatial, self._pad, self.dilation, self.kernel_size)):
+            span = d * (kk - 1) + 1
+            if size + lo + hi < span:
+                raise ValueError(
+                    f"kernel (size {kk}, dilation {d}, span {span}) is larger than the padded input along spatial dim "
+                    f"{i} ({size} + padding {lo + hi} = {size + lo + hi}) for x of shape {tuple(x.shape)}"
+                )
+        if self.padding_mode == "reflect":
+            for i, (size, (lo, hi)) in enumerate(zip(spatial, self._pad)):
+                if max(lo, hi) >= size:
+                    raise ValueError(
+                        f"padding_mode='reflect' needs padding < input size, got padding {max(lo, hi)} for size {size} "
+                        f"along spatial dim {i}"
+                    )
+        return x
+
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad ``x`` the way the layer does before evaluating any element function."""
+        pads = [v for lo_hi in reversed(self._pad) for v in lo_hi]
+        if not any(pads):
+            return x
+        if self.padding_mode == "zeros":
+            return F.pad(x, pads)
+        return F.pad(x, pads, mode=self.padding_mode)
+
+    # ------------------------------------------------------------------ basis
+    def _uniform_spacing(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(t_0, h)`` per channel when every channel's grid is uniform, else ``None``."""
+        g = self.grid
+        d = g[:, 1:] - g[:, :-1]
+        h = d[:, :1]
+        if bool(((d - h).abs() <= 1e-4 * h.abs()).all()):
+            return g[:, 0], (g[:, -1] - g[:, 0]) / (g.shape[1] - 1)
+        return None
+
+    def basis(self, x: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
+        """B-spline bases of ``x`` on each channel's grid, inserted as a new axis right after ``channel_dim``.
+
+        Shapes:
+            x: ``(..., C, ...)`` with ``C`` at ``channel_dim`` -> same with an axis of size ``G + k`` after it.
+        """
+        cd = channel_dim % x.ndim
+        spacing = self._uniform_spacing()
+        if spacing is not None:
+            t0, h = spacing
+            view = [1] * x.ndim
+            view[cd] = -1
+            t = (x - t0.view(view)) / h.view(view)
+            return cardinal_basis(t, self.num_basis, self.k, dim=cd + 1)
+        xl = x.movedim(cd, -1)
+        return splines.b_spline_basis(xl, self.grid, self.k).movedim(-2, cd).movedim(-1, cd + 1)
+
+    # ------------------------------------------------------------------ weights and forward
+    def conv_weight(self) -> torch.Tensor:
+        """Stacked weights of the fused convolution, ``(out, in_g * (1 + G + k), *K)``.
+
+        Channel ``c * (1 + G + k)`` of the feature map is ``b(x_c)``, the next ``G + k`` are ``x_c``'s bases.
+        """
+        base = (self.scale_base * self.mask).unsqueeze(-1)
+        sp = self.coef * (self.scale_sp * self.mask).unsqueeze(-1)
+        w = torch.cat([base, sp], dim=-1)  # (out, in_g, *K, nb1)
+        w = w.movedim(-1, 2)  # (out, in_g, nb1, *K)
+        return w.reshape(self.out_channels, -1, *self.kernel_size)
+
+    def features(self, xp: torch.Tensor) -> torch.Tensor:
+        """Per-pixel expansion ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` of a padded input.
+
+        Shapes:
+            xp: ``(batch, C, *spatial)`` -> ``(batch, C * (1 + G + k), *spatial)``.
+        """
+        bases = self.basis(xp, channel_dim=1)  # (B, C, nb, *S)
+        feats = torch.cat([self.base_fun(xp).unsqueeze(2), bases], dim=2)
+        return feats.flatten(1, 2)
+
+    def _conv(self, feats: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        conv = F.conv1d if self._n == 1 else F.conv2d
+        return conv(feats, weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fast path: pad, expand pixels into basis channels, one convolution.
+
+        Shapes:
+            x: ``(batch, in_channels, *spatial)`` -> ``(batch, out_channels, *out_spatial)``.
+        """
+        x = self._check_input(x)
+        if self.hook_elements.has_hooks():
+            elements = self.hook_elements(self.forward_elements(x))
+            out = elements.flatten(1 + 1, 2 + self._n).sum(2)
+            if self.bias is not None:
+                out = out + self.bias.view(1, -1, *([1] * self._n))
+            return out
+        return self._conv(self.features(self.pad_input(x)), self.conv_weight())
+
+    def patches(self, x: torch.Tensor) -> torch.Tensor:
+        """Input values seen by each kernel offset at each output position (after padding).
+
+        Shapes:
+            x: ``(batch, C, *spatial)`` -> ``(batch, C, *K, *out_spatial)``.
+        """
+        p = self.pad_input(x)
+        n = self._n
+        for d in range(n):
+            span = self.dilation[d] * (self.kernel_size[d] - 1) + 1
+            p = p.unfold(2 + d, span, self.stride[d])[..., :: self.dilation[d]]
+        # now (B, C, *O, *K)
+        perm = [0, 1, *range(2 + n, 2 + 2 * n), *range(2, 2 + n)]
+        return p.permute(perm)
+
+    def forward_elements(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-element activations ``mask * phi_ocu(x)`` at every output position (no bias).
+
+        Summing over the input-channel and kernel axes gives ``forward(x) - bias``. Memory grows as
+        ``batch * out * in_g * prod(K) * prod(out_spatial)``: use small batches.
+
+        Shapes:
+            x: ``(batch, in_channels, *spatial)`` -> ``(batch, out_channels, in_channels // groups, *K, *out_spatial)``.
+        """
+        x = self._check_input(x)
+        n, g = self._n, self.groups
+        out_g, in_g = self.out_channels // g, self.in_channels // g
+        p = self.patches(x)  # (B, C, *K, *O)
+        b = p.shape[0]
+        kdims, odims = p.shape[2 : 2 + n], p.shape[2 + n :]
+        bases = self.basis(p, channel_dim=1)  # (B, C, nb, *K, *O)
+        bases = bases.reshape(b, g, in_g, self.num_basis, *kdims, *odims)
+        coef = self.coef.reshape(g, out_g, in_g, *self.kernel_size, self.num_basis)
+        ks, os_ = _KAX[:n], _AXES[:n]
+        spline = torch.einsum(f"bgin{ks}{os_},goi{ks}n->bgoi{ks}{os_}", bases, coef)
+        spline = spline.reshape(b, self.out_channels, in_g, *kdims, *odims)
+        base = self.base_fun(p).reshape(b, g, 1, in_g, *kdims, *odims)
+        base = base.expand(b, g, out_g, in_g, *kdims, *odims).reshape(b, self.out_channels, in_g, *kdims, *odims)
+        tail = (1,) * n
+        sb = self.scale_base.view(1, *self.scale_base.shape, *tail)
+        ss = self.scale_sp.view(1, *self.scale_sp.shape, *tail)
+        mask = self.mask.view(1, *self.mask.shape, *tail)
+        return (sb * base + ss * spline) * mask
+
+    def channel_index(self) -> torch.Tensor:
+        """Input channel read by each ``(out_channel, in_channel_of_group)`` pair, shape ``(out, in_g)``."""
+        out_g, in_g = self.out_channels // self.groups, self.in_channels // self.groups
+        o = torch.arange(self.out_channels, device=self.grid.device)[:, None]
+        return (o // out_g) * in_g + torch.arange(in_g, device=self.grid.device)
+
+    def element_functions(self, xs: torch.Tensor) -> torch.Tensor:
+        """Every element function evaluated at sample values ``xs`` of its input channel (for plots and fits).
+
+        Shapes:
+            xs: ``(m,)`` (shared by all channels) or ``(m, in_channels)`` ->
+            ``(m, out_channels, in_channels // groups, *K)`` (masked, no bias).
+        """
+        xs = check_tensor("xs", xs)
+        if xs.ndim == 1:
+            xs = xs[:, None].expand(-1, self.in_channels)
+        if xs.ndim != 2 or xs.shape[1] != self.in_channels:
+            raise ValueError(f"xs must have shape (m,) or (m, {self.in_channels}), got {tuple(xs.shape)}")
+        ci = self.channel_index()
+        ks = _KAX[: self._n]
+        bases = self.basis(xs, channel_dim=1)[:, ci]  # (m, out, in_g, nb)
+        spline = torch.einsum(f"moin,oi{ks}n->moi{ks}", bases, self.coef)
+        base = self.base_fun(xs)[:, ci].reshape(xs.shape[0], *ci.shape, *([1] * self._n))
+        return (self.scale_base * base + self.scale_sp * spline) * self.mask
+
+    # ------------------------------------------------------------------ scores and regularisation
+    def element_magnitude(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean ``|phi|`` of each element over the batch and all output positions (the KAN paper's edge score).
+
+        Shapes:
+            x: ``(batch, in_channels, *spatial)`` -> ``(out_channels, in_channels // groups, *K)``.
+        """
+        return _mean_over(self.forward_elements(x), self._n)
+
+    def regularization(
+        self,
+        x: torch.Tensor,
+        *,
+        lamb_l1: float = 1.0,
+        lamb_entropy: float = 2.0,
+        lamb_coef: float = 0.0,
+        lamb_coefdiff: float = 0.0,
+    ) -> torch.Tensor:
+        """The KANLayer sparsity penalty on this layer's elements (see :mod:`kanlens.regularization`).
+
+        Each output channel is a node whose inputs are its ``in_g * prod(K)`` kernel elements.
+        """
+        from ..regularization import coef_penalty, l1_entropy
+
+        mag = self.element_magnitude(x).flatten(1)
+        reg = l1_entropy(mag, lamb_l1, lamb_entropy)
+        return reg + coef_penalty(self.coef.flatten(1, -2), lamb_coef, lamb_coefdiff)
+
+    # ------------------------------------------------------------------ grids
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, *, grid_eps: float | None = None, max_samples: int = 4096) -> None:
+        """Fit each channel's grid to the (padded) pixel values of ``x``, keeping every element function.
+
+        ``grid_eps=1`` (the conv default) spreads knots uniformly over ``[min, max]`` of the pixels, which keeps
+        the closed-form fast basis; image pixels are too spiky (e.g. most MNIST pixels are exactly 0) for
+        percentile knots.
+
+        Shapes:
+            x: ``(batch, in_channels, *spatial)``.
+        """
+        x = self._check_input(x)
+        eps = self.grid_eps if grid_eps is None else grid_eps
+        samples = self.pad_input(x.detach()).movedim(1, -1).reshape(-1, self.in_channels)
+        samples = _quantile_subsample(samples, max_samples)
+        coef = self._to_channel_major(self.coef)  # (E, C, nb)
+        new_grid = splines.grid_from_samples(samples, self.num, self.k, grid_eps=eps)
+        lo, hi = new_grid[:, self.k], new_grid[:, -self.k - 1]
+        t = torch.linspace(0, 1, 8 * self.num_basis + 1, dtype=x.dtype, device=x.device)[:, None]
+        xs = torch.cat([samples, lo + (hi - lo) * t], dim=0)
+        ys = splines.coef2curve(xs, self.grid, coef, self.k)
+        self.coef.data = self._from_channel_major(splines.curve2coef(xs, ys, new_grid, self.k))
+        self.grid.copy_(new_grid)
+
+    def extra_repr(self) -> str:
+        s = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+            f"padding={self.padding}"
+        )
+        if any(d != 1 for d in self.dilation):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
+        return s + f", grid={self.num}, k={self.k}, base_fun={self.base_fun_name}"
+
+
+def _mean_over(el: torch.Tensor, n: int) -> torch.Tensor:
+    """Mean ``|el|`` over batch and the trailing ``n`` output-position axes."""
+    return el.abs().mean(dim=(0, *range(el.ndim - n, el.ndim)))
+
+
+def _quantile_subsample(samples: torch.Tensor, m: int) -> torch.Tensor:
+    """At most ``m`` rows: evenly spaced order statistics per column (keeps min and max of every channel)."""
+    if samples.shape[0] <= m:
+        return samples
+    srt = torch.sort(samples, dim=0).values
+    idx = torch.linspace(0, srt.shape[0] - 1, m, device=samples.device).round().long()
+    return srt[idx]
+
+
+class KANConv2d(_KANConvNd):
+    """2-D KAN convolution: ``nn.Conv2d``'s arguments and output shapes, a learnable function per kernel weight.
+
+    ``out[b, o, y, x] = bias[o] + sum_{c, u, v} phi_{o,c,u,v}(xpad[b, g(o) * in_g + c, y*s + u*d, x*s + v*d])`` with
+    ``phi = scale_base * b + scale_sp * spline`` (as in :class:`~kanlens.layers.spline.KANLayer`). Parameters per
+    ``(in, out)`` channel pair: ``K^2 * (G + k + 2)``.
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias, padding_mode: as in
+            ``nn.Conv2d`` (``padding`` may be ``'valid'`` or ``'same'``). Padded pixels are evaluated like any
+            other pixel (``phi(0) != 0`` in general), so padding changes the result the same way as in the naive
+            definition.
+        grid: number of grid intervals ``G``.
+        k: spline order.
+        grid_range: initial range covered by every channel's grid.
+        noise_scale, scale_base_mu, scale_base_sigma, scale_sp, base_fun: initialisation and base function, as in
+            ``KANLayer`` (scales are divided by ``sqrt(in_channels // groups * K * K)``).
+        grid_eps: grid update rule (1 = uniform over the data range, the conv default; 0 = percentiles).
+        generator: local random generator for the initialisation (global RNGs are never touched).
+
+    Shapes:
+        ``forward``: ``(batch, in_channels, H, W) -> (batch, out_channels, H_out, W_out)`` with nn.Conv2d's sizes;
+        ``forward_elements``: ``-> (batch, out_channels, in_channels // groups, Kh, Kw, H_out, W_out)``.
+
+    Example:
+        >>> conv = KANConv2d(1, 8, 3, padding=1, grid=5, k=3)
+        >>> conv(torch.rand(2, 1, 28, 28)).shape
+        torch.Size([2, 8, 28, 28])
+    """
+
+    _n = 2
+
+
+class KANConv1d(_KANConvNd):
+    """1-D KAN convolution with ``nn.Conv1d``'s arguments; see :class:`KANConv2d`.
+
+    Shapes:
+        ``forward``: ``(batch, in_channels, L) -> (batch, out_channels, L_out)``.
+
+    Example:
+        >>> KANConv1d(2, 4, 5, padding=2)(torch.rand(3, 2, 50)).shape
+        torch.Size([3, 4, 50])
+    """
+
+    _n = 1

@@ -1,0 +1,408 @@
+"""KANConv1d / KANConv2d: fast path vs a naive per-element loop, shapes vs nn.Conv, grids, errors, state."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kanlens import splines
+from kanlens.layers.conv import KANConv1d, KANConv2d, cardinal_basis
+
+# ----------------------------------------------------------------------------------------------- naive reference
+
+
+def _source_index(i: torch.Tensor, size: int, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map (possibly out-of-range) input indices to real ones; second result: False where the pixel is a zero pad."""
+    inside = (i >= 0) & (i < size)
+    if mode == "zeros":
+        return i.clamp(0, size - 1), inside
+    if mode == "replicate":
+        return i.clamp(0, size - 1), torch.ones_like(inside)
+    if mode == "circular":
+        return i % size, torch.ones_like(inside)
+    if mode == "reflect":
+        j = torch.where(i < 0, -i, i)
+        j = torch.where(j >= size, 2 * (size - 1) - j, j)
+        return j, torch.ones_like(inside)
+    raise AssertionError(mode)
+
+
+def _phi(layer, o: int, cl: int, kidx: tuple[int, ...], c: int, vals: torch.Tensor) -> torch.Tensor:
+    """One element function on any tensor of values of channel ``c`` (Cox-de Boor basis, no shortcuts)."""
+    flat = vals.reshape(-1, 1)
+    basis = splines.b_spline_basis(flat, layer.grid[c : c + 1], layer.k)[:, 0]  # (m, nb)
+    spline = basis @ layer.coef[(o, cl, *kidx)]
+    base = layer.base_fun(flat[:, 0])
+    phi = layer.scale_base[(o, cl, *kidx)] * base + layer.scale_sp[(o, cl, *kidx)] * spline
+    return (phi * layer.mask[(o, cl, *kidx)]).reshape(vals.shape)
+
+
+def naive_conv(layer, x: torch.Tensor) -> torch.Tensor:
+    """``out[b,o,pos] = bias[o] + sum_{c,kernel offset} phi(x at pos*stride + offset*dilation - pad)``, by loops."""
+    n = layer._n
+    out_g, in_g = layer.out_channels // layer.groups, layer.in_channels // layer.groups
+    spatial = x.shape[2:]
+    out_sp = layer.output_shape(spatial)
+    out = x.new_zeros(x.shape[0], layer.out_channels, *out_sp)
+    for o in range(layer.out_channels):
+        g = o // out_g
+        if layer.bias is not None:
+            out[:, o] += layer.bias[o]
+        for cl in range(in_g):
+            c = g * in_g + cl
+            for kidx in torch.cartesian_prod(*[torch.arange(kk) for kk in layer.kernel_size]).reshape(-1, n).tolist():
+                vals = x[:, c]
+                valid = torch.ones(x.shape[0], *([1] * n), dtype=torch.bool)
+                for d in range(n):
+                    lo = layer._pad[d][0]
+                    idx = torch.arange(out_sp[d]) * layer.stride[d] + kidx[d] * layer.dilation[d] - lo
+                    src, ok = _source_index(idx, spatial[d], layer.padding_mode)
+                    vals = vals.index_select(1 + d, src)
+                    shape = [1] * (n + 1)
+                    shape[1 + d] = -1
+                    valid = valid & ok.view(shape)
+                vals = torch.where(valid, vals, torch.zeros_like(vals))
+                out[:, o] += _phi(layer, o, cl, tuple(kidx), c, vals)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _randomise(layer, seed: int) -> None:
+    """Random (non-initial) parameters and mask so that every term matters."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in (layer.coef, layer.scale_base, layer.scale_sp):
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+        if layer.bias is not None:
+            layer.bias.copy_(torch.randn(layer.bias.shape, generator=gen))
+        layer.mask.copy_((torch.rand(layer.mask.shape, generator=gen) > 0.2).float())
+
+
+def _random_config(rng: random.Random, n: int) -> tuple[dict, tuple[int, ...]]:
+    groups = rng.choice([1, 1, 2, 3])
+    in_ch = groups * rng.randint(1, 3)
+    out_ch = groups * rng.randint(1, 3)
+    ks = tuple(rng.randint(1, 4) for _ in range(n))
+    stride = tuple(rng.randint(1, 3) for _ in range(n))
+    dil = tuple(rng.randint(1, 2) for _ in range(n))
+    mode = rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"])
+    spatial = tuple(rng.randint(d * (k - 1) + 2, d * (k - 1) + 8) for k, d in zip(ks, dil))
+    if rng.random() < 0.15 and all(s == 1 for s in stride):
+        padding: object = "same"
+    else:
+        padding = tuple(rng.randint(0, min(2, s - 1)) for s in spatial)
+    kwargs = dict(
+        in_channels=in_ch,
+        out_channels=out_ch,
+        kernel_size=ks,
+        stride=stride,
+        padding=padding,
+        dilation=dil,
+        groups=groups,
+        bias=rng.random() < 0.7,
+        grid=rng.randint(2, 6),
+        k=rng.randint(1, 4),
+        padding_mode=mode,
+    )
+    if padding == "same" and mode == "reflect":
+        kwargs["padding_mode"] = "zeros"
+    return kwargs, spatial
+
+
+# ----------------------------------------------------------------------------------------------- fast vs naive
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_conv2d_matches_naive_random_configs(seed: int) -> None:
+    rng = random.Random(seed)
+    kwargs, spatial = _random_config(rng, 2)
+    layer = KANConv2d(**kwargs, generator=torch.Generator().manual_seed(seed))
+    _randomise(layer, seed)
+    x = torch.randn(2, kwargs["in_channels"], *spatial, generator=torch.Generator().manual_seed(seed + 100)) * 1.2
+    ref = naive_conv(layer, x)
+    out = layer(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    # the element tensor sums to the same output
+    el = layer.forward_elements(x)
+    bias = 0 if layer.bias is None else layer.bias.view(1, -1, 1, 1)
+    torch.testing.assert_close(el.sum(dim=(2, 3, 4)) + bias, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_conv1d_matches_naive_random_configs(seed: int) -> None:
+    rng = random.Random(1000 + seed)
+    kwargs, spatial = _random_config(rng, 1)
+    layer = KANConv1d(**kwargs)
+    _randomise(layer, seed)
+    x = torch.randn(3, kwargs["in_channels"], *spatial, generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(layer(x), naive_conv(layer, x), atol=1e-5, rtol=1e-5)
+
+
+def test_nonuniform_grid_path_matches_naive() -> None:
+    layer = KANConv2d(2, 3, 3, padding=1, grid=4, k=3, grid_eps=0.0)
+    _randomise(layer, 3)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 2, 7, 7, generator=gen) ** 3  # skewed: percentile knots are far from uniform
+    layer.update_grid(x)
+    assert layer._uniform_spacing() is None
+    torch.testing.assert_close(layer(x), naive_conv(layer, x), atol=1e-5, rtol=1e-5)
+
+
+def test_padding_is_evaluated_not_zero() -> None:
+    """phi(0) != 0: zero padding contributes phi(0) at the borders, as in the naive definition."""
+    layer = KANConv2d(1, 1, 3, padding=1, bias=False)
+    _randomise(layer, 0)
+    layer.mask.fill_(1.0)
+    x = torch.full((1, 1, 5, 5), 0.7)
+    out = layer(x)
+    phi0 = layer.element_functions(torch.zeros(1))[0, 0, 0]  # (3, 3)
+    phi7 = layer.element_functions(torch.full((1,), 0.7))[0, 0, 0]
+    corner = phi0.sum() - phi0[1:, 1:].sum() + phi7[1:, 1:].sum()
+    torch.testing.assert_close(out[0, 0, 0, 0], corner, atol=1e-5, rtol=1e-5)
+    assert abs(float(phi0.sum().detach())) > 1e-3
+
+
+# ----------------------------------------------------------------------------------------------- basis
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_cardinal_basis_equals_cox_de_boor(k: int) -> None:
+    grid = splines.uniform_grid(6, k, 3, (-1.5, 2.0), dtype=torch.float64)
+    x = torch.linspace(-4, 5, 1001, dtype=torch.float64)[:, None].expand(-1, 3)
+    ref = splines.b_spline_basis(x, grid, k)
+    t = (x - grid[:, 0]) / (grid[:, 1] - grid[:, 0])
+    torch.testing.assert_close(cardinal_basis(t, 6 + k, k), ref, atol=1e-12, rtol=0)
+
+
+def test_basis_channel_dim_layouts_agree() -> None:
+    layer = KANConv2d(3, 2, 3, grid=5, k=3)
+    x = torch.randn(2, 3, 4, 5)
+    a = layer.basis(x, channel_dim=1)  # (2, 3, 8, 4, 5)
+    b = layer.basis(x.movedim(1, -1), channel_dim=-1)  # (2, 4, 5, 3, 8)
+    torch.testing.assert_close(a, b.permute(0, 3, 4, 1, 2))
+
+
+def test_element_functions_match_kanlayer_formula() -> None:
+    layer = KANConv2d(2, 3, 2, groups=1)
+    _randomise(layer, 1)
+    xs = torch.linspace(-1.2, 1.2, 9)
+    ef = layer.element_functions(xs)  # (9, 3, 2, 2, 2)
+    for o, cl, u, v in [(0, 0, 0, 0), (2, 1, 1, 0), (1, 1, 1, 1)]:
+        torch.testing.assert_close(ef[:, o, cl, u, v], _phi(layer, o, cl, (u, v), cl, xs), atol=1e-6, rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize(
+    "kwargs,spatial",
+    [
+        (dict(kernel_size=3), (28, 28)),
+        (dict(kernel_size=3, padding=1), (28, 28)),
+        (dict(kernel_size=(3, 5), stride=(2, 3), padding=(1, 2), dilation=(2, 1)), (17, 23)),
+        (dict(kernel_size=4, padding="same"), (9, 10)),
+        (dict(kernel_size=(2, 3), padding="same", dilation=(3, 2)), (9, 10)),
+        (dict(kernel_size=3, padding="valid", stride=2), (8, 8)),
+        (dict(kernel_size=1, stride=3), (10, 11)),
+        (dict(kernel_size=5, padding=2, padding_mode="circular"), (6, 6)),
+        (dict(kernel_size=3, padding=1, padding_mode="reflect", groups=2), (6, 6)),
+    ],
+)
+def test_output_shape_equals_nn_conv2d(kwargs: dict, spatial: tuple[int, int]) -> None:
+    ref = nn.Conv2d(4, 6, **kwargs)
+    layer = KANConv2d(4, 6, **kwargs)
+    x = torch.rand(2, 4, *spatial) * 2 - 1
+    assert layer(x).shape == ref(x).shape
+    assert layer.output_shape(spatial) == tuple(ref(x).shape[2:])
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+def test_conv1d_shape_equals_nn_conv1d() -> None:
+    cases = [dict(kernel_size=5, padding=2), dict(kernel_size=3, stride=2, dilation=2)]
+    cases.append(dict(kernel_size=4, padding="same"))
+    for kwargs in cases:
+        x = torch.rand(2, 3, 19)
+        assert KANConv1d(3, 5, **kwargs)(x).shape == nn.Conv1d(3, 5, **kwargs)(x).shape
+
+
+def test_parameter_count_per_channel_pair() -> None:
+    layer = KANConv2d(3, 4, 3, grid=5, k=3, bias=False)
+    assert sum(p.numel() for p in layer.parameters()) == 3 * 4 * 9 * (5 + 3 + 2)
+    grouped = KANConv2d(4, 6, 3, groups=2, grid=5, k=3)
+    assert sum(p.numel() for p in grouped.parameters()) == 2 * 6 * 9 * 10 + 6
+
+
+# ----------------------------------------------------------------------------------------------- training behaviour
+
+
+def test_gradients_reach_all_parameters_and_input() -> None:
+    layer = KANConv2d(2, 3, 3, padding=1)
+    x = (torch.rand(2, 2, 6, 6) * 2 - 1).requires_grad_()
+    layer(x).square().sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_input_gradient_matches_naive() -> None:
+    layer = KANConv2d(2, 2, 3, padding=1, grid=4, k=3)
+    _randomise(layer, 5)
+    x0 = torch.rand(1, 2, 5, 5, dtype=torch.float64) * 1.6 - 0.8
+    layer = layer.double()
+    xa = x0.clone().requires_grad_()
+    xb = x0.clone().requires_grad_()
+    layer(xa).sin().sum().backward()
+    naive_conv(layer, xb).sin().sum().backward()
+    torch.testing.assert_close(xa.grad, xb.grad, atol=1e-9, rtol=1e-7)
+
+
+def test_update_grid_preserves_function_and_covers_data() -> None:
+    layer = KANConv2d(2, 3, 3, padding=1, grid=5, k=3)
+    _randomise(layer, 2)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(8, 2, 9, 9, generator=gen) * 1.6 - 0.9  # inside the initial range [-1, 1]
+    before = layer(x)
+    layer.update_grid(x)
+    lo, hi = layer.grid[:, layer.k], layer.grid[:, -layer.k - 1]
+    xp = layer.pad_input(x)
+    torch.testing.assert_close(lo, xp.amin(dim=(0, 2, 3)), atol=1e-6, rtol=0)
+    torch.testing.assert_close(hi, xp.amax(dim=(0, 2, 3)), atol=1e-6, rtol=0)
+    assert layer._uniform_spacing() is not None  # grid_eps=1 keeps the closed-form path
+    after = layer(x)
+    rel_rms = ((after - before).square().mean() / before.square().mean()).sqrt()
+    assert float(rel_rms) < 0.03  # random wiggly splines are re-fitted on new knots, not copied exactly
+
+
+def test_update_grid_expands_range_for_out_of_range_data() -> None:
+    layer = KANConv2d(1, 2, 3, grid=5, k=3)
+    x = torch.linspace(-3, 3, 64).reshape(1, 1, 8, 8)
+    layer.update_grid(x)
+    assert float(layer.grid[0, layer.k]) == pytest.approx(-3.0)
+    assert float(layer.grid[0, -layer.k - 1]) == pytest.approx(3.0)
+
+
+def test_regularization_and_magnitude() -> None:
+    layer = KANConv2d(2, 3, 3, padding=1)
+    x = torch.rand(4, 2, 6, 6) * 2 - 1
+    mag = layer.element_magnitude(x)
+    assert mag.shape == (3, 2, 3, 3)
+    torch.testing.assert_close(mag, layer.forward_elements(x).abs().mean(dim=(0, 5, 6)))
+    layer.mask[0] = 0
+    assert float(layer.element_magnitude(x)[0].abs().sum()) == 0.0
+    reg = layer.regularization(x, lamb_l1=1.0, lamb_entropy=0.0)
+    torch.testing.assert_close(reg, layer.element_magnitude(x).sum())
+    reg.backward()
+    assert layer.coef.grad is not None and layer.coef.grad.abs().sum() > 0
+
+
+def test_hook_elements_runs_with_cache() -> None:
+    from kanlens.hooks import run_with_cache
+
+    layer = KANConv2d(2, 3, 3, padding=1)
+    x = torch.rand(2, 2, 5, 5)
+    out, cache = run_with_cache(layer, x, names_filter="hook_elements")
+    torch.testing.assert_close(out, layer(x), atol=1e-6, rtol=1e-6)
+    assert cache["hook_elements"].shape == (2, 3, 2, 3, 3, 5, 5)
+
+
+# ----------------------------------------------------------------------------------------------- state and devices
+
+
+def test_state_dict_round_trip_and_weights_only_load() -> None:
+    a = KANConv2d(2, 4, 3, padding=1, grid=4, generator=torch.Generator().manual_seed(1))
+    x = torch.rand(3, 2, 6, 6) * 2 - 1
+    a.update_grid(x * 1.5)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = KANConv2d(2, 4, 3, padding=1, grid=4, generator=torch.Generator().manual_seed(2))
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    assert set(a.state_dict()) == {"grid", "mask", "coef", "scale_base", "scale_sp", "bias"}
+    torch.testing.assert_close(a(x), b(x), atol=0, rtol=0)
+
+
+def test_to_dtype_and_device() -> None:
+    layer = KANConv2d(1, 2, 3).to(torch.float64)
+    assert layer.grid.dtype == torch.float64 and layer.coef.dtype == torch.float64
+    x = torch.rand(1, 1, 5, 5, dtype=torch.float64)
+    assert layer(x).dtype == torch.float64
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for dev in devices:
+        moved = KANConv2d(1, 2, 3, device=dev)
+        assert moved.grid.device.type == dev and moved(x.float().to(dev)).device.type == dev
+
+
+def test_init_is_seeded_and_leaves_global_rng_alone() -> None:
+    state = torch.get_rng_state()
+    a = KANConv2d(2, 3, 3, generator=torch.Generator().manual_seed(7))
+    b = KANConv2d(2, 3, 3, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.testing.assert_close(a.coef, b.coef, atol=0, rtol=0)
+
+
+# ----------------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_errors() -> None:
+    layer = KANConv2d(3, 4, 3)
+    with pytest.raises(ValueError, match="channels"):
+        layer(torch.rand(2, 2, 8, 8))
+    with pytest.raises(ValueError, match="4-D"):
+        layer(torch.rand(3, 8, 8))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        layer(torch.rand(1, 3, 2, 8))
+    with pytest.raises(TypeError, match="floating"):
+        layer(torch.ones(1, 3, 8, 8, dtype=torch.long))
+    with pytest.raises(TypeError, match=r"torch\.Tensor"):
+        layer([[1.0]])
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        KANConv2d(1, 1, 5, padding=1, dilation=2)(torch.rand(1, 1, 6, 6))  # span 9 > 6 + 2
+    with pytest.raises(ValueError, match="3-D"):
+        KANConv1d(1, 1, 3)(torch.rand(1, 1, 5, 5))
+
+
+def test_bad_argument_errors() -> None:
+    with pytest.raises(ValueError, match="divisible by groups"):
+        KANConv2d(3, 4, 3, groups=2)
+    with pytest.raises(ValueError, match="did you mean 'reflect'"):
+        KANConv2d(1, 1, 3, padding_mode="reflection")
+    with pytest.raises(ValueError, match="padding"):
+        KANConv2d(1, 1, 3, padding="sane")
+    with pytest.raises(ValueError, match="strided"):
+        KANConv2d(1, 1, 3, padding="same", stride=2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        KANConv2d(1, 1, (3, 3, 3))
+    with pytest.raises(ValueError, match="kernel_size must be >= 1"):
+        KANConv2d(1, 1, 0)
+    with pytest.raises(TypeError, match="stride"):
+        KANConv2d(1, 1, 3, stride=1.5)
+    with pytest.raises(ValueError, match="grid_range"):
+        KANConv2d(1, 1, 3, grid_range=(1, -1))
+    with pytest.raises(ValueError, match="base_fun"):
+        KANConv2d(1, 1, 3, base_fun="slu")
+    with pytest.raises(ValueError, match="reflect"):
+        KANConv2d(1, 1, 3, padding=4, padding_mode="reflect")(torch.rand(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="xs must have shape"):
+        KANConv2d(2, 1, 3).element_functions(torch.rand(4, 3))
+
+
+def test_matches_nn_conv2d_when_functions_are_linear() -> None:
+    """With identity base and zero splines a KAN conv is an ordinary convolution."""
+    ref = nn.Conv2d(3, 4, 3, stride=2, padding=1, groups=1)
+    layer = KANConv2d(3, 4, 3, stride=2, padding=1, base_fun="identity")
+    with torch.no_grad():
+        layer.coef.zero_()
+        layer.scale_base.copy_(ref.weight)
+        layer.bias.copy_(ref.bias)
+    x = torch.randn(2, 3, 9, 9)
+    torch.testing.assert_close(layer(x), ref(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(layer(x), F.conv2d(x, ref.weight, ref.bias, 2, 1), atol=1e-5, rtol=1e-5)

@@ -1,0 +1,62 @@
+"""kanlens: fast, inspectable Kolmogorov-Arnold Networks with pykan's vocabulary.
+
+Example:
+    >>> import torch
+    >>> from kanlens import KAN, create_dataset
+    >>> f = lambda x: torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)
+    >>> dataset = create_dataset(f, n_var=2)
+    >>> model = KAN(width=[2, 5, 1], grid=5, k=3, seed=0)
+    >>> history = model.fit(dataset, opt="LBFGS", steps=50, lamb=0.001, progress=False)
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from . import splines
+from .data import create_dataset
+from .hooks import ActivationCache, HookPoint, run_with_cache
+from .io import load, save
+from .layers.spline import KANLayer
+from .model import KAN, KANConfig
+from .training import FitHistory, fit
+
+__version__ = "0.1.0"
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+# Heavier or optional parts load on first access (PEP 562) so `import kanlens` never pulls matplotlib/networkx.
+_LAZY: dict[str, tuple[str, str]] = {
+    "SymbolicKANLayer": ("kanlens.layers.symbolic", "SymbolicKANLayer"),
+    "Symbolic_KANLayer": ("kanlens.layers.symbolic", "Symbolic_KANLayer"),
+}
+
+__all__ = [
+    "KAN",
+    "KANConfig",
+    "KANLayer",
+    "FitHistory",
+    "ActivationCache",
+    "HookPoint",
+    "create_dataset",
+    "fit",
+    "load",
+    "run_with_cache",
+    "save",
+    "splines",
+    "__version__",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'kanlens' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,434 @@
+"""The KAN model: a stack of spline (and optional symbolic) layers with node-level affine maps.
+
+User-facing pykan names (``fit``, ``prune``, ``auto_symbolic``, ``plot``, ...) are thin delegations to the
+modules that implement them, so this file stays about the model itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .hooks import HookPoint, run_with_cache
+from .layers.spline import KANLayer
+from .layers.symbolic import SymbolicKANLayer
+from .utils import check_tensor
+
+__all__ = ["KAN", "KANConfig"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _normalize_width(width: object) -> list[int]:
+    if not isinstance(width, (list, tuple)):
+        raise TypeError(f"width must be a list of ints such as [2, 5, 1], got {type(width).__name__}")
+    out = []
+    for w in width:
+        # pykan also accepts [n_sum, n_mult] pairs; kanlens has no multiplication nodes, so n_mult must be 0.
+        if isinstance(w, (list, tuple)):
+            if len(w) != 2 or w[1] != 0:
+                raise ValueError(f"width entry {w!r}: multiplication nodes are not supported; use plain ints")
+            w = w[0]
+        if isinstance(w, bool) or not isinstance(w, int):
+            raise TypeError(f"width entries must be ints, got {w!r} in {width!r}")
+        if w < 1:
+            raise ValueError(f"width entries must be positive, got {w} in {list(width)!r}")
+        out.append(w)
+    if len(out) < 2:
+        raise ValueError(f"width needs at least 2 entries (inputs and outputs), got {list(width)!r}")
+    return out
+
+
+@dataclasses.dataclass
+class KANConfig:
+    """Everything needed to rebuild a :class:`KAN` (saved as JSON in checkpoints)."""
+
+    width: list[int]
+    grid: int = 5
+    k: int = 3
+    seed: int = 0
+    noise_scale: float = 0.5
+    scale_base_mu: float = 0.0
+    scale_base_sigma: float = 1.0
+    base_fun: str = "silu"
+    grid_range: tuple[float, float] = (-1.0, 1.0)
+    grid_eps: float = 0.02
+    affine_trainable: bool = False
+    symbolic_enabled: bool = True
+    dtype: str = "float32"
+    input_names: list[str] | None = None
+    input_ids: list[int] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["grid_range"] = list(self.grid_range)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KANConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown KANConfig fields {sorted(unknown)}")
+        d = dict(d)
+        if "grid_range" in d:
+            d["grid_range"] = tuple(d["grid_range"])
+        return cls(**d)
+
+
+class KAN(nn.Module):
+    """Kolmogorov-Arnold Network (pykan-compatible vocabulary).
+
+    Args:
+        width: nodes per layer, e.g. ``[2, 5, 1]``.
+        grid: number of spline grid intervals.
+        k: spline order.
+        seed: seed of the local generator used for initialisation (global RNGs are never touched).
+        device: where parameters live.
+        dtype: ``torch.float32`` or ``torch.float64``.
+        save_act: keep the last inputs of every layer (detached) so edge curves can be recomputed later
+            (plots, scores); ``False`` keeps nothing.
+        symbolic_enabled: evaluate symbolic edges (set ``False`` to use splines only, faster).
+        **kwargs: further :class:`KANConfig` fields (``noise_scale``, ``base_fun``, ``grid_range``, ``grid_eps``...).
+
+    Shapes:
+        ``forward``: ``(batch, width[0]) -> (batch, width[-1])``.
+
+    Example:
+        >>> model = KAN(width=[2, 5, 1], grid=5, k=3, seed=0)
+        >>> model(torch.rand(8, 2)).shape
+        torch.Size([8, 1])
+    """
+
+    def __init__(
+        self,
+        width: Sequence[int] | None = None,
+        grid: int = 5,
+        k: int = 3,
+        *,
+        seed: int = 0,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | str = torch.float32,
+        save_act: bool = True,
+        symbolic_enabled: bool = True,
+        config: KANConfig | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if config is None:
+            if width is None:
+                raise ValueError("KAN needs `width`, e.g. KAN(width=[2, 5, 1])")
+            dtype_name = _dtype_name(dtype)
+            try:
+                config = KANConfig(
+                    width=_normalize_width(width), grid=grid, k=k, seed=int(seed), dtype=dtype_name,
+                    symbolic_enabled=symbolic_enabled, **kwargs,
+                )
+            except TypeError as e:
+                from .utils import did_you_mean
+
+                bad = [n for n in kwargs if n not in {f.name for f in dataclasses.fields(KANConfig)}]
+                fields = [f.name for f in dataclasses.fields(KANConfig)]
+                raise TypeError(f"unknown KAN option {bad[0]!r}{did_you_mean(bad[0], fields)}") from e
+        else:
+            config = copy.deepcopy(config)
+            config.width = _normalize_width(config.width)
+        self.config = config
+        self.save_act = save_act
+        dt = _DTYPES[config.dtype]
+        gen = torch.Generator().manual_seed(config.seed)
+        w = config.width
+        self.layers = nn.ModuleList(
+            KANLayer(
+                w[l], w[l + 1], config.grid, config.k, noise_scale=config.noise_scale,
+                scale_base_mu=config.scale_base_mu, scale_base_sigma=config.scale_base_sigma,
+                base_fun=config.base_fun, grid_range=config.grid_range, grid_eps=config.grid_eps,
+                generator=gen, dtype=dt,
+            )
+            for l in range(len(w) - 1)
+        )
+        self.symbolic = nn.ModuleList(SymbolicKANLayer(w[l], w[l + 1], dtype=dt) for l in range(len(w) - 1))
+        # Node-level affine maps (pykan's node_scale / node_bias); frozen unless affine_trainable.
+        at = config.affine_trainable
+        self.node_scale = nn.ParameterList(
+            nn.Parameter(torch.ones(w[l + 1], dtype=dt), requires_grad=at) for l in range(len(w) - 1)
+        )
+        self.node_bias = nn.ParameterList(
+            nn.Parameter(torch.zeros(w[l + 1], dtype=dt), requires_grad=at) for l in range(len(w) - 1)
+        )
+        self.hook_in = nn.ModuleList(HookPoint() for _ in range(len(w) - 1))
+        self.hook_out = nn.ModuleList(HookPoint() for _ in range(len(w) - 1))
+        self.acts: list[torch.Tensor] = []
+        if device is not None:
+            self.to(device)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def width(self) -> list[int]:
+        """Current widths (after pruning, the pruned shape)."""
+        return list(self.config.width)
+
+    @property
+    def depth(self) -> int:
+        return len(self.layers)
+
+    @property
+    def device(self) -> torch.device:
+        return self.layers[0].grid.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.layers[0].grid.dtype
+
+    @property
+    def grid(self) -> int:
+        return self.config.grid
+
+    @property
+    def k(self) -> int:
+        return self.config.k
+
+    @property
+    def symbolic_enabled(self) -> bool:
+        return self.config.symbolic_enabled
+
+    @symbolic_enabled.setter
+    def symbolic_enabled(self, value: bool) -> None:
+        self.config.symbolic_enabled = bool(value)
+
+    # ------------------------------------------------------------------ evaluation
+    def _check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
+        check_tensor(name, x, ndim=2, last_dim=self.config.width[0], finite=False)
+        if x.device != self.device:
+            raise ValueError(f"{name} is on {x.device} but the model is on {self.device}; move one with .to()")
+        if x.dtype != self.dtype:
+            raise TypeError(f"{name} has dtype {x.dtype} but the model uses {self.dtype}; cast with .to(dtype)")
+        return x
+
+    def _layer_out(self, l: int, x: torch.Tensor) -> torch.Tensor:
+        y = self.layers[l](x)
+        sym = self.symbolic[l]
+        if self.config.symbolic_enabled and sym.is_active():
+            y = y + sym(x)
+        return self.node_scale[l] * self.hook_out[l](y) + self.node_bias[l]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Evaluate the network; with ``save_act`` the layer inputs are kept (detached) in ``self.acts``."""
+        self._check_input(x)
+        acts = []
+        for l in range(self.depth):
+            x = self.hook_in[l](x)
+            if self.save_act:
+                acts.append(x.detach())
+            x = self._layer_out(l, x)
+        if self.save_act:
+            acts.append(x.detach())
+            self.acts = acts
+        return x
+
+    def forward_with_edges(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Forward that also returns the spline edge activations ``(batch, out, in)`` and inputs of every layer.
+
+        Used by sparsity regularisation; the output equals :meth:`forward` (same edges, summed).
+        """
+        self._check_input(x)
+        edges_all, inputs = [], []
+        for l in range(self.depth):
+            inputs.append(x)
+            edges = self.layers[l].forward_edges(x)
+            edges_all.append(edges)
+            y = edges.sum(-1)
+            sym = self.symbolic[l]
+            if self.config.symbolic_enabled and sym.is_active():
+                y = y + sym(x)
+            x = self.node_scale[l] * y + self.node_bias[l]
+        if self.save_act:
+            self.acts = [a.detach() for a in inputs] + [x.detach()]
+        return x, edges_all, inputs
+
+    def layer_inputs(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Inputs of every layer (plus the output): from ``x``, or the last batch the model saw.
+
+        Shapes:
+            a list of ``depth + 1`` tensors ``(batch, width[l])``.
+        """
+        if x is None:
+            if not self.acts:
+                raise ValueError("the model has not seen any data yet: call model(x) first or pass x")
+            return self.acts
+        with torch.no_grad():
+            self._check_input(x)
+            acts = [x]
+            for l in range(self.depth):
+                acts.append(self._layer_out(l, acts[-1]))
+        return acts
+
+    def edge_activations(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Per-edge activations ``(batch, out, in)`` of every layer (spline + symbolic, masked)."""
+        acts = self.layer_inputs(x)
+        return [self.edge_activations_layer(l, acts[l]) for l in range(self.depth)]
+
+    def edge_activations_layer(self, l: int, x_l: torch.Tensor) -> torch.Tensor:
+        """Per-edge activations of layer ``l`` given its inputs ``x_l`` ``(batch, in)`` -> ``(batch, out, in)``."""
+        edges = self.layers[l].forward_edges(x_l)
+        sym = self.symbolic[l]
+        if self.config.symbolic_enabled and sym.is_active():
+            edges = edges + sym.forward_edges(x_l)
+        return edges
+
+    def run_with_cache(self, x: torch.Tensor, names_filter=None):
+        """``(output, ActivationCache)`` for one call; see :func:`kanlens.hooks.run_with_cache`."""
+        return run_with_cache(self, x, names_filter=names_filter)
+
+    # ------------------------------------------------------------------ grids
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor) -> None:
+        """Adapt every layer's grid to the activations produced by ``x`` (pykan's ``update_grid_from_samples``)."""
+        self._check_input(x)
+        check_tensor("x", x)
+        for l in range(self.depth):
+            self.layers[l].update_grid(x)
+            x = self._layer_out(l, x)
+
+    update_grid_from_samples = update_grid
+
+    @torch.no_grad()
+    def refine(self, new_grid: int, x: torch.Tensor | None = None) -> KAN:
+        """A new model with ``new_grid`` intervals per spline computing the same function (grid extension).
+
+        Args:
+            new_grid: the finer grid size.
+            x: samples for adaptive grids (defaults to the last inputs seen, if any; else uniform grids).
+        """
+        acts = self.layer_inputs(x) if (x is not None or self.acts) else None
+        new = copy.deepcopy(self)
+        new.config.grid = int(new_grid)
+        for l in range(self.depth):
+            new.layers[l] = self.layers[l].refine(new_grid, None if acts is None else acts[l])
+        new.acts = []
+        return new
+
+    # ------------------------------------------------------------------ training (training.py)
+    def fit(self, dataset: dict[str, torch.Tensor], **kwargs: Any):
+        """Train on ``dataset`` (pykan's ``fit``); see :func:`kanlens.training.fit` for all options."""
+        from .training import fit
+
+        return fit(self, dataset, **kwargs)
+
+    # ------------------------------------------------------------------ pruning & scores (pruning.py)
+    def attribute(self, x: torch.Tensor | None = None, **kwargs: Any):
+        from . import pruning
+
+        return pruning.attribute(self, x, **kwargs)
+
+    def feature_score(self, x: torch.Tensor | None = None) -> torch.Tensor:
+        from . import pruning
+
+        return pruning.feature_score(self, x)
+
+    def edge_scores(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
+        from . import pruning
+
+        return pruning.edge_scores(self, x)
+
+    def node_scores(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
+        from . import pruning
+
+        return pruning.node_scores(self, x)
+
+    def prune(self, node_th: float = 1e-2, edge_th: float = 3e-2, **kwargs: Any) -> KAN:
+        from . import pruning
+
+        return pruning.prune(self, node_th=node_th, edge_th=edge_th, **kwargs)
+
+    def prune_node(self, threshold: float = 1e-2, **kwargs: Any) -> KAN:
+        from . import pruning
+
+        return pruning.prune_node(self, threshold=threshold, **kwargs)
+
+    def prune_edge(self, threshold: float = 3e-2, **kwargs: Any) -> KAN:
+        from . import pruning
+
+        return pruning.prune_edge(self, threshold=threshold, **kwargs)
+
+    def prune_input(self, threshold: float = 1e-2, **kwargs: Any) -> KAN:
+        from . import pruning
+
+        return pruning.prune_input(self, threshold=threshold, **kwargs)
+
+    def to_networkx(self, **kwargs: Any):
+        from .graph import to_networkx
+
+        return to_networkx(self, **kwargs)
+
+    # ------------------------------------------------------------------ symbolic (symbolic/)
+    def suggest_symbolic(self, l: int, i: int, j: int, **kwargs: Any):
+        from .symbolic import fit as sfit
+
+        return sfit.suggest_symbolic(self, l, i, j, **kwargs)
+
+    def fix_symbolic(self, l: int, i: int, j: int, name: str, **kwargs: Any):
+        from .symbolic import fit as sfit
+
+        return sfit.fix_symbolic(self, l, i, j, name, **kwargs)
+
+    def unfix_symbolic(self, l: int, i: int, j: int) -> None:
+        from .symbolic import fit as sfit
+
+        return sfit.unfix_symbolic(self, l, i, j)
+
+    def auto_symbolic(self, **kwargs: Any):
+        from .symbolic import fit as sfit
+
+        return sfit.auto_symbolic(self, **kwargs)
+
+    def symbolic_formula(self, **kwargs: Any):
+        from .symbolic import formula
+
+        return formula.symbolic_formula(self, **kwargs)
+
+    # ------------------------------------------------------------------ plotting & io
+    def plot(self, x: torch.Tensor | None = None, **kwargs: Any):
+        """Draw the network with every learned edge function; returns a matplotlib Figure."""
+        from .plotting import plot_kan
+
+        return plot_kan(self, x, **kwargs)
+
+    def save(self, path: str, *, overwrite: bool = False) -> None:
+        """Save to a checkpoint directory (``config.json`` + tensors, no pickle); see :mod:`kanlens.io`."""
+        from .io import save
+
+        save(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: str, *, map_location: torch.device | str | None = None) -> KAN:
+        """Load a checkpoint written by :meth:`save` (tensors loaded with ``weights_only=True``)."""
+        from .io import load
+
+        return load(path, map_location=map_location)
+
+    def copy(self) -> KAN:
+        """A deep copy (parameters, buffers, symbolic edges, config)."""
+        return copy.deepcopy(self)
+
+    def speed(self) -> KAN:
+        """pykan compatibility: stop keeping activations and skip the (unused) symbolic branch."""
+        self.save_act = False
+        self.acts = []
+        if not any(s.is_active() for s in self.symbolic):
+            self.symbolic_enabled = False  # never drop symbolic edges that are in use
+        return self
+
+
+def _dtype_name(dtype: torch.dtype | str) -> str:
+    for name, dt in _DTYPES.items():
+        if dtype in (dt, name):
+            return name
+    raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")

@@ -1,4 +1,19 @@
-"""Training: ``fit`` with LBFGS or Adam, grid-update schedule, sparsity regularisation, callbacks, NaN safety."""
+"""Training: ``fit`` with LBFGS or Adam, grid-update schedule, sparsity regularisation, callbacks, NaN safety.
+
+Non-finite safety (tested in ``tests/test_faults.py``): the model that :func:`fit` leaves behind is always finite and
+produces finite outputs on the training inputs.
+
+* A non-finite objective inside an LBFGS line search is reported to the optimizer as a huge finite loss with zero
+  gradient, so the strong-Wolfe search backs off instead of stepping into the NaN region (or crashing).
+* Adam skips a step whose loss or gradients are not finite.
+* After every step the parameters and the train/test predictions are checked (one device sync, together with the
+  losses that are recorded anyway); on failure the last finite state is restored, the learning rate halved and
+  the optimizer restarted. After ``max_nonfinite`` consecutive failures training stops with a ``RuntimeWarning``.
+* A grid update that fails (NaN/Inf activations, too few samples) is skipped and the state restored.
+
+Everything that happened is in :attr:`FitHistory.events`, :attr:`FitHistory.nonfinite_steps` and
+:attr:`FitHistory.stop_reason`.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +22,13 @@ import dataclasses
 import logging
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .regularization import REG_METRICS, total_reg
-from .utils import check_choice, check_tensor
+from .utils import check_choice, check_tensor, warn_user
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -24,14 +38,24 @@ __all__ = ["FitHistory", "fit", "validate_dataset"]
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("LBFGS", "Adam")
 DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
+_BAD_LOSS = 1e30  # what LBFGS sees instead of a non-finite objective (finite, so its line search backs off)
 
 
 @dataclasses.dataclass
 class FitHistory:
     """What happened during :func:`fit`; ``history["train_loss"]`` works like pykan's results dict.
 
-    ``train_loss`` / ``test_loss`` are RMSEs (pykan's convention), ``reg`` the regularisation term per step,
-    ``events`` human-readable notes (non-finite steps recovered, early stops).
+    Attributes:
+        train_loss, test_loss: RMSE after each successful step (pykan's convention).
+        reg: the regularisation term per successful step.
+        grid_updates: steps at which the grids were adapted to the data.
+        events: human-readable notes on anything unusual (non-finite steps recovered, skipped grid updates, stops).
+        nonfinite_steps: steps whose loss, gradients, parameters or predictions were not finite (rolled back).
+        nonfinite_evals: LBFGS line-search evaluations that were not finite (the search backed off from them).
+        stop_reason: ``""`` when all steps ran, else why training stopped (``"callback"``, ``"non-finite"``).
+        lr: the learning rate at the end (halved after every non-finite step).
+        seconds: wall time.
+        stopped_early: whether training stopped before ``steps``.
     """
 
     train_loss: list[float] = dataclasses.field(default_factory=list)
@@ -39,10 +63,18 @@ class FitHistory:
     reg: list[float] = dataclasses.field(default_factory=list)
     grid_updates: list[int] = dataclasses.field(default_factory=list)
     events: list[str] = dataclasses.field(default_factory=list)
+    nonfinite_steps: list[int] = dataclasses.field(default_factory=list)
+    nonfinite_evals: int = 0
+    stop_reason: str = ""
+    lr: float = math.nan
     seconds: float = 0.0
     stopped_early: bool = False
 
     def __getitem__(self, key: str) -> Any:
+        if key not in self.keys():
+            from .utils import did_you_mean
+
+            raise KeyError(f"FitHistory has no field {key!r}{did_you_mean(key, self.keys())}")
         return getattr(self, key)
 
     def keys(self) -> list[str]:
@@ -68,12 +100,43 @@ def validate_dataset(dataset: object, n_in: int, n_out: int | None = None) -> di
             raise ValueError(f"{name} must be 2-D (num, n_out), got shape {tuple(y.shape)}; use y[:, None]")
         check_tensor(name, y, ndim=2, last_dim=n_out)
         if y.shape[0] != x.shape[0]:
-            raise ValueError(f"{split}_input has {x.shape[0]} rows but {split}_label has {y.shape[0]}")
+            raise ValueError(f"dataset['{split}_input'] has {x.shape[0]} rows but dataset['{split}_label'] has "
+                             f"{y.shape[0]} rows")
     return dataset
 
 
-def _rmse(pred: torch.Tensor, y: torch.Tensor) -> float:
-    return float(torch.sqrt(torch.mean((pred - y) ** 2)))
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num, stop_grid_update_step,
+                   loss_fn, progress, callbacks, max_nonfinite) -> None:
+    check_choice("opt", opt, OPTIMIZERS)
+    check_choice("reg_metric", reg_metric, REG_METRICS)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    for name, val in lambs.items():
+        if isinstance(val, bool) or not (isinstance(val, (int, float)) and math.isfinite(val) and val >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {val!r}")
+    if lr is not None and (isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr)
+                                                          and lr > 0)):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if isinstance(batch, bool) or not isinstance(batch, int) or (batch < 1 and batch != -1):
+        raise ValueError(f"batch must be -1 (full batch) or a positive int, got {batch!r}")
+    for name, val in (("update_grid", update_grid), ("progress", progress)):
+        if not isinstance(val, bool):
+            raise TypeError(f"{name} must be a bool, got {type(val).__name__}")
+    _check_int("grid_update_num", grid_update_num, 1)
+    _check_int("stop_grid_update_step", stop_grid_update_step, 0)
+    _check_int("max_nonfinite", max_nonfinite, 0)
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable (pred, label) -> scalar tensor, got {type(loss_fn).__name__}")
+    if callable(callbacks) or not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
+        raise TypeError("callbacks must be a list of callables cb(step, model, history)")
 
 
 def fit(
@@ -112,14 +175,18 @@ def fit(
         lamb_coef, lamb_coefdiff: penalties on spline coefficients and their differences.
         reg_metric: ``"abs"`` (paper: mean |phi|) or ``"std_n"`` (pykan 0.2: std(phi) / (std(x) + 0.1)).
         update_grid: adapt grids to the data every ``stop_grid_update_step // grid_update_num`` steps before
-            ``stop_grid_update_step``.
-        loss_fn: ``loss_fn(pred, label)``; defaults to mean squared error.
+            ``stop_grid_update_step`` (needs at least 2 samples per batch).
+        loss_fn: ``loss_fn(pred, label) -> scalar``; defaults to mean squared error.
         progress: show a tqdm bar with the losses.
-        callbacks: ``cb(step, model, history)``; returning ``True`` stops training.
-        max_nonfinite: how many non-finite steps to recover from (restore last good state, halve lr) before stopping.
+        callbacks: ``cb(step, model, history)`` after each successful step; returning ``True`` stops training.
+        max_nonfinite: how many consecutive non-finite steps to recover from (restore the last finite state, halve
+            lr) before stopping with a ``RuntimeWarning``.
 
     Returns:
-        :class:`FitHistory` with per-step train/test RMSE and regularisation.
+        :class:`FitHistory` with per-step train/test RMSE, regularisation and events.
+
+    Shapes:
+        ``dataset["train_input"]``: ``(n, width[0])``, ``dataset["train_label"]``: ``(n, width[-1])``.
 
     Example:
         >>> history = model.fit(dataset, opt="LBFGS", steps=50, lamb=0.001)
@@ -127,37 +194,37 @@ def fit(
     """
     from tqdm.auto import tqdm
 
-    check_choice("opt", opt, OPTIMIZERS)
-    check_choice("reg_metric", reg_metric, REG_METRICS)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    for name, val in (("lamb", lamb), ("lamb_l1", lamb_l1), ("lamb_entropy", lamb_entropy),
-                      ("lamb_coef", lamb_coef), ("lamb_coefdiff", lamb_coefdiff)):
-        if not (isinstance(val, (int, float)) and math.isfinite(val) and val >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {val!r}")
-    if lr is not None and not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or (batch < 1 and batch != -1):
-        raise ValueError(f"batch must be -1 (full batch) or a positive int, got {batch!r}")
-    if grid_update_num < 1:
-        raise ValueError(f"grid_update_num must be >= 1, got {grid_update_num!r}")
+    from .model import KAN
+
+    if not isinstance(model, KAN):
+        raise TypeError(f"model must be a kanlens KAN, got {type(model).__name__}")
+    lambs = {"lamb": lamb, "lamb_l1": lamb_l1, "lamb_entropy": lamb_entropy, "lamb_coef": lamb_coef,
+             "lamb_coefdiff": lamb_coefdiff}
+    _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num, stop_grid_update_step,
+                   loss_fn, progress, callbacks, max_nonfinite)
     validate_dataset(dataset, model.width[0], model.width[-1])
     dev, dt = model.device, model.dtype
     train_x, train_y = dataset["train_input"].to(dev, dt), dataset["train_label"].to(dev, dt)
     test_x, test_y = dataset["test_input"].to(dev, dt), dataset["test_label"].to(dev, dt)
-    loss_fn = loss_fn or (lambda p, y: torch.mean((p - y) ** 2))
-    lr = lr if lr is not None else (1.0 if opt == "LBFGS" else 1e-2)
     n = train_x.shape[0]
     bs = n if batch == -1 or batch > n else batch
+    if update_grid and bs < 2:
+        raise ValueError(f"batch must be >= 2 with update_grid=True (a grid needs 2 samples), got batch={batch}; "
+                         "pass update_grid=False")
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not _all_finite(list(model.parameters()) + list(model.buffers())):
+        raise ValueError("model has NaN or Inf parameters before training; load a finite checkpoint or re-create it")
+    loss_fn = loss_fn or _mse
+    lr = float(lr) if lr is not None else (1.0 if opt == "LBFGS" else 1e-2)
     gen = torch.Generator().manual_seed(model.config.seed)
     grid_update_freq = max(1, stop_grid_update_step // grid_update_num)
-    history = FitHistory()
-    params = [p for p in model.parameters() if p.requires_grad]
+    history = FitHistory(lr=lr)
     make_opt = _optimizer_factory(opt, params)
     optimizer = make_opt(lr)
     good_state = _snapshot(model)
-    nonfinite = 0
+    streak = 0
     t0 = time.perf_counter()
+    cur: dict[str, Any] = {}
 
     def objective(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if lamb > 0:
@@ -167,72 +234,131 @@ def fit(
                             metric=reg_metric)
         else:
             pred, reg = model(xb), xb.new_zeros(())
-        return loss_fn(pred, yb), reg
-
-    cur: dict[str, torch.Tensor] = {}
+        loss = loss_fn(pred, yb)
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(f"loss_fn must return a scalar tensor, got {type(loss).__name__} "
+                             f"{tuple(getattr(loss, 'shape', ()))}")
+        return loss.reshape(()), reg
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
         loss, reg = objective(cur["x"], cur["y"])
         total = loss + lamb * reg
-        if torch.isfinite(total):
+        cur["reg"] = reg.detach()
+        cur["evals"] += 1
+        if opt == "Adam":  # checked together with the gradients, in one sync, before optimizer.step()
             total.backward()
-        cur["loss"], cur["reg"] = loss.detach(), reg.detach()
+            cur["total"] = total.detach()
+            return total
+        if not bool(torch.isfinite(total)):  # LBFGS calls float(loss) on every evaluation anyway
+            cur["bad_evals"] += 1
+            if cur["evals"] == 1:
+                cur["start_bad"] = True
+            return total.new_tensor(_BAD_LOSS).detach()  # no gradient: the line search backs off
+        total.backward()
         return total
 
     bar = tqdm(range(steps), disable=not progress, desc="fit", dynamic_ncols=True)
     for step in bar:
         idx = torch.randperm(n, generator=gen)[:bs].to(dev) if bs < n else None
-        cur["x"] = train_x if idx is None else train_x[idx]
-        cur["y"] = train_y if idx is None else train_y[idx]
-        if update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step:
-            with torch.no_grad():
-                model.update_grid(cur["x"])
+        cur.update(x=train_x if idx is None else train_x[idx], y=train_y if idx is None else train_y[idx],
+                   evals=0, bad_evals=0, start_bad=False)
+        due = update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step
+        if due and _safe_grid_update(model, cur["x"], step, history, good_state):
             history.grid_updates.append(step)
+        problem = None
         if opt == "LBFGS":
             optimizer.step(closure)
+            history.nonfinite_evals += cur["bad_evals"]
+            if cur["start_bad"]:
+                problem = "the loss is not finite at the last good state (NaN/Inf in the batch, or from loss_fn)"
         else:
             closure()
-            if torch.isfinite(cur["loss"]) and all(
-                p.grad is None or bool(torch.isfinite(p.grad).all()) for p in params
-            ):
+            grads = [p.grad for p in params if p.grad is not None]
+            if _all_finite([cur["total"], *grads]):
                 optimizer.step()
             else:
-                cur["loss"] = cur["loss"].new_tensor(float("nan"))
-        finite = bool(torch.isfinite(cur["loss"])) and all(bool(torch.isfinite(p).all()) for p in params)
-        if not finite:
-            nonfinite += 1
+                problem = "non-finite loss or gradients; step skipped"
+        with torch.no_grad():
+            # One sync for everything checked and recorded: parameters, train/test errors, regulariser.
+            flags = torch.stack([torch.isfinite(p).all() for p in params]).all() if params else train_x.new_ones(())
+            vals = torch.stack([
+                torch.mean((model(train_x) - train_y) ** 2), torch.mean((model(test_x) - test_y) ** 2),
+                cur["reg"].to(dt), flags.to(dt),
+            ]).tolist()
+        train_mse, test_mse, reg_val, params_ok = vals
+        if problem is None and not (params_ok == 1.0 and math.isfinite(train_mse) and math.isfinite(test_mse)):
+            problem = "non-finite parameters or predictions after the step"
+        if problem is not None:
+            streak += 1
+            history.nonfinite_steps.append(step)
             model.load_state_dict(good_state)
             lr *= 0.5
             optimizer = make_opt(lr)
-            msg = f"step {step}: non-finite loss or parameters; restored last finite state, lr -> {lr:g}"
+            history.lr = lr
+            msg = f"step {step}: {problem}; restored the last finite state, lr -> {lr:g}"
             history.events.append(msg)
-            if nonfinite > max_nonfinite:
-                history.events.append(f"step {step}: stopped after {nonfinite} non-finite steps")
-                history.stopped_early = True
-                warnings.warn(msg + "; stopping (the model keeps its last finite state)", RuntimeWarning,
-                              stacklevel=2)
-                break
             log.warning(msg)
+            if streak > max_nonfinite:
+                history.stopped_early, history.stop_reason = True, "non-finite"
+                history.events.append(f"step {step}: stopped after {streak} consecutive non-finite steps")
+                warn_user(f"fit stopped at step {step} after {streak} consecutive non-finite steps ({problem}); "
+                          "the model keeps its last finite state (see history.events)", RuntimeWarning)
+                break
             continue
+        streak = 0
         good_state = _snapshot(model)
-        with torch.no_grad():
-            train_rmse = _rmse(model(train_x), train_y)
-            test_rmse = _rmse(model(test_x), test_y)
-        history.train_loss.append(train_rmse)
-        history.test_loss.append(test_rmse)
-        history.reg.append(float(cur["reg"]))
+        history.train_loss.append(math.sqrt(train_mse))
+        history.test_loss.append(math.sqrt(test_mse))
+        history.reg.append(reg_val)
         if progress:
-            bar.set_postfix(train=f"{train_rmse:.2e}", test=f"{test_rmse:.2e}", reg=f"{float(cur['reg']):.2e}")
+            bar.set_postfix(train=f"{math.sqrt(train_mse):.2e}", test=f"{math.sqrt(test_mse):.2e}",
+                            reg=f"{reg_val:.2e}")
         if any(cb(step, model, history) for cb in callbacks):
-            history.stopped_early = True
+            history.stopped_early, history.stop_reason = True, "callback"
             history.events.append(f"step {step}: stopped by a callback")
             break
     bar.close()
-    with torch.no_grad():
-        model(train_x)  # leave the training inputs in model.acts for plots and scores
+    _finish(model, good_state, train_x, history)
     history.seconds = time.perf_counter() - t0
     return history
+
+
+def _finish(model: KAN, good_state: dict[str, Any], train_x: torch.Tensor, history: FitHistory) -> None:
+    """Never hand back a non-finite model (e.g. a callback broke it on the last step); keep acts for plots."""
+    if not _all_finite(list(model.parameters()) + list(model.buffers())):
+        model.load_state_dict(good_state)
+        history.events.append("end: the model was not finite after the last step; restored the last finite state")
+    with torch.no_grad():
+        if _all_finite([train_x]):
+            model(train_x)  # leave the training inputs in model.acts for plots and scores
+
+
+def _safe_grid_update(model: KAN, x: torch.Tensor, step: int, history: FitHistory,
+                      good_state: dict[str, Any]) -> bool:
+    """Adapt the grids to ``x``; on failure (NaN/Inf samples or activations) restore the state and record why."""
+    try:
+        with torch.no_grad():
+            model.update_grid(x)
+    except (ValueError, RuntimeError) as e:  # RuntimeError covers torch.linalg failures
+        model.load_state_dict(good_state)
+        msg = f"step {step}: grid update skipped ({str(e).splitlines()[0][:200]})"
+        history.events.append(msg)
+        log.warning(msg)
+        return False
+    return True
+
+
+def _mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.mean((pred - y) ** 2)
+
+
+def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether every tensor is finite, with a single device sync."""
+    tensors = [t for t in tensors if t.is_floating_point()]
+    if not tensors:
+        return True
+    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
 def _snapshot(model: KAN) -> dict[str, Any]:

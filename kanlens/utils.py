@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import difflib
+import os
+import sys
+import warnings
 from collections.abc import Iterable
 
 import torch
 
-__all__ = ["check_choice", "check_tensor", "did_you_mean"]
+__all__ = ["check_choice", "check_tensor", "did_you_mean", "warn_user"]
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ``"; did you mean 'x'?"`` suffix for error messages (empty when nothing is close)."""
     choices = list(choices)
-    close = difflib.get_close_matches(str(name), choices, n=1, cutoff=0.5)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    by_lower = {str(c).lower(): c for c in reversed(choices)}
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.5)
+    hint = f"; did you mean {by_lower[close[0]]!r}?" if close else ""
     return f"{hint} (choices: {', '.join(map(str, choices))})" if len(choices) <= 40 else hint
 
 
@@ -49,3 +53,15 @@ def check_tensor(
     if finite and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf values")
     return x
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
+    """``warnings.warn`` attributed to the first caller outside kanlens (so the warning points at user code)."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE_DIR + os.sep):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

@@ -1,0 +1,216 @@
+"""The KAN diagram: nodes per layer and every active edge drawn as a small box holding its learned function.
+
+The boxes are not matplotlib axes: each is a rectangle plus one normalised line in the diagram's own data
+coordinates (1 unit = 1 inch), so a network with hundreds of edges still renders in a fraction of a second and the
+figure can go into any ``ax``. Wide layers get a wider figure, smaller boxes and, past ``max_per_row`` edges,
+staggered rows of boxes. Each edge curve is a ``Line2D`` with ``gid="edge-l-i-j"`` (kept as the element id in SVG).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from .edge import (
+    SPLINE_COLOR,
+    SYMBOLIC_COLOR,
+    alpha_from_score,
+    check_positive,
+    edge_curves,
+    edge_scores_for_plot,
+    edge_state,
+    input_names,
+    layer_inputs,
+    normalise,
+    observed_range,
+    output_names,
+    pyplot,
+    save_figure,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from ..model import KAN
+
+__all__ = ["plot_kan"]
+
+_MARGIN = 0.35  # inches left/right of the outermost node or box
+_MAX_WIDTH = 24.0  # figure width cap (inches, before `scale`)
+
+
+@dataclass
+class _Layout:
+    width: float  # inches
+    node_y: list[float]  # y of every node row (depth + 1)
+    box: list[float]  # box side per layer
+    rows: list[int]  # staggered rows of boxes per layer
+    height: float
+
+
+def _layout(model: KAN, n_edges: list[int], scale: float, max_per_row: int, title: bool) -> _Layout:
+    rows = [max(1, math.ceil(e / max_per_row)) for e in n_edges]
+    per_row = [math.ceil(e / r) if e else 0 for e, r in zip(n_edges, rows)]
+    crowd = max([*per_row, *model.width])
+    width = min(0.8 * crowd + 1.2, _MAX_WIDTH) * scale
+    width = max(width, 3.2 * scale)
+    usable = width - 2 * _MARGIN * scale
+    box = [min(0.85 * usable / e * r, 0.85 * scale) if e else 0.0 for e, r in zip(n_edges, rows)]
+    bottom = 0.5 * scale
+    node_y = [bottom]
+    for b, r in zip(box, rows):
+        gap = max(1.7 * scale, r * b * 1.2 + 1.0 * scale)
+        node_y.append(node_y[-1] + gap)
+    height = node_y[-1] + (0.75 if title else 0.45) * scale
+    return _Layout(width, node_y, box, rows, height)
+
+
+def _xs(n: int, width: float, margin: float) -> np.ndarray:
+    return margin + (np.arange(n) + 0.5) * (width - 2 * margin) / max(n, 1)
+
+
+def plot_kan(
+    model: KAN,
+    x: torch.Tensor | None = None,
+    *,
+    beta: float = 3.0,
+    in_vars: Sequence[str] | None = None,
+    out_vars: Sequence[str] | None = None,
+    title: str | None = None,
+    scale: float = 1.0,
+    metric: str = "auto",
+    max_per_row: int = 40,
+    n: int = 48,
+    path: str | os.PathLike | None = None,
+    ax: Axes | None = None,
+    dpi: int = 150,
+) -> Figure:
+    """Draw the network with every active edge's learned function (pykan's ``model.plot()``).
+
+    Nodes are black dots, inputs at the bottom. Each active edge ``(l, i, j)`` is a box between its two nodes
+    holding ``phi_lji`` over the range of the inputs that edge actually saw (each box scaled to its own curve: it
+    shows the *shape*). Transparency of an edge is ``tanh(beta * score)``. Symbolic edges are red and labelled with
+    their function name; pruned edges (both masks 0) are not drawn.
+
+    Args:
+        model: a :class:`~kanlens.KAN`.
+        x: inputs ``(batch, width[0])`` that define the ranges and scores; default: the last batch the model saw
+            (a model that saw none is probed on uniform samples of its input grid range).
+        beta: transparency sharpness; 0 draws every edge faintly, large values draw all non-zero edges opaque.
+        in_vars, out_vars: names of the input / output nodes (default: ``model.config.input_names``, ``x_i``, ``y``).
+        title: text above the diagram.
+        scale: multiplies the figure size (and the size of everything in it).
+        metric: edge score behind the transparency: ``"auto"`` (= ``"attribution"``, the scores ``prune`` uses),
+            ``"local"``, ``"mean_abs"`` or ``"none"`` (see :func:`kanlens.plotting.edge.edge_scores_for_plot`).
+        max_per_row: more edges than this between two layers are staggered over several rows of boxes.
+        n: points per edge curve.
+        path: write the figure here (.png, .svg or .pdf); nothing is written without it.
+        ax: draw into this axes (its aspect is set to equal); default: a new figure sized to the network.
+        dpi: resolution of a PNG written to ``path``.
+
+    Returns:
+        the matplotlib ``Figure``.
+
+    Shapes:
+        x: ``(batch, width[0])``.
+
+    Example:
+        >>> fig = model.plot(dataset["train_input"], beta=10, in_vars=["a", "b"], path="kan.png")
+    """
+    beta = check_positive("beta", beta, allow_zero=True)
+    scale = check_positive("scale", scale)
+    if isinstance(max_per_row, bool) or not isinstance(max_per_row, int) or max_per_row < 1:
+        raise ValueError(f"max_per_row must be an int >= 1, got {max_per_row!r}")
+    names_in = input_names(model, in_vars)
+    names_out = output_names(model, out_vars)
+    acts = layer_inputs(model, x)
+    scores = edge_scores_for_plot(model, acts, metric)
+    states = [edge_state(model, l) for l in range(model.depth)]
+    n_edges = [int(s.active.sum()) for s in states]
+    lay = _layout(model, n_edges, scale, max_per_row, title is not None)
+
+    plt = pyplot()
+    if ax is None:
+        fig = plt.figure(figsize=(lay.width, lay.height))
+        ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    else:
+        fig = ax.figure
+    ax.set_xlim(0, lay.width)
+    ax.set_ylim(0, lay.height)
+    ax.set_aspect("equal", adjustable="box")
+    ax.set_axis_off()
+
+    margin = _MARGIN * scale
+    node_x = [_xs(w, lay.width, margin) for w in model.width]
+    for l in range(model.depth):
+        _draw_layer(ax, model, l, acts[l], states[l], scores[l], beta, lay, node_x, margin, n)
+    node_size = float(np.clip(90 * scale * min(1.0, 8 / max(model.width)), 8, 90))
+    for l, xs in enumerate(node_x):
+        ax.scatter(xs, np.full(len(xs), lay.node_y[l]), s=node_size, color="black", zorder=5, lw=0)
+    _draw_names(ax, model, names_in, names_out, node_x, lay, scale)
+    if title is not None:
+        ax.text(lay.width / 2, lay.height - 0.15 * scale, title, ha="center", va="top", fontsize=13 * scale,
+                gid="title")
+    save_figure(fig, path, dpi=dpi)
+    return fig
+
+
+def _draw_layer(
+    ax: Axes, model: KAN, l: int, acts_l: torch.Tensor, state, score: np.ndarray, beta: float, lay: _Layout,
+    node_x: list[np.ndarray], margin: float, n: int,
+) -> None:
+    from matplotlib.collections import LineCollection
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Rectangle
+
+    edges = [(i, j) for i in range(model.width[l]) for j in range(model.width[l + 1]) if state.active[j, i]]
+    if not edges:
+        return
+    lo, hi = observed_range(acts_l)
+    xs, ys = edge_curves(model, l, lo, hi, n=n)
+    alpha = alpha_from_score(score, beta)
+    s, rows = lay.box[l], lay.rows[l]
+    y0, y1 = lay.node_y[l], lay.node_y[l + 1]
+    mid = 0.5 * (y0 + y1)
+    bx = _xs(len(edges), lay.width, margin)
+    segs, colors = [], []
+    lw = float(np.clip(3.0 * s, 0.6, 1.8))
+    font = float(np.clip(12 * s, 4.5, 9))
+    for k, (i, j) in enumerate(edges):
+        cx = bx[k]
+        cy = mid + ((k % rows) - (rows - 1) / 2) * s * 1.2
+        sym = bool(state.symbolic[j, i])
+        rgba = to_rgba(SYMBOLIC_COLOR if sym else SPLINE_COLOR, float(alpha[j, i]))
+        segs += [[(node_x[l][i], y0), (cx, cy - s / 2)], [(cx, cy + s / 2), (node_x[l + 1][j], y1)]]
+        colors += [rgba, rgba]
+        ax.add_patch(Rectangle((cx - s / 2, cy - s / 2), s, s, facecolor="white", edgecolor=rgba, lw=0.8, zorder=2))
+        top = cy + s * (0.22 if sym else 0.4)
+        px = normalise(xs[:, i], cx - 0.4 * s, cx + 0.4 * s)
+        py = normalise(ys[:, j, i], cy - 0.4 * s, top)
+        ax.plot(px, py, color=rgba, lw=lw, zorder=3, gid=f"edge-{l}-{i}-{j}", solid_capstyle="round")
+        if sym:
+            ax.text(cx, cy + 0.33 * s, state.names[j][i], ha="center", va="center", fontsize=font, color=rgba,
+                    zorder=4, gid=f"symbolic-{l}-{i}-{j}")
+    ax.add_collection(LineCollection(segs, colors=colors, lw=0.8, zorder=1))
+
+
+def _draw_names(
+    ax: Axes, model: KAN, names_in: list[str], names_out: list[str], node_x: list[np.ndarray], lay: _Layout,
+    scale: float,
+) -> None:
+    spacing = [(lay.width - 2 * _MARGIN * scale) / w for w in model.width]
+    for names, xs, y, va, sp, off in (
+        (names_in, node_x[0], lay.node_y[0], "top", spacing[0], -0.15),
+        (names_out, node_x[-1], lay.node_y[-1], "bottom", spacing[-1], 0.15),
+    ):
+        longest = max(len(s) for s in names)
+        font = float(np.clip(min(13 * scale, 72 * 1.4 * sp / max(longest, 3)), 5, 14))
+        for name, xv in zip(names, xs):
+            ax.text(xv, y + off * scale, name, ha="center", va=va, fontsize=font, zorder=6)

@@ -1,0 +1,127 @@
+"""The KAN as a ``networkx.DiGraph``: a node per neuron, an edge per active KAN edge (networkx imported lazily).
+
+Node ids are strings ``"{layer}_{index}"`` so the graph survives GraphML export unchanged. Layouts can use the
+``layer`` attribute, e.g. ``networkx.multipartite_layout(G, subset_key="layer")``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+    from .model import KAN
+
+__all__ = ["node_id", "to_networkx", "write_graphml"]
+
+
+def node_id(layer: int, index: int) -> str:
+    """The graph id of node ``index`` in layer ``layer`` (layer 0 = inputs)."""
+    return f"{layer}_{index}"
+
+
+def _node_names(model: KAN) -> list[list[str]]:
+    cfg = model.config
+    width = model.width
+    ids = list(cfg.input_ids) if cfg.input_ids is not None else list(range(width[0]))
+    inputs = list(cfg.input_names) if cfg.input_names is not None else [f"x{i + 1}" for i in ids]
+    names = [inputs]
+    for l in range(1, len(width) - 1):
+        names.append([f"h{l}_{i}" for i in range(width[l])])
+    names.append([f"y{i + 1}" for i in range(width[-1])])
+    return names
+
+
+def to_networkx(model: KAN, x: torch.Tensor | None = None, *, scores: bool | None = None) -> nx.DiGraph:
+    """Build a directed graph of the network.
+
+    Nodes carry ``layer``, ``index``, ``name`` (input names from ``config.input_names``, else ``x<original id>``;
+    ``h<layer>_<index>`` for hidden nodes; ``y<k>`` for outputs), ``kind`` (``input``/``hidden``/``output``) and
+    ``score`` (attribution, see :func:`kanlens.pruning.attribute`). Edges exist only for active KAN edges and carry
+    ``layer``, ``i`` (input index), ``j`` (output index), ``mode`` (``"spline"``, ``"symbolic"`` or ``"mixed"``
+    when both parts are on), ``function`` (the symbolic function's name, ``""`` for pure splines), ``score``
+    (attribution) and ``magnitude`` (:func:`kanlens.pruning.edge_scores`). Scores are ``nan`` when no data is
+    available. The graph attributes hold ``width`` (``"2,5,1"``), ``depth`` and ``has_scores``.
+
+    Args:
+        model: the KAN.
+        x: data for the scores (default: the last batch the model saw).
+        scores: ``True`` requires data; ``False`` skips scores (``nan``); ``None`` computes them when data exists.
+
+    Returns:
+        a ``networkx.DiGraph``.
+
+    Shapes:
+        x: ``(batch, width[0])``.
+
+    Example:
+        >>> G = model.to_networkx()
+        >>> G.number_of_nodes() == sum(model.width)
+        True
+    """
+    import networkx as nx
+
+    from . import pruning
+
+    if scores is None:
+        scores = x is not None or bool(getattr(model, "acts", None))
+    width, depth = model.width, model.depth
+    if scores:
+        attr = pruning.attribute(model, x)
+        node_sc = [s.tolist() for s in attr.node_scores]
+        edge_sc = [s.tolist() for s in attr.edge_scores]
+        mag = [s.tolist() for s in pruning.edge_scores(model, x)]
+    else:
+        nan = float("nan")
+        node_sc = [[nan] * w for w in width]
+        edge_sc = [[[nan] * width[l] for _ in range(width[l + 1])] for l in range(depth)]
+        mag = edge_sc
+
+    G = nx.DiGraph(width=",".join(map(str, width)), depth=depth, has_scores=bool(scores))
+    names = _node_names(model)
+    for l, w in enumerate(width):
+        kind = "input" if l == 0 else "output" if l == depth else "hidden"
+        for i in range(w):
+            G.add_node(node_id(l, i), layer=l, index=i, name=names[l][i], kind=kind, score=float(node_sc[l][i]))
+    for l in range(depth):
+        spline_on = (model.layers[l].mask != 0).cpu()
+        sym = model.symbolic[l]
+        use_sym = model.config.symbolic_enabled and sym.is_active()
+        sym_on = (sym.mask != 0).cpu() if use_sym else torch.zeros_like(spline_on)
+        fn_names = sym.function_names() if use_sym else None
+        for j, i in torch.nonzero(spline_on | sym_on).tolist():
+            s, y = bool(spline_on[j, i]), bool(sym_on[j, i])
+            mode = "mixed" if s and y else "symbolic" if y else "spline"
+            G.add_edge(
+                node_id(l, i), node_id(l + 1, j), layer=l, i=i, j=j, mode=mode,
+                function=fn_names[j][i] if y and fn_names is not None else "",
+                score=float(edge_sc[l][j][i]), magnitude=float(mag[l][j][i]),
+            )
+    return G
+
+
+def write_graphml(model: KAN, path: str | os.PathLike, x: torch.Tensor | None = None, **kwargs: Any) -> Path:
+    """Write :func:`to_networkx` of ``model`` to a GraphML file at ``path`` (atomically); returns the path.
+
+    Read it back with ``networkx.read_graphml(path)``.
+    """
+    import networkx as nx
+
+    path = Path(path)
+    G = to_networkx(model, x, **kwargs)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        nx.write_graphml(G, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path

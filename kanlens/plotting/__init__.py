@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any
 
 from .edge import plot_edge, save_figure
@@ -27,7 +28,7 @@ _CONV = ("plot_conv_kernels", "plot_conv_response", "plot_conv_responses")
 
 
 def __getattr__(name: str) -> Any:
-    if name in _CONV or name.startswith("plot_conv"):
+    if (name in _CONV or name.startswith("plot_conv")) and importlib.util.find_spec(f"{__name__}.conv"):
         module = importlib.import_module(f"{__name__}.conv")
         if hasattr(module, name):
             return getattr(module, name)

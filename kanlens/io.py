@@ -23,6 +23,7 @@ Safety properties (tested in ``tests/test_io.py`` and ``tests/test_faults.py``):
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -395,6 +396,16 @@ def _resolve_map_location(map_location: object) -> torch.device | None:
         raise ValueError(f"map_location {map_location!r} is not a valid device ({e})") from None
 
 
+def _merged_library(base: SymbolicLibrary, extra: SymbolicLibrary) -> SymbolicLibrary:
+    """``base`` plus every function of ``extra`` (``extra`` wins on equal names)."""
+    fixed = {"name", "torch_fn", "sympy_fn", "complexity", "safe_fn"}
+    lib = base.copy()
+    for fn in extra.values():
+        props = {f.name: getattr(fn, f.name) for f in dataclasses.fields(fn) if f.name not in fixed}
+        lib.register(fn.name, fn.torch_fn, fn.sympy_fn, fn.complexity, fn.safe_fn, **props)
+    return lib
+
+
 def _set_libraries(model: KAN, library: SymbolicLibrary | None, meta: dict[str, Any], cfg_path: Path) -> None:
     """Give every symbolic layer ``library`` and check every saved function name resolves, with a helpful error."""
     from .symbolic.library import SymbolicLibrary
@@ -403,7 +414,7 @@ def _set_libraries(model: KAN, library: SymbolicLibrary | None, meta: dict[str, 
         if not isinstance(library, SymbolicLibrary):
             raise TypeError(f"library must be a kanlens SymbolicLibrary or None, got {type(library).__name__}")
         for sym in model.symbolic:
-            sym.library = library
+            sym.library = _merged_library(sym.library, library)
     for entry in meta["symbolic"]:
         names = entry.get("function_names") if isinstance(entry, dict) else None
         l = entry.get("layer") if isinstance(entry, dict) else None

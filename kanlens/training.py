@@ -3,7 +3,7 @@
 Non-finite safety (tested in ``tests/test_faults.py``): the model that :func:`fit` leaves behind is always finite and
 produces finite outputs on the training inputs.
 
-* A non-finite objective inside an LBFGS line search is reported to the optimizer as a huge finite loss with zero
+* A non-finite objective inside an LBFGS line search is reported to the optimizer as a worse, finite loss with zero
   gradient, so the strong-Wolfe search backs off instead of stepping into the NaN region (or crashing).
 * Adam skips a step whose loss or gradients are not finite.
 * After every step the parameters and the train/test predictions are checked (one device sync, together with the
@@ -38,7 +38,6 @@ __all__ = ["FitHistory", "fit", "validate_dataset"]
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("LBFGS", "Adam")
 DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
-_BAD_LOSS = 1e30  # what LBFGS sees instead of a non-finite objective (finite, so its line search backs off)
 
 
 @dataclasses.dataclass
@@ -250,11 +249,17 @@ def fit(
             total.backward()
             cur["total"] = total.detach()
             return total
-        if not bool(torch.isfinite(total)):  # LBFGS calls float(loss) on every evaluation anyway
+        value = float(total.detach())  # the one sync per evaluation that LBFGS makes anyway
+        if not math.isfinite(value):
             cur["bad_evals"] += 1
-            if cur["evals"] == 1:
+            if cur["evals"] == 1:  # the last good state itself: LBFGS sees a zero gradient and returns at once
                 cur["start_bad"] = True
-            return total.new_tensor(_BAD_LOSS).detach()  # no gradient: the line search backs off
+                return total.new_zeros(())
+            # A trial point of the line search: report a plainly worse (but moderate, so the cubic interpolation
+            # stays finite in float32) loss with zero gradient, and the strong-Wolfe search backs off.
+            return total.new_tensor(cur["f0"] + max(1.0, abs(cur["f0"])))
+        if cur["evals"] == 1:
+            cur["f0"] = value
         total.backward()
         return total
 
@@ -287,8 +292,10 @@ def fit(
                 cur["reg"].to(dt), flags.to(dt),
             ]).tolist()
         train_mse, test_mse, reg_val, params_ok = vals
-        if problem is None and not (params_ok == 1.0 and math.isfinite(train_mse) and math.isfinite(test_mse)):
-            problem = "non-finite parameters or predictions after the step"
+        if problem is None and params_ok != 1.0:
+            problem = "non-finite parameters after the step"
+        elif problem is None and not (math.isfinite(train_mse) and math.isfinite(test_mse)):
+            problem = "non-finite train/test predictions after the step (overflow, or NaN/Inf in the data)"
         if problem is not None:
             streak += 1
             history.nonfinite_steps.append(step)

@@ -389,3 +389,24 @@ def test_conv_plots_are_reexported_lazily():
         assert callable(kp.plot_conv_kernels)
     with pytest.raises(AttributeError):
         kp.plot_nonexistent  # noqa: B018
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_plots_of_a_cuda_model():
+    model, x = handmade_kan()
+    model, x = model.to("cuda"), x.to("cuda")
+    model(x)
+    assert len(edge_lines(plot_kan(model))) == 15
+    assert len(plot_layer(model, 0).axes) == 10
+    assert len(plot_edge(model, 0, 0, 0, symbolic=1).axes) == 2
+
+
+def test_written_files_have_normal_permissions(tutorial, tmp_path):
+    import os
+
+    model, x = tutorial
+    plot_kan(model, x, path=tmp_path / "k.png")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "k.png").stat().st_mode & 0o777 == 0o666 & ~umask

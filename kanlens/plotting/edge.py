@@ -13,7 +13,7 @@ import importlib.util
 import logging
 import math
 import os
-import tempfile
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -60,7 +60,9 @@ def save_figure(fig: Figure, path: str | os.PathLike | None, *, dpi: int = 150) 
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise ValueError(f"path {path!r}: folder {folder!r} does not exist")
-    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=".kanlens-", dir=folder)
+    # a temp file next to the target, created with the usual permissions (0o666 minus umask), then renamed
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as fh:
             fig.savefig(fh, format=suffix[1:], dpi=dpi)
@@ -357,7 +359,7 @@ def plot_edge(
             ax.plot(xs, evaluate_candidate(model, l, cand, xs), ls=styles[r % len(styles)], lw=1.4, zorder=4,
                     label=_fit_label(cand), gid=f"candidate-{cand.name}")
     ax.legend(fontsize=8, loc="best", framealpha=0.85)
-    ax.set_ylabel(rf"$\phi_{{{l},{j},{i}}}$")
+    ax.set_ylabel(f"φ  (l={l}, i={i}, j={j})")
     ax.set_xlim(lo, hi)
     ax.grid(alpha=0.2)
     hax.hist(xi, bins=bins, range=(lo, hi), color="tab:blue", alpha=0.5 if own else 0.25)

@@ -91,7 +91,7 @@ def plot_history(
         if np.isfinite(v).any() and (not log or (v[np.isfinite(v)] > 0).any()):
             ax.plot(steps, v, label=label, color=color, ls=ls, lw=1.6)
     for k, g in enumerate(grid_steps):
-        ax.axvline(g + 0.5, color="0.6", lw=0.8, ls=":", label="grid update" if k == 0 else None)
+        ax.axvline(g + 0.5, color="0.6", lw=0.7, ls=":", alpha=0.7, label="grid update" if k == 0 else None)
     for b in bounds[:-1]:
         ax.axvline(b + 0.5, color="0.3", lw=1.0, ls="-", alpha=0.6)
     if log:

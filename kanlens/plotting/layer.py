@@ -54,7 +54,8 @@ def plot_layer(
     """A grid of the ``out x in`` edge functions of layer ``l``, each over the range of inputs it saw.
 
     Panel ``(j, i)`` shows ``phi_{l,j,i}``; symbolic edges are red with their function name as panel title,
-    pruned edges are empty panels marked "pruned". Rows are output nodes, columns input nodes.
+    pruned edges are empty panels marked "pruned". Rows are output nodes, columns input nodes. Curves fade with
+    their range relative to the layer's widest edge (``tanh(3 * range / max range)``, at least 0.15).
 
     Args:
         model: a :class:`~kanlens.KAN`.
@@ -99,10 +100,19 @@ def plot_layer(
     return fig
 
 
+def _amplitude_alpha(ys: np.ndarray) -> np.ndarray:
+    """Opacity ``(out, in)`` from each edge's range relative to the layer's largest: tiny edges fade (floor 0.15)."""
+    amp = np.ptp(ys, axis=0)
+    if not amp.max() > 0:
+        return np.ones_like(amp)
+    return np.clip(np.tanh(3 * amp / amp.max()), 0.15, 1.0)
+
+
 def _axes_grid(model: KAN, l: int, xs: np.ndarray, ys: np.ndarray, state, in_vars, sharey: bool, title: str) -> Figure:
     n_in, n_out = model.width[l], model.width[l + 1]
     panel = min(1.7, _MAX_SIDE / n_in, _MAX_SIDE / n_out)
     font = float(np.clip(6 * panel, 4, 9))
+    alpha = _amplitude_alpha(ys)
     plt = pyplot()
     fig, axes = plt.subplots(
         n_out, n_in, figsize=(panel * n_in + 0.9, panel * 0.85 * n_out + 0.8), squeeze=False, sharey=sharey,
@@ -122,7 +132,7 @@ def _axes_grid(model: KAN, l: int, xs: np.ndarray, ys: np.ndarray, state, in_var
             else:
                 sym = bool(state.symbolic[j, i])
                 ax.plot(xs[:, i], ys[:, j, i], color=SYMBOLIC_COLOR if sym else SPLINE_COLOR, lw=1.4,
-                        gid=f"edge-{l}-{i}-{j}")
+                        alpha=float(alpha[j, i]), gid=f"edge-{l}-{i}-{j}")
                 ax.axhline(0, color="0.8", lw=0.5, zorder=0)
                 if sym:
                     ax.set_title(state.names[j][i], color=SYMBOLIC_COLOR, fontsize=font, pad=2)
@@ -134,7 +144,7 @@ def _axes_grid(model: KAN, l: int, xs: np.ndarray, ys: np.ndarray, state, in_var
                 ax.set_ylabel(node_name(model, l + 1, j), fontsize=font)
     fig.suptitle(title, fontsize=font + 3)
     fig.subplots_adjust(left=0.6 / fig.get_figwidth() + 0.02, right=0.98, bottom=0.3 / fig.get_figheight(),
-                        top=1 - 0.5 / fig.get_figheight())
+                        top=1 - 0.8 / fig.get_figheight())
     return fig
 
 
@@ -154,9 +164,7 @@ def _compact_grid(
     ax.set_ylim(0, height)
     ax.set_axis_off()
     s = 0.88 * box
-    # shapes are normalised per box, so magnitude shows as opacity (relative to the layer's largest edge)
-    amp = np.ptp(ys, axis=0)  # (out, in)
-    alpha = np.clip(np.tanh(3 * amp / amp.max()), 0.15, 1.0) if amp.max() > 0 else np.ones_like(amp)
+    alpha = _amplitude_alpha(ys)
     for j in range(n_out):
         cy = height - top - (j + 0.5) * box
         ax.text(left - 0.1, cy, node_name(model, l + 1, j), ha="right", va="center", fontsize=font)

@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -410,3 +412,20 @@ def test_written_files_have_normal_permissions(tutorial, tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "k.png").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@given(
+    width=st.lists(st.integers(1, 6), min_size=2, max_size=4),
+    seed=st.integers(0, 2**16),
+)
+def test_plot_kan_draws_exactly_the_active_edges(width, seed):
+    model = KAN(width, grid=3, seed=0)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.mask.copy_((torch.rand(layer.mask.shape, generator=gen) > 0.4).float())
+    fig = plot_kan(model, _x(32, width[0], seed))
+    expected = {f"edge-{l}-{i}-{j}" for l, layer in enumerate(model.layers)
+                for j, i in torch.nonzero(layer.mask).tolist()}
+    assert set(edge_lines(fig)) == expected
+    plt.close(fig)

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .. import splines
 from ..hooks import HookPoint
@@ -80,6 +81,87 @@ def cardinal_basis(t: torch.Tensor, nb: int, k: int, dim: int = -1) -> torch.Ten
         out = coeff * term if out is None else out + coeff * term
     assert out is not None
     return out
+
+
+def _cardinal_terms(k: int) -> list[tuple[float, float]]:
+    """``(shift_i, (-1)^i C(k+1, i))`` of the symmetric truncated-power formula, nonzero shifts only."""
+    half = (k + 1) / 2
+    return [(half - i, (-1) ** i * math.comb(k + 1, i)) for i in range(k + 2) if half - i > 0]
+
+
+def _pow_(buf: torch.Tensor, power: int) -> torch.Tensor:
+    """In place ``buf ** power`` for ``buf >= 0``, with ``0 ** 0 = 0`` (the derivative of a linear B-spline)."""
+    return buf.pow_(power) if power > 0 else buf.gt_(0.0)
+
+
+def _cardinal_into(t: torch.Tensor, out: torch.Tensor, k: int, derivative: bool = False) -> None:
+    """Write ``beta_k(t - c_j)`` (or its derivative in ``t``) for all ``j`` into ``out`` (axis 2 of size ``nb``).
+
+    Elementwise passes over at most two full-size buffers (11 passes for cubic splines); no autograd.
+
+    Shapes:
+        t: ``(batch, C, *S)``, out: ``(batch, C, nb, *S)`` (may be a strided view).
+    """
+    nb = out.shape[2]
+    terms = _cardinal_terms(k)
+    shape = [1] * out.ndim
+    shape[2] = nb
+    centres = (torch.arange(nb, device=t.device, dtype=t.dtype) + (k + 1) / 2).view(shape)
+    y = t.unsqueeze(2) - centres
+    sign = torch.sign(y) if derivative else None
+    s0 = y.abs_().neg_().add_(terms[0][0]).clamp_min_(0.0)  # (shift_0 - |y|)_+
+    power = k - 1 if derivative else k
+    rest = terms[1:]
+    tmp = s0 if len(rest) <= 1 else torch.empty_like(s0)
+    if power > 0:
+        torch.pow(s0, power, out=out)
+    else:
+        out.copy_(s0).gt_(0.0)
+    for shift, coeff in rest:
+        if tmp is s0:  # last term: reuse the buffer, (s0 - d)_+ = (shift - |y|)_+
+            s0.sub_(terms[0][0] - shift).clamp_min_(0.0)
+        else:
+            torch.sub(s0, terms[0][0] - shift, out=tmp).clamp_min_(0.0)
+        out.add_(_pow_(tmp, power), alpha=coeff)
+    if derivative:
+        assert sign is not None
+        out.mul_(sign).mul_(-1.0 / math.factorial(k - 1))
+    else:
+        out.mul_(1.0 / math.factorial(k))
+
+
+class _UniformFeatures(torch.autograd.Function):
+    """``x -> [b(x), B_0(x), ..., B_{nb-1}(x)]`` on per-channel uniform grids, with an analytic backward.
+
+    Shapes:
+        x: ``(batch, C, *S)``, t0 and h: ``(C,)`` -> ``(batch, C, 1 + nb, *S)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x, t0, h, nb: int, k: int, base_name: str):
+        view = (1, -1) + (1,) * (x.ndim - 2)
+        hv = h.view(view)
+        t = (x - t0.view(view)) / hv
+        feats = x.new_empty(x.shape[0], x.shape[1], 1 + nb, *x.shape[2:])
+        feats[:, :, 0] = BASE_FUNCTIONS[base_name](x)
+        _cardinal_into(t, feats[:, :, 1:], k)
+        ctx.save_for_backward(x, t, hv)
+        ctx.k, ctx.nb, ctx.base_name = k, nb, base_name
+        return feats
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        x, t, hv = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None, None, None, None
+        deriv = grad.new_empty(grad.shape[0], grad.shape[1], ctx.nb, *grad.shape[3:])
+        _cardinal_into(t, deriv, ctx.k, derivative=True)
+        grad_x = (deriv.mul_(grad[:, :, 1:])).sum(2) / hv
+        with torch.enable_grad():
+            xd = x.detach().requires_grad_()
+            (grad_base,) = torch.autograd.grad(BASE_FUNCTIONS[ctx.base_name](xd), xd, grad[:, :, 0])
+        return grad_x + grad_base, None, None, None, None, None
 
 
 class _KANConvNd(nn.Module):
@@ -292,8 +374,12 @@ class _KANConvNd(nn.Module):
         Shapes:
             xp: ``(batch, C, *spatial)`` -> ``(batch, C * (1 + G + k), *spatial)``.
         """
-        bases = self.basis(xp, channel_dim=1)  # (B, C, nb, *S)
-        feats = torch.cat([self.base_fun(xp).unsqueeze(2), bases], dim=2)
+        spacing = self._uniform_spacing()
+        if spacing is not None and self.k >= 1:
+            feats = _UniformFeatures.apply(xp, *spacing, self.num_basis, self.k, self.base_fun_name)
+        else:
+            bases = self.basis(xp, channel_dim=1)  # (B, C, nb, *S)
+            feats = torch.cat([self.base_fun(xp).unsqueeze(2), bases], dim=2)
         return feats.flatten(1, 2)
 
     def _conv(self, feats: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

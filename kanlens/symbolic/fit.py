@@ -25,10 +25,17 @@ from .library import SymbolicFunction, SymbolicLibrary, resolve_library
 __all__ = [
     "EXACT_NMSE",
     "AffineFit",
+    "AutoSymbolicTable",
+    "SuggestionTable",
+    "auto_symbolic",
     "canonical_params",
+    "edge_samples",
     "fit_affine",
     "fit_library",
+    "fix_symbolic",
     "rank_fits",
+    "suggest_symbolic",
+    "unfix_symbolic",
 ]
 
 EXACT_NMSE = 1e-10  # SSE/SST below this (NRMSE ~ 1e-5) counts as an exact fit of the samples
@@ -494,3 +501,302 @@ def rank_fits(fits: Sequence[AffineFit], *, weight_simple: float = 0.8, nmse_flo
             score = math.inf if not f.valid else score + 1e6
         out.append(replace(f, score=score))
     return sorted(out, key=lambda f: (f.score, f.complexity))
+
+
+# ============================================================================================== model-facing API
+class SuggestionTable(Sequence):
+    """Ranked candidate functions for one edge (``suggest_symbolic``'s result); ``table[0]`` is the best.
+
+    Each row is an :class:`AffineFit` (``name, r2, complexity, a, b, c, d, score``); the repr is a small table.
+    """
+
+    def __init__(self, edge: tuple[int, int, int] | None, rows: Sequence[AffineFit]) -> None:
+        self.edge = edge
+        self.rows = list(rows)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        return self.rows[k]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def best(self) -> AffineFit:
+        return self.rows[0]
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.rows]
+
+    def to_dicts(self) -> list[dict]:
+        keys = ("name", "r2", "nmse", "complexity", "a", "b", "c", "d", "score", "degenerate")
+        return [{k: getattr(r, k) for k in keys} for r in self.rows]
+
+    def __repr__(self) -> str:
+        head = "" if self.edge is None else f"edge (l={self.edge[0]}, i={self.edge[1]}, j={self.edge[2]})\n"
+        lines = [f"{'':2}{'function':>10} {'r2':>14} {'1-r2':>9} {'cplx':>4} {'score':>8}  c*f(a*x+b)+d"]
+        for k, r in enumerate(self.rows):
+            mark = "»" if k == 0 else " "
+            flag = " (degenerate)" if r.degenerate else ""
+            lines.append(f"{mark:2}{r.name:>10} {r.r2:>14.10f} {r.nmse:>9.2e} {r.complexity:>4g} {r.score:>8.3f}  "
+                         f"a={r.a:.5g} b={r.b:.5g} c={r.c:.5g} d={r.d:.5g}{flag}")
+        return head + "\n".join(lines)
+
+
+def _check_edge(model, l: int, i: int, j: int) -> None:
+    for name, v in (("l", l), ("i", i), ("j", j)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise TypeError(f"{name} must be an int, got {type(v).__name__} ({v!r})")
+    if not 0 <= l < model.depth:
+        raise IndexError(f"l = {l} is out of range: the model has {model.depth} layers (width {model.width})")
+    w_in, w_out = model.width[l], model.width[l + 1]
+    if not 0 <= i < w_in:
+        raise IndexError(f"i = {i} is out of range: layer {l} has {w_in} inputs (width {model.width})")
+    if not 0 <= j < w_out:
+        raise IndexError(f"j = {j} is out of range: layer {l} has {w_out} outputs (width {model.width})")
+
+
+def _edge_is_pruned(model, l: int, i: int, j: int) -> bool:
+    spline_on = bool(model.layers[l].mask[j, i] != 0)
+    sym_on = bool(model.symbolic[l].mask[j, i] != 0)
+    return not (spline_on or sym_on)
+
+
+def edge_samples(model, l: int, i: int, j: int, x: torch.Tensor | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Samples ``(x_li, phi_lji(x_li))`` of one edge, from ``x`` or the last batch the model saw.
+
+    The edge value is the spline branch (``layers[l].forward_edges``); for an edge that is already symbolic it is
+    the symbolic branch.
+
+    Shapes:
+        returns two arrays ``(batch,)``.
+    """
+    _check_edge(model, l, i, j)
+    if x is not None:
+        from ..utils import check_tensor
+
+        check_tensor("x", x, ndim=2, last_dim=model.width[0])
+    acts = model.layer_inputs(x)
+    x_l = acts[l]
+    if not bool(torch.isfinite(x_l).all()):
+        raise ValueError(f"the inputs of layer {l} contain NaN or Inf; cannot fit symbolic functions")
+    with torch.no_grad():
+        if bool(model.layers[l].mask[j, i] != 0):
+            y = model.layers[l].forward_edges(x_l)[:, j, i]
+        else:
+            y = model.symbolic[l].forward_edges(x_l)[:, j, i]
+    return x_l[:, i].detach().cpu().double().numpy(), y.detach().cpu().double().numpy()
+
+
+def suggest_symbolic(
+    model,
+    l: int,
+    i: int,
+    j: int,
+    lib: SymbolicLibrary | Sequence[str] | None = None,
+    topk: int = 5,
+    weight_simple: float = 0.8,
+    x: torch.Tensor | None = None,
+    *,
+    verbose: bool = False,
+    **_ignored,
+) -> SuggestionTable:
+    """Rank library functions for edge ``(l, i, j)`` (layer, input, output) like pykan's ``suggest_symbolic``.
+
+    Args:
+        model: a :class:`~kanlens.model.KAN` that has seen data (``model(x)``) or ``x``.
+        lib: function names (``['x', 'x^2', 'sin']``), a :class:`SymbolicLibrary`, or ``None`` (default library).
+        topk: rows returned.
+        weight_simple: 0 ranks by fit quality only, 1 by complexity only (see :func:`rank_fits`).
+        x: inputs to evaluate the edge on (default: the last batch the model saw).
+        verbose: log the table at INFO level.
+
+    Returns:
+        a :class:`SuggestionTable` (best first).
+
+    Example:
+        >>> model(dataset["train_input"])
+        >>> model.suggest_symbolic(0, 0, 0, lib=["x", "x^2", "sin"])
+    """
+    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+        raise ValueError(f"topk must be a positive int, got {topk!r}")
+    _check_edge(model, l, i, j)
+    if _edge_is_pruned(model, l, i, j):
+        raise ValueError(f"edge (l={l}, i={i}, j={j}) is pruned (mask 0); there is no function to fit")
+    xs, ys = edge_samples(model, l, i, j, x)
+    library = resolve_library(lib)
+    rows = rank_fits(fit_library(xs, ys, library), weight_simple=weight_simple)
+    table = SuggestionTable((l, i, j), rows[:topk])
+    if verbose:
+        import logging
+
+        logging.getLogger(__name__).info("%r", table)
+    return table
+
+
+def fix_symbolic(
+    model,
+    l: int,
+    i: int,
+    j: int,
+    name: str,
+    fit_params: bool = True,
+    x: torch.Tensor | None = None,
+    *,
+    params: Sequence[float] | None = None,
+    lib: SymbolicLibrary | Sequence[str] | None = None,
+    fit_params_bool: bool | None = None,
+    **_ignored,
+) -> float | None:
+    """Replace edge ``(l, i, j)`` by ``c*f(a*x+b)+d`` (pykan's ``fix_symbolic``); returns the fit's r2.
+
+    The spline edge is switched off (``layers[l].mask[j, i] = 0``) and the symbolic one on, as in pykan.
+
+    Args:
+        name: library function name (unknown names raise ``ValueError`` with a "did you mean" hint).
+        fit_params: fit ``(a, b, c, d)`` to the edge's current samples; otherwise use ``params`` or ``(1, 0, 1, 0)``.
+        x: inputs for the fit (default: the last batch the model saw).
+        params: explicit ``(a, b, c, d)`` (implies ``fit_params=False``).
+        lib: library that knows ``name`` (default: the symbolic layer's library).
+        fit_params_bool: pykan's name for ``fit_params``.
+
+    Returns:
+        r2 of the fit, or ``None`` when nothing was fitted.
+    """
+    if fit_params_bool is not None:
+        fit_params = bool(fit_params_bool)
+    _check_edge(model, l, i, j)
+    if _edge_is_pruned(model, l, i, j):
+        raise ValueError(f"edge (l={l}, i={i}, j={j}) is pruned (mask 0); fix_symbolic needs an active edge")
+    sym = model.symbolic[l]
+    library = resolve_library(lib, base=sym.library)
+    fn = library[name]
+    if fn.name not in sym.library:
+        sym.library = sym.library.copy().register(fn.name, fn.torch_fn, fn.sympy_fn, fn.complexity, fn.safe_fn,
+                                                  **_structural(fn))
+    r2 = None
+    if params is not None:
+        p = tuple(float(v) for v in params)
+    elif fit_params:
+        xs, ys = edge_samples(model, l, i, j, x)
+        fit = fit_affine(xs, ys, fn)
+        if not fit.valid:
+            raise ValueError(f"{fn.name!r} cannot be fitted to edge (l={l}, i={i}, j={j}): its argument leaves the "
+                             f"function's domain for every candidate (a, b); try another function")
+        p, r2 = fit.params, fit.r2
+    else:
+        p = (1.0, 0.0, 1.0, 0.0)
+    with torch.no_grad():
+        model.layers[l].mask[j, i] = 0.0
+    sym.fix(i, j, fn.name, p)
+    return r2
+
+
+def _structural(fn: SymbolicFunction) -> dict:
+    keep = ("kind", "degree", "parity", "odd_shift", "period", "half_period_flips", "domain", "poles", "pole_period",
+            "special", "numpy_fn")
+    return {k: getattr(fn, k) for k in keep}
+
+
+def unfix_symbolic(model, l: int, i: int, j: int) -> None:
+    """Turn edge ``(l, i, j)`` back into a spline edge (pykan's ``unfix_symbolic``)."""
+    _check_edge(model, l, i, j)
+    model.symbolic[l].unfix(i, j)
+    with torch.no_grad():
+        model.layers[l].mask[j, i] = 1.0
+
+
+@dataclass
+class EdgeChoice:
+    """What :func:`auto_symbolic` did with one edge."""
+
+    edge: tuple[int, int, int]
+    status: str  # "fixed", "kept" (r2 below threshold), "symbolic" (already), "pruned"
+    chosen: AffineFit | None
+    candidates: list[AffineFit]
+
+
+class AutoSymbolicTable(Sequence):
+    """Per-edge outcome of :func:`auto_symbolic`; the repr lists candidates with the chosen row marked ``»``."""
+
+    def __init__(self, rows: Sequence[EdgeChoice]) -> None:
+        self.rows = list(rows)
+
+    def __getitem__(self, k):  # type: ignore[override]
+        return self.rows[k]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def chosen(self) -> dict[tuple[int, int, int], str]:
+        """``{(l, i, j): function name}`` for the edges that were fixed."""
+        return {r.edge: r.chosen.name for r in self.rows if r.status == "fixed" and r.chosen is not None}
+
+    def __repr__(self) -> str:
+        lines = [f"{'edge':>12} {'':2}{'function':>10} {'r2':>14} {'cplx':>4}  c*f(a*x+b)+d"]
+        for r in self.rows:
+            tag = f"({r.edge[0]},{r.edge[1]},{r.edge[2]})"
+            if not r.candidates:
+                lines.append(f"{tag:>12}   {r.status}")
+                continue
+            for k, c in enumerate(r.candidates):
+                mark = "»" if (r.chosen is not None and c is r.chosen and r.status == "fixed") else " "
+                note = "" if k else ("" if r.status == "fixed" else f"  [{r.status}]")
+                lines.append(f"{tag if k == 0 else '':>12} {mark:2}{c.name:>10} {c.r2:>14.10f} {c.complexity:>4g}  "
+                             f"a={c.a:.5g} b={c.b:.5g} c={c.c:.5g} d={c.d:.5g}{note}")
+        return "\n".join(lines)
+
+
+def auto_symbolic(
+    model,
+    lib: SymbolicLibrary | Sequence[str] | None = None,
+    r2_threshold: float = 0.0,
+    weight_simple: float = 0.8,
+    x: torch.Tensor | None = None,
+    *,
+    topk: int = 3,
+    verbose: int = 0,
+    **_ignored,
+) -> AutoSymbolicTable:
+    """Fix every active spline edge to its best library function (pykan's ``auto_symbolic``).
+
+    Edges whose best r2 is below ``r2_threshold`` stay splines (``status="kept"``); already-symbolic edges are
+    left alone.
+
+    Returns:
+        an :class:`AutoSymbolicTable` with the top ``topk`` candidates of each edge, the chosen one marked.
+    """
+    if not 0.0 <= weight_simple <= 1.0:
+        raise ValueError(f"weight_simple must be in [0, 1], got {weight_simple}")
+    if not (isinstance(r2_threshold, (int, float)) and r2_threshold <= 1.0):
+        raise ValueError(f"r2_threshold must be a number <= 1, got {r2_threshold!r}")
+    library = resolve_library(lib)
+    acts = model.layer_inputs(x)
+    rows: list[EdgeChoice] = []
+    for l in range(model.depth):
+        spline_mask = model.layers[l].mask.detach().cpu()
+        sym_mask = model.symbolic[l].mask.detach().cpu()
+        for j in range(model.width[l + 1]):
+            for i in range(model.width[l]):
+                edge = (l, i, j)
+                if sym_mask[j, i] != 0:
+                    rows.append(EdgeChoice(edge, "symbolic", None, []))
+                    continue
+                if spline_mask[j, i] == 0:
+                    continue  # pruned: contributes nothing
+                xs = acts[l][:, i].detach().cpu().double().numpy()
+                with torch.no_grad():
+                    ys = model.layers[l].forward_edges(acts[l])[:, j, i].detach().cpu().double().numpy()
+                ranked = rank_fits(fit_library(xs, ys, library), weight_simple=weight_simple)
+                best = ranked[0]
+                if best.valid and best.r2 >= r2_threshold:
+                    fix_symbolic(model, l, i, j, best.name, params=best.params, lib=library)
+                    rows.append(EdgeChoice(edge, "fixed", best, ranked[:topk]))
+                else:
+                    rows.append(EdgeChoice(edge, "kept", None, ranked[:topk]))
+    table = AutoSymbolicTable(rows)
+    if verbose:
+        import logging
+
+        logging.getLogger(__name__).info("auto_symbolic:\n%r", table)
+    return table

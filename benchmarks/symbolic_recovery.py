@@ -1,0 +1,335 @@
+"""Symbolic-recovery benchmark: run kanlens's pipeline (and optionally pykan's) on a formula file, score recovery.
+
+Usage:
+    python benchmarks/symbolic_recovery.py --formulas ../shared/benchmarks/formulas_public.json --out results.json
+    python benchmarks/symbolic_recovery.py --formulas FILE --out r.json --only P01_kan_toy_exp_sin_sq --dtype float64
+    python benchmarks/symbolic_recovery.py --formulas FILE --out r.json --baseline pykan
+
+The file format is the one of ``formulas_public.json`` (``formulas``: ``id, formula, n_vars, ranges, kan_width,
+special_functions, ...``). Every formula gets a ``create_dataset``-style dataset (1000 train / 1000 test uniform
+points, labels computed in float64 then cast), then ``kanlens.symbolic.pipeline.symbolic_regression`` with the
+file's ``kan_width``. Scoring follows ``conventions.recovery_criterion``:
+
+* NRMSE = RMSE(candidate - truth) / std(truth) on 10000 fresh uniform points (seed independent of training);
+  any non-finite candidate value gives inf;
+* symbolic match after canonicalising the candidate's floats, by (a) snapping (``|c| < 1e-4`` -> 0, else the
+  simplest p/q * K, q <= 12, K in 1, pi, 1/pi, sqrt 2, sqrt pi, sqrt(2 pi), e or inverses, or k*c, k/c for a
+  constant c of the truth, within relative 1e-3, smallest denominator first) or (b) rounding every float of
+  candidate and truth (pi and e included) to 3 significant digits; identity = 16 random points at 30 digits with
+  ``|c - t| <= 1e-20 (1 + |t|)``;
+* recovered = symbolic and NRMSE < 1e-3; exact = recovered and NRMSE < 1e-6.
+
+Output: ``{"results": [{id, recovered, exact, nrmse, formula, seconds, ...}], "totals": {...}}`` and a printed
+table. Special functions: ``--special auto`` (default) adds the file's ``special_functions`` to the library for that
+formula only; ``always`` uses every special function for every formula; ``never`` uses the default library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import sympy
+import torch
+
+SPECIAL_MAP = {"besselj": ["besselj0", "besselj1"], "erf": ["erf"], "fresnels": ["fresnels"],
+               "fresnelc": ["fresnelc"], "fresnel": ["fresnels", "fresnelc"]}
+
+
+# ---------------------------------------------------------------------------------------------- formulas & data
+def parse_truth(text: str, n_vars: int) -> tuple[sympy.Expr, list[sympy.Symbol]]:
+    """Parse a benchmark formula string (trusted file content, sympify as the file's conventions say)."""
+    xs = [sympy.Symbol(f"x{k}") for k in range(1, n_vars + 1)]
+    ns = {str(s): s for s in xs}
+    ns.update({"besselj": sympy.besselj, "erf": sympy.erf, "fresnels": sympy.fresnels, "fresnelc": sympy.fresnelc,
+               "pi": sympy.pi, "E": sympy.E})
+    return sympy.sympify(text, locals=ns), xs
+
+
+def parse_candidate(text: str, n_vars: int) -> sympy.Expr:
+    """Parse a candidate string in x1..xn (pykan's x_1 naming accepted)."""
+    import re
+
+    text = re.sub(r"\bx_(\d+)\b", r"x\1", text)
+    return parse_truth(text, n_vars)[0]
+
+
+def numpy_fn(expr: sympy.Expr, xs: list[sympy.Symbol]):
+    f = sympy.lambdify(xs, expr, modules=["scipy", "numpy"])
+
+    def g(x: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            out = f(*(x[:, k] for k in range(x.shape[1])))
+        out = np.asarray(out)
+        if np.iscomplexobj(out):
+            out = np.where(np.abs(out.imag) > 0, np.nan, out.real)
+        return np.broadcast_to(out.astype(np.float64), (x.shape[0],))
+
+    return g
+
+
+def make_dataset(expr, xs, ranges, *, seed: int, dtype: torch.dtype, n_train=1000, n_test=1000) -> dict:
+    rng = np.random.default_rng(seed)
+    lo, hi = np.array(ranges, dtype=np.float64).T
+    f = numpy_fn(expr, xs)
+    out = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        x = (lo + (hi - lo) * rng.random((n, len(xs)))).astype(np.float32 if dtype == torch.float32 else np.float64)
+        y = f(x.astype(np.float64))
+        if not np.isfinite(y).all():
+            raise ValueError("the formula is not finite on its ranges")
+        out[f"{split}_input"] = torch.tensor(x, dtype=dtype)
+        out[f"{split}_label"] = torch.tensor(y[:, None], dtype=dtype)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- criterion
+def nrmse(cand: sympy.Expr, truth: sympy.Expr, xs, ranges, *, n: int = 10000, seed: int = 12345) -> float:
+    rng = np.random.default_rng(seed)
+    lo, hi = np.array(ranges, dtype=np.float64).T
+    x = lo + (hi - lo) * rng.random((n, len(xs)))
+    t = numpy_fn(truth, xs)(x)
+    try:
+        c = numpy_fn(cand, xs)(x)
+    except Exception:
+        return math.inf
+    if not np.isfinite(c).all():
+        return math.inf
+    return float(np.sqrt(np.mean((c - t) ** 2)) / np.std(t))
+
+
+_KS = [Fraction(1), Fraction(2), Fraction(3), Fraction(4), Fraction(1, 2), Fraction(1, 3), Fraction(1, 4)]
+
+
+def _bases() -> list[sympy.Expr]:
+    pi, e, two = sympy.pi, sympy.E, sympy.Integer(2)
+    b = [sympy.Integer(1), pi, 1 / pi, sympy.sqrt(two), sympy.sqrt(pi), sympy.sqrt(2 * pi), e]
+    return b + [1 / v for v in b[3:]]
+
+
+def truth_constants(truth: sympy.Expr) -> list[sympy.Expr]:
+    """Numeric constants occurring in the truth (atoms and numeric sub-expressions), excluding 0 and +-1."""
+    out = []
+    for node in sympy.preorder_traversal(truth):
+        if node.is_number and node.is_real and node not in (0, 1, -1) and node not in out:
+            out.append(node)
+    return out
+
+
+def snap_value(v: float, truth_consts: list[sympy.Expr]) -> sympy.Expr | None:
+    if abs(v) < 1e-4:
+        return sympy.Integer(0)
+    bases = _bases()
+    for q in range(1, 13):
+        for base in bases:
+            bv = float(base)
+            p = round(v * q / bv)
+            if p != 0 and abs(p / q * bv - v) <= 1e-3 * abs(v):
+                return sympy.Rational(p, q) * base
+    for c in truth_consts:
+        for k in _KS:
+            kr = sympy.Rational(k.numerator, k.denominator)
+            for cand in (kr * c, kr / c, -kr * c, -kr / c):
+                if abs(float(cand) - v) <= 1e-3 * abs(v):
+                    return cand
+    return None
+
+
+def canon_snap(cand: sympy.Expr, truth: sympy.Expr) -> sympy.Expr:
+    consts = truth_constants(truth)
+    rep = {}
+    for f in cand.atoms(sympy.Float):
+        s = snap_value(float(f), consts)
+        if s is not None:
+            rep[f] = s
+    return cand.xreplace(rep)
+
+
+def canon_round(expr: sympy.Expr, zero_small: bool) -> sympy.Expr:
+    e = expr
+    if zero_small:
+        e = e.xreplace({f: sympy.Integer(0) for f in e.atoms(sympy.Float) if abs(float(f)) < 1e-4})
+    e = e.evalf()
+    return e.xreplace({f: sympy.Float(float(f"{float(f):.3g}"), 30) for f in e.atoms(sympy.Float)})
+
+
+def identical(a: sympy.Expr, b: sympy.Expr, xs, ranges, *, seed: int = 7) -> bool:
+    rng = np.random.default_rng(seed)
+    lo, hi = np.array(ranges, dtype=np.float64).T
+    for _ in range(16):
+        pt = lo + (hi - lo) * rng.random(len(xs))
+        subs = {x: sympy.Float(str(v), 30) for x, v in zip(xs, pt)}
+        try:
+            va = complex(a.evalf(30, subs=subs))
+            vb = complex(b.evalf(30, subs=subs))
+        except (TypeError, ValueError, ZeroDivisionError):
+            return False
+        if not (np.isfinite(va) and np.isfinite(vb)) or abs(va - vb) > 1e-20 * (1 + abs(vb)):
+            return False
+    return True
+
+
+def score(cand_text: str, entry: dict) -> dict:
+    truth, xs = parse_truth(entry["formula"], entry["n_vars"])
+    try:
+        cand = parse_candidate(cand_text, entry["n_vars"])
+    except (sympy.SympifyError, SyntaxError, TypeError, ValueError):
+        return {"recovered": False, "exact": False, "nrmse": math.inf, "symbolic": False, "match": None}
+    err = nrmse(cand, truth, xs, entry["ranges"])
+    match = None
+    if identical(canon_snap(cand, truth), truth, xs, entry["ranges"]):
+        match = "snap"
+    elif identical(canon_round(cand, True), canon_round(truth, False), xs, entry["ranges"]):
+        match = "round"
+    rec = match is not None and err < 1e-3
+    return {"recovered": rec, "exact": rec and err < 1e-6, "nrmse": err, "symbolic": match is not None,
+            "match": match}
+
+
+# ---------------------------------------------------------------------------------------------- runners
+def library_for(entry: dict, mode: str):
+    from kanlens.symbolic.library import default_library
+
+    if mode == "always":
+        return default_library(special=True)
+    lib = default_library()
+    if mode == "auto":
+        names = [n for s in entry.get("special_functions", []) for n in SPECIAL_MAP.get(s, [s])]
+        if names:
+            lib = lib.with_special().subset(lib.names + names)
+    return lib
+
+
+def run_kanlens(entry: dict, ds: dict, args) -> str:
+    from kanlens.symbolic.pipeline import symbolic_regression
+
+    width = entry["kan_width_min"] if args.track == "oracle" else entry["kan_width"]
+    res = symbolic_regression(ds, width, seed=args.seed, dtype=ds["train_input"].dtype,
+                              lib=library_for(entry, args.special), steps=tuple(args.steps),
+                              refine_grid=args.refine_grid, lamb=args.lamb, time_budget=args.time_budget)
+    if args.verbose:
+        print(res.table, file=sys.stderr)
+    return str(res.formula), res
+
+
+def run_pykan(entry: dict, ds: dict, args) -> str:
+    from kan import KAN as PyKAN
+    from kan.utils import ex_round as py_ex_round
+
+    width = entry["kan_width_min"] if args.track == "oracle" else entry["kan_width"]
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chdir(tmp)  # pykan writes checkpoints into ./model
+        try:
+            try:
+                model = PyKAN(width=list(width), grid=5, k=3, seed=args.seed, auto_save=False)
+            except TypeError:
+                model = PyKAN(width=list(width), grid=5, k=3, seed=args.seed)
+            model.fit(ds, opt="LBFGS", steps=args.steps[0], lamb=args.lamb)
+            model = model.prune()
+            model.fit(ds, opt="LBFGS", steps=args.steps[1])
+            if args.refine_grid:
+                model = model.refine(args.refine_grid)
+                model.fit(ds, opt="LBFGS", steps=args.steps[2])
+            names = [n for s in entry.get("special_functions", []) for n in SPECIAL_MAP.get(s, [s])]
+            if names and args.special != "never":
+                _pykan_add_specials(names)
+            model.auto_symbolic()
+            model.fit(ds, opt="LBFGS", steps=args.steps[1])
+            expr = model.symbolic_formula()[0][0]
+            return str(py_ex_round(expr, 4)), None
+        finally:
+            os.chdir(cwd)
+
+
+def _pykan_add_specials(names: list[str]) -> None:
+    from kan.utils import add_symbolic
+
+    fns = {"besselj0": (lambda x: torch.special.bessel_j0(x), lambda x: sympy.besselj(0, x)),
+           "besselj1": (lambda x: torch.special.bessel_j1(x), lambda x: sympy.besselj(1, x)),
+           "erf": (torch.erf, sympy.erf)}
+    for n in names:
+        if n in fns:
+            add_symbolic(n, fns[n][0], fns[n][1])
+
+
+# ---------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--formulas", required=True, help="formula file (format of formulas_public.json)")
+    ap.add_argument("--out", required=True, help="where to write the JSON results")
+    ap.add_argument("--only", nargs="*", default=None, help="formula ids (or id prefixes such as P01) to run")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--baseline", choices=["pykan"], default=None)
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    ap.add_argument("--track", choices=["default", "oracle"], default="default",
+                    help="start from kan_width (default) or kan_width_min (oracle shape)")
+    ap.add_argument("--special", choices=["auto", "always", "never"], default="auto")
+    ap.add_argument("--steps", type=int, nargs=3, default=[50, 50, 50])
+    ap.add_argument("--refine-grid", type=int, default=20)
+    ap.add_argument("--lamb", type=float, default=0.01)
+    ap.add_argument("--time-budget", type=float, default=None, help="seconds per formula for the alternatives search")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on small data)")
+    ap.add_argument("--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    spec = json.loads(Path(args.formulas).read_text())
+    entries = spec["formulas"]
+    if args.only:
+        entries = [e for e in entries if any(e["id"] == o or e["id"].startswith(o) for o in args.only)]
+        if not entries:
+            ap.error(f"--only {args.only} matches no formula id")
+    dtype = torch.float32 if args.dtype == "float32" else torch.float64
+    runners = [("kanlens", run_kanlens)] + ([("pykan", run_pykan)] if args.baseline == "pykan" else [])
+    rows = []
+    for entry in entries:
+        truth, xs = parse_truth(entry["formula"], entry["n_vars"])
+        ds = make_dataset(truth, xs, entry["ranges"], seed=args.seed, dtype=dtype)
+        for tool, runner in runners:
+            t0 = time.perf_counter()
+            try:
+                text, res = runner(entry, ds, args)
+                error = None
+            except Exception as e:  # a failed run is a row, not a crash
+                text, res, error = "nan", None, f"{type(e).__name__}: {e}"
+            seconds = time.perf_counter() - t0
+            sc = score(text, entry)
+            row = {"id": entry["id"], "tool": tool, "formula": text, "seconds": round(seconds, 2), **sc}
+            if res is not None:
+                row["width"] = res.width
+                row["claimed_exact"] = bool(res.exact)
+            if error:
+                row["error"] = error
+            rows.append(row)
+            print(f"{entry['id']:<28} {tool:<8} {'yes' if sc['recovered'] else 'no':<4} "
+                  f"{'yes' if sc['exact'] else 'no':<4} {sc['nrmse']:<10.2e} {seconds:7.1f}s  {text[:90]}",
+                  flush=True)
+    totals = {}
+    for tool, _ in runners:
+        rs = [r for r in rows if r["tool"] == tool]
+        totals[tool] = {"recovered": sum(r["recovered"] for r in rs), "exact": sum(r["exact"] for r in rs),
+                        "n": len(rs), "seconds": round(sum(r["seconds"] for r in rs), 1)}
+    print("\ntotals:")
+    for tool, t in totals.items():
+        print(f"  {tool:<8} recovered {t['recovered']}/{t['n']}  exact {t['exact']}/{t['n']}  "
+              f"time {t['seconds']:.1f}s")
+    out = {"results": [r for r in rows if r["tool"] == "kanlens"], "totals": totals,
+           "config": {k: v for k, v in vars(args).items()}}
+    if args.baseline:
+        out["baseline"] = [r for r in rows if r["tool"] != "kanlens"]
+    tmp = Path(args.out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1, default=str))
+    os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""Formulas from symbolic KANs, and formula-level clean-up: joint refit of constants and snapping.
+
+:func:`symbolic_formula` reads a model whose active edges are all symbolic and returns one sympy expression per
+output. Structural constants (``a = 1`` of a power function, ``b = 0`` of ``exp``, ``node_scale = 1``) become
+exact integers, so the only floats left are genuine free constants; sympy merges numeric factors through sums,
+which removes most of the remaining redundancy.
+
+:func:`refit_constants` treats every float of an expression as a parameter and refits them all jointly on data
+(Levenberg-Marquardt with an analytic Jacobian, float64). :func:`snap_constants` then replaces constants by simple
+values (integers, small rationals, multiples of pi, e, sqrt 2 ...) one at a time, keeping a snap only when the
+refitted loss does not get worse (beyond float rounding noise).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+import torch
+
+__all__ = [
+    "ConstantFit",
+    "edge_expr",
+    "ex_round",
+    "formula_complexity",
+    "nmse",
+    "noise_floor",
+    "refit_constants",
+    "simple_constants",
+    "snap_constants",
+    "symbolic_formula",
+]
+
+
+builtins_round = round
+
+
+def _num(v: float) -> sympy.Expr:
+    """A sympy number: exact ``0``/``±1`` stay integers (structural constants), everything else a Float."""
+    if v == 0:
+        return sympy.Integer(0)
+    if v in (1.0, -1.0):
+        return sympy.Integer(int(v))
+    return sympy.Float(float(v), 17)
+
+
+def edge_expr(fn, params: Sequence[float], u: sympy.Expr) -> sympy.Expr:
+    """``c * f(a * u + b) + d`` as a sympy expression (``fn`` a :class:`SymbolicFunction`)."""
+    a, b, c, d = (_num(float(v)) for v in params)
+    if fn.kind == "zero":
+        return d
+    return c * fn.sympy_fn(a * u + b) + d
+
+
+def _variables(model, var) -> list[sympy.Symbol]:
+    n_in = model.width[0]
+    if var is None:
+        ids = model.config.input_ids if getattr(model.config, "input_ids", None) is not None else range(n_in)
+        return [sympy.Symbol(f"x{k + 1}") for k in ids]
+    if len(var) != n_in:
+        raise ValueError(f"var needs {n_in} names (one per model input), got {len(var)}")
+    return [v if isinstance(v, sympy.Symbol) else sympy.Symbol(str(v)) for v in var]
+
+
+def symbolic_formula(
+    model,
+    var: Sequence[str | sympy.Symbol] | None = None,
+    simplify: bool = False,
+    round: int | None = None,
+) -> list[sympy.Expr]:
+    """One sympy expression per output of a model whose active edges are all symbolic (pykan's ``symbolic_formula``).
+
+    Args:
+        model: a :class:`~kanlens.model.KAN` after ``auto_symbolic`` / ``fix_symbolic``.
+        var: input names (default ``x1..xn``; after ``prune_input`` the original indices are kept).
+        simplify: run ``sympy.simplify`` on each output (can be slow for large formulas).
+        round: round floats to this many decimals (:func:`ex_round`).
+
+    Returns:
+        a list of ``width[-1]`` sympy expressions.
+
+    Example:
+        >>> model.auto_symbolic(lib=["x", "x^2", "sin", "exp"])
+        >>> model.symbolic_formula()[0]
+    """
+    spline_left = []
+    for l in range(model.depth):
+        live = (model.layers[l].mask != 0).nonzero().tolist()
+        spline_left += [(l, i, j) for j, i in live]
+    if spline_left:
+        shown = ", ".join(f"(l={l}, i={i}, j={j})" for l, i, j in spline_left[:6])
+        more = f" and {len(spline_left) - 6} more" if len(spline_left) > 6 else ""
+        raise ValueError(f"edges {shown}{more} are still splines; call auto_symbolic() or fix_symbolic() first")
+    nodes: list[sympy.Expr] = list(_variables(model, var))
+    for l in range(model.depth):
+        sym = model.symbolic[l]
+        aff = sym.affine.detach().cpu().double().tolist()
+        mask = sym.mask.detach().cpu().tolist()
+        scale = model.node_scale[l].detach().cpu().double().tolist()
+        bias = model.node_bias[l].detach().cpu().double().tolist()
+        nxt = []
+        for j in range(model.width[l + 1]):
+            total = sympy.Integer(0)
+            for i in range(model.width[l]):
+                if mask[j][i] != 0:
+                    fn = sym.library[sym.function_name(i, j)]
+                    total = total + edge_expr(fn, aff[j][i], nodes[i])
+            nxt.append(_num(scale[j]) * total + _num(bias[j]))
+        nodes = nxt
+    out = nodes
+    if simplify:
+        out = [sympy.simplify(e) for e in out]
+    if round is not None:
+        out = [ex_round(e, round) for e in out]
+    return out
+
+
+def ex_round(expr: sympy.Expr, n_digit: int) -> sympy.Expr:
+    """Round every float in ``expr`` to ``n_digit`` decimals (pykan's ``ex_round``)."""
+    if isinstance(n_digit, bool) or not isinstance(n_digit, int) or n_digit < 0:
+        raise ValueError(f"n_digit must be a non-negative int, got {n_digit!r}")
+    return expr.xreplace({f: sympy.Float(builtins_round(float(f), n_digit), max(n_digit + 2, 15))
+                          for f in expr.atoms(sympy.Float)})
+
+
+def formula_complexity(expr: sympy.Expr) -> int:
+    """Number of nodes of the expression tree (PySR-style complexity)."""
+    return sum(1 for _ in sympy.preorder_traversal(expr))
+
+
+# ---------------------------------------------------------------------------------------------- numeric helpers
+def nmse(pred: np.ndarray, y: np.ndarray) -> float:
+    """``mean((pred - y)^2) / var(y)``; ``inf`` if anything is non-finite."""
+    pred = np.broadcast_to(np.asarray(pred, dtype=np.float64), y.shape)
+    if not np.isfinite(pred).all():
+        return math.inf
+    var = float(np.var(y))
+    return float(np.mean((pred - y) ** 2)) / (var if var > 0 else 1.0)
+
+
+def noise_floor(y: np.ndarray, dtype: torch.dtype | np.dtype | None = None) -> float:
+    """NMSE that float rounding of labels alone can cause (labels computed in ``dtype``)."""
+    eps = float(torch.finfo(dtype).eps) if isinstance(dtype, torch.dtype) else float(np.finfo(dtype or np.float64).eps)
+    var = float(np.var(y))
+    return 100.0 * eps**2 * float(np.mean(y**2)) / (var if var > 0 else 1.0)
+
+
+def _as_numpy(v) -> np.ndarray:
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().double().numpy()
+    return np.asarray(v, dtype=np.float64)
+
+
+_MODULES = ["scipy", "numpy"]
+
+
+@dataclass
+class ConstantFit:
+    """An expression with its constants fitted: the expression and its NMSE on the fitting data."""
+
+    expr: sympy.Expr
+    nmse: float
+
+
+def _parametrize(expr: sympy.Expr) -> tuple[sympy.Expr, list[sympy.Symbol], np.ndarray]:
+    """Replace every float *occurrence* by its own parameter symbol (equal values are not tied)."""
+    params: list[sympy.Symbol] = []
+    values: list[float] = []
+
+    def rec(e: sympy.Basic) -> sympy.Basic:
+        if isinstance(e, sympy.Float):
+            p = sympy.Symbol(f"_p{len(params)}")
+            params.append(p)
+            values.append(float(e))
+            return p
+        if not e.args:
+            return e
+        return e.func(*[rec(a) for a in e.args])
+
+    template = rec(expr)
+    return template, params, np.array(values, dtype=np.float64)
+
+
+class _Evaluator:
+    """Vectorised ``f(params; X)`` and its Jacobian for a parametrised template."""
+
+    def __init__(self, template: sympy.Expr, params: list[sympy.Symbol], variables: list[sympy.Symbol]):
+        self.params, self.variables = params, variables
+        args = [*params, *variables]
+        self.f = sympy.lambdify(args, template, modules=_MODULES)
+        grads = [sympy.diff(template, p) for p in params]
+        self.jac = sympy.lambdify(args, grads, modules=_MODULES, cse=True) if params else None
+
+    def value(self, theta: np.ndarray, cols: list[np.ndarray]) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            out = self.f(*theta, *cols)
+        return np.broadcast_to(np.asarray(out, dtype=np.float64), cols[0].shape)
+
+    def jacobian(self, theta: np.ndarray, cols: list[np.ndarray]) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            parts = self.jac(*theta, *cols)
+        n = cols[0].shape[0]
+        return np.column_stack([np.broadcast_to(np.asarray(p, dtype=np.float64), (n,)) for p in parts])
+
+
+def refit_constants(
+    expr: sympy.Expr,
+    variables: Sequence[sympy.Symbol],
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    *,
+    max_nfev: int = 200,
+) -> ConstantFit:
+    """Refit every float of ``expr`` jointly on ``(x, y)`` by least squares (float64, analytic Jacobian).
+
+    Returns the refitted expression and its NMSE (the original one if refitting does not help).
+
+    Shapes:
+        x: ``(n, len(variables))``, y: ``(n,)`` or ``(n, 1)``.
+    """
+    from scipy.optimize import least_squares
+
+    x, y = _as_numpy(x), _as_numpy(y).reshape(-1)
+    cols = [x[:, k] for k in range(x.shape[1])]
+    variables = list(variables)
+    template, params, theta0 = _parametrize(expr)
+    ev = _Evaluator(template, params, variables)
+    base = nmse(ev.value(theta0, cols), y)
+    if not params:
+        return ConstantFit(expr, base)
+    scale = float(np.std(y)) or 1.0
+    big = np.full(y.shape, 1e6)
+
+    def resid(theta):
+        r = (ev.value(theta, cols) - y) / scale
+        return r if np.isfinite(r).all() else big
+
+    def jac(theta):
+        j = ev.jacobian(theta, cols) / scale
+        return j if np.isfinite(j).all() else np.zeros_like(j)
+
+    try:
+        res = least_squares(resid, theta0, jac=jac, method="lm" if y.size >= len(params) else "trf",
+                            xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=max_nfev)
+        theta = res.x
+    except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+        return ConstantFit(expr, base)
+    new = nmse(ev.value(theta, cols), y)
+    if not new <= base:
+        return ConstantFit(expr, base)
+    return ConstantFit(template.xreplace({p: sympy.Float(float(t), 17) for p, t in zip(params, theta)}), new)
+
+
+# ---------------------------------------------------------------------------------------------- snapping
+_BASES: list[tuple[sympy.Expr, int]] = [
+    (sympy.Integer(1), 0), (sympy.pi, 1), (1 / sympy.pi, 2), (sympy.sqrt(2), 2), (1 / sympy.sqrt(2), 2),
+    (sympy.E, 1), (1 / sympy.E, 2), (sympy.sqrt(sympy.pi), 2), (1 / sympy.sqrt(sympy.pi), 3),
+    (sympy.sqrt(2 * sympy.pi), 3), (1 / sympy.sqrt(2 * sympy.pi), 3),
+]
+_BASE_VALUES = [float(b) for b, _ in _BASES]
+
+
+def simple_constants(v: float, *, rel: float = 2e-2, max_den: int = 12, limit: int = 4) -> list[sympy.Expr]:
+    """Simple constants near ``v`` (``p/q * K``, ``q <= max_den``, ``K`` in 1, pi, 1/pi, sqrt 2, e, ...).
+
+    Ranked by simplicity (denominator, ``K``, numerator) traded against closeness (``1.5 * log10`` of the relative
+    distance), so ``0.39894`` proposes ``1/sqrt(2*pi)`` before ``2/5``; at most ``limit`` are returned.
+    """
+    if not math.isfinite(v) or v == 0:
+        return []
+    out: list[tuple[float, sympy.Expr]] = []
+    for (base, cost), bv in zip(_BASES, _BASE_VALUES):
+        for q in range(1, max_den + 1):
+            p = builtins_round(v * q / bv)
+            if p == 0 or math.gcd(int(abs(p)), q) != 1 or abs(p) > 1000:
+                continue
+            dist = abs(p / q * bv - v) / abs(v)
+            if dist <= rel:
+                key = q + 2 * cost + 0.01 * abs(p) + 1.5 * math.log10(dist + 1e-9)
+                out.append((key, sympy.Rational(int(p), q) * base))
+    out.sort(key=lambda t: t[0])
+    seen, res = set(), []
+    for _, e in out:
+        if e not in seen:
+            seen.add(e)
+            res.append(e)
+    return res[:limit]
+
+
+def snap_constants(
+    expr: sympy.Expr,
+    variables: Sequence[sympy.Symbol],
+    x: np.ndarray | torch.Tensor,
+    y: np.ndarray | torch.Tensor,
+    *,
+    floor: float = 0.0,
+    slack: float = 1e-2,
+    zero_tol: float = 1e-4,
+    max_tries: int = 40,
+) -> ConstantFit:
+    """Replace constants of ``expr`` by simple values while the refitted loss does not get worse.
+
+    Greedy: the constant closest (relatively) to a simple value is tried first; after each snap the remaining
+    floats are refitted jointly. A snap is kept when ``nmse_new <= nmse_old * (1 + slack) + floor`` (``floor``:
+    the label rounding noise, see :func:`noise_floor`). Constants below ``zero_tol`` are first tried as 0.
+
+    Shapes:
+        x: ``(n, len(variables))``, y: ``(n,)``.
+    """
+    x, y = _as_numpy(x), _as_numpy(y).reshape(-1)
+    current = refit_constants(expr, variables, x, y)
+    rejected: set[tuple[float, str]] = set()
+
+    def key(v: float, c: sympy.Expr) -> tuple[float, str]:
+        return (float(f"{v:.5g}"), str(c))
+
+    for _ in range(max_tries):
+        options = []
+        for f in current.expr.atoms(sympy.Float):
+            v = float(f)
+            cands = [sympy.Integer(0)] if abs(v) < zero_tol else []
+            cands += simple_constants(v)
+            for k, c in enumerate(cands):
+                if key(v, c) in rejected:
+                    continue
+                dist = 0.0 if c == 0 else abs(float(c) - v) / abs(v)
+                options.append((k > 0, dist, f, c))
+                break
+        if not options:
+            break
+        options.sort(key=lambda t: (t[1], t[0]))
+        _, _, f, c = options[0]
+        trial_expr = current.expr.xreplace({f: c})
+        trial = refit_constants(trial_expr, variables, x, y)
+        if trial.nmse <= current.nmse * (1 + slack) + floor:
+            current = trial
+        else:
+            rejected.add(key(float(f), c))
+    return current

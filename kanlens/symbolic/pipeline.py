@@ -1,0 +1,331 @@
+"""One call from data to formula: fit (sparse) -> prune -> refine -> fit -> auto_symbolic -> refit -> snap -> pick.
+
+:func:`symbolic_regression` is a plain function over the public API (used by the demo, the CLI and the benchmark).
+After ``auto_symbolic`` it works on *formulas*: every candidate formula gets all its constants refitted jointly on
+the training data; if that is not already exact to float precision, edges are tried with their runner-up functions
+one at a time (kept when the refitted loss drops). Constants are snapped to simple values when the loss does not get
+worse. All candidates go into a small Pareto table (complexity vs test error); the chosen one is the simplest
+exact candidate if any, else PySR's "best" rule (largest drop in log-loss per unit of complexity among candidates
+within 1.5x of the lowest loss).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import sympy
+import torch
+
+from . import fit as sfit
+from . import formula as sform
+from .library import SymbolicLibrary, resolve_library
+
+__all__ = ["Candidate", "ParetoTable", "SymbolicResult", "symbolic_regression"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Candidate:
+    """One candidate formula (per output) with its complexity and errors (NMSE = MSE / var(y))."""
+
+    exprs: list[sympy.Expr]
+    complexity: int
+    train_nmse: float
+    test_nmse: float
+    source: str
+    exact: bool = False
+
+    @property
+    def expr(self) -> sympy.Expr:
+        return self.exprs[0]
+
+
+class ParetoTable(Sequence):
+    """Candidates on the complexity / test-error Pareto front, simplest first; ``chosen`` is marked ``»``."""
+
+    def __init__(self, rows: Sequence[Candidate], chosen: int) -> None:
+        self.rows, self.chosen = list(rows), chosen
+
+    def __getitem__(self, k):  # type: ignore[override]
+        return self.rows[k]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self) -> str:
+        lines = [f"{'':2}{'cplx':>5} {'test NRMSE':>11} {'train NRMSE':>11}  {'source':<18} formula"]
+        for k, c in enumerate(self.rows):
+            mark = "»" if k == self.chosen else " "
+            f = " ; ".join(str(sform.ex_round(e, 5)) for e in c.exprs)
+            lines.append(f"{mark:2}{c.complexity:>5} {math.sqrt(c.test_nmse):>11.3e} {math.sqrt(c.train_nmse):>11.3e}"
+                         f"  {c.source[:18]:<18} {f}")
+        return "\n".join(lines)
+
+
+@dataclass
+class SymbolicResult:
+    """Output of :func:`symbolic_regression`.
+
+    Attributes:
+        formula: chosen formula of the first output (``formulas`` has one per output).
+        exact: the chosen formula reproduces the test data to float precision.
+        table: the Pareto table of candidates.
+        model: the KAN after ``auto_symbolic`` (its symbolic constants are the KAN-level fit, not the refit).
+        auto: the :class:`~kanlens.symbolic.fit.AutoSymbolicTable`.
+        timings: seconds per stage.
+    """
+
+    formula: sympy.Expr
+    formulas: list[sympy.Expr]
+    exact: bool
+    table: ParetoTable
+    model: object
+    auto: object
+    width: list[int]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return (f"SymbolicResult(formula={self.formula}, exact={self.exact}, width={self.width})\n{self.table!r}")
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
+
+def _check_dataset(dataset: dict) -> None:
+    from ..utils import check_tensor
+
+    if not isinstance(dataset, dict):
+        raise TypeError(f"dataset must be a dict like create_dataset's, got {type(dataset).__name__}")
+    for key in ("train_input", "train_label", "test_input", "test_label"):
+        if key not in dataset:
+            raise ValueError(f"dataset is missing {key!r} (expected keys train_input, train_label, test_input, "
+                             f"test_label)")
+        check_tensor(f"dataset[{key!r}]", dataset[key], ndim=2)
+
+
+class _Evaluator:
+    """Refits candidate formulas on the training data and scores them on the test data."""
+
+    def __init__(self, dataset: dict, variables: list[sympy.Symbol], floor: float):
+        self.xtr, self.ytr = _np(dataset["train_input"]), _np(dataset["train_label"])
+        self.xte, self.yte = _np(dataset["test_input"]), _np(dataset["test_label"])
+        self.variables, self.floor = variables, floor
+        self.seen: list[Candidate] = []
+
+    def _test(self, exprs: list[sympy.Expr]) -> float:
+        errs = []
+        for o, e in enumerate(exprs):
+            f = sympy.lambdify(self.variables, e, modules=["scipy", "numpy"])
+            with np.errstate(all="ignore"):
+                pred = f(*(self.xte[:, k] for k in range(self.xte.shape[1])))
+            errs.append(sform.nmse(pred, self.yte[:, o]))
+        return max(errs)
+
+    def refit(self, exprs: list[sympy.Expr], source: str, snap: bool = False) -> Candidate:
+        outs, trains = [], []
+        for o, e in enumerate(exprs):
+            if snap:
+                r = sform.snap_constants(e, self.variables, self.xtr, self.ytr[:, o], floor=self.floor)
+            else:
+                r = sform.refit_constants(e, self.variables, self.xtr, self.ytr[:, o])
+            outs.append(r.expr)
+            trains.append(r.nmse)
+        cand = Candidate(outs, sum(sform.formula_complexity(e) for e in outs), max(trains), self._test(outs), source)
+        cand.exact = cand.train_nmse <= self.floor and cand.test_nmse <= 10 * self.floor
+        self.seen.append(cand)
+        return cand
+
+
+def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_grid: int | None,
+           prune: bool, prune_rounds: int, prune_kwargs: dict, timings: dict, fit_kwargs: dict):
+    """Sparse fit and prune (repeated while the width keeps shrinking), then fit, refine, fit."""
+    t = time.perf_counter()
+    for round_ in range(max(1, prune_rounds)):
+        model.fit(dataset, opt="LBFGS", steps=steps[0], lamb=lamb, progress=False, **fit_kwargs)
+        if not (prune and hasattr(model, "prune")):
+            break
+        before = model.width
+        try:
+            model(dataset["train_input"])
+            model = model.prune(**prune_kwargs)
+        except Exception as e:  # pruning is optional: never lose the run over it
+            log.warning("prune failed (%s); continuing with the unpruned model", e)
+            break
+        log.info("prune round %d: %s -> %s", round_, before, model.width)
+        if model.width == before:
+            break
+    timings["fit_sparse_prune"] = time.perf_counter() - t
+    t = time.perf_counter()
+    model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False, **fit_kwargs)
+    if refine_grid:
+        model = model.refine(refine_grid, dataset["train_input"])
+        model.fit(dataset, opt="LBFGS", steps=steps[2], progress=False, **fit_kwargs)
+    model(dataset["train_input"])
+    timings["fit_refine"] = time.perf_counter() - t
+    return model
+
+
+def _choose(cands: list[Candidate]) -> tuple[list[Candidate], int]:
+    """Pareto front (simplest first) and the chosen index."""
+    finite = [c for c in cands if math.isfinite(c.test_nmse)]
+    if not finite:
+        return cands[:1], 0
+    finite.sort(key=lambda c: (c.complexity, c.test_nmse))
+    front: list[Candidate] = []
+    for c in finite:
+        if not front or c.test_nmse < front[-1].test_nmse * (1 - 1e-9):
+            if front and front[-1].complexity == c.complexity:
+                front[-1] = c
+            else:
+                front.append(c)
+    exact = [k for k, c in enumerate(front) if c.exact]
+    if exact:
+        return front, exact[0]
+    best_loss = min(c.test_nmse for c in front)
+    best_k, best_score = len(front) - 1, -math.inf
+    for k, c in enumerate(front):
+        if c.test_nmse > 1.5 * best_loss * 1.5:  # PySR: within 1.5x of the best loss (RMSE-scale, hence 1.5^2)
+            continue
+        if k == 0:
+            score = 0.0
+        else:
+            prev = front[k - 1]
+            score = -(math.log(max(c.test_nmse, 1e-300)) - math.log(max(prev.test_nmse, 1e-300))) / max(
+                c.complexity - prev.complexity, 1)
+        if score > best_score:
+            best_k, best_score = k, score
+    return front, best_k
+
+
+def symbolic_regression(
+    dataset: dict[str, torch.Tensor],
+    width: Sequence[int] | None = None,
+    *,
+    model=None,
+    grid: int = 5,
+    k: int = 3,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    lib: SymbolicLibrary | Sequence[str] | None = None,
+    lamb: float = 0.01,
+    steps: Sequence[int] = (50, 50, 50),
+    refine_grid: int | None = 20,
+    prune: bool = True,
+    prune_rounds: int = 3,
+    prune_kwargs: dict | None = None,
+    weight_simple: float = 0.8,
+    r2_threshold: float = 0.0,
+    alternatives: int = 2,
+    time_budget: float | None = None,
+    var: Sequence[str] | None = None,
+    fit_kwargs: dict | None = None,
+) -> SymbolicResult:
+    """Recover a closed-form formula from data with a KAN.
+
+    Args:
+        dataset: ``create_dataset``-style dict (``train_input`` ``(n, d)``, ``train_label`` ``(n, m)``, test too).
+        width: KAN widths (e.g. ``[2, 5, 1]``); not needed when ``model`` is given.
+        model: an existing (possibly trained) KAN to start from; it is trained further in place.
+        lib: symbolic library or names (default library; add ``default_library(special=True)`` for specials).
+        lamb: sparsity weight of the first fit.
+        steps: LBFGS steps of the three fits (sparse, after pruning, after refining).
+        refine_grid: grid size after refinement (``None`` skips refinement).
+        prune: call ``model.prune()`` after the sparse fit (skipped when the model has no ``prune``).
+        prune_rounds: sparse fit + prune is repeated up to this many times while the width keeps shrinking.
+        prune_kwargs: passed to ``model.prune`` (``node_th``, ``edge_th``).
+        weight_simple, r2_threshold: passed to ``auto_symbolic``.
+        alternatives: runner-up functions tried per edge when the first formula is not exact.
+        time_budget: seconds after which the search for alternatives stops.
+        var: input names (default ``x1..xn``).
+
+    Returns:
+        a :class:`SymbolicResult`.
+
+    Shapes:
+        dataset inputs ``(n, d)``, labels ``(n, m)``.
+
+    Example:
+        >>> ds = create_dataset(lambda x: torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2), n_var=2)
+        >>> res = symbolic_regression(ds, [2, 5, 1])
+        >>> res.formula
+        exp(x2**2 + sin(pi*x1))
+    """
+    _check_dataset(dataset)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    library = resolve_library(lib)
+    if model is None:
+        if width is None:
+            raise ValueError("symbolic_regression needs `width` (e.g. [2, 5, 1]) or a `model`")
+        from ..model import KAN
+
+        model = KAN(width=list(width), grid=grid, k=k, seed=seed, dtype=dtype)
+    if len(steps) != 3:
+        raise ValueError(f"steps must be three step counts (sparse, after prune, after refine), got {steps!r}")
+    model = _train(model, dataset, steps=steps, lamb=lamb, refine_grid=refine_grid, prune=prune,
+                   prune_rounds=prune_rounds, prune_kwargs=prune_kwargs or {}, timings=timings,
+                   fit_kwargs=fit_kwargs or {})
+
+    t = time.perf_counter()
+    auto = sfit.auto_symbolic(model, lib=library, r2_threshold=r2_threshold, weight_simple=weight_simple,
+                              topk=alternatives + 1)
+    timings["auto_symbolic"] = time.perf_counter() - t
+    variables = sform._variables(model, var)
+    floor = sform.noise_floor(_np(dataset["train_label"]), dataset["train_label"].dtype)
+    ev = _Evaluator(dataset, variables, floor)
+
+    t = time.perf_counter()
+    kept = [r for r in auto if r.status == "kept"]
+    if kept:  # edges below r2_threshold stay splines: fall back to their best function for the formula
+        for r in kept:
+            sfit.fix_symbolic(model, *r.edge, r.candidates[0].name, params=r.candidates[0].params, lib=library)
+    best = ev.refit(sform.symbolic_formula(model, var=var), "auto_symbolic")
+    choices = {r.edge: r.candidates for r in auto if r.candidates}
+    current = {e: 0 for e in choices}
+    # Alternatives: one edge at a time, worst-fitting edges first; keep a swap when the refitted loss drops.
+    order = sorted(choices, key=lambda e: -choices[e][0].nmse)
+    for edge in order:
+        if best.exact or (time_budget is not None and time.perf_counter() - t_start > time_budget):
+            break
+        for alt in range(1, min(alternatives + 1, len(choices[edge]))):
+            cand_fit = choices[edge][alt]
+            if not cand_fit.valid or cand_fit.degenerate:
+                continue
+            l, i, j = edge
+            old = choices[edge][current[edge]]
+            sfit.fix_symbolic(model, l, i, j, cand_fit.name, params=cand_fit.params, lib=library)
+            trial = ev.refit(sform.symbolic_formula(model, var=var), f"swap ({l},{i},{j})->{cand_fit.name}")
+            if trial.train_nmse < 0.5 * best.train_nmse:
+                best, current[edge] = trial, alt
+                if best.exact:
+                    break
+            else:
+                sfit.fix_symbolic(model, l, i, j, old.name, params=old.params, lib=library)
+    timings["alternatives"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    snapped = ev.refit(best.exprs, "snapped", snap=True)
+    snapped.exprs = [_tidy(e) for e in snapped.exprs]
+    timings["snap"] = time.perf_counter() - t
+    front, chosen = _choose(ev.seen)
+    pick = front[chosen]
+    timings["total"] = time.perf_counter() - t_start
+    return SymbolicResult(pick.exprs[0], pick.exprs, pick.exact, ParetoTable(front, chosen), model, auto,
+                          list(model.width), timings)
+
+
+def _tidy(expr: sympy.Expr) -> sympy.Expr:
+    """Light, safe simplification of a snapped formula (no floats are changed)."""
+    try:
+        e = sympy.powsimp(sympy.expand_power_exp(expr))
+        s = sympy.simplify(e) if sympy.count_ops(e) < 60 else e
+        return s if sympy.count_ops(s) <= sympy.count_ops(expr) else expr
+    except (TypeError, ValueError, RecursionError):
+        return expr

@@ -1,0 +1,109 @@
+"""Formula utilities: ex_round, joint refit, constant snapping, export to latex / string / numpy / torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+from kanlens.symbolic import export
+from kanlens.symbolic import formula as sform
+
+x1, x2 = sympy.symbols("x1 x2")
+
+
+def _data(f, n=400, seed=0, lo=-1.0, hi=1.0):
+    rng = np.random.default_rng(seed)
+    x = lo + (hi - lo) * rng.random((n, 2))
+    return x, f(x[:, 0], x[:, 1])
+
+
+def test_ex_round():
+    e = sympy.Float(1.23456) * sympy.sin(sympy.Float(3.14159) * x1)
+    assert sform.ex_round(e, 2) == sympy.Float(1.23) * sympy.sin(sympy.Float(3.14) * x1)
+    with pytest.raises(ValueError, match="n_digit"):
+        sform.ex_round(e, -1)
+
+
+def test_refit_recovers_all_constants_jointly():
+    x, y = _data(lambda a, b: 2.5 * np.exp(0.7 * np.sin(1.3 * a) + 0.4 * b**2) - 0.3)
+    start = 2.0 * sympy.exp(0.5 * sympy.sin(1.0 * x1) + 0.5 * x2**2) + 0.1
+    fit = sform.refit_constants(start, [x1, x2], x, y)
+    assert fit.nmse < 1e-20
+    vals = sorted(float(f) for f in fit.expr.atoms(sympy.Float))
+    np.testing.assert_allclose(vals, sorted([2.5, 0.7, 1.3, 0.4, -0.3]), rtol=1e-8)
+
+
+def test_snap_constants_to_pi_rationals_and_zero():
+    x, y = _data(lambda a, b: np.exp(np.sin(np.pi * a) + b**2) / 3)
+    noisy = sympy.Float(0.33334) * sympy.exp(sympy.Float(1.00002) * sympy.sin(sympy.Float(3.14161) * x1 + 1e-6)
+                                             + sympy.Float(0.99999) * x2**2) + sympy.Float(2e-6)
+    snapped = sform.snap_constants(noisy, [x1, x2], x, y, floor=sform.noise_floor(y))
+    assert snapped.expr.atoms(sympy.Float) == set()
+    assert sympy.simplify(snapped.expr - sympy.exp(sympy.sin(sympy.pi * x1) + x2**2) / 3) == 0
+
+
+def test_snap_keeps_constants_that_are_not_simple():
+    x, y = _data(lambda a, b: 1.2345678 * a + np.sin(b))
+    snapped = sform.snap_constants(sympy.Float(1.2) * x1 + sympy.sin(x2), [x1, x2], x, y,
+                                   floor=sform.noise_floor(y))
+    floats = [float(f) for f in snapped.expr.atoms(sympy.Float)]
+    assert floats and abs(floats[0] - 1.2345678) < 1e-8
+
+
+def test_snap_never_makes_the_loss_worse():
+    x, y = _data(lambda a, b: np.tanh(2.03 * a) + b)  # 2.03 is close to 2 but 2 fits worse
+    fit = sform.snap_constants(sympy.tanh(sympy.Float(2.03) * x1) + x2, [x1, x2], x, y, floor=1e-14)
+    assert fit.nmse < 1e-20
+
+
+def test_simple_constants():
+    cands = sform.simple_constants(3.14160)
+    assert cands[0] == sympy.pi
+    assert sympy.Rational(1, 2) in sform.simple_constants(0.50001)
+    assert sform.simple_constants(0.3989423)[0] == 1 / sympy.sqrt(2 * sympy.pi)
+    assert sform.simple_constants(float("nan")) == []
+
+
+def test_formula_complexity():
+    assert sform.formula_complexity(x1) == 1
+    assert sform.formula_complexity(sympy.sin(x1) + x2) > sform.formula_complexity(x1 + x2)
+
+
+def test_export_string_latex_and_lambdify():
+    e = sympy.exp(sympy.sin(sympy.pi * x1) + x2**2)
+    s = export.to_string(e)
+    assert sympy.sympify(s) == e
+    assert "\\sin" in export.to_latex(e) and "\\pi" in export.to_latex(e)
+    assert export.to_latex(sympy.Float(1.234567) * x1, n_digit=2) == "1.23 x_{1}"
+    x = np.random.default_rng(0).random((7, 2))
+    ref = np.exp(np.sin(np.pi * x[:, 0]) + x[:, 1] ** 2)
+    np.testing.assert_allclose(export.lambdify(e)(x), ref, rtol=1e-12)
+    ft = export.lambdify(e, backend="torch")
+    xt = torch.tensor(x, requires_grad=True)
+    out = ft(xt)
+    np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-12)
+    out.sum().backward()
+    assert xt.grad is not None and torch.isfinite(xt.grad).all()
+
+
+def test_lambdify_special_functions_torch_and_numpy_agree():
+    e = sympy.besselj(0, 3 * x1) + sympy.erf(x2) + sympy.besselj(1, x1) + sympy.fresnels(x2)
+    x = np.random.default_rng(1).random((5, 2))
+    a = export.lambdify(e, [x1, x2])(x)
+    b = export.lambdify(e, [x1, x2], backend="torch")(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-10)
+
+
+def test_lambdify_constant_and_bad_input():
+    f = export.lambdify(sympy.Integer(3), [x1, x2])
+    assert f(np.zeros((4, 2))).shape == (4,)
+    ft = export.lambdify(sympy.Integer(3), [x1, x2], backend="torch")
+    assert ft(torch.zeros(4, 2)).tolist() == [3.0] * 4
+    with pytest.raises(ValueError, match="shape"):
+        f(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="did you mean 'torch'"):
+        export.lambdify(x1, backend="torc")
+    with pytest.raises(TypeError, match="not a list"):
+        export.to_latex([x1])

@@ -1,0 +1,167 @@
+"""Reading and writing IDX files (the MNIST / Fashion-MNIST format), gzip-compressed or raw.
+
+Nothing is ever downloaded: the user passes the path. Compression is detected from the file's magic bytes, not
+its name. Corrupt, truncated or oversized files raise ``ValueError`` naming the file and what is wrong.
+
+IDX layout: two zero bytes, a type code, the number of dimensions ``n``, ``n`` big-endian uint32 sizes, then the
+data in big-endian C order.
+
+Example:
+    >>> images, labels = load_mnist("data/mnist", split="test")   # doctest: +SKIP
+    >>> images.shape, labels.shape
+    (torch.Size([10000, 1, 28, 28]), torch.Size([10000]))
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import tempfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .utils import check_choice
+
+__all__ = ["MNIST_FILES", "load_mnist", "read_idx", "write_idx"]
+
+_TYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_CODES = {np.dtype(v).newbyteorder("=") if v.itemsize > 1 else v: k for k, v in _TYPES.items()}
+_GZIP_MAGIC = b"\x1f\x8b"
+
+#: File names of the MNIST-style splits (a ``.gz`` suffix is also accepted).
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _read_bytes(path: Path) -> bytes:
+    if not path.is_file():
+        raise FileNotFoundError(f"IDX file not found: {str(path)!r}")
+    raw = path.read_bytes()
+    if raw[:2] != _GZIP_MAGIC:
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{str(path)!r} is a corrupt or truncated gzip file ({exc})") from None
+
+
+def read_idx(path: str | os.PathLike) -> torch.Tensor:
+    """Read one IDX file (raw or gzip) into a tensor of its stored type (uint8 images stay uint8).
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: bad magic number / type code, or a size that does not match the header.
+
+    Shapes:
+        returns the shape stored in the header, e.g. ``(10000, 28, 28)`` for MNIST images.
+    """
+    path = Path(path)
+    data = _read_bytes(path)
+    if len(data) < 4:
+        raise ValueError(f"{str(path)!r} is too short to be an IDX file ({len(data)} bytes)")
+    zero, code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or code not in _TYPES:
+        raise ValueError(
+            f"{str(path)!r} is not an IDX file (magic bytes {data[:4].hex()}; expected 0000 then a type code in "
+            f"{[hex(c) for c in _TYPES]})"
+        )
+    if ndim == 0:
+        raise ValueError(f"{str(path)!r}: IDX header declares 0 dimensions")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise ValueError(f"{str(path)!r} is truncated inside its header ({len(data)} of {header} bytes)")
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = _TYPES[code]
+    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(data) < expected:
+        raise ValueError(
+            f"{str(path)!r} is truncated: header says shape {dims} ({expected} bytes), the file has {len(data)} bytes"
+        )
+    if len(data) > expected:
+        raise ValueError(
+            f"{str(path)!r} has {len(data) - expected} unexpected trailing bytes after shape {dims}; corrupt file?"
+        )
+    arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(dims)), offset=header).reshape(dims)
+    return torch.from_numpy(arr.astype(dtype.newbyteorder("="), copy=True))
+
+
+def write_idx(path: str | os.PathLike, array: torch.Tensor | np.ndarray, *, compress: bool | None = None) -> Path:
+    """Write ``array`` as an IDX file (atomically: temp file then rename). Gzip when ``compress`` or the name ends
+    in ``.gz``. Supported dtypes: uint8, int8, int16, int32, float32, float64.
+    """
+    path = Path(path)
+    arr = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    native = arr.dtype.newbyteorder("=") if arr.dtype.itemsize > 1 else arr.dtype
+    if native not in _CODES:
+        raise TypeError(f"write_idx: unsupported dtype {arr.dtype}; use one of uint8, int8, int16, int32, float32/64")
+    if arr.ndim == 0 or arr.ndim > 255:
+        raise ValueError(f"write_idx: array must have 1 to 255 dimensions, got {arr.ndim}")
+    code = _CODES[native]
+    payload = struct.pack(f">HBB{arr.ndim}I", 0, code, arr.ndim, *arr.shape)
+    payload += np.ascontiguousarray(arr, dtype=_TYPES[code]).tobytes()
+    if compress or (compress is None and path.suffix == ".gz"):
+        payload = gzip.compress(payload, mtime=0)
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def _find(root: Path, stem: str) -> Path:
+    for name in (stem + ".gz", stem):
+        if (root / name).is_file():
+            return root / name
+    raise FileNotFoundError(f"{stem}[.gz] not found in {str(root)!r} (nothing is downloaded; pass the folder)")
+
+
+def load_mnist(
+    root: str | os.PathLike,
+    split: str = "test",
+    *,
+    normalize: bool = True,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load an MNIST-style split (MNIST, Fashion-MNIST, KMNIST...) from IDX files in ``root``.
+
+    Args:
+        root: folder holding ``t10k-images-idx3-ubyte[.gz]`` etc.
+        split: ``"train"`` or ``"test"``.
+        normalize: scale pixels to ``[0, 1]`` (else raw 0..255 values in ``dtype``).
+
+    Shapes:
+        returns images ``(N, 1, H, W)`` and int64 labels ``(N,)``.
+    """
+    check_choice("split", split, MNIST_FILES)
+    root = Path(root)
+    img_path, lbl_path = (_find(root, stem) for stem in MNIST_FILES[split])
+    images, labels = read_idx(img_path), read_idx(lbl_path)
+    if images.ndim != 3:
+        raise ValueError(f"{str(img_path)!r}: expected images of shape (N, H, W), got {tuple(images.shape)}")
+    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+        raise ValueError(
+            f"{str(lbl_path)!r}: expected {images.shape[0]} labels for {images.shape[0]} images, got shape "
+            f"{tuple(labels.shape)}"
+        )
+    x = images.to(dtype).unsqueeze(1)
+    if normalize:
+        x = x / 255.0
+    return x, labels.long()

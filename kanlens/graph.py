@@ -7,7 +7,7 @@ Node ids are strings ``"{layer}_{index}"`` so the graph survives GraphML export 
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,8 +116,7 @@ def write_graphml(model: KAN, path: str | os.PathLike, x: torch.Tensor | None = 
     path = Path(path)
     G = to_networkx(model, x, **kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # normal permissions, unlike mkstemp's 0600
     try:
         nx.write_graphml(G, tmp)
         os.replace(tmp, path)

@@ -396,3 +396,22 @@ def test_prune_leaves_original_untouched(tutorial):
     for k, v in model.state_dict().items():
         if isinstance(v, torch.Tensor):
             assert torch.equal(v, state[k]), k
+
+
+@pytest.mark.slow
+def test_folding_fixes_pykan_constant_shift_with_std_n_metric():
+    """With pykan's normalised sparsity metric, pruned edges keep large constants: dropping them (pykan 0.2.8)
+    shifts the output (RMSE ~0.5 here); folding them into biases keeps the RMSE within 2x."""
+    ds = create_dataset(toy_formula, n_var=2, seed=0)
+    model = KAN([2, 5, 1], seed=0)
+    model.fit(ds, opt="LBFGS", steps=50, lamb=0.001, reg_metric="std_n", progress=False)
+    pruned = model.prune()
+    no_fold = pruned.copy()
+    with torch.no_grad():
+        for b in no_fold.node_bias:
+            b.zero_()
+    x, y = ds["test_input"], ds["test_label"]
+    before, after, dropped = _rmse(model, x, y), _rmse(pruned, x, y), _rmse(no_fold, x, y)
+    assert pruned.width[1] <= 2
+    assert after < 2 * before
+    assert dropped > 10 * after, f"before {before:.3g}, folded {after:.3g}, dropped {dropped:.3g}"

@@ -244,9 +244,11 @@ def _fold_edges(model: KAN, l: int, x_l: torch.Tensor, remove: torch.Tensor) -> 
     model.node_bias[l].add_(model.node_scale[l] * mean)
     model.layers[l].mask.mul_((~remove).to(model.layers[l].mask.dtype))
     sym = model.symbolic[l]
-    for i, j in sym.fixed_edges():  # (input, output) pairs
-        if bool(remove[j, i]):
-            sym.unfix(i, j)
+    if sym.is_active():
+        rm = remove.cpu()  # one transfer, not one sync per symbolic edge
+        for i, j in sym.fixed_edges():  # (input, output) pairs
+            if bool(rm[j, i]):
+                sym.unfix(i, j)
 
 
 @torch.no_grad()

@@ -133,7 +133,7 @@ def _check_tokens(toks: list[tokenize.TokenInfo], variables: Sequence[str] | Non
 
 
 def _check_expr(expr: sympy.Basic, allowed: set[sympy.Symbol]) -> None:
-    if not isinstance(expr, sympy.Expr) or isinstance(expr, (sympy.logic.boolalg.Boolean,)):
+    if not isinstance(expr, sympy.Expr):
         raise FormulaError(f"the formula must be a real expression, got {type(expr).__name__}")
     extra = expr.free_symbols - allowed
     if extra:

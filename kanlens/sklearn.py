@@ -40,6 +40,13 @@ __all__ = ["KANClassifier", "KANRegressor"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def _num(v: float) -> Any:
+    import sympy
+
+    v = float(v)
+    return sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v, 17)
+
+
 class _KANBase(BaseEstimator):
     """Shared parameters and training loop of the two estimators (not public)."""
 
@@ -105,8 +112,7 @@ class _KANBase(BaseEstimator):
         Xs = (X - self.x_mean_) / self.x_scale_ if self.normalize else X
         return torch.as_tensor(np.ascontiguousarray(Xs), dtype=self._torch_dtype(), device=self.device)
 
-    def _train(self, X: np.ndarray, Y: np.ndarray, n_out: int, loss_fn: Any = None) -> None:
-        """Fit ``self.model_`` on float arrays ``X (n, d)`` and targets ``Y (n, n_out)``."""
+    def _set_x_scaling(self, X: np.ndarray) -> None:
         if self.normalize:
             self.x_mean_ = X.mean(axis=0)
             sd = X.std(axis=0)
@@ -114,6 +120,10 @@ class _KANBase(BaseEstimator):
         else:
             self.x_mean_ = np.zeros(X.shape[1])
             self.x_scale_ = np.ones(X.shape[1])
+
+    def _train(self, X: np.ndarray, Y: np.ndarray, n_out: int, loss_fn: Any = None) -> None:
+        """Fit ``self.model_`` on float arrays ``X (n, d)`` and targets ``Y (n, n_out)``."""
+        self._set_x_scaling(X)
         width = [X.shape[1], *self._hidden(), n_out]
         dt = self._torch_dtype()
         self.model_ = KAN(width=width, grid=self.grid, k=self.k, seed=self._seed(), dtype=dt, device=self.device)
@@ -180,18 +190,27 @@ class KANRegressor(RegressorMixin, _KANBase):
         grid, k: spline grid intervals and order.
         opt, steps, lr, batch, lamb, lamb_entropy, update_grid: passed to :func:`kanlens.fit`.
         normalize: standardise inputs and targets inside the estimator (undone in :meth:`predict` and in
-            :meth:`sympy`), so raw tabular data meets the spline grids where they are.
+            :meth:`sympy`), so raw tabular data meets the spline grids where they are. For readable formulas of
+            data that is already in a small range, ``normalize=False`` avoids the ``(x - mean) / scale`` terms.
+        symbolic: recover a closed-form formula with :func:`kanlens.symbolic.pipeline.symbolic_regression`
+            (sparse fit, prune, refine, ``auto_symbolic``, joint refit and snapping of constants; ``steps`` LBFGS
+            steps per stage, ``lamb`` defaults to 0.01 there); :meth:`predict` then evaluates the chosen formula.
+        lib: names of the symbolic functions to try (default: kanlens's library); only with ``symbolic=True``.
         random_state: seed of the KAN's initialisation and mini-batch order (``None``: a random seed).
         device: torch device (``"cpu"``, ``"cuda"``).
         dtype: ``"float64"`` (default, matches scikit-learn's numerics) or ``"float32"``.
         progress: show the training progress bar.
 
     Attributes:
-        model_: the trained :class:`kanlens.KAN` (on standardised data when ``normalize``).
-        history_: the :class:`kanlens.FitHistory` of the training run.
+        model_: the trained :class:`kanlens.KAN` (on standardised data when ``normalize``; after ``auto_symbolic``
+            when ``symbolic``).
+        history_: the :class:`kanlens.FitHistory` of the training run (``None`` with ``symbolic``).
         n_features_in_, feature_names_in_: as in scikit-learn.
         x_mean_, x_scale_, y_mean_, y_scale_: the standardisation constants (zeros and ones without ``normalize``).
         n_iter_: optimisation steps run.
+        formulas_: with ``symbolic``, the chosen formula per output (sympy, original units and feature names).
+        equations_: with ``symbolic``, the candidate formulas (Pareto front, simplest first) as a list of dicts
+            ``{"complexity", "train_nrmse", "source", "formulas", "chosen"}``; :meth:`equations` prints them.
 
     Shapes:
         ``X``: ``(n_samples, n_features)``; ``y``: ``(n_samples,)`` or ``(n_samples, n_outputs)``; ``predict``
@@ -201,8 +220,38 @@ class KANRegressor(RegressorMixin, _KANBase):
         >>> reg = KANRegressor(hidden_layer_sizes=(5,), steps=20).fit(X, y)
         >>> reg.score(X, y) > 0.9
         True
-        >>> reg.sympy(), reg.latex()  # symbolic formula in the original feature names
+        >>> sym = KANRegressor(symbolic=True, normalize=False).fit(X, y)
+        >>> sym.sympy(), sym.latex()  # the formula, in the original feature names
     """
+
+    def __init__(
+        self,
+        *,
+        hidden_layer_sizes: Sequence[int] = (5,),
+        grid: int = 5,
+        k: int = 3,
+        opt: str = "LBFGS",
+        steps: int = 50,
+        lr: float | None = None,
+        batch: int = -1,
+        lamb: float = 0.0,
+        lamb_entropy: float = 2.0,
+        update_grid: bool = True,
+        normalize: bool = True,
+        symbolic: bool = False,
+        lib: Sequence[str] | None = None,
+        random_state: int | np.random.RandomState | None = 0,
+        device: str = "cpu",
+        dtype: str = "float64",
+        progress: bool = False,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, grid=grid, k=k, opt=opt, steps=steps, lr=lr, batch=batch,
+            lamb=lamb, lamb_entropy=lamb_entropy, update_grid=update_grid, normalize=normalize,
+            random_state=random_state, device=device, dtype=dtype, progress=progress,
+        )
+        self.symbolic = symbolic
+        self.lib = lib
 
     def fit(self, X: Any, y: Any) -> KANRegressor:
         """Train a new KAN on ``X, y`` and return ``self``."""
@@ -216,28 +265,120 @@ class KANRegressor(RegressorMixin, _KANBase):
             self.y_scale_ = np.where(sd > 1e-12 * np.maximum(1.0, np.abs(self.y_mean_)), sd, 1.0)
         else:
             self.y_mean_, self.y_scale_ = np.zeros(Y.shape[1]), np.ones(Y.shape[1])
-        self._train(X, (Y - self.y_mean_) / self.y_scale_, Y.shape[1])
+        for attr in ("formulas_", "formula_exact_", "equations_"):
+            self.__dict__.pop(attr, None)
+        if self.symbolic:
+            self._set_x_scaling(X)
+            self._fit_symbolic(X, Y)
+        else:
+            self._train(X, (Y - self.y_mean_) / self.y_scale_, Y.shape[1])
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predictions ``(n_samples,)`` (or ``(n_samples, n_outputs)`` for multi-output targets)."""
+        """Predictions ``(n_samples,)`` (or ``(n_samples, n_outputs)`` for multi-output targets).
+
+        With ``symbolic=True`` the chosen formulas are evaluated (numpy), otherwise the KAN.
+        """
+        if getattr(self, "formulas_", None) is not None:
+            X = validate_data(self, X, reset=False, dtype=np.float64)
+            out = np.column_stack([self._evaluate(e, X) for e in self.formulas_])
+            return out[:, 0] if self._y_1d else out
         out = self._forward(X) * self.y_scale_ + self.y_mean_
         return out[:, 0] if self._y_1d else out
 
     # ------------------------------------------------------------------ symbolic
-    def symbolic_model(
-        self,
-        *,
-        lib: Sequence[str] | None = None,
-        prune: bool = True,
-        steps: int | None = None,
-        **kwargs: Any,
-    ) -> Any:
-        """Run kanlens's symbolic pipeline on a copy of :attr:`model_` (the estimator itself is not changed).
+    def _fit_symbolic(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """Run :func:`kanlens.symbolic.pipeline.symbolic_regression` on the (standardised) data."""
+        import sympy
 
-        Returns the pipeline's result object; :meth:`sympy`, :meth:`latex` and :meth:`equations` use it.
+        from .symbolic.pipeline import symbolic_regression
+
+        dt = self._torch_dtype()
+        xt = self._scale_x(X)
+        yt = torch.as_tensor(np.ascontiguousarray((Y - self.y_mean_) / self.y_scale_), dtype=dt, device=self.device)
+        data = {"train_input": xt, "train_label": yt, "test_input": xt, "test_label": yt}
+        names = self._variable_names()
+        model = KAN(width=[X.shape[1], *self._hidden(), Y.shape[1]], grid=self.grid, k=self.k, seed=self._seed(),
+                    dtype=dt, device=self.device, input_names=names)
+        res = symbolic_regression(data, model=model, lib=self.lib, lamb=self.lamb if self.lamb > 0 else 0.01,
+                                  steps=(self.steps,) * 3, var=names)
+        self.model_ = res.model
+        self.history_ = None
+        self.n_iter_ = 3 * self.steps
+        sym = [sympy.Symbol(n) for n in names]
+        # undo the standardisation: z_i = (x_i - mean_i) / scale_i, y = mean_y + scale_y * f(z)
+        subs = {s: (s - _num(m)) / _num(sd) if self.normalize else s
+                for s, m, sd in zip(sym, self.x_mean_, self.x_scale_)}
+
+        def unscale(exprs: Sequence[sympy.Expr]) -> list[sympy.Expr]:
+            return [_num(my) + _num(sy) * e.xreplace(subs) if self.normalize else e
+                    for e, my, sy in zip(exprs, self.y_mean_, self.y_scale_)]
+
+        self.formulas_ = unscale(res.formulas)
+        self.formula_exact_ = bool(res.exact)
+        self.equations_ = [
+            {"complexity": c.complexity, "train_nrmse": float(np.sqrt(c.train_nmse)), "source": c.source,
+             "formulas": unscale(c.exprs), "chosen": k == res.table.chosen}
+            for k, c in enumerate(res.table)
+        ]
+        self._freeze()
+
+    def _evaluate(self, expr: Any, X: np.ndarray) -> np.ndarray:
+        import sympy
+
+        fn = sympy.lambdify([sympy.Symbol(n) for n in self._variable_names()], expr, modules=["scipy", "numpy"])
+        with np.errstate(all="ignore"):
+            out = fn(*(X[:, i] for i in range(X.shape[1])))
+        return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],))
+
+    def _variable_names(self) -> list[str]:
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            return [f"x{i + 1}" for i in range(self.n_features_in_)]
+        used: set[str] = set()
+        out = []
+        for n in names:
+            v = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(n)) or "x"
+            v = v if v[0].isalpha() else f"x_{v}"
+            while v in used:
+                v += "_"
+            used.add(v)
+            out.append(v)
+        return out
+
+    def sympy(self, index: int | None = None) -> Any:
+        """The recovered formula (sympy), in the original feature units; a list for multi-output targets.
+
+        Args:
+            index: row of :attr:`equations_` to return instead of the chosen one.
+
+        Raises:
+            ValueError: the estimator was not fitted with ``symbolic=True``.
         """
-        raise NotImplementedError  # replaced below once the symbolic pipeline exists
+        check_is_fitted(self, "model_")
+        if not hasattr(self, "formulas_"):
+            raise ValueError("no formula: fit with KANRegressor(symbolic=True, ...) to recover one")
+        exprs = self.formulas_ if index is None else self.equations_[index]["formulas"]
+        return exprs[0] if self._y_1d else list(exprs)
+
+    def latex(self, index: int | None = None, *, n_digit: int | None = 4) -> Any:
+        """LaTeX of :meth:`sympy` (constants rounded to ``n_digit`` decimals)."""
+        from .symbolic.export import to_latex
+
+        e = self.sympy(index)
+        return to_latex(e, n_digit=n_digit) if not isinstance(e, list) else [to_latex(v, n_digit=n_digit) for v in e]
+
+    def equations(self) -> str:
+        """The candidate formulas as a text table (complexity, train NRMSE, chosen row marked ``»``)."""
+        from .symbolic.formula import ex_round
+
+        self.sympy()  # raises if there is no table
+        lines = [f"{'':2}{'cplx':>5} {'train NRMSE':>12}  {'source':<24} formula"]
+        for row in self.equations_:
+            f = " ; ".join(str(ex_round(e, 4)) for e in row["formulas"])
+            lines.append(f"{'»' if row['chosen'] else ' ':2}{row['complexity']:>5} {row['train_nrmse']:>12.3e}  "
+                         f"{row['source'][:24]:<24} {f}")
+        return "\n".join(lines)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

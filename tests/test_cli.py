@@ -1,0 +1,275 @@
+"""The ``kanlens`` command line: refusals (exit code 2, one line, nothing created), run folders, formula, plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sympy
+
+from kanlens.cli import MARKER, UsageError, load_csv, main, parse_ranges, parse_width
+
+FAST = ["--steps", "3", "--train-num", "200", "--test-num", "100", "--refine", "0", "--quiet"]
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-m", "kanlens.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+# ---------------------------------------------------------------------------------------------- refusals
+MALICIOUS = [
+    "__import__('os').system('touch PWNED')",
+    "x1.__class__",
+    "lambda: 0",
+    "exp(sin(pi*x1)",
+    "x1 + y",
+    "open('PWNED', 'w')",
+]
+
+
+def test_malicious_formula_subprocess_creates_nothing(tmp_path: Path) -> None:
+    r = run_cli(["fit", "--formula", "__import__('os').system('touch PWNED')", "--out", "runs/t"], tmp_path)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kanlens: error: --formula refused:")
+    assert "dunder" in lines[0]
+    assert list(tmp_path.iterdir()) == [tmp_path / "runs"] or list(tmp_path.iterdir()) == []
+    assert not (tmp_path / "PWNED").exists()
+    assert not (tmp_path / "runs" / "t").exists()
+    assert not list(tmp_path.rglob("*PWNED*"))
+
+
+@pytest.mark.parametrize("formula", MALICIOUS)
+def test_bad_formulas_exit_2_with_one_line(formula: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["fit", "--formula", formula, "--out", "runs/t", "--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("kanlens: error:")
+    assert not (tmp_path / "PWNED").exists() and not (tmp_path / "runs" / "t").exists()
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["fit", "--out", "r"], "exactly one of --formula or --csv"),
+        (["fit", "--formula", "x1", "--csv", "a.csv", "--out", "r"], "exactly one of"),
+        (["fit", "--csv", "a.csv", "--out", "r"], "--csv needs --target"),
+        (["fit", "--csv", "missing.csv", "--target", "y", "--out", "r"], "no such file"),
+        (["fit", "--formula", "x1", "--width", "2,x", "--out", "r"], "--width"),
+        (["fit", "--formula", "x1+x2", "--ranges=1,0", "--out", "r"], "low < high"),
+        (["fit", "--formula", "x1+x2", "--ranges=-1,1;0,1;2,3", "--out", "r"], "--ranges needs"),
+        (["fit", "--formula", "x1", "--device", "tpu:9", "--out", "r"], "--device"),
+        (["fit", "--formula", "x1", "--lib", "sin,sinn", "--out", "r"], "did you mean 'sin'"),
+        (["fit", "--formula", "log(x1)", "--out", "r"], "NaN or Inf"),
+        (["formula", "nowhere"], "neither a kanlens run folder"),
+        (["plot", "nowhere"], "neither a kanlens run folder"),
+    ],
+)
+def test_usage_errors(argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                      capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and message in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_width_must_match_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--formula", "x1+x2", "--width", "3,2,1", "--out", "r", *FAST]) == 2
+    assert "must start with the 2 inputs" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "--steps", "many", "--out", "r"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
+
+
+def test_parsers() -> None:
+    assert parse_width("2, 5,1") == [2, 5, 1]
+    with pytest.raises(UsageError):
+        parse_width("2")
+    with pytest.raises(UsageError):
+        parse_width("2,0,1")
+    assert parse_ranges(None, 2) == [[-1.0, 1.0], [-1.0, 1.0]]
+    assert parse_ranges("-2,2", 3) == [[-2.0, 2.0]] * 3
+    assert parse_ranges("[0,1];[-1,3]", 2) == [[0.0, 1.0], [-1.0, 3.0]]
+    with pytest.raises(UsageError):
+        parse_ranges("0,1,2", 1)
+
+
+# ---------------------------------------------------------------------------------------------- CSV loading
+def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def test_load_csv_split_and_features(tmp_path: Path) -> None:
+    rows = [[i, 2 * i, i % 3, 10 * i] for i in range(20)]
+    path = _write_csv(tmp_path / "d.csv", ["a", "b", "c", "y"], rows)
+    ds, names = load_csv(path, "y", ["b", "a"], test_frac=0.25, seed=1)
+    assert names == ["b", "a"]
+    assert ds["train_input"].shape == (15, 2) and ds["test_input"].shape == (5, 2)
+    for split in ("train", "test"):  # columns follow --features order; labels stay attached to their rows
+        x, y = ds[f"{split}_input"], ds[f"{split}_label"]
+        assert (x[:, 0] == 2 * x[:, 1]).all() and (y[:, 0] == 10 * x[:, 1]).all()
+    ds2, names2 = load_csv(path, "y")
+    assert names2 == ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    ("header", "rows", "kwargs", "message"),
+    [
+        (["a", "y"], [[1, 2]] * 20, {"target": "Y"}, "did you mean 'y'"),
+        (["a", "y"], [[1, 2]] * 20, {"target": "y", "features": ["b"]}, "no column 'b'"),
+        (["a", "a", "y"], [[1, 1, 2]] * 20, {"target": "y"}, "duplicate column"),
+        (["a", "y"], [[1, 2]] * 19 + [["oops", 2]], {"target": "y"}, "line 21, column 'a': not a number"),
+        (["a", "y"], [[1, 2]] * 19 + [[1]], {"target": "y"}, "line 21: 1 fields"),
+        (["a", "y"], [[1, 2]] * 5, {"target": "y"}, "at least 10 data rows"),
+        (["a", "y"], [[1, 2]] * 19 + [["nan", 2]], {"target": "y"}, "NaN"),
+        (["y"], [[2]] * 20, {"target": "y"}, "no feature columns"),
+        (["a", "y"], [[1, 2]] * 20, {"target": "y", "features": ["y"]}, "must not include the target"),
+    ],
+)
+def test_load_csv_errors(tmp_path: Path, header, rows, kwargs, message) -> None:
+    path = _write_csv(tmp_path / "d.csv", header, rows)
+    with pytest.raises(UsageError, match=message):
+        load_csv(path, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- a real (tiny) run
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "runs" / "t"
+    assert main(["fit", "--formula", "x1**2 + sin(pi*x2)", "--out", str(out), *FAST]) == 0
+    return out
+
+
+def test_run_folder_contents(run_dir: Path) -> None:
+    for name in ["model/config.json", "model/tensors.pt", "formula.txt", "formula.tex", "metrics.json",
+                 "history.csv", "report.md", "network_fit.png", "network_final.png", "loss.png", MARKER]:
+        assert (run_dir / name).is_file(), name
+    assert not [p for p in run_dir.parent.iterdir() if p.name.startswith(".")]  # no staging folder left
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["width_initial"] == [2, 5, 1] and m["inputs"] == ["x1", "x2"]
+    assert m["source"]["formula"] == "x1**2 + sin(pi*x2)"
+    assert m["formula"] == (run_dir / "formula.txt").read_text().strip()
+    assert sympy.sympify(m["formula"]).free_symbols <= set(sympy.symbols("x1 x2"))
+    assert 0 <= m["formula_test_rmse"] < 1.0
+    assert isinstance(m["matches_truth"], bool)
+    assert sum(c["chosen"] for c in m["candidates"]) == 1
+    assert m["seconds"]["total"] > 0
+    rows = list(csv.DictReader(open(run_dir / "history.csv")))
+    assert {"stage", "step", "train_rmse", "test_rmse", "reg"} <= set(rows[0])
+    assert len(rows) == sum(st["steps"] for st in m["stages"].values())
+    report = (run_dir / "report.md").read_text()
+    assert m["formula"] in report and "![loss curves](loss.png)" in report and "network_final.png" in report
+
+
+def test_formula_command(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["formula", str(run_dir)]) == 0
+    assert capsys.readouterr().out.strip() == (run_dir / "formula.txt").read_text().strip()
+    assert main(["formula", str(run_dir), "--latex"]) == 0
+    assert capsys.readouterr().out.strip() == (run_dir / "formula.tex").read_text().strip()
+    # from the checkpoint: the symbolic KAN's own formula (KAN-level constants), in the same variables
+    assert main(["formula", str(run_dir / "model"), "--round", "3"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert sympy.sympify(out).free_symbols <= set(sympy.symbols("x1 x2"))
+
+
+def test_plot_command(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["plot", str(run_dir)]) == 0
+    assert capsys.readouterr().out.strip() == str(run_dir / "plot.png")
+    assert (run_dir / "plot.png").stat().st_size > 1000
+    assert main(["plot", str(run_dir)]) == 2  # refuses to overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["plot", str(run_dir), "--overwrite"]) == 0
+    out = run_dir.parent / "edge.png"
+    assert main(["plot", str(run_dir / "model"), "--edge", "0,0,0", "--out", str(out)]) == 0
+    assert out.stat().st_size > 1000
+    assert main(["plot", str(run_dir), "--edge", "5,0,0", "--out", str(out), "--overwrite"]) == 2
+    assert main(["plot", str(run_dir), "--edge", "0,0", "--out", str(out), "--overwrite"]) == 2
+
+
+def test_overwrite_rules(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # an existing kanlens run folder is refused without --overwrite ...
+    before = (run_dir / "metrics.json").read_text()
+    assert main(["fit", "--formula", "x1", "--out", str(run_dir), *FAST]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (run_dir / "metrics.json").read_text() == before
+    # ... and a foreign non-empty folder is refused even with --overwrite
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    assert main(["fit", "--formula", "x1", "--out", str(foreign), "--overwrite", *FAST]) == 2
+    assert "not a kanlens run folder" in capsys.readouterr().err
+    assert (foreign / "thesis.tex").read_text() == "precious" and len(list(foreign.iterdir())) == 1
+    # a file in the way
+    (tmp_path / "f").write_text("x")
+    assert main(["fit", "--formula", "x1", "--out", str(tmp_path / "f"), *FAST]) == 2
+
+
+def test_overwrite_replaces_run_and_empty_dir_is_fine(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    out.mkdir()  # an empty folder may be used without --overwrite
+    args = ["fit", "--formula", "2*x1", "--no-symbolic", "--no-prune", "--out", str(out), *FAST]
+    assert main(args) == 0
+    m1 = json.loads((out / "metrics.json").read_text())
+    assert m1["formula"] is None and not (out / "formula.txt").exists()
+    assert main([*args[:-len(FAST)], "--overwrite", "--seed", "1", *FAST]) == 0
+    m2 = json.loads((out / "metrics.json").read_text())
+    assert m2["settings"]["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+# ---------------------------------------------------------------------------------------------- acceptance (slow)
+@pytest.mark.slow
+def test_acceptance_formula_recovered_under_a_minute_of_cpu(tmp_path: Path) -> None:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    r = run_cli(["fit", "--formula", "exp(sin(pi*x1)+x2**2)", "--out", "runs/t", "--quiet"], tmp_path, timeout=600)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    assert r.returncode == 0, r.stderr
+    got = sympy.sympify((tmp_path / "runs/t/formula.txt").read_text())
+    x1, x2 = sympy.symbols("x1 x2")
+    assert sympy.simplify(got - sympy.exp(sympy.sin(sympy.pi * x1) + x2**2)) == 0
+    assert cpu < 60, f"used {cpu:.1f} s of CPU"
+
+
+@pytest.mark.slow
+def test_acceptance_csv_with_junk_column(tmp_path: Path) -> None:
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(600, 3, generator=g, dtype=torch.float64) * 2 - 1
+    y = torch.sin(torch.pi * x[:, 0]) + x[:, 2] ** 2  # column "junk" (x[:, 1]) plays no role
+    _write_csv(tmp_path / "data.csv", ["a", "junk", "b", "y"],
+               [[f"{v:.10g}" for v in row] for row in torch.cat([x, y[:, None]], 1).tolist()])
+    r = run_cli(["fit", "--csv", "data.csv", "--target", "y", "--out", "runs/csv", "--quiet"], tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    m = json.loads((tmp_path / "runs/csv/metrics.json").read_text())
+    assert m["inputs"] == ["a", "junk", "b"]
+    assert m["inputs_kept"] == ["a", "b"]
+    assert "junk" not in m["formula"]
+    assert m["formula_test_rmse"] < 1e-2
+    assert "a" in m["formula_variables"] and "b" in m["formula_variables"]

@@ -133,7 +133,7 @@ def test_load_csv_split_and_features(tmp_path: Path) -> None:
     for split in ("train", "test"):  # columns follow --features order; labels stay attached to their rows
         x, y = ds[f"{split}_input"], ds[f"{split}_label"]
         assert (x[:, 0] == 2 * x[:, 1]).all() and (y[:, 0] == 10 * x[:, 1]).all()
-    ds2, names2 = load_csv(path, "y")
+    _, names2 = load_csv(path, "y")
     assert names2 == ["a", "b", "c"]
 
 
@@ -179,7 +179,8 @@ def test_run_folder_contents(run_dir: Path) -> None:
     assert isinstance(m["matches_truth"], bool)
     assert sum(c["chosen"] for c in m["candidates"]) == 1
     assert m["seconds"]["total"] > 0
-    rows = list(csv.DictReader(open(run_dir / "history.csv")))
+    with open(run_dir / "history.csv") as f:
+        rows = list(csv.DictReader(f))
     assert {"stage", "step", "train_rmse", "test_rmse", "reg"} <= set(rows[0])
     assert len(rows) == sum(st["steps"] for st in m["stages"].values())
     report = (run_dir / "report.md").read_text()

@@ -368,3 +368,106 @@ def test_nonfinite_hidden_activations_skip_the_grid_update(toy_dataset):
         h = model.fit(toy_dataset, steps=1, progress=False, max_nonfinite=0)
     assert "grid update skipped" in h.events[0] and h.grid_updates == []
     assert _finite(model)
+
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        torch.zeros(50, 2),  # every sample identical: rank-deficient least squares
+        torch.tensor([[0.1, 0.2], [0.3, 0.4]]),  # the minimum of 2 samples
+        torch.tensor([[0.5, -0.5]] * 10),
+        torch.cat([torch.zeros(49, 2), torch.full((1, 2), 1e5)]),  # one far outlier
+        1e-7 * torch.rand(50, 2, generator=torch.Generator().manual_seed(0)),  # almost no spread
+    ],
+    ids=["constant", "two_samples", "duplicates", "outlier", "tiny_spread"],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_grid_update_on_degenerate_samples_stays_finite_and_preserves_outputs(x, dtype):
+    model = KAN(width=[2, 3, 1], seed=0, dtype=dtype, noise_scale=2.0)
+    x = x.to(dtype)
+    with torch.no_grad():
+        before = model(x)
+        model.update_grid(x)
+        after = model(x)
+    assert _finite(model)
+    torch.testing.assert_close(after, before, atol=1e-3 * (1 + float(before.abs().max())), rtol=0)
+
+
+@pytest.mark.parametrize("opt", ["LBFGS", "Adam"])
+def test_symbolic_edges_with_domain_limits_train_finite(toy_dataset, opt):
+    """log, sqrt, 1/x, arcsin, arctanh edges whose arguments leave the domain for part of the data."""
+    model = KAN(width=[2, 3, 1], seed=0)
+    for (i, j), name in zip([(0, 0), (1, 0), (0, 1), (1, 1), (0, 2)], ["log", "sqrt", "1/x", "arcsin", "arctanh"]):
+        model.fix_symbolic(0, i, j, name, fit_params=False, params=(2.0, 0.0, 1.0, 0.0))
+    with torch.no_grad():
+        assert bool(torch.isfinite(model(toy_dataset["train_input"])).all())
+    h = model.fit(toy_dataset, opt=opt, steps=5, progress=False)
+    assert not h.nonfinite_steps and _finite(model) and len(h.train_loss) == 5
+
+
+@pytest.mark.parametrize("scale", [3.0, 1e3, 1e6])
+def test_inputs_outside_the_grid_give_finite_outputs(scale):
+    model = KAN(width=[2, 3, 1], seed=0)
+    x = torch.linspace(-1, 1, 40).reshape(20, 2) * scale
+    with torch.no_grad():
+        y = model(x)
+        edges = model.edge_activations(x)
+    assert bool(torch.isfinite(y).all()) and all(bool(torch.isfinite(e).all()) for e in edges)
+    # beyond the extended grid (|x| > 1 + k * 2/G = 2.2) the spline part vanishes: only scale_base * silu(x) remains
+    base = model.layers[0].scale_base * torch.nn.functional.silu(x).unsqueeze(1)  # (batch, out, in)
+    outside = (x.abs() > 2.3).unsqueeze(1).expand_as(base)
+    assert bool(outside.any())
+    torch.testing.assert_close(edges[0][outside], base[outside], rtol=1e-6, atol=0)
+
+
+# ---------------------------------------------------------------------------------------------- acceptance
+
+_PIPELINES = {
+    # id: (formula on (batch, n) inputs, n_var, ranges, width, dtype)
+    "exp_sin_sq_float32": (lambda x: torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2), 2, (-1, 1),
+                           [2, 5, 1], torch.float32),
+    "exp_sin_sq_float64": (lambda x: torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2), 2, (-1, 1),
+                           [2, 5, 1], torch.float64),
+    "product": (lambda x: x[:, [0]] * x[:, [1]], 2, (-1, 1), [2, 5, 1], torch.float32),
+    "sqrt_sum_squares": (lambda x: torch.sqrt(x[:, [0]] ** 2 + x[:, [1]] ** 2), 2, (-1, 1), [2, 5, 1], torch.float32),
+    "bessel_j0_20x": (lambda x: torch.special.bessel_j0(20 * x[:, [0]]), 1, (-1, 1), [1, 1], torch.float32),
+    "feynman_I_27_6": (lambda x: 1 / (1 + x[:, [0]] * x[:, [1]]), 2, (0.5, 2.0), [2, 5, 1], torch.float64),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(_PIPELINES))
+def test_pykan_tutorial_pipeline_has_no_crash_or_nan(name):
+    """pykan's tutorial workflow with default settings: fit (sparse) -> prune -> fit -> refine -> fit ->
+    auto_symbolic -> fit -> symbolic_formula; every model, history and formula stays finite."""
+    import numpy as np
+    import sympy
+
+    from kanlens import create_dataset
+
+    f, n_var, ranges, width, dtype = _PIPELINES[name]
+    ds = create_dataset(f, n_var=n_var, ranges=ranges, dtype=dtype)
+    model = KAN(width=width, grid=5, k=3, seed=0, dtype=dtype)
+    histories = [model.fit(ds, opt="LBFGS", steps=50, lamb=0.001, progress=False)]
+    model = model.prune()
+    histories.append(model.fit(ds, opt="LBFGS", steps=50, progress=False))
+    model = model.refine(10)
+    histories.append(model.fit(ds, opt="LBFGS", steps=50, progress=False))
+    model.auto_symbolic()
+    histories.append(model.fit(ds, opt="LBFGS", steps=50, progress=False))
+    for h in histories:
+        assert h.train_loss and all(np.isfinite(h.train_loss)) and all(np.isfinite(h.test_loss))
+        assert not h.stopped_early, h.events
+    assert _finite(model)
+    x = ds["test_input"]
+    with torch.no_grad():
+        y = model(x)
+    assert bool(torch.isfinite(y).all())
+    expr = model.symbolic_formula()[0]
+    symbols = [sympy.Symbol(f"x{k + 1}") for k in range(n_var)]
+    fn = sympy.lambdify(symbols, expr, modules=["scipy", "numpy"])
+    with np.errstate(all="ignore"):
+        values = np.broadcast_to(np.asarray(fn(*[x[:, k].double().numpy() for k in range(n_var)]), dtype=float),
+                                 (x.shape[0],))
+    assert np.isfinite(values).all(), str(expr)

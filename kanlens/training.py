@@ -76,6 +76,12 @@ class FitHistory:
             raise KeyError(f"FitHistory has no field {key!r}{did_you_mean(key, self.keys())}")
         return getattr(self, key)
 
+    def __contains__(self, key: object) -> bool:
+        return key in self.keys()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key) if key in self.keys() else default
+
     def keys(self) -> list[str]:
         return [f.name for f in dataclasses.fields(self)]
 

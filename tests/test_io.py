@@ -228,3 +228,14 @@ def test_save_load_then_training_continues_identically(tmp_path, toy_dataset, dt
     h2 = loaded.fit(ds, steps=2, progress=False, update_grid=False)
     assert h1.train_loss == h2.train_loss
     _assert_same_model(model, loaded)
+
+
+@pytest.mark.xfail(strict=True, reason="symbolic helper (layers/symbolic.py): get_extra_state does not save "
+                   "function_list, so a loaded layer numbers its functions in scan order and fn_index differs")
+def test_symbolic_function_indices_round_trip_exactly(tmp_path):
+    model = KAN(width=[2, 1], seed=0)
+    model.symbolic[0].fix(1, 0, "x^2", (1.0, 0.0, 1.0, 0.0))  # fixed first: index 1
+    model.symbolic[0].fix(0, 0, "sin", (1.0, 0.0, 1.0, 0.0))  # fixed second: index 2
+    save(model, tmp_path / "m")
+    loaded = load(tmp_path / "m")
+    assert torch.equal(loaded.symbolic[0].fn_index, model.symbolic[0].fn_index)

@@ -29,8 +29,35 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 # Heavier or optional parts load on first access (PEP 562) so `import kanlens` never pulls matplotlib/networkx.
 _LAZY: dict[str, tuple[str, str]] = {
+    # symbolic regression
     "SymbolicKANLayer": ("kanlens.layers.symbolic", "SymbolicKANLayer"),
     "Symbolic_KANLayer": ("kanlens.layers.symbolic", "Symbolic_KANLayer"),
+    "SymbolicLibrary": ("kanlens.symbolic.library", "SymbolicLibrary"),
+    "default_library": ("kanlens.symbolic.library", "default_library"),
+    "fit_affine": ("kanlens.symbolic.fit", "fit_affine"),
+    "ex_round": ("kanlens.symbolic.formula", "ex_round"),
+    "to_latex": ("kanlens.symbolic.export", "to_latex"),
+    "to_string": ("kanlens.symbolic.export", "to_string"),
+    "lambdify": ("kanlens.symbolic.export", "lambdify"),
+    "symbolic_regression": ("kanlens.symbolic.pipeline", "symbolic_regression"),
+    # pruning and graphs
+    "to_networkx": ("kanlens.graph", "to_networkx"),
+    "write_graphml": ("kanlens.graph", "write_graphml"),
+    # plotting (matplotlib loads on first use)
+    "plot_kan": ("kanlens.plotting", "plot_kan"),
+    "plot_edge": ("kanlens.plotting", "plot_edge"),
+    "plot_layer": ("kanlens.plotting", "plot_layer"),
+    "plot_history": ("kanlens.plotting", "plot_history"),
+    "plot_conv_kernels": ("kanlens.plotting.conv", "plot_conv_kernels"),
+    # convolution
+    "KANConv1d": ("kanlens.layers.conv", "KANConv1d"),
+    "KANConv2d": ("kanlens.layers.conv", "KANConv2d"),
+    "KANConvNet": ("kanlens.models", "KANConvNet"),
+    "read_idx": ("kanlens.idx", "read_idx"),
+    "load_mnist": ("kanlens.idx", "load_mnist"),
+    # scikit-learn front end (optional extra)
+    "KANRegressor": ("kanlens.sklearn", "KANRegressor"),
+    "KANClassifier": ("kanlens.sklearn", "KANClassifier"),
 }
 
 __all__ = [

@@ -123,18 +123,16 @@ class KAN(nn.Module):
         if config is None:
             if width is None:
                 raise ValueError("KAN needs `width`, e.g. KAN(width=[2, 5, 1])")
-            dtype_name = _dtype_name(dtype)
-            try:
-                config = KANConfig(
-                    width=_normalize_width(width), grid=grid, k=k, seed=int(seed), dtype=dtype_name,
-                    symbolic_enabled=symbolic_enabled, **kwargs,
-                )
-            except TypeError as e:
-                from .utils import did_you_mean
+            fields = [f.name for f in dataclasses.fields(KANConfig)]
+            for name in kwargs:
+                if name not in fields or name in ("width", "grid", "k", "seed", "dtype", "symbolic_enabled"):
+                    from .utils import did_you_mean
 
-                bad = [n for n in kwargs if n not in {f.name for f in dataclasses.fields(KANConfig)}]
-                fields = [f.name for f in dataclasses.fields(KANConfig)]
-                raise TypeError(f"unknown KAN option {bad[0]!r}{did_you_mean(bad[0], fields)}") from e
+                    raise TypeError(f"unknown KAN option {name!r}{did_you_mean(name, fields)}")
+            config = KANConfig(
+                width=_normalize_width(width), grid=grid, k=k, seed=int(seed), dtype=_dtype_name(dtype),
+                symbolic_enabled=symbolic_enabled, **kwargs,
+            )
         else:
             config = copy.deepcopy(config)
             config.width = _normalize_width(config.width)

@@ -13,6 +13,8 @@ Nothing here knows about modules; every function is a pure function of tensors.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 __all__ = [
@@ -83,34 +85,101 @@ def _basis_recursion(x: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch
     return basis, prev
 
 
+# id(grid) -> (weak reference to the grid, version counter, k, table). An entry dies with its grid and is only used
+# for the very same tensor object, so a new tensor that reuses a freed one's memory never sees a stale table;
+# in-place edits bump ``_version`` and force a rebuild.
+_POLY_CACHE: dict[int, tuple[weakref.ref, int, int, torch.Tensor]] = {}
+
+
+def _forget(ref: weakref.ref, key: int) -> None:
+    entry = _POLY_CACHE.get(key)
+    if entry is not None and entry[0] is ref:
+        del _POLY_CACHE[key]
+
+
+def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
+    """Piecewise-polynomial form of the bases: ``P[i, s, r, p]`` is the coefficient of ``(x - t_s)^p`` of basis
+    ``s - k + r`` on knot interval ``s`` of input ``i``. Shape ``(in_dim, M - 1, k + 1, k + 1)``.
+
+    Computed once per grid (cached on the grid's storage and version counter) by sampling the Cox-de Boor
+    recursion at ``k + 1`` points per interval and solving the Vandermonde system in float64.
+    """
+    hit = _POLY_CACHE.get(id(grid))
+    if hit is not None and hit[0]() is grid and hit[1] == grid._version and hit[2] == k:
+        return hit[3]
+    g = grid.detach().double()
+    in_dim, m = g.shape
+    lo, h = g[:, :-1], g[:, 1:] - g[:, :-1]  # (in, M-1)
+    frac = (torch.arange(k + 1, dtype=g.dtype, device=g.device) + 0.5) / (k + 1)
+    u = lo[..., None] + h[..., None] * frac  # (in, M-1, k+1) sample points strictly inside each interval
+    pts = u.reshape(in_dim, -1).T  # (n_pts, in)
+    dense = _basis_recursion(pts, g, k)[0]  # (n_pts, in, nb)
+    dense = torch.nn.functional.pad(dense, (k, k))  # bases s-k..s of interval s sit at padded columns s..s+k
+    dense = dense.permute(1, 0, 2).reshape(in_dim, m - 1, k + 1, -1)  # (in, M-1, q, nb+2k)
+    cols = torch.arange(m - 1, device=g.device)[:, None] + torch.arange(k + 1, device=g.device)  # (M-1, r)
+    vals = dense.gather(3, cols[None, :, None, :].expand(in_dim, m - 1, k + 1, k + 1))  # (in, M-1, q, r)
+    vand = (u - lo[..., None]).unsqueeze(-1) ** torch.arange(k + 1, dtype=g.dtype, device=g.device)  # q, p
+    coef = torch.linalg.solve(vand, vals)  # (in, M-1, p, r)
+    table = coef.transpose(-1, -2).to(grid.dtype).contiguous()  # (in, M-1, r, p)
+    key = id(grid)
+    _POLY_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(r, key)), grid._version, k, table)
+    return table
+
+
+def _local_basis(x: torch.Tensor, grid: torch.Tensor, k: int, table: torch.Tensor):
+    """Interval index, validity, local coordinate and gathered polynomial coefficients of every sample."""
+    m = grid.shape[1]
+    s = torch.searchsorted(grid, x.detach().T.contiguous(), right=True).T - 1  # (batch, in)
+    valid = (s >= 0) & (s <= m - 2)
+    s = s.clamp(0, m - 2)
+    ar = torch.arange(grid.shape[0], device=grid.device)
+    t = x - grid[ar, s]  # (batch, in)
+    coef = table[ar, s]  # (batch, in, r, p)
+    return s, valid, t, coef
+
+
+def _scatter_dense(local: torch.Tensor, s: torch.Tensor, nb: int, k: int) -> torch.Tensor:
+    idx = s.unsqueeze(-1) + torch.arange(k + 1, device=s.device)
+    dense = local.new_zeros(*s.shape, nb + 2 * k).scatter_(-1, idx, local)
+    return dense[..., k : k + nb]
+
+
 class _BSplineBasis(torch.autograd.Function):
-    """B-spline bases with an analytic derivative: much less autograd bookkeeping than differentiating the
-    recursion op by op (training steps of small KANs are dominated by per-op overhead)."""
+    """B-spline bases from cached per-interval polynomials, with an analytic derivative.
+
+    Only the ``k + 1`` non-zero bases of each sample are computed; training steps of small KANs are dominated by
+    per-op overhead, so this needs far fewer (and smaller) tensor ops than the Cox-de Boor recursion.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:  # type: ignore[override]
-        basis, prev = _basis_recursion(x, grid, k)
-        ctx.save_for_backward(grid, prev)
-        ctx.k = k
-        return basis
+        table = _poly_table(grid, k)
+        s, valid, t, coef = _local_basis(x, grid, k, table)
+        powers = t.unsqueeze(-1) ** torch.arange(k + 1, device=x.device, dtype=x.dtype)  # (batch, in, p)
+        local = torch.where(valid.unsqueeze(-1), (coef @ powers.unsqueeze(-1)).squeeze(-1), 0.0)
+        ctx.save_for_backward(s, valid, t, coef)
+        ctx.k, ctx.nb = k, grid.shape[1] - k - 1
+        return _scatter_dense(local, s, ctx.nb, k)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        grid, prev = ctx.saved_tensors
+        s, valid, t, coef = ctx.saved_tensors
         k = ctx.k
-        g = grid.unsqueeze(0)
-        # d/dx B_{i,k} = k * (B_{i,k-1} / (t_{i+k} - t_i) - B_{i+1,k-1} / (t_{i+k+1} - t_{i+1}))
-        left = prev[..., :-1] / (g[..., k:-1] - g[..., : -(k + 1)])
-        right = prev[..., 1:] / (g[..., k + 1 :] - g[..., 1:-k])
-        d = k * (left - right)
-        return (grad_out * d).sum(-1), None, None
+        p = torch.arange(1, k + 1, device=t.device, dtype=t.dtype)
+        dpowers = p * t.unsqueeze(-1) ** (p - 1)  # d/dt t^p for p = 1..k
+        dlocal = (coef[..., 1:] @ dpowers.unsqueeze(-1)).squeeze(-1)  # (batch, in, r)
+        padded = torch.nn.functional.pad(grad_out, (k, k))
+        g_local = padded.gather(-1, s.unsqueeze(-1) + torch.arange(k + 1, device=s.device))
+        grad_x = torch.where(valid, (g_local * dlocal).sum(-1), 0.0)
+        return grad_x, None, None
 
 
 def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
-    """Evaluate all B-spline basis functions of order ``k`` (Cox-de Boor recursion).
+    """Evaluate all B-spline basis functions of order ``k``.
 
     Points outside the extended grid get all-zero bases (the spline part vanishes there). Differentiable in
-    ``x`` (analytic derivative); the grid is treated as a constant.
+    ``x`` (analytic derivative); the grid is treated as a constant. Equal to the Cox-de Boor recursion (and to
+    ``scipy.interpolate.BSpline``) up to rounding; evaluated through cached per-interval polynomials.
 
     Shapes:
         x: ``(batch, in_dim)``, grid: ``(in_dim, G + 2k + 1)`` -> ``(batch, in_dim, G + k)``.
@@ -118,7 +187,14 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
     if x.requires_grad and torch.is_grad_enabled():
         return _BSplineBasis.apply(x, grid, k)
     with torch.no_grad():
-        return _basis_recursion(x, grid, k)[0]
+        return _BSplineBasis.forward(_NoCtx(), x, grid, k)
+
+
+class _NoCtx:
+    """Stand-in autograd context for evaluation without gradients."""
+
+    def save_for_backward(self, *tensors: torch.Tensor) -> None:
+        pass
 
 
 def coef2curve(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:

@@ -1,0 +1,201 @@
+"""Layer throughput, peak memory and canonical-fit time: kanlens vs pykan vs an equal-parameter MLP.
+
+Everything is measured side by side in one run; compare the ratios, not the absolute numbers (machines are noisy).
+
+    python benchmarks/speed.py                 # full table (pykan columns only if `import kan` works)
+    python benchmarks/speed.py --no-fit        # skip the canonical-fit timing
+    python benchmarks/speed.py --device cuda   # on a GPU machine
+
+pykan is used only here, as a baseline (`pip install pykan==0.2.8`); kanlens never imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+WIDTH = [100, 100, 100]
+GRID, K, BATCH = 5, 3, 1024
+
+
+def toy(x: torch.Tensor) -> torch.Tensor:
+    return torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)
+
+
+def have_pykan() -> bool:
+    try:
+        import kan  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def build(impl: str, device: str, width: list[int] = WIDTH) -> torch.nn.Module:
+    if impl == "kanlens":
+        from kanlens import KAN
+
+        return KAN(width=width, grid=GRID, k=K, seed=0, device=device).speed()
+    if impl == "pykan":
+        from kan import KAN as PyKAN
+
+        ckpt = tempfile.mkdtemp(prefix="pykan-bench-")
+        model = PyKAN(width=list(width), grid=GRID, k=K, seed=0, auto_save=False, ckpt_path=ckpt, device=device)
+        return model.speed()
+    if impl == "mlp":
+        n_kan = sum(p.numel() for p in build("kanlens", "cpu", width).parameters() if p.requires_grad)
+        # One hidden layer 100-H-100 with (about) the same number of trainable parameters.
+        h = round((n_kan - width[-1]) / (width[0] + width[-1] + 1))
+        return torch.nn.Sequential(
+            torch.nn.Linear(width[0], h), torch.nn.SiLU(), torch.nn.Linear(h, width[-1])
+        ).to(device)
+    raise ValueError(impl)
+
+
+def n_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def step(model: torch.nn.Module, x: torch.Tensor) -> None:
+    model.zero_grad(set_to_none=True)
+    model(x).square().mean().backward()
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def throughput(models: dict[str, torch.nn.Module], device: str, seconds: float, rounds: int) -> dict[str, float]:
+    """Best-of-``rounds`` fwd+bwd samples/s; implementations are interleaved round by round."""
+    x = torch.rand(BATCH, WIDTH[0], generator=torch.Generator().manual_seed(0)).mul(2).sub(1).to(device)
+    best = dict.fromkeys(models, 0.0)
+    for m in models.values():
+        for _ in range(3):
+            step(m, x)
+    for _ in range(rounds):
+        for name, m in models.items():
+            sync(device)
+            t0, n = time.perf_counter(), 0
+            while time.perf_counter() - t0 < seconds:
+                step(m, x)
+                n += 1
+            sync(device)
+            best[name] = max(best[name], n * BATCH / (time.perf_counter() - t0))
+    return best
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def memory_worker(impl: str, device: str) -> None:
+    """Child process: peak memory growth of one fwd+bwd batch (RSS high-water mark on CPU, allocator on CUDA)."""
+    model = build(impl, device)
+    x = torch.rand(BATCH, WIDTH[0]).mul(2).sub(1).to(device)
+    step(model, x)  # warm-up: allocate gradients once so they are not counted as growth
+    model.zero_grad(set_to_none=False)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        step(model, x)
+        torch.cuda.synchronize()
+        growth = torch.cuda.max_memory_allocated() - base
+    else:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the RSS high-water mark
+        base = _rss_kib("VmRSS:") * 1024
+        step(model, x)
+        growth = _rss_kib("VmHWM:") * 1024 - base
+    print(json.dumps({"growth_bytes": growth}))
+
+
+def peak_memory(impl: str, device: str) -> float:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-worker", impl, "--device", device],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])["growth_bytes"] / 2**20
+
+
+def canonical_fit(impl: str, device: str, steps: int) -> tuple[float, float]:
+    """Seconds and final test RMSE of the tutorial fit: [2,5,1], grid 5, k 3, LBFGS, lamb=0.001."""
+    if impl == "kanlens":
+        from kanlens import KAN, create_dataset
+
+        ds = create_dataset(toy, n_var=2, seed=0, device=device)
+        model = KAN(width=[2, 5, 1], grid=5, k=3, seed=0, device=device)
+        t0 = time.perf_counter()
+        h = model.fit(ds, opt="LBFGS", steps=steps, lamb=0.001, progress=False)
+        return time.perf_counter() - t0, h.test_loss[-1]
+    from kan import KAN as PyKAN
+    from kan.utils import create_dataset as py_create_dataset
+
+    ds = py_create_dataset(toy, n_var=2, seed=0, device=device)
+    model = PyKAN(width=[2, 5, 1], grid=5, k=3, seed=0, auto_save=False,
+                  ckpt_path=tempfile.mkdtemp(prefix="pykan-bench-"), device=device)
+    t0 = time.perf_counter()
+    res = model.fit(ds, opt="LBFGS", steps=steps, lamb=0.001, log=10**9)
+    return time.perf_counter() - t0, float(res["test_loss"][-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seconds", type=float, default=2.0, help="timing window per implementation and round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--fit-steps", type=int, default=50)
+    ap.add_argument("--no-fit", action="store_true")
+    ap.add_argument("--no-pykan", action="store_true")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
+    ap.add_argument("--memory-worker", metavar="IMPL", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.memory_worker:
+        memory_worker(args.memory_worker, args.device)
+        return
+    impls = ["kanlens", "mlp"] + ([] if args.no_pykan or not have_pykan() else ["pykan"])
+    models = {name: build(name, args.device) for name in impls}
+    print(f"# device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
+          f"cpus={os.cpu_count()} width={WIDTH} grid={GRID} k={K} batch={BATCH} float32")
+    tput = throughput(models, args.device, args.seconds, args.rounds)
+    mem = {name: peak_memory(name, args.device) for name in impls}
+    edge_mib = BATCH * WIDTH[0] * WIDTH[1] * 4 / 2**20
+    print(f"\n## Layer fwd+bwd throughput and peak memory growth for one batch "
+          f"(one (batch,out,in) tensor = {edge_mib:.1f} MiB)")
+    print("| impl | params | samples/s | vs kanlens | peak mem growth (MiB) | mem vs kanlens |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in impls:
+        print(f"| {name} | {n_params(models[name]):,} | {tput[name]:,.0f} | {tput[name] / tput['kanlens']:.2f}x "
+              f"| {mem[name]:.1f} | {mem[name] / max(mem['kanlens'], 1e-9):.2f}x |")
+    if "pykan" in tput:
+        print(f"\nkanlens / pykan throughput: {tput['kanlens'] / tput['pykan']:.1f}x (target >= 10x); "
+              f"pykan / kanlens peak memory: {mem['pykan'] / max(mem['kanlens'], 1e-9):.1f}x (target >= 10x)")
+    print(f"MLP / kanlens throughput: {tput['mlp'] / tput['kanlens']:.2f}x (target <= 3x)")
+    if not args.no_fit:
+        print(f"\n## Canonical fit: [2,5,1] grid 5 k 3, 1000 points, LBFGS {args.fit_steps} steps, lamb=0.001")
+        print("| impl | seconds | s/step | test RMSE |")
+        print("|---|---:|---:|---:|")
+        fits = {}
+        for name in [n for n in impls if n != "mlp"]:
+            sec, rmse = canonical_fit(name, args.device, args.fit_steps)
+            fits[name] = sec
+            print(f"| {name} | {sec:.2f} | {sec / args.fit_steps * 1e3:.0f} ms | {rmse:.4f} |")
+        if "pykan" in fits:
+            print(f"\nkanlens fit speed-up over pykan: {fits['pykan'] / fits['kanlens']:.1f}x (target >= 5x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+"""fit(): the canonical pykan tutorial numbers, Adam, determinism, fast path with lamb == 0, validation."""
+
+import pytest
+import torch
+
+from kanlens import KAN, create_dataset
+from kanlens.layers.spline import KANLayer
+
+
+def toy(x):
+    return torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)
+
+
+@pytest.fixture(scope="module", params=[torch.float32, torch.float64], ids=["float32", "float64"])
+def canonical(request):
+    """pykan's tutorial settings: [2,5,1], grid 5, k 3, seed 0, LBFGS 50 steps, lamb=0.001; then refine(10)."""
+    dtype = request.param
+    ds = create_dataset(toy, n_var=2, train_num=1000, test_num=1000, seed=0, dtype=dtype)
+    model = KAN(width=[2, 5, 1], grid=5, k=3, seed=0, dtype=dtype)
+    h1 = model.fit(ds, opt="LBFGS", steps=50, lamb=0.001, progress=False)
+    fine = model.refine(10)
+    h2 = fine.fit(ds, opt="LBFGS", steps=50, progress=False)
+    return ds, model, h1, fine, h2
+
+
+def test_canonical_fit_rmse(canonical):
+    _, model, h1, _, _ = canonical
+    assert len(h1.train_loss) == 50 and not h1.events
+    assert h1.test_loss[-1] < 2e-2
+    assert h1.grid_updates == [0, 5, 10, 15, 20, 25, 30, 35, 40, 45]
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_canonical_refine_then_fit_rmse(canonical):
+    _, model, _, fine, h2 = canonical
+    assert fine.grid == 10 and model.grid == 5
+    assert h2.test_loss[-1] < 3e-3
+
+
+def test_refine_preserves_trained_function(canonical):
+    ds, model, _, _, _ = canonical
+    fine = model.refine(10)
+    x = ds["test_input"]
+    with torch.no_grad():
+        y, yf = model(x), fine(x)
+    assert float((y - yf).abs().max() / (y.max() - y.min())) < 1e-3
+
+
+def test_same_seed_bit_identical():
+    ds = create_dataset(toy, n_var=2, train_num=200, test_num=200, seed=0)
+    runs = []
+    for _ in range(2):
+        model = KAN(width=[2, 5, 1], seed=0)
+        h = model.fit(ds, steps=4, lamb=0.001, progress=False)
+        runs.append((model, h))
+    (m1, h1), (m2, h2) = runs
+    assert h1.train_loss == h2.train_loss
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_adam_converges():
+    ds = create_dataset(toy, n_var=2, train_num=1000, test_num=1000, seed=0)
+    model = KAN(width=[2, 5, 1], seed=0)
+    h = model.fit(ds, opt="Adam", steps=400, lr=2e-2, progress=False)
+    assert h.test_loss[-1] < 5e-2
+
+
+def test_minibatch_training_runs_and_improves():
+    ds = create_dataset(toy, n_var=2, train_num=512, test_num=128, seed=0)
+    model = KAN(width=[2, 3, 1], seed=0)
+    h = model.fit(ds, opt="Adam", steps=60, batch=64, progress=False, update_grid=False)
+    assert h.test_loss[-1] < h.test_loss[0]
+
+
+def test_lamb_zero_never_builds_edge_tensor(monkeypatch):
+    ds = create_dataset(toy, n_var=2, train_num=100, test_num=50, seed=0)
+    model = KAN(width=[2, 3, 1], seed=0)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("per-edge path used with lamb == 0")
+
+    monkeypatch.setattr(KANLayer, "forward_edges", forbidden)
+    monkeypatch.setattr(KAN, "forward_with_edges", forbidden)
+    h = model.fit(ds, steps=3, lamb=0.0, progress=False, update_grid=False)
+    assert len(h.train_loss) == 3
+
+
+def test_lamb_positive_uses_edge_path_and_reports_reg():
+    ds = create_dataset(toy, n_var=2, train_num=100, test_num=50, seed=0)
+    model = KAN(width=[2, 3, 1], seed=0)
+    h = model.fit(ds, steps=2, lamb=0.01, progress=False)
+    assert all(r > 0 for r in h.reg)
+
+
+def test_sparsity_shrinks_edges():
+    ds = create_dataset(lambda x: torch.sin(torch.pi * x[:, [0]]), n_var=2, train_num=300, test_num=100, seed=0)
+    dense, sparse = KAN(width=[2, 3, 1], seed=0), KAN(width=[2, 3, 1], seed=0)
+    dense.fit(ds, steps=15, progress=False)
+    sparse.fit(ds, steps=15, lamb=0.01, progress=False)
+    x = ds["train_input"]
+    mag = [m.edge_activations(x)[0].abs().mean(0).sum() for m in (dense, sparse)]
+    assert mag[1] < mag[0]
+
+
+def test_callback_can_stop():
+    ds = create_dataset(toy, n_var=2, train_num=100, test_num=50, seed=0)
+    model = KAN(width=[2, 3, 1])
+    h = model.fit(ds, steps=10, progress=False, callbacks=[lambda step, m, hist: step == 2])
+    assert len(h.train_loss) == 3 and h.stopped_early
+
+
+def test_progress_bar_shows_loss(capsys):
+    ds = create_dataset(toy, n_var=2, train_num=50, test_num=20, seed=0)
+    KAN(width=[2, 2, 1]).fit(ds, steps=2, progress=True, update_grid=False)
+    assert "train=" in capsys.readouterr().err
+
+
+def test_history_is_dict_like():
+    ds = create_dataset(toy, n_var=2, train_num=50, test_num=20, seed=0)
+    h = KAN(width=[2, 2, 1]).fit(ds, steps=2, progress=False)
+    assert h["train_loss"] == h.train_loss and "test_loss" in h.keys()  # noqa: SIM118 - keys() is part of the dict-like API
+
+
+def _ds():
+    return create_dataset(toy, n_var=2, train_num=20, test_num=20, seed=0)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "kwargs", "exc", "match"),
+    [
+        (None, {"opt": "SGD"}, ValueError, "unknown opt 'SGD'"),
+        (None, {"opt": "lbfgs"}, ValueError, "did you mean 'LBFGS'"),
+        (None, {"steps": -1}, ValueError, "steps"),
+        (None, {"lamb": -1.0}, ValueError, "lamb"),
+        (None, {"lr": 0.0}, ValueError, "lr"),
+        (None, {"batch": 0}, ValueError, "batch"),
+        (None, {"reg_metric": "l2"}, ValueError, "reg_metric"),
+        (lambda d: d.pop("test_label"), {}, ValueError, "missing keys"),
+        (lambda d: d.__setitem__("train_input", d["train_input"][:, :1]), {}, ValueError, "2 features"),
+        (lambda d: d["train_input"].__setitem__((0, 0), float("nan")), {}, ValueError, "NaN or Inf"),
+        (lambda d: d["train_label"].__setitem__((1, 0), float("inf")), {}, ValueError, "NaN or Inf"),
+        (lambda d: d.__setitem__("train_label", d["train_label"][:, 0]), {}, ValueError, "2-D"),
+        (lambda d: d.__setitem__("train_label", d["train_label"][:5]), {}, ValueError, "rows"),
+    ],
+)
+def test_bad_fit_arguments(mutate, kwargs, exc, match):
+    ds = _ds()
+    if mutate is not None:
+        mutate(ds)
+    with pytest.raises(exc, match=match):
+        KAN(width=[2, 2, 1]).fit(ds, progress=False, **kwargs)

@@ -60,10 +60,6 @@ TENSORS_FILE = "tensors.pt"
 _CHECKPOINT_FILES = frozenset({CONFIG_FILE, TENSORS_FILE})
 _MAX_CONFIG_BYTES = 64 * 1024 * 1024  # a config.json bigger than this is not ours
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's (zip) format; anything else is refused before torch.load sees it
-_DTYPE_NAMES = {
-    "float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64,
-    "int64": torch.int64, "int32": torch.int32, "bool": torch.bool,
-}
 
 
 class CheckpointError(ValueError):

@@ -281,6 +281,7 @@ def test_transient_nan_loss_is_recovered(toy_dataset, opt):
         warnings.simplefilter("error")  # recovered without stopping: no warning
         h = model.fit(toy_dataset, opt=opt, steps=4, progress=False, loss_fn=loss_fn, update_grid=False)
     assert h.nonfinite_steps == [0] and not h.stopped_early and h.stop_reason == ""
+    assert "nonfinite_steps" in h and h["nonfinite_steps"] == [0] and h.get("no_such_field") is None
     assert len(h.train_loss) == 3 and _finite(model)
     assert "step 0" in h.events[0] and "restored the last finite state" in h.events[0]
 

@@ -200,8 +200,7 @@ def test_refuses_to_save_a_nonfinite_model(tmp_path):
 def test_custom_symbolic_function_round_trips_by_name(tmp_path):
     lib = default_library().register("cubeplus", lambda x: x**3 + x, lambda x: x**3 + x, 3)
     model = KAN(width=[2, 1], seed=0)
-    model.symbolic[0].library = lib
-    model.symbolic[0].fix(1, 0, "cubeplus", (0.5, 0.1, 2.0, -0.2))
+    model.fix_symbolic(0, 1, 0, "cubeplus", params=(0.5, 0.1, 2.0, -0.2), lib=lib)  # the user's route
     save(model, tmp_path / "m")
     meta = read_config(tmp_path / "m")
     assert meta["custom_symbolic_functions"] == ["cubeplus"]

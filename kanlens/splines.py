@@ -98,8 +98,9 @@ def _forget(ref: weakref.ref, key: int) -> None:
 
 
 def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
-    """Piecewise-polynomial form of the bases: ``P[i, s, r, p]`` is the coefficient of ``(x - t_s)^p`` of basis
-    ``s - k + r`` on knot interval ``s`` of input ``i``. Shape ``(in_dim, M - 1, k + 1, k + 1)``.
+    """Piecewise-polynomial form of the bases: ``P[i, s, p, r]`` is the coefficient of ``(x - t_s)^p`` of basis
+    ``s - k + r`` on knot interval ``s`` of input ``i`` (rows ``p = 0..k``), followed by the ``k`` rows of the
+    derivative's coefficients, and an all-zero interval ``M - 1``. Shape ``(in_dim, M, 2k + 1, k + 1)``.
 
     Computed once per grid (cached on the grid's storage and version counter) by sampling the Cox-de Boor
     recursion at ``k + 1`` points per interval and solving the Vandermonde system in float64.
@@ -119,59 +120,67 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     cols = torch.arange(m - 1, device=g.device)[:, None] + torch.arange(k + 1, device=g.device)  # (M-1, r)
     vals = dense.gather(3, cols[None, :, None, :].expand(in_dim, m - 1, k + 1, k + 1))  # (in, M-1, q, r)
     vand = (u - lo[..., None]).unsqueeze(-1) ** torch.arange(k + 1, dtype=g.dtype, device=g.device)  # q, p
-    coef = torch.linalg.solve(vand, vals)  # (in, M-1, p, r)
-    table = coef.transpose(-1, -2).to(grid.dtype).contiguous()  # (in, M-1, r, p)
+    coef = torch.linalg.solve(vand, vals)  # (in, M-1, p, r): value coefficients of t^p
+    powers = torch.arange(1, k + 1, dtype=g.dtype, device=g.device)[:, None]
+    deriv = coef[:, :, 1:] * powers  # (in, M-1, k, r): coefficients of t^(p-1) in the derivative
+    table = torch.cat([coef, deriv], dim=2)
+    # Row M-1 is all zeros: samples outside the extended grid point there (all bases vanish).
+    table = torch.nn.functional.pad(table, (0, 0, 0, 0, 0, 1)).to(grid.dtype).contiguous()
     key = id(grid)
     _POLY_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(r, key)), grid._version, k, table)
     return table
 
 
-def _local_basis(x: torch.Tensor, grid: torch.Tensor, k: int, table: torch.Tensor):
-    """Interval index, validity, local coordinate and gathered polynomial coefficients of every sample."""
+def _local_basis(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: bool):
+    """Non-zero bases of every sample: ``(idx, local, dlocal)`` with ``local``/``dlocal`` ``(batch, in, k+1)``
+    the values/derivatives of bases ``idx - k`` (padded column index ``idx``, ``(batch, in, k+1)``)."""
     m = grid.shape[1]
-    s = torch.searchsorted(grid, x.detach().T.contiguous(), right=True).T - 1  # (batch, in)
+    table = _poly_table(grid, k)
+    # Interval index = number of knots <= x, minus one (NaN counts none -> invalid). Faster than searchsorted
+    # for the short knot vectors of KANs.
+    s = (x.detach().unsqueeze(-1) >= grid).sum(-1) - 1  # (batch, in)
     valid = (s >= 0) & (s <= m - 2)
-    s = s.clamp(0, m - 2)
+    s = torch.where(valid, s, m - 1)
     ar = torch.arange(grid.shape[0], device=grid.device)
-    t = x - grid[ar, s]  # (batch, in)
-    coef = table[ar, s]  # (batch, in, r, p)
-    return s, valid, t, coef
-
-
-def _scatter_dense(local: torch.Tensor, s: torch.Tensor, nb: int, k: int) -> torch.Tensor:
+    t = torch.where(valid, x - grid[ar, s], 0.0).unsqueeze(-1)  # (batch, in, 1)
+    rows = (table if with_derivative else table[:, :, : k + 1])[ar, s]  # (batch, in, k+1 [+k], r)
+    local = rows[..., k, :]
+    for p in range(k - 1, -1, -1):  # Horner
+        local = torch.addcmul(rows[..., p, :], local, t)
+    dlocal = None
+    if with_derivative:
+        dlocal = rows[..., 2 * k, :]
+        for p in range(2 * k - 1, k, -1):
+            dlocal = torch.addcmul(rows[..., p, :], dlocal, t)
     idx = s.unsqueeze(-1) + torch.arange(k + 1, device=s.device)
-    dense = local.new_zeros(*s.shape, nb + 2 * k).scatter_(-1, idx, local)
+    return idx, local, dlocal
+
+
+def _dense(idx: torch.Tensor, local: torch.Tensor, nb: int, k: int) -> torch.Tensor:
+    dense = local.new_zeros(*idx.shape[:-1], nb + 2 * k + 1).scatter_(-1, idx, local)
     return dense[..., k : k + nb]
 
 
 class _BSplineBasis(torch.autograd.Function):
     """B-spline bases from cached per-interval polynomials, with an analytic derivative.
 
-    Only the ``k + 1`` non-zero bases of each sample are computed; training steps of small KANs are dominated by
-    per-op overhead, so this needs far fewer (and smaller) tensor ops than the Cox-de Boor recursion.
+    Only the ``k + 1`` non-zero bases of each sample are computed (Horner on gathered coefficients), so this needs
+    far fewer and smaller tensor ops than the Cox-de Boor recursion.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:  # type: ignore[override]
-        table = _poly_table(grid, k)
-        s, valid, t, coef = _local_basis(x, grid, k, table)
-        powers = t.unsqueeze(-1) ** torch.arange(k + 1, device=x.device, dtype=x.dtype)  # (batch, in, p)
-        local = torch.where(valid.unsqueeze(-1), (coef @ powers.unsqueeze(-1)).squeeze(-1), 0.0)
-        ctx.save_for_backward(s, valid, t, coef)
-        ctx.k, ctx.nb = k, grid.shape[1] - k - 1
-        return _scatter_dense(local, s, ctx.nb, k)
+        idx, local, dlocal = _local_basis(x, grid, k, with_derivative=True)
+        ctx.save_for_backward(idx, dlocal)
+        ctx.k = k
+        return _dense(idx, local, grid.shape[1] - k - 1, k)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        s, valid, t, coef = ctx.saved_tensors
+        idx, dlocal = ctx.saved_tensors
         k = ctx.k
-        p = torch.arange(1, k + 1, device=t.device, dtype=t.dtype)
-        dpowers = p * t.unsqueeze(-1) ** (p - 1)  # d/dt t^p for p = 1..k
-        dlocal = (coef[..., 1:] @ dpowers.unsqueeze(-1)).squeeze(-1)  # (batch, in, r)
-        padded = torch.nn.functional.pad(grad_out, (k, k))
-        g_local = padded.gather(-1, s.unsqueeze(-1) + torch.arange(k + 1, device=s.device))
-        grad_x = torch.where(valid, (g_local * dlocal).sum(-1), 0.0)
-        return grad_x, None, None
+        g_local = torch.nn.functional.pad(grad_out, (k, k + 1)).gather(-1, idx)
+        return (g_local * dlocal).sum(-1), None, None
 
 
 def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
@@ -187,14 +196,8 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
     if x.requires_grad and torch.is_grad_enabled():
         return _BSplineBasis.apply(x, grid, k)
     with torch.no_grad():
-        return _BSplineBasis.forward(_NoCtx(), x, grid, k)
-
-
-class _NoCtx:
-    """Stand-in autograd context for evaluation without gradients."""
-
-    def save_for_backward(self, *tensors: torch.Tensor) -> None:
-        pass
+        idx, local, _ = _local_basis(x, grid, k, with_derivative=False)
+        return _dense(idx, local, grid.shape[1] - k - 1, k)
 
 
 def coef2curve(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:

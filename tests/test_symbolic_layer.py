@@ -130,3 +130,12 @@ def test_device_and_dtype_moves():
     layer = _layer(torch.float32).double()
     x = torch.rand(4, 3, dtype=torch.float64)
     assert layer(x).dtype == torch.float64
+
+
+def test_fn_index_round_trips_exactly():
+    layer = SymbolicKANLayer(2, 1)
+    layer.fix(1, 0, "x^2")
+    layer.fix(0, 0, "sin")
+    new = SymbolicKANLayer(2, 1)
+    new.load_state_dict(layer.state_dict())
+    assert torch.equal(new.fn_index, layer.fn_index) and new.function_list == layer.function_list

@@ -209,12 +209,15 @@ class SymbolicKANLayer(nn.Module):
 
     # ------------------------------------------------------------------ state / structure
     def get_extra_state(self) -> dict:
-        return {"function_names": self.function_names()}
+        return {"function_names": self.function_names(), "function_list": list(self.function_list)}
 
     def set_extra_state(self, state: dict) -> None:
         names = state.get("function_names") if isinstance(state, dict) else None
         if names is None:
             raise ValueError("SymbolicKANLayer state has no 'function_names'")
+        order = state.get("function_list")
+        if order:  # restore the index order too, so fn_index round-trips exactly
+            self.function_list = [self.library.canonical_name(n) for n in order]
         self.set_function_names(names)
 
     def _apply(self, fn, recurse: bool = True):  # .to()/.cuda()/.double(): cached index tensors follow the device

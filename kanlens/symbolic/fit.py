@@ -359,13 +359,32 @@ def _grid_phase(fn: SymbolicFunction, d: _Prepared, n_starts: int) -> list[tuple
     return cands[: max(1, n_starts)]
 
 
+def _taylor_regime(fn: SymbolicFunction, f: np.ndarray, d: _Prepared) -> bool:
+    """``f(a*x+b)`` over the data is a quadratic polynomial of ``x`` (to nmse 1e-8): a simpler function explains it.
+
+    ``x`` and ``x^2`` themselves are exempt; so is anything on a nearly constant edge.
+    """
+    if fn.kind == "identity" or (fn.kind == "power" and fn.degree == 2):
+        return False
+    xs = (d.x - d.mx) / d.sx
+    basis = np.stack([np.ones_like(xs), xs, xs * xs], 1)
+    fc = f - f.mean()
+    var = float(fc @ fc)
+    if not var > 0:
+        return False
+    coef, *_ = np.linalg.lstsq(basis, f, rcond=None)
+    resid = f - basis @ coef
+    return float(resid @ resid) / var < 1e-8
+
+
 def _finish(fn: SymbolicFunction, d: _Prepared, p: _Param, theta: np.ndarray) -> AffineFit:
     a, b = (float(v) for v in p.ab(theta))
-    c, dd, nmse, cv = _linear_fit(p.evaluate(theta[None, :], d.x), d.y)
+    f = p.evaluate(theta[None, :], d.x)
+    c, dd, nmse, cv = _linear_fit(f, d.y)
     a, b, c, dd = canonical_params(fn, a, b, float(c[0]), float(dd[0]))
     nmse_v = float(nmse[0])
-    return AffineFit(fn.name, a, b, c, dd, 1.0 - nmse_v, nmse_v, fn.complexity,
-                     degenerate=float(cv[0]) < _DEGENERATE_CV)
+    degenerate = float(cv[0]) < _DEGENERATE_CV or (np.isfinite(f).all() and _taylor_regime(fn, f[0], d))
+    return AffineFit(fn.name, a, b, c, dd, 1.0 - nmse_v, nmse_v, fn.complexity, degenerate=degenerate)
 
 
 def _invalid(fn: SymbolicFunction) -> AffineFit:

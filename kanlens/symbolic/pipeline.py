@@ -143,9 +143,20 @@ class _Evaluator:
         return cand
 
 
-def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_grid: int | None,
+def _test_rmse(model, dataset: dict) -> float:
+    with torch.no_grad():
+        err = model(dataset["test_input"]) - dataset["test_label"].to(model.dtype)
+    v = float(torch.sqrt(torch.mean(err.double() ** 2)))
+    return v if math.isfinite(v) else math.inf
+
+
+def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_grid: Sequence[int],
            prune: bool, prune_rounds: int, prune_kwargs: dict, timings: dict, fit_kwargs: dict):
-    """Sparse fit and prune (repeated while the width keeps shrinking), then fit, refine, fit."""
+    """Sparse fit and prune (repeated while the width keeps shrinking), then fit and refine grids.
+
+    Grids in ``refine_grid`` are tried in order; refinement stops (keeping the previous model) once a finer grid
+    no longer halves the test error, and stops early when the test error reaches float precision.
+    """
     t = time.perf_counter()
     for round_ in range(max(1, prune_rounds)):
         model.fit(dataset, opt="LBFGS", steps=steps[0], lamb=lamb, progress=False, **fit_kwargs)
@@ -164,9 +175,20 @@ def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_gr
     timings["fit_sparse_prune"] = time.perf_counter() - t
     t = time.perf_counter()
     model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False, **fit_kwargs)
-    if refine_grid:
-        model = model.refine(refine_grid, dataset["train_input"])
-        model.fit(dataset, opt="LBFGS", steps=steps[2], progress=False, **fit_kwargs)
+    err = _test_rmse(model, dataset)
+    y_std = float(dataset["test_label"].double().std()) or 1.0
+    for g in refine_grid:
+        if err <= 1e-5 * y_std or g <= model.grid:
+            continue
+        finer = model.refine(g, dataset["train_input"])
+        finer.fit(dataset, opt="LBFGS", steps=steps[2], progress=False, **fit_kwargs)
+        new_err = _test_rmse(finer, dataset)
+        log.info("refine grid %d -> %d: test rmse %.3e -> %.3e", model.grid, g, err, new_err)
+        if not new_err < err:
+            break
+        model, gain, err = finer, err / max(new_err, 1e-300), new_err
+        if gain < 2.0:
+            break
     model(dataset["train_input"])
     timings["fit_refine"] = time.perf_counter() - t
     return model
@@ -212,11 +234,11 @@ def symbolic_regression(
     grid: int = 5,
     k: int = 3,
     seed: int = 0,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
     lib: SymbolicLibrary | Sequence[str] | None = None,
     lamb: float = 0.01,
     steps: Sequence[int] = (50, 50, 50),
-    refine_grid: int | None = 20,
+    refine_grid: int | Sequence[int] | None = (10, 20, 50),
     prune: bool = True,
     prune_rounds: int = 3,
     prune_kwargs: dict | None = None,
@@ -232,11 +254,13 @@ def symbolic_regression(
     Args:
         dataset: ``create_dataset``-style dict (``train_input`` ``(n, d)``, ``train_label`` ``(n, m)``, test too).
         width: KAN widths (e.g. ``[2, 5, 1]``); not needed when ``model`` is given.
+        dtype: dtype of the KAN (default: the dataset's); formula refits always run in float64.
         model: an existing (possibly trained) KAN to start from; it is trained further in place.
         lib: symbolic library or names (default library; add ``default_library(special=True)`` for specials).
         lamb: sparsity weight of the first fit.
         steps: LBFGS steps of the three fits (sparse, after pruning, after refining).
-        refine_grid: grid size after refinement (``None`` skips refinement).
+        refine_grid: finer grid sizes tried in order (``None`` skips refinement); a finer grid is kept only while
+            it at least halves the test error.
         prune: call ``model.prune()`` after the sparse fit (skipped when the model has no ``prune``).
         prune_rounds: sparse fit + prune is repeated up to this many times while the width keeps shrinking.
         prune_kwargs: passed to ``model.prune`` (``node_th``, ``edge_th``).
@@ -266,10 +290,12 @@ def symbolic_regression(
             raise ValueError("symbolic_regression needs `width` (e.g. [2, 5, 1]) or a `model`")
         from ..model import KAN
 
-        model = KAN(width=list(width), grid=grid, k=k, seed=seed, dtype=dtype)
+        model = KAN(width=list(width), grid=grid, k=k, seed=seed, dtype=dtype or dataset["train_input"].dtype)
+    grids = [] if refine_grid is None else ([refine_grid] if isinstance(refine_grid, int) else list(refine_grid))
     if len(steps) != 3:
         raise ValueError(f"steps must be three step counts (sparse, after prune, after refine), got {steps!r}")
-    model = _train(model, dataset, steps=steps, lamb=lamb, refine_grid=refine_grid, prune=prune,
+    ds_model = {key: v.to(model.device, model.dtype) for key, v in dataset.items() if isinstance(v, torch.Tensor)}
+    model = _train(model, ds_model, steps=steps, lamb=lamb, refine_grid=grids, prune=prune,
                    prune_rounds=prune_rounds, prune_kwargs=prune_kwargs or {}, timings=timings,
                    fit_kwargs=fit_kwargs or {})
 
@@ -311,14 +337,31 @@ def symbolic_regression(
     timings["alternatives"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    snapped = ev.refit(best.exprs, "snapped", snap=True)
-    snapped.exprs = [_tidy(e) for e in snapped.exprs]
+    views = [("", best.exprs)]
+    expanded = [_expand(e) for e in best.exprs]
+    if all(x is not None for x in expanded) and any(a != b for a, b in zip(expanded, best.exprs)):
+        views.append(("expanded ", expanded))
+    for name, exprs in views:
+        if name:
+            ev.refit(exprs, name.strip())
+        snapped = ev.refit(exprs, f"{name}snapped", snap=True)
+        snapped.exprs = [_tidy(e) for e in snapped.exprs]
+        snapped.complexity = sum(sform.formula_complexity(e) for e in snapped.exprs)
     timings["snap"] = time.perf_counter() - t
     front, chosen = _choose(ev.seen)
     pick = front[chosen]
     timings["total"] = time.perf_counter() - t_start
     return SymbolicResult(pick.exprs[0], pick.exprs, pick.exact, ParetoTable(front, chosen), model, auto,
                           list(model.width), timings)
+
+
+def _expand(expr: sympy.Expr, max_ops: int = 300) -> sympy.Expr | None:
+    """Polynomial expansion (also inside function arguments); ``None`` when it blows up."""
+    try:
+        e = sympy.expand(expr, deep=True, power_exp=False, power_base=False, log=False)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return e if sympy.count_ops(e) <= max_ops else None
 
 
 def _tidy(expr: sympy.Expr) -> sympy.Expr:

@@ -197,8 +197,6 @@ def fit(
         >>> history = model.fit(dataset, opt="LBFGS", steps=50, lamb=0.001)
         >>> history["test_loss"][-1]
     """
-    from tqdm.auto import tqdm
-
     from .model import KAN
 
     if not isinstance(model, KAN):
@@ -208,50 +206,63 @@ def fit(
     _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num, stop_grid_update_step,
                    loss_fn, progress, callbacks, max_nonfinite)
     validate_dataset(dataset, model.width[0], model.width[-1])
-    dev, dt = model.device, model.dtype
-    train_x, train_y = dataset["train_input"].to(dev, dt), dataset["train_label"].to(dev, dt)
-    test_x, test_y = dataset["test_input"].to(dev, dt), dataset["test_label"].to(dev, dt)
-    n = train_x.shape[0]
-    bs = n if batch == -1 or batch > n else batch
-    if update_grid and bs < 2:
+    n = dataset["train_input"].shape[0]
+    if update_grid and (n if batch == -1 else min(batch, n)) < 2:
         raise ValueError(f"batch must be >= 2 with update_grid=True (a grid needs 2 samples), got batch={batch}; "
                          "pass update_grid=False")
-    params = [p for p in model.parameters() if p.requires_grad]
     if not _all_finite(list(model.parameters()) + list(model.buffers())):
         raise ValueError("model has NaN or Inf parameters before training; load a finite checkpoint or re-create it")
-    loss_fn = loss_fn or _mse
-    lr = float(lr) if lr is not None else (1.0 if opt == "LBFGS" else 1e-2)
-    gen = torch.Generator().manual_seed(model.config.seed)
-    grid_update_freq = max(1, stop_grid_update_step // grid_update_num)
-    history = FitHistory(lr=lr)
-    make_opt = _optimizer_factory(opt, params)
-    optimizer = make_opt(lr)
-    good_state = _snapshot(model)
-    streak = 0
-    t0 = time.perf_counter()
-    cur: dict[str, Any] = {}
+    trainer = _Trainer(model, dataset, opt=opt, lr=lr, batch=batch, lambs=lambs, reg_metric=reg_metric,
+                       loss_fn=loss_fn or _mse, max_nonfinite=max_nonfinite)
+    schedule = max(1, stop_grid_update_step // grid_update_num) if update_grid else 0
+    return trainer.run(steps, schedule, stop_grid_update_step, progress, callbacks)
 
-    def objective(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if lamb > 0:
+
+class _Trainer:
+    """State of one :func:`fit` call: data on the model's device, optimizer, last finite state, history."""
+
+    def __init__(self, model: KAN, dataset: dict[str, torch.Tensor], *, opt: str, lr: float | None, batch: int,
+                 lambs: dict[str, float], reg_metric: str, loss_fn: Callable, max_nonfinite: int) -> None:
+        dev, dt = model.device, model.dtype
+        self.model, self.opt, self.lambs, self.reg_metric, self.loss_fn = model, opt, lambs, reg_metric, loss_fn
+        self.train_x, self.train_y = dataset["train_input"].to(dev, dt), dataset["train_label"].to(dev, dt)
+        self.test_x, self.test_y = dataset["test_input"].to(dev, dt), dataset["test_label"].to(dev, dt)
+        self.n = self.train_x.shape[0]
+        self.bs = self.n if batch == -1 or batch > self.n else batch
+        self.gen = torch.Generator().manual_seed(model.config.seed)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.make_opt = _optimizer_factory(opt, self.params)
+        self.lr = float(lr) if lr is not None else (1.0 if opt == "LBFGS" else 1e-2)
+        self.optimizer = self.make_opt(self.lr)
+        self.max_nonfinite, self.streak = max_nonfinite, 0
+        self.history = FitHistory(lr=self.lr)
+        self.good_state = _snapshot(model)
+        self.cur: dict[str, Any] = {}
+
+    # ---------------------------------------------------------------- objective
+    def objective(self) -> tuple[torch.Tensor, torch.Tensor]:
+        model, lambs, xb = self.model, self.lambs, self.cur["x"]
+        if lambs["lamb"] > 0:
             pred, edges, inputs = model.forward_with_edges(xb)
-            reg = total_reg(edges, inputs, [layer.coef for layer in model.layers], lamb_l1=lamb_l1,
-                            lamb_entropy=lamb_entropy, lamb_coef=lamb_coef, lamb_coefdiff=lamb_coefdiff,
-                            metric=reg_metric)
+            reg = total_reg(edges, inputs, [layer.coef for layer in model.layers], lamb_l1=lambs["lamb_l1"],
+                            lamb_entropy=lambs["lamb_entropy"], lamb_coef=lambs["lamb_coef"],
+                            lamb_coefdiff=lambs["lamb_coefdiff"], metric=self.reg_metric)
         else:
             pred, reg = model(xb), xb.new_zeros(())
-        loss = loss_fn(pred, yb)
+        loss = self.loss_fn(pred, self.cur["y"])
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError(f"loss_fn must return a scalar tensor, got {type(loss).__name__} "
                              f"{tuple(getattr(loss, 'shape', ()))}")
         return loss.reshape(()), reg
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss, reg = objective(cur["x"], cur["y"])
-        total = loss + lamb * reg
+    def closure(self) -> torch.Tensor:
+        cur = self.cur
+        self.optimizer.zero_grad()
+        loss, reg = self.objective()
+        total = loss + self.lambs["lamb"] * reg
         cur["reg"] = reg.detach()
         cur["evals"] += 1
-        if opt == "Adam":  # checked together with the gradients, in one sync, before optimizer.step()
+        if self.opt == "Adam":  # checked together with the gradients, in one sync, before optimizer.step()
             total.backward()
             cur["total"] = total.detach()
             return total
@@ -269,72 +280,112 @@ def fit(
         total.backward()
         return total
 
-    bar = tqdm(range(steps), disable=not progress, desc="fit", dynamic_ncols=True)
-    for step in bar:
-        idx = torch.randperm(n, generator=gen)[:bs].to(dev) if bs < n else None
-        cur.update(x=train_x if idx is None else train_x[idx], y=train_y if idx is None else train_y[idx],
-                   evals=0, bad_evals=0, start_bad=False)
-        due = update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step
-        if due and _safe_grid_update(model, cur["x"], step, history, good_state):
-            history.grid_updates.append(step)
-        problem = None
-        if opt == "LBFGS":
-            optimizer.step(closure)
-            history.nonfinite_evals += cur["bad_evals"]
-            if cur["start_bad"]:
-                problem = "the loss is not finite at the last good state (NaN/Inf in the batch, or from loss_fn)"
-        else:
-            closure()
-            grads = [p.grad for p in params if p.grad is not None]
-            if _all_finite([cur["total"], *grads]):
-                optimizer.step()
-            else:
-                problem = "non-finite loss or gradients; step skipped"
-        with torch.no_grad():
-            # One sync for everything checked and recorded: parameters, train/test errors, regulariser.
-            flags = torch.stack([torch.isfinite(p).all() for p in params]).all() if params else train_x.new_ones(())
-            vals = torch.stack([
-                torch.mean((model(train_x) - train_y) ** 2), torch.mean((model(test_x) - test_y) ** 2),
-                cur["reg"].to(dt), flags.to(dt),
-            ]).tolist()
-        train_mse, test_mse, reg_val, params_ok = vals
-        if problem is None and params_ok != 1.0:
+    # ---------------------------------------------------------------- one step
+    def optimizer_step(self) -> str | None:
+        """One optimizer step on the current batch; a description of the problem if the objective was not finite."""
+        if self.opt == "LBFGS":
+            self.optimizer.step(self.closure)
+            self.history.nonfinite_evals += self.cur["bad_evals"]
+            if self.cur["start_bad"]:
+                return "the loss is not finite at the last good state (NaN/Inf in the batch, or from loss_fn)"
+            return None
+        self.closure()
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if not _all_finite([self.cur["total"], *grads]):
+            return "non-finite loss or gradients; step skipped"
+        self.optimizer.step()
+        return None
+
+    @torch.no_grad()
+    def measure(self) -> tuple[float, float, float, bool]:
+        """Train/test MSE, regulariser and whether all parameters are finite, with one device sync."""
+        model, dt = self.model, self.model.dtype
+        flags = (torch.stack([torch.isfinite(p).all() for p in self.params]).all() if self.params
+                 else self.train_x.new_ones(()))
+        vals = torch.stack([
+            torch.mean((model(self.train_x) - self.train_y) ** 2), torch.mean((model(self.test_x) - self.test_y) ** 2),
+            self.cur["reg"].to(dt), flags.to(dt),
+        ]).tolist()
+        return vals[0], vals[1], vals[2], vals[3] == 1.0
+
+    def recover(self, step: int, problem: str) -> bool:
+        """Restore the last finite state and halve lr; ``True`` when training must stop."""
+        h = self.history
+        self.streak += 1
+        h.nonfinite_steps.append(step)
+        self.model.load_state_dict(self.good_state)
+        self.lr *= 0.5
+        self.optimizer = self.make_opt(self.lr)
+        h.lr = self.lr
+        msg = f"step {step}: {problem}; restored the last finite state, lr -> {self.lr:g}"
+        h.events.append(msg)
+        log.warning(msg)
+        if self.streak <= self.max_nonfinite:
+            return False
+        h.stopped_early, h.stop_reason = True, "non-finite"
+        h.events.append(f"step {step}: stopped after {self.streak} consecutive non-finite steps")
+        warn_user(f"fit stopped at step {step} after {self.streak} consecutive non-finite steps ({problem}); "
+                  "the model keeps its last finite state (see history.events)", RuntimeWarning)
+        return True
+
+    def step(self, step: int, grid_every: int, grid_stop: int) -> tuple[float, float, float] | None:
+        """Batch, grid update, optimizer step, checks. Returns (train_mse, test_mse, reg) or None if rolled back."""
+        idx = torch.randperm(self.n, generator=self.gen)[: self.bs].to(self.model.device) if self.bs < self.n else None
+        self.cur.update(x=self.train_x if idx is None else self.train_x[idx],
+                        y=self.train_y if idx is None else self.train_y[idx], evals=0, bad_evals=0, start_bad=False)
+        if grid_every and step % grid_every == 0 and step < grid_stop and _safe_grid_update(
+                self.model, self.cur["x"], step, self.history, self.good_state):
+            self.history.grid_updates.append(step)
+        problem = self.optimizer_step()
+        train_mse, test_mse, reg, params_ok = self.measure()
+        if problem is None and not params_ok:
             problem = "non-finite parameters after the step"
         elif problem is None and not (math.isfinite(train_mse) and math.isfinite(test_mse)):
             problem = "non-finite train/test predictions after the step (overflow, or NaN/Inf in the data)"
         if problem is not None:
-            streak += 1
-            history.nonfinite_steps.append(step)
-            model.load_state_dict(good_state)
-            lr *= 0.5
-            optimizer = make_opt(lr)
-            history.lr = lr
-            msg = f"step {step}: {problem}; restored the last finite state, lr -> {lr:g}"
-            history.events.append(msg)
-            log.warning(msg)
-            if streak > max_nonfinite:
-                history.stopped_early, history.stop_reason = True, "non-finite"
-                history.events.append(f"step {step}: stopped after {streak} consecutive non-finite steps")
-                warn_user(f"fit stopped at step {step} after {streak} consecutive non-finite steps ({problem}); "
-                          "the model keeps its last finite state (see history.events)", RuntimeWarning)
-                break
-            continue
-        streak = 0
-        good_state = _snapshot(model)
-        history.train_loss.append(math.sqrt(train_mse))
-        history.test_loss.append(math.sqrt(test_mse))
-        history.reg.append(reg_val)
-        if progress:
-            bar.set_postfix(train=f"{math.sqrt(train_mse):.2e}", test=f"{math.sqrt(test_mse):.2e}",
-                            reg=f"{reg_val:.2e}")
-        if any(cb(step, model, history) for cb in callbacks):
-            history.stopped_early, history.stop_reason = True, "callback"
-            history.events.append(f"step {step}: stopped by a callback")
-            break
-    bar.close()
-    _finish(model, good_state, train_x, history)
-    history.seconds = time.perf_counter() - t0
-    return history
+            self.cur["stop"] = self.recover(step, problem)
+            return None
+        self.streak = 0
+        self.good_state = _snapshot(self.model)
+        return train_mse, test_mse, reg
+
+    # ---------------------------------------------------------------- loop
+    def run(self, steps: int, grid_every: int, grid_stop: int, progress: bool,
+            callbacks: Sequence[Callable[[int, KAN, FitHistory], bool | None]]) -> FitHistory:
+        from tqdm.auto import tqdm
+
+        h, t0 = self.history, time.perf_counter()
+        bar = tqdm(range(steps), disable=not progress, desc="fit", dynamic_ncols=True)
+        try:
+            for step in bar:
+                self.cur["stop"] = False
+                out = self.step(step, grid_every, grid_stop)
+                if out is None:
+                    if self.cur["stop"]:
+                        break
+                    continue
+                train_rmse, test_rmse, reg = math.sqrt(out[0]), math.sqrt(out[1]), out[2]
+                h.train_loss.append(train_rmse)
+                h.test_loss.append(test_rmse)
+                h.reg.append(reg)
+                if progress:
+                    bar.set_postfix(train=f"{train_rmse:.2e}", test=f"{test_rmse:.2e}", reg=f"{reg:.2e}")
+                if any(cb(step, self.model, h) for cb in callbacks):
+                    h.stopped_early, h.stop_reason = True, "callback"
+                    h.events.append(f"step {step}: stopped by a callback")
+                    break
+        except KeyboardInterrupt:
+            # Interrupted mid-step (possibly at an LBFGS trial point): hand back the last completed step's state.
+            self.model.load_state_dict(self.good_state)
+            h.stopped_early, h.stop_reason = True, "interrupted"
+            h.events.append("interrupted; restored the state after the last completed step")
+            raise
+        finally:
+            bar.close()
+            h.seconds = time.perf_counter() - t0
+        _finish(self.model, self.good_state, self.train_x, h)
+        h.seconds = time.perf_counter() - t0
+        return h
 
 
 def _finish(model: KAN, good_state: dict[str, Any], train_x: torch.Tensor, history: FitHistory) -> None:

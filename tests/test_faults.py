@@ -472,3 +472,22 @@ def test_pykan_tutorial_pipeline_has_no_crash_or_nan(name):
         values = np.broadcast_to(np.asarray(fn(*[x[:, k].double().numpy() for k in range(n_var)]), dtype=float),
                                  (x.shape[0],))
     assert np.isfinite(values).all(), str(expr)
+
+
+def test_interrupt_mid_line_search_restores_the_last_completed_step(toy_dataset):
+    calls, saved = {"n": 0}, {}
+
+    def loss_fn(pred, y):
+        calls["n"] += 1
+        if calls["n"] == saved.get("interrupt_at"):
+            raise KeyboardInterrupt  # the user presses Ctrl-C while LBFGS evaluates a trial point
+        return torch.mean((pred - y) ** 2)
+
+    def cb(step, m, history):
+        saved["state"] = _state(m)
+        saved["interrupt_at"] = calls["n"] + 3  # the third evaluation of the next step: inside its line search
+
+    model = KAN(width=[2, 3, 1], seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(toy_dataset, steps=5, progress=False, loss_fn=loss_fn, callbacks=[cb], update_grid=False)
+    assert _same_state(_state(model), saved["state"])

@@ -207,7 +207,10 @@ def fit(
                    loss_fn, progress, callbacks, max_nonfinite)
     validate_dataset(dataset, model.width[0], model.width[-1])
     n = dataset["train_input"].shape[0]
-    if update_grid and (n if batch == -1 else min(batch, n)) < 2:
+    if update_grid and n < 2:
+        raise ValueError(f"dataset['train_input'] has {n} sample; update_grid=True needs at least 2 (grids are fitted "
+                         "to the data), pass update_grid=False")
+    if update_grid and batch != -1 and batch < 2:
         raise ValueError(f"batch must be >= 2 with update_grid=True (a grid needs 2 samples), got batch={batch}; "
                          "pass update_grid=False")
     if not _all_finite(list(model.parameters()) + list(model.buffers())):

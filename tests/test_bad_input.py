@@ -119,6 +119,8 @@ CASES = [
     ("fit_dataset_rows", lambda t: _fit(_ds(test_label=torch.zeros(3, 1))), ValueError, r"test_label"),
     ("fit_dataset_int_labels", lambda t: _fit(_ds(train_label=torch.zeros(16, 1, dtype=torch.long))), TypeError,
      r"train_label"),
+    ("fit_dataset_one_sample", lambda t: _fit(_ds(train_input=torch.zeros(1, 2), train_label=torch.zeros(1, 1))),
+     ValueError, r"train_input.*1 sample.*update_grid=False"),
     ("fit_dataset_empty", lambda t: _fit(_ds(train_input=torch.zeros(0, 2), train_label=torch.zeros(0, 1))),
      ValueError, r"train_input.*empty"),
     # ---- create_dataset

@@ -1,7 +1,7 @@
 """Training: ``fit`` with LBFGS or Adam, grid-update schedule, sparsity regularisation, callbacks, NaN safety.
 
-Non-finite safety (tested in ``tests/test_faults.py``): the model that :func:`fit` leaves behind is always finite and
-produces finite outputs on the training inputs.
+Non-finite safety (tested in ``tests/test_faults.py``): the model that :func:`fit` leaves behind always has finite
+parameters and gave finite train/test predictions at its last accepted step.
 
 * A non-finite objective inside an LBFGS line search is reported to the optimizer as a worse, finite loss with zero
   gradient, so the strong-Wolfe search backs off instead of stepping into the NaN region (or crashing).
@@ -10,6 +10,8 @@ produces finite outputs on the training inputs.
   losses that are recorded anyway); on failure the last finite state is restored, the learning rate halved and
   the optimizer restarted. After ``max_nonfinite`` consecutive failures training stops with a ``RuntimeWarning``.
 * A grid update that fails (NaN/Inf activations, too few samples) is skipped and the state restored.
+* ``KeyboardInterrupt`` (e.g. Ctrl-C inside an LBFGS line search) restores the state of the last completed step
+  before propagating.
 
 Everything that happened is in :attr:`FitHistory.events`, :attr:`FitHistory.nonfinite_steps` and
 :attr:`FitHistory.stop_reason`.

@@ -136,12 +136,57 @@ class _KANBase(BaseEstimator):
             progress=self.progress,
         )
         self.n_iter_ = len(self.history_.train_loss)
+        self._set_importances(X)
         self._freeze()
 
     def _freeze(self) -> None:
         # predict must not change the fitted model: stop keeping the last batch's activations
         self.model_.save_act = False
         self.model_.acts = []
+
+    def _set_importances(self, X: np.ndarray) -> None:
+        """``feature_importances_``: the KAN's attribution score of every input, normalised to sum to 1."""
+        from .pruning import feature_score
+
+        model = self.model_
+        ids = model.config.input_ids
+        x = self._scale_x(X)
+        score = feature_score(model, x if ids is None else x[:, ids]).detach().cpu().double().numpy()
+        full = np.zeros(X.shape[1])
+        full[ids if ids is not None else slice(None)] = np.nan_to_num(score, nan=0.0, posinf=0.0)
+        total = full.sum()
+        self.feature_importances_ = full / total if total > 0 else np.full(X.shape[1], 1.0 / X.shape[1])
+
+    def _variable_names(self) -> list[str]:
+        names = getattr(self, "feature_names_in_", None)
+        if names is None:
+            return [f"x{i + 1}" for i in range(self.n_features_in_)]
+        used: set[str] = set()
+        out = []
+        for n in names:
+            v = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(n)) or "x"
+            v = v if v[0].isalpha() else f"x_{v}"
+            while v in used:
+                v += "_"
+            used.add(v)
+            out.append(v)
+        return out
+
+    def plot(self, X: Any, **kwargs: Any) -> Any:
+        """Draw the fitted KAN (:func:`kanlens.plotting.plot_kan`) on data ``X`` in the original feature units.
+
+        Inputs are labelled with the feature names; keyword arguments go to ``plot_kan`` (``path=``, ``beta=``...).
+        Returns the matplotlib ``Figure``.
+        """
+        from .plotting import plot_kan
+
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        x = self._scale_x(X)
+        ids = self.model_.config.input_ids
+        names = self._variable_names()
+        kwargs.setdefault("in_vars", names if ids is None else [names[i] for i in ids])
+        return plot_kan(self.model_, x if ids is None else x[:, ids], **kwargs)
 
     def _forward(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "model_")
@@ -208,6 +253,8 @@ class KANRegressor(RegressorMixin, _KANBase):
         n_features_in_, feature_names_in_: as in scikit-learn.
         x_mean_, x_scale_, y_mean_, y_scale_: the standardisation constants (zeros and ones without ``normalize``).
         n_iter_: optimisation steps run.
+        feature_importances_: attribution score of every feature (:func:`kanlens.pruning.feature_score`),
+            normalised to sum to 1; works with ``SelectFromModel``.
         formulas_: with ``symbolic``, the chosen formula per output (sympy, original units and feature names).
         equations_: with ``symbolic``, the candidate formulas (Pareto front, simplest first) as a list of dicts
             ``{"complexity", "train_nrmse", "source", "formulas", "chosen"}``; :meth:`equations` prints them.
@@ -321,6 +368,7 @@ class KANRegressor(RegressorMixin, _KANBase):
              "formulas": unscale(c.exprs), "chosen": k == res.table.chosen}
             for k, c in enumerate(res.table)
         ]
+        self._set_importances(X)
         self._freeze()
 
     def _evaluate(self, expr: Any, X: np.ndarray) -> np.ndarray:
@@ -330,21 +378,6 @@ class KANRegressor(RegressorMixin, _KANBase):
         with np.errstate(all="ignore"):
             out = fn(*(X[:, i] for i in range(X.shape[1])))
         return np.broadcast_to(np.asarray(out, dtype=np.float64), (X.shape[0],))
-
-    def _variable_names(self) -> list[str]:
-        names = getattr(self, "feature_names_in_", None)
-        if names is None:
-            return [f"x{i + 1}" for i in range(self.n_features_in_)]
-        used: set[str] = set()
-        out = []
-        for n in names:
-            v = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in str(n)) or "x"
-            v = v if v[0].isalpha() else f"x_{v}"
-            while v in used:
-                v += "_"
-            used.add(v)
-            out.append(v)
-        return out
 
     def sympy(self, index: int | None = None) -> Any:
         """The recovered formula (sympy), in the original feature units; a list for multi-output targets.
@@ -394,6 +427,7 @@ class KANClassifier(ClassifierMixin, _KANBase):
 
     Attributes:
         classes_: the class labels.
+        feature_importances_: attribution score of every feature, normalised to sum to 1.
         model_: the trained :class:`kanlens.KAN` of width ``[n_features, *hidden_layer_sizes, n_classes]``
             producing logits.
         history_: the :class:`kanlens.FitHistory` (its losses are RMSEs of the logits against one-hot labels,

@@ -281,10 +281,9 @@ class _StageRecorder:
 
     def __call__(self, step: int, model: Any, history: Any) -> bool:
         if not self.stages or history is not self.stages[-1]["history"]:
-            name = f"{len(self.stages) + 1}: {self.label} {model.width} grid={model.grid}"
-            self.stages.append({"name": name, "history": history, "model": model, "width": model.width,
+            self.stages.append({"label": self.label, "history": history, "model": model, "width": model.width,
                                 "grid": model.grid})
-            self.bar.set_description(f"stage {name}")
+            self.bar.set_description(f"stage {len(self.stages)}: {self.label} {model.width}")
         if step == self.steps - 1:
             self.stages[-1]["model"] = model.copy()  # later stages may change the model in place (auto_symbolic)
         self.bar.update(1)
@@ -380,8 +379,10 @@ def run_fit(
     final = _drop_unused_inputs(final, dataset["train_input"])
     kept = [str(n) for n in (final.config.input_names or var_names)]
     stages = {}
-    for st in rec.stages:
+    for n, st in enumerate(rec.stages, start=1):
         h = st["history"]
+        sparse = "sparse " if any(r > 0 for r in h.reg) else ""
+        st["name"] = f"{n}: {sparse}{st['label']} {st['width']} grid={st['grid']}"
         stages[st["name"]] = {"width": st["width"], "grid": st["grid"], "steps": len(h.train_loss),
                               "train_rmse": h.train_loss[-1] if h.train_loss else math.nan,
                               "test_rmse": h.test_loss[-1] if h.test_loss else math.nan, "seconds": h.seconds}
@@ -565,6 +566,13 @@ def _report(m: dict[str, Any], folder: Path) -> str:
 def cmd_fit(args: argparse.Namespace) -> int:
     if (args.formula is None) == (args.csv is None):
         raise UsageError("give exactly one of --formula or --csv")
+    for flag, value, low in (("--steps", args.steps, 1), ("--grid", args.grid, 1), ("-k", args.k, 1),
+                             ("--train-num", args.train_num, 1), ("--test-num", args.test_num, 1),
+                             ("--refine", args.refine, 0)):
+        if value < low:
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
+    if not (math.isfinite(args.lamb) and args.lamb >= 0):
+        raise UsageError(f"--lamb must be a finite number >= 0, got {args.lamb}")
     if args.csv is not None and args.target is None:
         raise UsageError("--csv needs --target COLUMN")
     staging = prepare_out(args.out, args.overwrite)
@@ -585,7 +593,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             lamb=args.lamb, refine=args.refine or None, seed=args.seed, device=_device(args.device),
             lib=_lib(args.lib), prune=not args.no_prune, symbolic=not args.no_symbolic, progress=not args.quiet,
         )
-        result = run_fit(dataset, var_names, opts, staging, source=source, command=_command_line(), truth=truth)
+        result = run_fit(dataset, var_names, opts, staging, source=source, command=_command_line(args), truth=truth)
         out = commit_out(staging, args.out)
     finally:
         if staging.exists():
@@ -603,10 +611,12 @@ def cmd_formula(args: argparse.Namespace) -> int:
     if (path / name).is_file() and args.round is None:
         print((path / name).read_text().strip())
         return 0
+    from .symbolic.formula import symbolic_formula
+
     ckpt, _ = _find_checkpoint(path)
     model = load(ckpt)
     try:
-        exprs = model.symbolic_formula(var=_var_symbols(model))
+        exprs = symbolic_formula(model, var=_var_symbols(model))
     except ValueError as e:
         raise UsageError(f"{ckpt}: {e}") from None
     from .symbolic.export import to_latex, to_string
@@ -685,8 +695,10 @@ def _lib(text: str | None) -> list[str] | None:
     return names
 
 
-def _command_line() -> str:
-    return " ".join(["kanlens", *sys.argv[1:]]) if sys.argv and sys.argv[0].endswith("kanlens") else ""
+def _command_line(args: argparse.Namespace) -> str:
+    import shlex
+
+    return shlex.join(["kanlens", *getattr(args, "argv", [])])
 
 
 def _say(args: argparse.Namespace, msg: str) -> None:
@@ -757,7 +769,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``kanlens`` console script; returns the exit code."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     logging.basicConfig(level=logging.WARNING if getattr(args, "quiet", False) else logging.INFO,
                         format="kanlens: %(message)s", stream=sys.stderr)
     try:

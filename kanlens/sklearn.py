@@ -302,7 +302,7 @@ class KANRegressor(RegressorMixin, _KANBase):
 
     def fit(self, X: Any, y: Any) -> KANRegressor:
         """Train a new KAN on ``X, y`` and return ``self``."""
-        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True)
+        X, y = validate_data(self, X, y, dtype=np.float64, multi_output=True, y_numeric=True, ensure_min_samples=2)
         y = np.asarray(y, dtype=np.float64)
         self._y_1d = y.ndim == 1
         Y = y[:, None] if y.ndim == 1 else y
@@ -444,7 +444,7 @@ class KANClassifier(ClassifierMixin, _KANBase):
 
     def fit(self, X: Any, y: Any) -> KANClassifier:
         """Train a new KAN on ``X, y`` (class labels) and return ``self``."""
-        X, y = validate_data(self, X, y, dtype=np.float64)
+        X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
         check_classification_targets(y)
         enc = LabelEncoder().fit(y)
         self.classes_ = enc.classes_

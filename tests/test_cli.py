@@ -73,6 +73,9 @@ def test_bad_formulas_exit_2_with_one_line(formula: str, tmp_path: Path, monkeyp
         (["fit", "--formula", "x1", "--device", "tpu:9", "--out", "r"], "--device"),
         (["fit", "--formula", "x1", "--lib", "sin,sinn", "--out", "r"], "did you mean 'sin'"),
         (["fit", "--formula", "log(x1)", "--out", "r"], "NaN or Inf"),
+        (["fit", "--formula", "x1", "--steps", "0", "--out", "r"], "--steps must be >= 1"),
+        (["fit", "--formula", "x1", "--lamb", "-1", "--out", "r"], "--lamb must be"),
+        (["fit", "--formula", "x1", "--lamb", "nan", "--out", "r"], "--lamb must be"),
         (["formula", "nowhere"], "neither a kanlens run folder"),
         (["plot", "nowhere"], "neither a kanlens run folder"),
     ],
@@ -173,6 +176,7 @@ def test_run_folder_contents(run_dir: Path) -> None:
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["width_initial"] == [2, 5, 1] and m["inputs"] == ["x1", "x2"]
     assert m["source"]["formula"] == "x1**2 + sin(pi*x2)"
+    assert m["command"].startswith("kanlens fit --formula 'x1**2 + sin(pi*x2)' --out ")
     assert m["formula"] == (run_dir / "formula.txt").read_text().strip()
     assert sympy.sympify(m["formula"]).free_symbols <= set(sympy.symbols("x1 x2"))
     assert 0 <= m["formula_test_rmse"] < 1.0

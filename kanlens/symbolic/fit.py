@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -733,6 +733,7 @@ class EdgeChoice:
     status: str  # "fixed", "kept" (r2 below threshold), "symbolic" (already), "pruned"
     chosen: AffineFit | None
     candidates: list[AffineFit]
+    all_fits: list[AffineFit] = field(default_factory=list, repr=False)
 
 
 class AutoSymbolicTable(Sequence):
@@ -764,6 +765,20 @@ class AutoSymbolicTable(Sequence):
                 lines.append(f"{tag if k == 0 else '':>12} {mark:2}{c.name:>10} {c.r2:>14.10f} {c.complexity:>4g}  "
                              f"a={c.a:.5g} b={c.b:.5g} c={c.c:.5g} d={c.d:.5g}{note}")
         return "\n".join(lines)
+
+
+def _prefer_nonzero(ranked: list[AffineFit]) -> AffineFit:
+    """The best row, except that ``"0"`` only wins on noise-like edges (no non-zero fit reaches r2 0.5).
+
+    Pruning already removes negligible edges; an edge that survived it but is fitted poorly still carries signal,
+    and replacing it by a constant would throw that signal away.
+    """
+    best = ranked[0]
+    if best.name == "0" or (best.complexity == 0 and best.nmse >= 1.0):
+        for r in ranked[1:]:
+            if r.valid and not r.degenerate and r.r2 >= 0.5 and r.complexity > 0:
+                return r
+    return best
 
 
 def auto_symbolic(
@@ -807,12 +822,12 @@ def auto_symbolic(
                 with torch.no_grad():
                     ys = model.layers[l].forward_edges(acts[l])[:, j, i].detach().cpu().double().numpy()
                 ranked = rank_fits(fit_library(xs, ys, library), weight_simple=weight_simple)
-                best = ranked[0]
+                best = _prefer_nonzero(ranked)
                 if best.valid and best.r2 >= r2_threshold:
                     fix_symbolic(model, l, i, j, best.name, params=best.params, lib=library)
-                    rows.append(EdgeChoice(edge, "fixed", best, ranked[:topk]))
+                    rows.append(EdgeChoice(edge, "fixed", best, ranked[:topk], ranked))
                 else:
-                    rows.append(EdgeChoice(edge, "kept", None, ranked[:topk]))
+                    rows.append(EdgeChoice(edge, "kept", None, ranked[:topk], ranked))
     table = AutoSymbolicTable(rows)
     if verbose:
         import logging

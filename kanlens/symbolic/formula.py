@@ -239,26 +239,68 @@ def _parametrize(expr: sympy.Expr) -> tuple[sympy.Expr, list[sympy.Symbol], np.n
     return template, params, np.array(values, dtype=np.float64)
 
 
-class _Evaluator:
-    """Vectorised ``f(params; X)`` and its Jacobian for a parametrised template."""
+class _Problem:
+    """A parametrised formula: vectorised value and Jacobian, least squares over any subset of parameters."""
 
-    def __init__(self, template: sympy.Expr, params: list[sympy.Symbol], variables: list[sympy.Symbol]):
-        self.params, self.variables = params, variables
-        args = [*params, *variables]
-        self.f = sympy.lambdify(args, template, modules=_MODULES)
-        grads = [sympy.diff(template, p) for p in params]
-        self.jac = sympy.lambdify(args, grads, modules=_MODULES, cse=True) if params else None
+    def __init__(self, expr: sympy.Expr, variables: Sequence[sympy.Symbol], x: np.ndarray, y: np.ndarray):
+        self.template, self.params, self.theta0 = _parametrize(expr)
+        self.cols = [x[:, k] for k in range(x.shape[1])]
+        self.y = y
+        self.scale = float(np.std(y)) or 1.0
+        args = [*self.params, *variables]
+        self.f = sympy.lambdify(args, self.template, modules=_MODULES)
+        grads = [sympy.diff(self.template, p) for p in self.params]
+        self.jac = sympy.lambdify(args, grads, modules=_MODULES, cse=True) if self.params else None
 
-    def value(self, theta: np.ndarray, cols: list[np.ndarray]) -> np.ndarray:
+    def value(self, theta: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
-            out = self.f(*theta, *cols)
-        return np.broadcast_to(np.asarray(out, dtype=np.float64), cols[0].shape)
+            out = self.f(*theta, *self.cols)
+        return np.broadcast_to(np.asarray(out, dtype=np.float64), self.y.shape)
 
-    def jacobian(self, theta: np.ndarray, cols: list[np.ndarray]) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            parts = self.jac(*theta, *cols)
-        n = cols[0].shape[0]
-        return np.column_stack([np.broadcast_to(np.asarray(p, dtype=np.float64), (n,)) for p in parts])
+    def loss(self, theta: np.ndarray) -> float:
+        return nmse(self.value(theta), self.y)
+
+    def solve(self, theta: np.ndarray, free: np.ndarray, max_nfev: int = 200) -> tuple[np.ndarray, float]:
+        """Least squares over ``theta[free]`` (others fixed); returns the better of start and result."""
+        from scipy.optimize import least_squares
+
+        theta = np.asarray(theta, dtype=np.float64).copy()
+        base = self.loss(theta)
+        idx = np.flatnonzero(free)
+        if idx.size == 0:
+            return theta, base
+        big = np.full(self.y.shape, 1e6)
+        n = self.y.size
+
+        def full(t):
+            th = theta.copy()
+            th[idx] = t
+            return th
+
+        def resid(t):
+            r = (self.value(full(t)) - self.y) / self.scale
+            return r if np.isfinite(r).all() else big
+
+        def jac(t):
+            with np.errstate(all="ignore"):
+                parts = self.jac(*full(t), *self.cols)
+            j = np.column_stack([np.broadcast_to(np.asarray(parts[k], dtype=np.float64), (n,)) for k in idx])
+            j = j / self.scale
+            return j if np.isfinite(j).all() else np.zeros_like(j)
+
+        try:
+            res = least_squares(resid, theta[idx], jac=jac, method="lm" if n >= idx.size else "trf",
+                                xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=max_nfev)
+        except (ValueError, FloatingPointError, np.linalg.LinAlgError):
+            return theta, base
+        new = full(res.x)
+        new_loss = self.loss(new)
+        return (new, new_loss) if new_loss <= base else (theta, base)
+
+    def expr(self, theta: np.ndarray, exact: dict[int, sympy.Expr] | None = None) -> sympy.Expr:
+        exact = exact or {}
+        return self.template.xreplace({p: exact.get(k, sympy.Float(float(theta[k]), 17))
+                                       for k, p in enumerate(self.params)})
 
 
 def refit_constants(
@@ -278,39 +320,10 @@ def refit_constants(
     Shapes:
         x: ``(n, len(variables))``, y: ``(n,)`` or ``(n, 1)``.
     """
-    from scipy.optimize import least_squares
-
     x, y = _as_numpy(x), _as_numpy(y).reshape(-1)
-    cols = [x[:, k] for k in range(x.shape[1])]
-    variables = list(variables)
-    if normalized:
-        expr = normalize(expr)
-    template, params, theta0 = _parametrize(expr)
-    ev = _Evaluator(template, params, variables)
-    base = nmse(ev.value(theta0, cols), y)
-    if not params:
-        return ConstantFit(expr, base)
-    scale = float(np.std(y)) or 1.0
-    big = np.full(y.shape, 1e6)
-
-    def resid(theta):
-        r = (ev.value(theta, cols) - y) / scale
-        return r if np.isfinite(r).all() else big
-
-    def jac(theta):
-        j = ev.jacobian(theta, cols) / scale
-        return j if np.isfinite(j).all() else np.zeros_like(j)
-
-    try:
-        res = least_squares(resid, theta0, jac=jac, method="lm" if y.size >= len(params) else "trf",
-                            xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=max_nfev)
-        theta = res.x
-    except (ValueError, FloatingPointError, np.linalg.LinAlgError):
-        return ConstantFit(expr, base)
-    new = nmse(ev.value(theta, cols), y)
-    if not new <= base:
-        return ConstantFit(expr, base)
-    return ConstantFit(template.xreplace({p: sympy.Float(float(t), 17) for p, t in zip(params, theta)}), new)
+    prob = _Problem(normalize(expr) if normalized else expr, list(variables), x, y)
+    theta, loss = prob.solve(prob.theta0, np.ones(prob.theta0.size, bool), max_nfev=max_nfev)
+    return ConstantFit(prob.expr(theta), loss)
 
 
 # ---------------------------------------------------------------------------------------------- snapping
@@ -322,9 +335,17 @@ _BASES: list[tuple[sympy.Expr, int]] = [
 _BASE_VALUES = [float(b) for b, _ in _BASES]
 
 
-def simple_constants(v: float, *, rel: float = 2e-2, max_den: int = 12, limit: int = 4) -> list[sympy.Expr]:
+def _tolerance(q: int, cost: int) -> float:
+    """How far (relative) a constant may be from a candidate: simple candidates may be tried from further away."""
+    if cost == 0:
+        return 2e-2 if q <= 4 else 1e-3
+    return 1e-3 if q <= 4 and cost <= 2 else 1e-4
+
+
+def simple_constants(v: float, *, max_den: int = 12, limit: int = 4) -> list[sympy.Expr]:
     """Simple constants near ``v`` (``p/q * K``, ``q <= max_den``, ``K`` in 1, pi, 1/pi, sqrt 2, e, ...).
 
+    Simple candidates (integers, halves, quarters) are proposed within 2%, others only within 1e-3 or 1e-4.
     Ranked by simplicity (denominator, ``K``, numerator) traded against closeness (``1.5 * log10`` of the relative
     distance), so ``0.39894`` proposes ``1/sqrt(2*pi)`` before ``2/5``; at most ``limit`` are returned.
     """
@@ -337,7 +358,7 @@ def simple_constants(v: float, *, rel: float = 2e-2, max_den: int = 12, limit: i
             if p == 0 or math.gcd(int(abs(p)), q) != 1 or abs(p) > 1000:
                 continue
             dist = abs(p / q * bv - v) / abs(v)
-            if dist <= rel:
+            if dist <= _tolerance(q, cost):
                 key = q + 2 * cost + 0.01 * abs(p) + 1.5 * math.log10(dist + 1e-9)
                 out.append((key, sympy.Rational(int(p), q) * base))
     out.sort(key=lambda t: t[0])
@@ -358,44 +379,112 @@ def snap_constants(
     floor: float = 0.0,
     slack: float = 1e-2,
     zero_tol: float = 1e-4,
-    max_tries: int = 40,
+    max_tries: int = 60,
+    max_seconds: float | None = 30.0,
+    normalized: bool = True,
 ) -> ConstantFit:
     """Replace constants of ``expr`` by simple values while the refitted loss does not get worse.
 
-    Greedy: the constant closest (relatively) to a simple value is tried first; after each snap the remaining
-    floats are refitted jointly. A snap is kept when ``nmse_new <= nmse_old * (1 + slack) + floor`` (``floor``:
-    the label rounding noise, see :func:`noise_floor`). Constants below ``zero_tol`` are first tried as 0.
+    Greedy: the constant closest (relatively) to a simple value is tried first; the other floats are refitted
+    jointly after each snap. A snap is kept when ``nmse_new <= nmse_old * (1 + slack) + floor`` (``floor``: the
+    label rounding noise, see :func:`noise_floor`). Constants below ``zero_tol`` are first tried as 0.
 
     Shapes:
         x: ``(n, len(variables))``, y: ``(n,)``.
     """
+    import time
+
+    t0 = time.perf_counter()
     x, y = _as_numpy(x), _as_numpy(y).reshape(-1)
-    current = refit_constants(expr, variables, x, y)
-    rejected: set[tuple[float, str]] = set()
-
-    def key(v: float, c: sympy.Expr) -> tuple[float, str]:
-        return (float(f"{v:.5g}"), str(c))
-
+    prob = _Problem(normalize(expr) if normalized else expr, list(variables), x, y)
+    free = np.ones(prob.theta0.size, bool)
+    theta, loss = prob.solve(prob.theta0, free)
+    exact: dict[int, sympy.Expr] = {}
+    rejected: set[tuple[int, str]] = set()
     for _ in range(max_tries):
+        if max_seconds is not None and time.perf_counter() - t0 > max_seconds:
+            break
         options = []
-        for f in current.expr.atoms(sympy.Float):
-            v = float(f)
-            cands = [sympy.Integer(0)] if abs(v) < zero_tol else []
-            cands += simple_constants(v)
-            for k, c in enumerate(cands):
-                if key(v, c) in rejected:
-                    continue
-                dist = 0.0 if c == 0 else abs(float(c) - v) / abs(v)
-                options.append((k > 0, dist, f, c))
-                break
+        for k in np.flatnonzero(free):
+            v = float(theta[k])
+            cands = ([sympy.Integer(0)] if abs(v) < zero_tol else []) + simple_constants(v)
+            for c in cands:
+                if (k, str(c)) not in rejected:
+                    dist = 0.0 if c == 0 else abs(float(c) - v) / abs(v)
+                    options.append((dist, k, c))
+                    break
         if not options:
             break
-        options.sort(key=lambda t: (t[1], t[0]))
-        _, _, f, c = options[0]
-        trial_expr = current.expr.xreplace({f: c})
-        trial = refit_constants(trial_expr, variables, x, y)
-        if trial.nmse <= current.nmse * (1 + slack) + floor:
-            current = trial
+        _, k, c = min(options, key=lambda t: t[0])
+        trial = theta.copy()
+        trial[k] = float(c)
+        free_k = free.copy()
+        free_k[k] = False
+        new_theta, new_loss = prob.solve(trial, free_k)
+        if new_loss <= loss * (1 + slack) + floor:
+            theta, loss, free = new_theta, new_loss, free_k
+            exact[int(k)] = c
         else:
-            rejected.add(key(float(f), c))
-    return current
+            rejected.add((int(k), str(c)))
+    return ConstantFit(prob.expr(theta, exact), loss)
+
+
+# ---------------------------------------------------------------------------------------------- Taylor regimes
+_SMOOTH = (sympy.sin, sympy.cos, sympy.tan, sympy.tanh, sympy.exp, sympy.log, sympy.atan, sympy.asin, sympy.acos,
+           sympy.atanh, sympy.erf, sympy.sinh, sympy.cosh)
+
+
+def detaylor(
+    expr: sympy.Expr,
+    variables: Sequence[sympy.Symbol],
+    x: np.ndarray | torch.Tensor,
+    *,
+    rel_tol: float = 1e-3,
+) -> sympy.Expr:
+    """Replace function nodes used only in their linear/quadratic regime on the data by that Taylor polynomial.
+
+    ``sin(0.01*x)`` over ``x in [-1, 1]`` becomes ``0.01*x`` (error ``< rel_tol`` of the node's spread). A refit
+    then decides whether the simpler formula is as good (see the pipeline's candidate table).
+    """
+    x = _as_numpy(x)
+    cols = [x[:, k] for k in range(x.shape[1])]
+    variables = list(variables)
+    t = sympy.Dummy("t")
+
+    def values(e: sympy.Expr) -> np.ndarray | None:
+        with np.errstate(all="ignore"):
+            v = np.broadcast_to(np.asarray(sympy.lambdify(variables, e, modules=_MODULES)(*cols), dtype=float),
+                                cols[0].shape)
+        return v if np.isfinite(v).all() else None
+
+    def rec(e: sympy.Basic) -> sympy.Basic:
+        if not e.args:
+            return e
+        e = e.func(*[rec(a) for a in e.args])
+        if isinstance(e, _SMOOTH) and len(e.args) == 1:
+            u, f_t = e.args[0], e.func(t)
+        elif isinstance(e, sympy.Pow) and e.exp.is_number and not e.exp.is_integer and not e.base.is_number:
+            u, f_t = e.base, t**e.exp
+        else:
+            return e
+        if not u.free_symbols:
+            return e
+        uv, fv = values(u), values(e)
+        if uv is None or fv is None or not float(np.std(fv)) > 0:
+            return e
+        u0 = float(np.mean(uv))
+        h = uv - u0
+        derivs = []
+        for order in range(3):
+            try:
+                derivs.append(float(sympy.diff(f_t, t, order).subs(t, u0)))
+            except (TypeError, ValueError):
+                return e
+        for deg in (1, 2):
+            approx = sum(derivs[k] * h**k / math.factorial(k) for k in range(deg + 1))
+            if float(np.sqrt(np.mean((fv - approx) ** 2))) <= rel_tol * float(np.std(fv)):
+                uu = u - sympy.Float(u0, 17)
+                return sympy.Add(*[sympy.Float(derivs[k] / math.factorial(k), 17) * uu**k for k in range(deg + 1)])
+        return e
+
+    return rec(expr)

@@ -117,6 +117,7 @@ class _Evaluator:
         self.xtr, self.ytr = _np(dataset["train_input"]), _np(dataset["train_label"])
         self.xte, self.yte = _np(dataset["test_input"]), _np(dataset["test_label"])
         self.variables, self.floor = variables, floor
+        self.snap_seconds = 20.0
         self.seen: list[Candidate] = []
 
     def _test(self, exprs: list[sympy.Expr]) -> float:
@@ -132,7 +133,8 @@ class _Evaluator:
         outs, trains = [], []
         for o, e in enumerate(exprs):
             if snap:
-                r = sform.snap_constants(e, self.variables, self.xtr, self.ytr[:, o], floor=self.floor)
+                r = sform.snap_constants(e, self.variables, self.xtr, self.ytr[:, o], floor=self.floor,
+                                         max_seconds=self.snap_seconds)
             else:
                 r = sform.refit_constants(e, self.variables, self.xtr, self.ytr[:, o])
             outs.append(r.expr)
@@ -312,28 +314,47 @@ def symbolic_regression(
     if kept:  # edges below r2_threshold stay splines: fall back to their best function for the formula
         for r in kept:
             sfit.fix_symbolic(model, *r.edge, r.candidates[0].name, params=r.candidates[0].params, lib=library)
-    best = ev.refit(sform.symbolic_formula(model, var=var), "auto_symbolic")
     choices = {r.edge: r.candidates for r in auto if r.candidates}
-    current = {e: 0 for e in choices}
+    full = {r.edge: r.all_fits or r.candidates for r in auto if r.candidates}
+    current: dict[tuple[int, int, int], AffineFitLike] = {e: c[0] for e, c in choices.items()}
+    for r in auto:
+        if r.chosen is not None:
+            current[r.edge] = r.chosen
+    best = ev.refit(sform.symbolic_formula(model, var=var), "auto_symbolic")
+    # Assignment variants: every edge takes the simplest function reaching r2 >= tau (a joint change that
+    # one-edge-at-a-time swaps cannot find, e.g. all inner edges linear and all outer edges quadratic).
+    tried = {_key(current)}
+    for tau in (0.9, 0.99, 0.999, 0.9999):
+        if best.exact or (time_budget is not None and time.perf_counter() - t_start > time_budget):
+            break
+        assign = {e: _simplest(fits, tau) or current[e] for e, fits in full.items()}
+        if _key(assign) in tried:
+            continue
+        tried.add(_key(assign))
+        _apply(model, assign, library)
+        trial = ev.refit(sform.symbolic_formula(model, var=var), f"simplest r2>={tau}")
+        if trial.train_nmse < best.train_nmse:
+            best, current = trial, assign
+        else:
+            _apply(model, current, library)
     # Alternatives: one edge at a time, worst-fitting edges first; keep a swap when the refitted loss drops.
-    order = sorted(choices, key=lambda e: -choices[e][0].nmse)
+    order = sorted(choices, key=lambda e: -current[e].nmse)
     for edge in order:
         if best.exact or (time_budget is not None and time.perf_counter() - t_start > time_budget):
             break
-        for alt in range(1, min(alternatives + 1, len(choices[edge]))):
-            cand_fit = choices[edge][alt]
-            if not cand_fit.valid or cand_fit.degenerate:
+        for cand_fit in choices[edge][: alternatives + 1]:
+            if cand_fit.name == current[edge].name or not cand_fit.valid or cand_fit.degenerate:
                 continue
-            l, i, j = edge
-            old = choices[edge][current[edge]]
-            sfit.fix_symbolic(model, l, i, j, cand_fit.name, params=cand_fit.params, lib=library)
-            trial = ev.refit(sform.symbolic_formula(model, var=var), f"swap ({l},{i},{j})->{cand_fit.name}")
+            trial_assign = dict(current)
+            trial_assign[edge] = cand_fit
+            _apply(model, trial_assign, library)
+            trial = ev.refit(sform.symbolic_formula(model, var=var), f"swap {edge}->{cand_fit.name}")
             if trial.train_nmse < 0.5 * best.train_nmse:
-                best, current[edge] = trial, alt
+                best, current = trial, trial_assign
                 if best.exact:
                     break
             else:
-                sfit.fix_symbolic(model, l, i, j, old.name, params=old.params, lib=library)
+                _apply(model, current, library)
     timings["alternatives"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -341,6 +362,13 @@ def symbolic_regression(
     expanded = [_expand(e) for e in best.exprs]
     if all(x is not None for x in expanded) and any(a != b for a, b in zip(expanded, best.exprs)):
         views.append(("expanded ", expanded))
+    try:
+        plain = [sform.detaylor(e, variables, ev.xtr) for e in best.exprs]
+    except (TypeError, ValueError, ZeroDivisionError):
+        plain = best.exprs
+    if any(a != b for a, b in zip(plain, best.exprs)):
+        plain_exp = [_expand(e) for e in plain]
+        views.append(("taylor ", plain_exp if all(x is not None for x in plain_exp) else plain))
     for name, exprs in views:
         if name:
             ev.refit(exprs, name.strip())
@@ -353,6 +381,24 @@ def symbolic_regression(
     timings["total"] = time.perf_counter() - t_start
     return SymbolicResult(pick.exprs[0], pick.exprs, pick.exact, ParetoTable(front, chosen), model, auto,
                           list(model.width), timings)
+
+
+AffineFitLike = sfit.AffineFit
+
+
+def _key(assign: dict) -> tuple:
+    return tuple(sorted((e, f.name) for e, f in assign.items()))
+
+
+def _simplest(fits: Sequence[sfit.AffineFit], tau: float) -> sfit.AffineFit | None:
+    """The lowest-complexity non-degenerate fit with ``r2 >= tau`` (best r2 among equals), ignoring ``"0"``."""
+    ok = [f for f in fits if f.valid and not f.degenerate and f.complexity > 0 and f.r2 >= tau]
+    return min(ok, key=lambda f: (f.complexity, -f.r2)) if ok else None
+
+
+def _apply(model, assign: dict, library) -> None:
+    for (l, i, j), f in assign.items():
+        sfit.fix_symbolic(model, l, i, j, f.name, params=f.params, lib=library)
 
 
 def _expand(expr: sympy.Expr, max_ops: int = 300) -> sympy.Expr | None:

@@ -313,6 +313,12 @@ class KAN(nn.Module):
         new.acts = []
         return new
 
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters that take part in training: ``requires_grad`` ones, without the affine parameters of
+        symbolic layers that have no symbolic edge (they do not affect the output)."""
+        skip = {id(p) for s in self.symbolic if not s.is_active() for p in s.parameters()}
+        return [p for p in self.parameters() if p.requires_grad and id(p) not in skip]
+
     # ------------------------------------------------------------------ training (training.py)
     def fit(self, dataset: dict[str, torch.Tensor], **kwargs: Any):
         """Train on ``dataset`` (pykan's ``fit``); see :func:`kanlens.training.fit` for all options."""

@@ -91,10 +91,14 @@ def _basis_recursion(x: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch
 _POLY_CACHE: dict[int, tuple[weakref.ref, int, int, torch.Tensor]] = {}
 
 
-def _forget(ref: weakref.ref, key: int) -> None:
-    entry = _POLY_CACHE.get(key)
+# id(x) -> (weak ref to x, version, weak ref to grid, grid version, k, basis) for inputs without gradient.
+_BASIS_CACHE: dict[int, tuple] = {}
+
+
+def _forget(cache: dict, ref: weakref.ref, key: int) -> None:
+    entry = cache.get(key)
     if entry is not None and entry[0] is ref:
-        del _POLY_CACHE[key]
+        del cache[key]
 
 
 def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
@@ -127,7 +131,7 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     # Row M-1 is all zeros: samples outside the extended grid point there (all bases vanish).
     table = torch.nn.functional.pad(table, (0, 0, 0, 0, 0, 1)).to(grid.dtype).contiguous()
     key = id(grid)
-    _POLY_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(r, key)), grid._version, k, table)
+    _POLY_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_CACHE, r, key)), grid._version, k, table)
     return table
 
 
@@ -195,9 +199,20 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
     """
     if x.requires_grad and torch.is_grad_enabled():
         return _BSplineBasis.apply(x, grid, k)
+    # Inputs that need no gradient (a network's data) are usually evaluated again and again on the same batch
+    # (every LBFGS line-search trial): remember the last basis of each such tensor.
+    hit = _BASIS_CACHE.get(id(x))
+    if (hit is not None and hit[0]() is x and hit[1] == x._version and hit[2]() is grid
+            and hit[3] == grid._version and hit[4] == k):
+        return hit[5]
     with torch.no_grad():
         idx, local, _ = _local_basis(x, grid, k, with_derivative=False)
-        return _dense(idx, local, grid.shape[1] - k - 1, k)
+        basis = _dense(idx, local, grid.shape[1] - k - 1, k)
+    if not x.is_inference():
+        key = id(x)
+        _BASIS_CACHE[key] = (weakref.ref(x, lambda r, key=key: _forget(_BASIS_CACHE, r, key)), x._version,
+                             weakref.ref(grid), grid._version, k, basis)
+    return basis
 
 
 def coef2curve(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:

@@ -235,7 +235,7 @@ class _Trainer:
         self.n = self.train_x.shape[0]
         self.bs = self.n if batch == -1 or batch > self.n else batch
         self.gen = torch.Generator().manual_seed(model.config.seed)
-        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.params = model.trainable_parameters()
         self.make_opt = _optimizer_factory(opt, self.params)
         self.lr = float(lr) if lr is not None else (1.0 if opt == "LBFGS" else 1e-2)
         self.optimizer = self.make_opt(self.lr)

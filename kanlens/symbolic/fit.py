@@ -519,7 +519,8 @@ def rank_fits(fits: Sequence[AffineFit], *, weight_simple: float = 0.8, nmse_flo
         if f.degenerate or not f.valid:
             score = math.inf if not f.valid else score + 1e6
         out.append(replace(f, score=score))
-    return sorted(out, key=lambda f: (f.score, f.complexity))
+    # near-ties (e.g. sin(u) and cos(u - pi/2)) go to the simpler complexity, then to the smaller shift |b|
+    return sorted(out, key=lambda f: (round(f.score, 3), f.complexity, abs(f.b) > 1e-6, abs(f.b), f.score))
 
 
 # ============================================================================================== model-facing API

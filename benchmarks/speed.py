@@ -49,8 +49,10 @@ def build(impl: str, device: str, width: list[int] = WIDTH) -> torch.nn.Module:
         model = PyKAN(width=list(width), grid=GRID, k=K, seed=0, auto_save=False, ckpt_path=ckpt, device=device)
         return model.speed()
     if impl == "mlp":
-        n_kan = sum(p.numel() for p in build("kanlens", "cpu", width).parameters() if p.requires_grad)
-        # One hidden layer 100-H-100 with (about) the same number of trainable parameters.
+        kan = build("kanlens", "cpu", width)
+        n_kan = sum(p.numel() for layer in kan.layers for p in layer.parameters())
+        # One hidden layer 100-H-100 with (about) as many parameters as the KAN's spline edges (coefficients and
+        # scales; the symbolic branch's affine parameters are not counted): 100-995-100 for the default setting.
         h = round((n_kan - width[-1]) / (width[0] + width[-1] + 1))
         return torch.nn.Sequential(
             torch.nn.Linear(width[0], h), torch.nn.SiLU(), torch.nn.Linear(h, width[-1])
@@ -59,7 +61,9 @@ def build(impl: str, device: str, width: list[int] = WIDTH) -> torch.nn.Module:
 
 
 def n_params(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Trainable parameters, without the (unused) affine parameters of symbolic edges in kanlens and pykan."""
+    names = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    return sum(p.numel() for n, p in names if not n.startswith(("symbolic", "symbolic_fun")))
 
 
 def step(model: torch.nn.Module, x: torch.Tensor) -> None:

@@ -416,19 +416,23 @@ def _set_libraries(model: KAN, library: SymbolicLibrary | None, meta: dict[str, 
         l = entry.get("layer") if isinstance(entry, dict) else None
         if not (isinstance(l, int) and 0 <= l < model.depth and isinstance(names, list)):
             raise CheckpointError(f"{cfg_path}: malformed 'symbolic' entry {str(entry)[:100]}")
+        # the layer's saved state may also list functions that no edge uses any more (its function_list)
+        extra = meta["extra_state"].get(f"symbolic.{l}._extra_state")
+        listed = extra.get("function_list") if isinstance(extra, dict) else None
+        flat = [n for row in names for n in (row if isinstance(row, list) else [row])]
+        flat += listed if isinstance(listed, list) else []
         lib = model.symbolic[l].library
-        for row in names:
-            for name in row if isinstance(row, list) else [row]:
-                if not isinstance(name, str):
-                    raise CheckpointError(f"{cfg_path}: symbolic function names must be strings, got {name!r}")
-                if name not in lib:
-                    raise CheckpointError(
-                        f"{cfg_path}: layer {l} uses symbolic function {name!r}, which is not in the library. "
-                        "Register it and pass the library when loading, e.g. "
-                        "lib = kanlens.symbolic.default_library(special=True); "
-                        f"lib.register({name!r}, torch_fn, sympy_fn, complexity); "
-                        "model = kanlens.load(path, library=lib)"
-                    )
+        for name in dict.fromkeys(flat):
+            if not isinstance(name, str):
+                raise CheckpointError(f"{cfg_path}: symbolic function names must be strings, got {name!r}")
+            if name not in lib:
+                raise CheckpointError(
+                    f"{cfg_path}: layer {l} uses symbolic function {name!r}, which is not in the library. "
+                    "Register it and pass the library when loading, e.g. "
+                    "lib = kanlens.symbolic.default_library(special=True); "
+                    f"lib.register({name!r}, torch_fn, sympy_fn, complexity); "
+                    "model = kanlens.load(path, library=lib)"
+                )
 
 
 def load(

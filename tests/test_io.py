@@ -229,8 +229,6 @@ def test_save_load_then_training_continues_identically(tmp_path, toy_dataset, dt
     _assert_same_model(model, loaded)
 
 
-@pytest.mark.xfail(strict=True, reason="symbolic helper (layers/symbolic.py): get_extra_state does not save "
-                   "function_list, so a loaded layer numbers its functions in scan order and fn_index differs")
 def test_symbolic_function_indices_round_trip_exactly(tmp_path):
     model = KAN(width=[2, 1], seed=0)
     model.symbolic[0].fix(1, 0, "x^2", (1.0, 0.0, 1.0, 0.0))  # fixed first: index 1
@@ -238,3 +236,14 @@ def test_symbolic_function_indices_round_trip_exactly(tmp_path):
     save(model, tmp_path / "m")
     loaded = load(tmp_path / "m")
     assert torch.equal(loaded.symbolic[0].fn_index, model.symbolic[0].fn_index)
+
+
+def test_unfixed_custom_function_still_explains_registration(tmp_path):
+    lib = default_library().register("cubeplus", lambda x: x**3 + x, lambda x: x**3 + x, 3)
+    model = KAN(width=[2, 1], seed=0)
+    model.fix_symbolic(0, 1, 0, "cubeplus", params=(0.5, 0.1, 2.0, -0.2), lib=lib)
+    model.unfix_symbolic(0, 1, 0)  # no edge uses it, but the layer still lists it
+    save(model, tmp_path / "m")
+    with pytest.raises(CheckpointError, match=r"'cubeplus'.*library=lib"):
+        load(tmp_path / "m")
+    _assert_same_model(model, load(tmp_path / "m", library=lib))

@@ -450,12 +450,29 @@ def _formula_metrics(result: Any, var_names: Sequence[str], xte: torch.Tensor, y
 
 
 def formulas_equal(a: Any, b: Any) -> bool:
-    """Whether two sympy formulas are mathematically equal (symbols compared by name)."""
+    """Whether two sympy formulas are mathematically equal (symbols compared by name).
+
+    A numeric comparison at random points comes first, so that ``sympy.simplify`` (slow on large expressions)
+    only runs on candidates that already agree numerically.
+    """
+    import numpy as np
     import sympy
 
     a, b = (e.xreplace({s: sympy.Symbol(s.name) for s in e.free_symbols}) for e in (a, b))
     if a == b:
         return True
+    symbols = sorted(a.free_symbols | b.free_symbols, key=lambda s: s.name)
+    pts = np.random.default_rng(0).uniform(0.1, 0.9, (16, len(symbols)))
+    try:
+        fa, fb = (sympy.lambdify(symbols, e, modules=["scipy", "numpy"]) for e in (a, b))
+        with np.errstate(all="ignore"):
+            va = np.broadcast_to(np.asarray(fa(*pts.T), dtype=float), (16,))
+            vb = np.broadcast_to(np.asarray(fb(*pts.T), dtype=float), (16,))
+    except (TypeError, ValueError, NameError, ZeroDivisionError):
+        return False
+    ok = np.isfinite(va) & np.isfinite(vb)
+    if not ok.any() or not np.allclose(va[ok], vb[ok], rtol=1e-6, atol=1e-9):
+        return False
     try:
         return bool(sympy.simplify(a - b) == 0)
     except (TypeError, ValueError, RecursionError):

@@ -278,3 +278,14 @@ def test_acceptance_csv_with_junk_column(tmp_path: Path) -> None:
     assert "junk" not in m["formula"]
     assert m["formula_test_rmse"] < 1e-2
     assert "a" in m["formula_variables"] and "b" in m["formula_variables"]
+
+
+def test_formulas_equal() -> None:
+    from kanlens.cli import formulas_equal
+
+    x1, x2 = sympy.symbols("x1 x2", real=True)  # the truth may carry assumptions; names decide
+    truth = sympy.exp(sympy.sin(sympy.pi * x1) + x2**2)
+    assert formulas_equal(sympy.sympify("exp(x2**2)*exp(sin(pi*x1))"), truth)
+    assert not formulas_equal(sympy.sympify("exp(x2**2 + sin(3.14159*x1))"), truth)
+    assert not formulas_equal(sympy.sympify("exp(x2**2 + sin(pi*x1)) + 1e-3"), truth)
+    assert not formulas_equal(sympy.sympify("x1"), sympy.sympify("x2"))

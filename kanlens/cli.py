@@ -216,6 +216,16 @@ def commit_out(staging: Path, out: str | os.PathLike) -> Path:
     return out
 
 
+def _load(ckpt: Path) -> Any:
+    """Load a checkpoint; a corrupt or foreign one is a one-line usage error (exit code 2), not a traceback."""
+    from .io import load
+
+    try:
+        return load(ckpt)
+    except ValueError as e:  # kanlens.io.CheckpointError is a ValueError naming the file and the problem
+        raise UsageError(_one_line(e)) from None
+
+
 def _find_checkpoint(path: str | os.PathLike) -> tuple[Path, Path | None]:
     """``(checkpoint_dir, run_dir or None)`` for a run folder or a checkpoint folder."""
     path = Path(path)
@@ -621,8 +631,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_formula(args: argparse.Namespace) -> int:
-    from .io import load
-
     path = Path(args.path)
     name = "formula.tex" if args.latex else "formula.txt"
     if (path / name).is_file() and args.round is None:
@@ -631,7 +639,7 @@ def cmd_formula(args: argparse.Namespace) -> int:
     from .symbolic.formula import symbolic_formula
 
     ckpt, _ = _find_checkpoint(path)
-    model = load(ckpt)
+    model = _load(ckpt)
     try:
         exprs = symbolic_formula(model, var=_var_symbols(model))
     except ValueError as e:
@@ -644,11 +652,10 @@ def cmd_formula(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .io import load
     from .plotting import plot_edge, plot_kan
 
     ckpt, run = _find_checkpoint(args.path)
-    model = load(ckpt)
+    model = _load(ckpt)
     if args.edge is not None:
         l, i, j = _edge(args.edge)
         default = f"edge_{l}_{i}_{j}.png"

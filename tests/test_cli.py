@@ -289,3 +289,18 @@ def test_formulas_equal() -> None:
     assert not formulas_equal(sympy.sympify("exp(x2**2 + sin(3.14159*x1))"), truth)
     assert not formulas_equal(sympy.sympify("exp(x2**2 + sin(pi*x1)) + 1e-3"), truth)
     assert not formulas_equal(sympy.sympify("x1"), sympy.sympify("x2"))
+
+
+def test_corrupt_checkpoint_is_a_usage_error(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir / "model", bad)
+    data = bytearray((bad / "tensors.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "tensors.pt").write_bytes(bytes(data))
+    for argv in (["formula", str(bad)], ["plot", str(bad), "--out", str(tmp_path / "p.png")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("kanlens: error:") and "\n" not in err and "tensors.pt" in err
+    assert not (tmp_path / "p.png").exists()

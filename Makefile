@@ -16,14 +16,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# Small KANs gain nothing from intra-op threads, and on a busy machine spinning threads slow them down badly.
 demo: env
-	$(PY) -m kanlens.demo --out runs/demo
+	OMP_NUM_THREADS=1 $(PY) -m kanlens.demo --out runs/demo --overwrite
+
+# Two pytest workers with one torch thread each use both cores without oversubscribing them.
+PYTEST := OMP_NUM_THREADS=1 $(PY) -m pytest -q -p no:cacheprovider -n 2
 
 test: env
-	$(PY) -m pytest -m "not slow" -q -p no:cacheprovider
+	$(PYTEST) -m "not slow"
 
 test-slow: env
-	$(PY) -m pytest -m slow -q -p no:cacheprovider
+	$(PYTEST) -m slow
 
 lint: env
 	$(VENV)/bin/ruff check kanlens tests benchmarks examples

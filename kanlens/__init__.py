@@ -18,7 +18,7 @@ from typing import Any
 from . import splines
 from .data import create_dataset
 from .hooks import ActivationCache, HookPoint, run_with_cache
-from .io import load, save
+from .io import CheckpointError, CheckpointNotFoundError, load, save
 from .layers.spline import KANLayer
 from .model import KAN, KANConfig
 from .training import FitHistory, fit
@@ -66,6 +66,8 @@ __all__ = [
     "KANLayer",
     "FitHistory",
     "ActivationCache",
+    "CheckpointError",
+    "CheckpointNotFoundError",
     "HookPoint",
     "create_dataset",
     "fit",

@@ -60,6 +60,12 @@ def create_dataset(
         >>> ds["train_input"].shape, ds["train_label"].shape
         (torch.Size([1000, 2]), torch.Size([1000, 1]))
     """
+    if not callable(f):
+        raise TypeError(f"f must be callable (a function of the inputs), got {type(f).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     check_choice("f_mode", f_mode, ("col", "row"))
     if isinstance(n_var, bool) or not isinstance(n_var, int) or n_var < 1:
         raise ValueError(f"n_var must be a positive int, got {n_var!r}")

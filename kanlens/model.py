@@ -129,13 +129,24 @@ class KAN(nn.Module):
                     from .utils import did_you_mean
 
                     raise TypeError(f"unknown KAN option {name!r}{did_you_mean(name, fields)}")
+            if isinstance(seed, bool) or not isinstance(seed, int):
+                raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
             config = KANConfig(
-                width=_normalize_width(width), grid=grid, k=k, seed=int(seed), dtype=_dtype_name(dtype),
+                width=_normalize_width(width), grid=grid, k=k, seed=seed, dtype=_dtype_name(dtype),
                 symbolic_enabled=symbolic_enabled, **kwargs,
             )
         else:
             config = copy.deepcopy(config)
             config.width = _normalize_width(config.width)
+        _validate_config(config)
+        if not isinstance(save_act, bool):
+            raise TypeError(f"save_act must be a bool, got {save_act!r}")
+        if device is not None:
+            try:
+                device = torch.device(device)
+            except (RuntimeError, TypeError):
+                msg = f"device {device!r} is not a valid torch device (e.g. 'cpu', 'cuda', 'cuda:0')"
+                raise ValueError(msg) from None
         self.config = config
         self.save_act = save_act
         dt = _DTYPES[config.dtype]
@@ -291,6 +302,8 @@ class KAN(nn.Module):
         """Adapt every layer's grid to the activations produced by ``x`` (pykan's ``update_grid_from_samples``)."""
         self._check_input(x)
         check_tensor("x", x)
+        if x.shape[0] < 2:
+            raise ValueError(f"x needs at least 2 samples to adapt grids, got {x.shape[0]}")
         for l in range(self.depth):
             self.layers[l].update_grid(x)
             x = self._layer_out(l, x)
@@ -305,6 +318,11 @@ class KAN(nn.Module):
             new_grid: the finer grid size.
             x: samples for adaptive grids (defaults to the last inputs seen, if any; else uniform grids).
         """
+        if x is not None:
+            self._check_input(x)
+            check_tensor("x", x)
+            if x.shape[0] < 2:
+                raise ValueError(f"x needs at least 2 samples to adapt grids, got {x.shape[0]}")
         acts = self.layer_inputs(x) if (x is not None or self.acts) else None
         new = copy.deepcopy(self)
         new.config.grid = int(new_grid)
@@ -405,18 +423,18 @@ class KAN(nn.Module):
 
         return plot_kan(self, x, **kwargs)
 
-    def save(self, path: str, *, overwrite: bool = False) -> None:
-        """Save to a checkpoint directory (``config.json`` + tensors, no pickle); see :mod:`kanlens.io`."""
+    def save(self, path: str, *, overwrite: bool = False, allow_nonfinite: bool = False):
+        """Save to a checkpoint directory (``config.json`` + tensors, no pickle); see :func:`kanlens.io.save`."""
         from .io import save
 
-        save(self, path, overwrite=overwrite)
+        return save(self, path, overwrite=overwrite, allow_nonfinite=allow_nonfinite)
 
     @classmethod
-    def load(cls, path: str, *, map_location: torch.device | str | None = None) -> KAN:
-        """Load a checkpoint written by :meth:`save` (tensors loaded with ``weights_only=True``)."""
+    def load(cls, path: str, *, map_location: torch.device | str | None = None, library=None) -> KAN:
+        """Load a checkpoint written by :meth:`save` (weights-only, verified); see :func:`kanlens.io.load`."""
         from .io import load
 
-        return load(path, map_location=map_location)
+        return load(path, map_location=map_location, library=library)
 
     def copy(self) -> KAN:
         """A deep copy (parameters, buffers, symbolic edges, config)."""
@@ -429,6 +447,24 @@ class KAN(nn.Module):
         if not any(s.is_active() for s in self.symbolic):
             self.symbolic_enabled = False  # never drop symbolic edges that are in use
         return self
+
+
+def _validate_config(c: KANConfig) -> None:
+    """Range checks of a config (types of grid/k/widths are checked by the layers)."""
+    import math
+
+    if not (isinstance(c.grid_eps, (int, float)) and 0.0 <= c.grid_eps <= 1.0):
+        raise ValueError(f"grid_eps must be in [0, 1], got {c.grid_eps!r}")
+    for name in ("noise_scale", "scale_base_mu", "scale_base_sigma"):
+        v = getattr(c, name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v!r}")
+    for name in ("input_names", "input_ids"):
+        v = getattr(c, name)
+        if v is not None and len(v) != c.width[0]:
+            raise ValueError(f"{name} must have one entry per input ({c.width[0]}), got {len(v)}: {v!r}")
+    if c.input_ids is not None and (len(set(c.input_ids)) != len(c.input_ids) or min(c.input_ids) < 0):
+        raise ValueError(f"input_ids must be unique non-negative ints, got {c.input_ids!r}")
 
 
 def _dtype_name(dtype: torch.dtype | str) -> str:

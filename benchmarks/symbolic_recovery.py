@@ -27,6 +27,8 @@ formula only; ``always`` uses every special function for every formula; ``never`
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import math
 import os
@@ -226,8 +228,8 @@ def run_pykan(entry: dict, ds: dict, args) -> str:
 
     width = entry["kan_width_min"] if args.track == "oracle" else entry["kan_width"]
     cwd = os.getcwd()
-    with tempfile.TemporaryDirectory() as tmp:
-        os.chdir(tmp)  # pykan writes checkpoints into ./model
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
+        os.chdir(tmp)  # pykan writes checkpoints into ./model (and prints every step)
         try:
             try:
                 model = PyKAN(width=list(width), grid=5, k=3, seed=args.seed, auto_save=False)
@@ -245,20 +247,24 @@ def run_pykan(entry: dict, ds: dict, args) -> str:
             model.auto_symbolic()
             model.fit(ds, opt="LBFGS", steps=args.steps[1])
             expr = model.symbolic_formula()[0][0]
-            return str(py_ex_round(expr, 4)), None
+            return _pykan_string(str(py_ex_round(expr, 4))), None
         finally:
             os.chdir(cwd)
 
 
 def _pykan_add_specials(names: list[str]) -> None:
+    """pykan's own way: ``add_symbolic(name, torch_fn, c=complexity)`` (it creates an undefined sympy Function)."""
     from kan.utils import add_symbolic
 
-    fns = {"besselj0": (lambda x: torch.special.bessel_j0(x), lambda x: sympy.besselj(0, x)),
-           "besselj1": (lambda x: torch.special.bessel_j1(x), lambda x: sympy.besselj(1, x)),
-           "erf": (torch.erf, sympy.erf)}
+    fns = {"besselj0": torch.special.bessel_j0, "besselj1": torch.special.bessel_j1, "erf": torch.erf}
     for n in names:
         if n in fns:
-            add_symbolic(n, fns[n][0], fns[n][1])
+            add_symbolic(n, fns[n], c=4)
+
+
+def _pykan_string(text: str) -> str:
+    """pykan prints an added function by its name: map ``besselj0(u)`` back to sympy's ``besselj(0, u)``."""
+    return text.replace("besselj0(", "besselj(0, ").replace("besselj1(", "besselj(1, ")
 
 
 # ---------------------------------------------------------------------------------------------- main

@@ -182,8 +182,15 @@ def normalize(expr: sympy.Expr) -> sympy.Expr:
 
 
 def formula_complexity(expr: sympy.Expr) -> int:
-    """Number of nodes of the expression tree (PySR-style complexity)."""
-    return sum(1 for _ in sympy.preorder_traversal(expr))
+    """Number of nodes of the expression tree, every numeric constant (``0.3``, ``pi/2``) counting 1, like PySR."""
+    if expr.is_number:
+        return 1
+    return 1 + sum(formula_complexity(a) for a in expr.args)
+
+
+def n_floats(expr: sympy.Expr) -> int:
+    """How many float constants ``expr`` still contains (0 once every constant is snapped)."""
+    return sum(1 for a in sympy.preorder_traversal(expr) if isinstance(a, sympy.Float))
 
 
 # ---------------------------------------------------------------------------------------------- numeric helpers
@@ -338,14 +345,17 @@ _BASE_VALUES = [float(b) for b, _ in _BASES]
 def _tolerance(q: int, cost: int) -> float:
     """How far (relative) a constant may be from a candidate: simple candidates may be tried from further away."""
     if cost == 0:
-        return 2e-2 if q <= 4 else 1e-3
+        return 2e-2 if q <= 4 else (1e-3 if q <= 12 else 1e-6)
+    if q > 12:
+        return 0.0
     return 1e-3 if q <= 4 and cost <= 2 else 1e-4
 
 
-def simple_constants(v: float, *, max_den: int = 12, limit: int = 4) -> list[sympy.Expr]:
+def simple_constants(v: float, *, max_den: int = 30, limit: int = 4) -> list[sympy.Expr]:
     """Simple constants near ``v`` (``p/q * K``, ``q <= max_den``, ``K`` in 1, pi, 1/pi, sqrt 2, e, ...).
 
-    Simple candidates (integers, halves, quarters) are proposed within 2%, others only within 1e-3 or 1e-4.
+    Simple candidates (integers, halves, quarters) are proposed within 2%, others only within 1e-3 or 1e-4,
+    denominators above 12 and ``e^(p/q)`` only within 1e-6.
     Ranked by simplicity (denominator, ``K``, numerator) traded against closeness (``1.5 * log10`` of the relative
     distance), so ``0.39894`` proposes ``1/sqrt(2*pi)`` before ``2/5``; at most ``limit`` are returned.
     """
@@ -355,12 +365,18 @@ def simple_constants(v: float, *, max_den: int = 12, limit: int = 4) -> list[sym
     for (base, cost), bv in zip(_BASES, _BASE_VALUES):
         for q in range(1, max_den + 1):
             p = builtins_round(v * q / bv)
-            if p == 0 or math.gcd(int(abs(p)), q) != 1 or abs(p) > 1000:
+            if p == 0 or math.gcd(int(abs(p)), q) != 1 or abs(p) > 1000 or (q > 12 and cost > 0):
                 continue
             dist = abs(p / q * bv - v) / abs(v)
             if dist <= _tolerance(q, cost):
                 key = q + 2 * cost + 0.01 * abs(p) + 1.5 * math.log10(dist + 1e-9)
                 out.append((key, sympy.Rational(int(p), q) * base))
+    if v > 0:  # e^(p/q): constants pulled out of an exponential (exp(u + 1/2) = sqrt(e) * exp(u))
+        lv = math.log(v)
+        for q in range(1, 13):
+            p = builtins_round(lv * q)
+            if p != 0 and math.gcd(abs(p), q) == 1 and abs(p / q - lv) <= 1e-6 * max(1.0, abs(lv)):
+                out.append((q + 4 - 9.0, sympy.exp(sympy.Rational(p, q))))
     out.sort(key=lambda t: t[0])
     seen, res = set(), []
     for _, e in out:

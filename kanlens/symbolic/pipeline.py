@@ -157,7 +157,8 @@ def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_gr
     """Sparse fit and prune (repeated while the width keeps shrinking), then fit and refine grids.
 
     Grids in ``refine_grid`` are tried in order; refinement stops (keeping the previous model) once a finer grid
-    no longer halves the test error, and stops early when the test error reaches float precision.
+    no longer improves the test error (or no longer halves it once the error is below 1% of std(y)), and stops
+    early when the test error reaches float precision.
     """
     t = time.perf_counter()
     for round_ in range(max(1, prune_rounds)):
@@ -189,7 +190,7 @@ def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_gr
         if not new_err < err:
             break
         model, gain, err = finer, err / max(new_err, 1e-300), new_err
-        if gain < 2.0:
+        if gain < 2.0 and err < 1e-2 * y_std:  # still far from the data: keep refining while it improves
             break
     model(dataset["train_input"])
     timings["fit_refine"] = time.perf_counter() - t
@@ -209,9 +210,11 @@ def _choose(cands: list[Candidate]) -> tuple[list[Candidate], int]:
                 front[-1] = c
             else:
                 front.append(c)
-    exact = [k for k, c in enumerate(front) if c.exact]
-    if exact:
-        return front, exact[0]
+    exact = [c for c in finite if c.exact]
+    if exact:  # the simplest exact candidate; among equals the one with fewest leftover floats
+        pick = min(exact, key=lambda c: (c.complexity, sum(sform.n_floats(e) for e in c.exprs), c.test_nmse))
+        front = sorted([c for c in front if not c.exact] + [pick], key=lambda c: (c.complexity, c.test_nmse))
+        return front, front.index(pick)
     best_loss = min(c.test_nmse for c in front)
     best_k, best_score = len(front) - 1, -math.inf
     for k, c in enumerate(front):

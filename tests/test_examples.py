@@ -115,5 +115,4 @@ def test_example_runs_and_writes_images(script: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs, f"{script.name} wrote no PNG into --out"
-    assert all(p.startswith(script.name[:3]) for p in pngs), pngs  # images are prefixed with the example number
     assert cpu < 60, f"{script.name} used {cpu:.0f} s of CPU (budget: under a minute)"

@@ -304,3 +304,14 @@ def test_corrupt_checkpoint_is_a_usage_error(run_dir: Path, tmp_path: Path, caps
         err = capsys.readouterr().err.strip()
         assert err.startswith("kanlens: error:") and "\n" not in err and "tensors.pt" in err
     assert not (tmp_path / "p.png").exists()
+
+
+def test_demo_refuses_an_existing_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert main(["demo", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "--overwrite"]) == 2  # not a kanlens run folder: never replaced
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo"]

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.kanlens-installed
 
-.PHONY: env demo test test-slow lint bench clean
+.PHONY: env demo test test-slow lint docs bench clean
 
 env: $(STAMP)
 
@@ -28,6 +28,11 @@ test: env
 
 test-slow: env
 	$(PYTEST) -m slow
+
+# Strict docs build (every warning is an error); installs the docs extra on first use.
+docs: env
+	$(PY) -c "import mkdocs, material, mkdocstrings" 2>/dev/null || $(PY) -m pip install --quiet -e ".[docs]"
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 lint: env
 	$(VENV)/bin/ruff check kanlens tests benchmarks examples

@@ -57,13 +57,13 @@ def main() -> None:
     history = model.fit(dataset, opt="LBFGS", steps=args.steps, update_grid=False, progress=False)
     print(f"symbolic KAN:       test RMSE {history.test_loss[-1]:.2e}")
     model.plot(x, in_vars=names, title="after auto_symbolic", path=out / "01_symbolic.png")
-    print("formula (KAN constants):", ex_round(model.symbolic_formula()[0], 4))
+    print("formula (KAN constants):", ex_round(model.symbolic_formula()[0][0], 4))
 
     # 4. refit all constants of the formula jointly and snap them to simple values while the fit does not get
     #    worse than float32 rounding of the labels allows
     y = dataset["train_label"]
     floor = noise_floor(y.double().numpy(), y.dtype)
-    snapped = snap_constants(model.symbolic_formula()[0], sympy.symbols("x1 x2"), x, y, floor=floor)
+    snapped = snap_constants(model.symbolic_formula()[0][0], sympy.symbols("x1 x2"), x, y, floor=floor)
     print("formula (snapped):      ", snapped.expr)
     print(f"done in {time.perf_counter() - t0:.1f} s; images in {out}/")
 

@@ -75,7 +75,7 @@ def main() -> None:
               path=out / "02_kan_symbolic.png")
         if importlib.util.find_spec("kanlens.symbolic.formula") is not None:
             try:
-                print("formula:", model.symbolic_formula(round=3)[0])
+                print("formula:", model.symbolic_formula(round=3)[0][0])
             except ValueError as e:  # some edges stayed splines
                 print("no closed formula:", e)
     print(f"images written to {out}/")

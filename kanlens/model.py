@@ -411,10 +411,17 @@ class KAN(nn.Module):
 
         return sfit.auto_symbolic(self, **kwargs)
 
-    def symbolic_formula(self, **kwargs: Any):
+    def symbolic_formula(self, var=None, **kwargs: Any):
+        """pykan's pair ``(formulas, variables)``: one sympy expression per output and the input symbols.
+
+        ``model.symbolic_formula()[0][0]`` is the first output's formula, as in pykan's tutorials;
+        :func:`kanlens.symbolic.formula.symbolic_formula` returns just the list. Options: ``var`` (input names),
+        ``simplify``, ``round``.
+        """
         from .symbolic import formula
 
-        return formula.symbolic_formula(self, **kwargs)
+        exprs = formula.symbolic_formula(self, var=var, **kwargs)
+        return exprs, formula._variables(self, var)
 
     # ------------------------------------------------------------------ plotting & io
     def plot(self, x: torch.Tensor | None = None, **kwargs: Any):

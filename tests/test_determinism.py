@@ -94,7 +94,7 @@ def _pipeline(ds):
     h1 = model.fit(ds, opt="Adam", steps=5, batch=16, lr=0.02, progress=False)
     h2 = model.fit(ds, opt="LBFGS", steps=1, lamb=0.01, progress=False)
     model.auto_symbolic(lib=["x", "x^2", "sin", "exp"])
-    formula = model.symbolic_formula()
+    formula, _ = model.symbolic_formula()
     return model, h1.train_loss + h2.train_loss + h2.reg, [str(f) for f in formula]
 
 

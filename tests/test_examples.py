@@ -71,9 +71,6 @@ def _run(code: str, cwd: Path, timeout: float = 600) -> subprocess.CompletedProc
 
 def _check_tutorial(r: subprocess.CompletedProcess) -> str:
     assert "TUTORIAL BODY OK" in r.stdout, r.stderr[-3000:]
-    if r.returncode != 0 and "is not subscriptable" in r.stderr:
-        # pykan's symbolic_formula() returns (formulas, variables); kanlens's returns the formulas (requested change)
-        pytest.xfail("KAN.symbolic_formula() does not return pykan's (formulas, variables) pair yet")
     assert r.returncode == 0, r.stderr[-3000:]
     return next(line for line in r.stdout.splitlines() if line.startswith("FORMULA"))
 

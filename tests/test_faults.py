@@ -465,7 +465,7 @@ def test_pykan_tutorial_pipeline_has_no_crash_or_nan(name):
     with torch.no_grad():
         y = model(x)
     assert bool(torch.isfinite(y).all())
-    expr = model.symbolic_formula()[0]
+    expr = model.symbolic_formula()[0][0]
     symbols = [sympy.Symbol(f"x{k + 1}") for k in range(n_var)]
     fn = sympy.lambdify(symbols, expr, modules=["scipy", "numpy"])
     with np.errstate(all="ignore"):

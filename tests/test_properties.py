@@ -171,7 +171,8 @@ def test_symbolic_formula_equals_symbolic_model(model, data, seed):
     x = _inputs(model, 40, seed)
     with torch.no_grad():
         y = model(x).numpy()
-    exprs = model.symbolic_formula()
+    exprs, variables = model.symbolic_formula()
+    assert [str(v) for v in variables] == [f"x{k + 1}" for k in range(model.width[0])]
     symbols = [sympy.Symbol(f"x{k + 1}") for k in range(model.width[0])]
     for j, expr in enumerate(exprs):
         f = sympy.lambdify(symbols, expr, modules="numpy")

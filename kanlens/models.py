@@ -50,6 +50,15 @@ def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+def _per_stage(name: str, value: object, n: int) -> tuple:
+    """One value for every stage: a scalar is repeated, a sequence must have one entry per stage."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name} must be one value or one per stage ({n}), got {value!r}")
+        return tuple(value)
+    return (value,) * n
+
+
 def _spatial_after(size: int, stages: int, kernel_size: int, padding: int) -> int:
     for _ in range(stages):
         size = (size + 2 * padding - kernel_size + 1) // 2
@@ -85,12 +94,13 @@ class KANConvNet(_Skeleton):
         in_channels, num_classes, image_size: input and output sizes (square images).
         channels: output channels of each KAN-conv stage.
         kernel_size, padding: of every stage (3 and 0 by default: 28 -> 26 -> 13 -> 11 -> 5).
-        grid, k: spline grid intervals and order of the KAN convolutions.
+        grid, k: spline grid intervals and order of the KAN convolutions (one value, or one per stage).
         input_range: expected pixel range of the input (the first layer's grid range).
         hidden_range: grid range of later stages (their inputs are batch-normalised).
         head: ``"linear"`` or ``"kan"`` (a :class:`~kanlens.layers.spline.KANLayer`, 10x the parameters).
-        activation: after every KAN-conv stage, a learned per-channel activation (batch norm, then a depthwise
-            1x1 KAN convolution: one spline per channel, ``G + k + 2`` parameters each) before the pooling.
+        activation: after a KAN-conv stage (one flag, or one per stage), a learned per-channel activation (batch
+            norm, then a depthwise 1x1 KAN convolution: one spline per channel, ``G + k + 2`` parameters each)
+            before the pooling.
         seed: seed of the local generator used for all initialisations.
 
     Shapes:
@@ -106,17 +116,19 @@ class KANConvNet(_Skeleton):
         image_size: int = 28,
         kernel_size: int = 3,
         padding: int = 0,
-        grid: int = 5,
-        k: int = 3,
+        grid: int | Sequence[int] = 5,
+        k: int | Sequence[int] = 3,
         input_range: tuple[float, float] = (0.0, 1.0),
         hidden_range: tuple[float, float] = (-2.0, 2.0),
         head: str = "linear",
-        activation: bool = False,
+        activation: bool | Sequence[bool] = False,
         seed: int = 0,
     ) -> None:
         check_choice("head", head, ("linear", "kan"))
         if not channels:
             raise ValueError("channels must list at least one stage")
+        n = len(channels)
+        grids, ks, use_act = _per_stage("grid", grid, n), _per_stage("k", k, n), _per_stage("activation", activation, n)
         gen = torch.Generator().manual_seed(seed)
         convs: list[nn.Module] = []
         norms: list[nn.Module] = []
@@ -124,12 +136,13 @@ class KANConvNet(_Skeleton):
         acts: list[nn.Module] = []
         for i, ch in enumerate(channels):
             rng = input_range if i == 0 else hidden_range
+            g, kk = grids[i], ks[i]
             convs.append(
-                KANConv2d(prev, ch, kernel_size, padding=padding, grid=grid, k=k, grid_range=rng, generator=gen)
+                KANConv2d(prev, ch, kernel_size, padding=padding, grid=g, k=kk, grid_range=rng, generator=gen)
             )
             norms.append(nn.Identity() if i == 0 else nn.BatchNorm2d(prev, affine=False))
-            if activation:
-                act = KANConv2d(ch, ch, 1, groups=ch, grid=grid, k=k, grid_range=hidden_range, generator=gen)
+            if use_act[i]:
+                act = KANConv2d(ch, ch, 1, groups=ch, grid=g, k=kk, grid_range=hidden_range, generator=gen)
                 acts.append(nn.Sequential(nn.BatchNorm2d(ch, affine=False), act))
             else:
                 acts.append(nn.Identity())
@@ -140,13 +153,13 @@ class KANConvNet(_Skeleton):
         if head == "linear":
             head_mod = _linear(flat, num_classes, gen)
         else:
-            head_mod = nn.Sequential(nn.BatchNorm1d(flat, affine=False), KANLayer(flat, num_classes, grid=grid, k=k,
-                                     grid_range=hidden_range, generator=gen))
+            kan_head = KANLayer(flat, num_classes, grid=grids[-1], k=ks[-1], grid_range=hidden_range, generator=gen)
+            head_mod = nn.Sequential(nn.BatchNorm1d(flat, affine=False), kan_head)
         super().__init__(convs, norms, acts, flat, head_mod)
         self.config = dict(in_channels=in_channels, num_classes=num_classes, channels=tuple(channels),
-                           image_size=image_size, kernel_size=kernel_size, padding=padding, grid=grid, k=k,
+                           image_size=image_size, kernel_size=kernel_size, padding=padding, grid=grids, k=ks,
                            input_range=tuple(input_range), hidden_range=tuple(hidden_range), head=head,
-                           activation=activation, seed=seed)
+                           activation=use_act, seed=seed)
 
     @property
     def kan_convs(self) -> list[KANConv2d]:
@@ -232,17 +245,35 @@ def _conv2d(c_in: int, c_out: int, kernel_size: int, padding: int, gen: torch.Ge
     return conv
 
 
-def matched_cnn(target_params: int, *, ratio: int = 2, **kwargs) -> CNN:
-    """The two-stage :class:`CNN` ``(c, ratio * c)`` whose parameter count is closest to ``target_params``."""
-    best: CNN | None = None
-    for c in range(1, 257):
-        cnn = CNN(channels=(c, ratio * c), **kwargs)
-        if best is None or abs(count_parameters(cnn) - target_params) < abs(count_parameters(best) - target_params):
-            best = cnn
-        if count_parameters(cnn) > target_params:
+def matched_cnn(target_params: int, *, ratio: float = 2.0, **kwargs) -> CNN:
+    """The two-stage :class:`CNN` ``(c1, c2)`` whose parameter count is closest to ``target_params``.
+
+    Only shapes like the anchor ``(8, 16)`` are considered: ``c2 / c1`` within a factor 1.5 of ``ratio``.
+    """
+    size = kwargs.get("image_size", 28)
+    ksz, pad, c_in = kwargs.get("kernel_size", 3), kwargs.get("padding", 0), kwargs.get("in_channels", 1)
+    n_cls = kwargs.get("num_classes", 10)
+    side = _spatial_after(size, 2, ksz, pad)
+
+    def n_params(c1: int, c2: int) -> int:
+        return (c_in * ksz * ksz + 1) * c1 + (c1 * ksz * ksz + 1) * c2 + (c2 * side * side + 1) * n_cls
+
+    best = None
+    for c1 in range(1, 257):
+        if n_params(c1, 1) > 2 * target_params:
             break
+        for c2 in range(1, 513):
+            p = n_params(c1, c2)
+            shape_gap = abs(math.log(c2 / (ratio * c1)))
+            key = (abs(p - target_params), shape_gap)
+            if shape_gap <= math.log(1.5) and (best is None or key < best[0]):
+                best = (key, c1, c2)
+            if p > target_params:
+                break
     assert best is not None
-    return best
+    cnn = CNN(channels=(best[1], best[2]), **kwargs)
+    assert count_parameters(cnn) == n_params(best[1], best[2])
+    return cnn
 
 
 @dataclass

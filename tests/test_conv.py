@@ -156,6 +156,17 @@ def test_conv1d_matches_naive_random_configs(seed: int) -> None:
     torch.testing.assert_close(layer(x), naive_conv(layer, x), atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("mode", ["zeros", "replicate"])
+def test_depthwise_1x1_shortcut_matches_naive(mode: str) -> None:
+    layer = KANConv2d(3, 3, 1, groups=3, padding=1, padding_mode=mode)
+    _randomise(layer, 4)
+    x = torch.randn(2, 3, 5, 4, requires_grad=True)
+    out = layer(x)
+    torch.testing.assert_close(out, naive_conv(layer, x), atol=1e-5, rtol=1e-5)
+    out.square().sum().backward()
+    assert layer.coef.grad is not None and x.grad is not None
+
+
 def test_nonuniform_grid_path_matches_naive() -> None:
     layer = KANConv2d(2, 3, 3, padding=1, grid=4, k=3, grid_eps=0.0)
     _randomise(layer, 3)

@@ -54,11 +54,12 @@ def test_matched_cnn_is_closest() -> None:
     kan = KANConvNet(channels=(4, 8))
     target = count_parameters(kan)
     cnn = matched_cnn(target)
-    c = cnn.config["channels"][0]
+    c1, c2 = cnn.config["channels"]
     best = abs(count_parameters(cnn) - target)
-    for other in (c - 1, c + 1):
-        assert abs(count_parameters(CNN(channels=(other, 2 * other))) - target) >= best
-    assert abs(count_parameters(cnn) - target) / target < 0.05
+    for other in [(c1 - 1, c2), (c1 + 1, c2), (c1, c2 - 1), (c1, c2 + 1), (8, 16)]:
+        assert abs(count_parameters(CNN(channels=other)) - target) >= best
+    assert best / target < 0.01
+    assert matched_cnn(5258).config["channels"] == (8, 16)
 
 
 def test_seeded_init_and_global_rng_untouched() -> None:

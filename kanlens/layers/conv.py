@@ -383,6 +383,15 @@ class _KANConvNd(nn.Module):
         return feats.flatten(1, 2)
 
     def _conv(self, feats: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        if self.groups == self.in_channels == self.out_channels and all(
+            kk == 1 and s == 1 for kk, s in zip(self.kernel_size, self.stride)
+        ):
+            # depthwise 1x1 (a learned per-channel activation): a weighted sum over each channel's own features
+            # is ~4x faster than a grouped convolution with 1 + G + k channels per group
+            b, spatial = feats.shape[0], feats.shape[2:]
+            tail = (1,) * self._n
+            out = (feats.view(b, self.in_channels, -1, *spatial) * weight.view(1, self.in_channels, -1, *tail)).sum(2)
+            return out if self.bias is None else out + self.bias.view(1, -1, *tail)
         conv = F.conv1d if self._n == 1 else F.conv2d
         return conv(feats, weight, self.bias, self.stride, 0, self.dilation, self.groups)
 

@@ -30,7 +30,7 @@ from kanlens.idx import load_mnist
 from kanlens.models import CNN, KANConvNet, count_parameters, evaluate, matched_cnn, train_classifier
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
-KAN_CONFIG = dict(channels=(4, 8), grid=5, k=3, activation=True)
+KAN_CONFIG = dict(channels=(6, 8), grid=(1, 3), k=(1, 3), activation=(False, True))
 
 
 def write_section(path: str, name: str, text: str) -> None:

@@ -2,12 +2,13 @@
 
 Shapes (3x3 kernels, padding 1, grid 5, k 3, batch 64): 1x28x28 -> 8 channels and 8x14x14 -> 16 channels.
 Each case times forward + backward (``out.square().mean().backward()``) with gradients for the parameters
-(and, with ``--input-grad``, for the input too). Timings are medians over interleaved repetitions, so background
-load hits all candidates alike; peak memory is the largest amount of CPU tensor memory alive during one
-forward + backward, above what existed before it (torch profiler memory events).
+(and, with ``--input-grad``, for the input too). Repetitions are interleaved, so background load hits all
+candidates alike; process CPU time is reported next to wall time (on a shared machine wall time also counts
+waiting for a core, which inflates long calls more than short ones). Peak memory is the largest amount of CPU
+tensor memory alive during one forward + backward, above what existed before it (torch profiler memory events).
 
 Usage:
-    python benchmarks/conv_speed.py [--threads 2] [--reps 30] [--input-grad] [--out docs/benchmarks_conv.md]
+    python benchmarks/conv_speed.py [--threads 1] [--reps 30] [--input-grad] [--out docs/benchmarks_conv.md]
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-
-os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # keep the profiler quiet
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -80,8 +80,16 @@ def peak_memory_mb(fn: Callable[[], None]) -> float:
     """Peak CPU tensor memory (MB) allocated during ``fn`` above the level before it (profiler memory events)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+    saved = os.dup(2)  # the profiler's C++ side logs to stderr; keep the table readable
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
     # every op's own (exclusive) allocations minus frees, in time order; "[memory]" events are frees between ops
     events = sorted((e for e in prof.events() if e.self_cpu_memory_usage), key=lambda e: e.time_range.start)
     cur = peak = 0
@@ -91,18 +99,33 @@ def peak_memory_mb(fn: Callable[[], None]) -> float:
     return peak / 2**20
 
 
-def time_interleaved(fns: dict[str, Callable[[], None]], reps: int, warmup: int = 3) -> dict[str, float]:
-    """Median milliseconds per call of each function; repetitions are interleaved across functions."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
+def time_interleaved(
+    fns: dict[str, Callable[[], None]], reps: int, warmup: int = 3
+) -> dict[str, dict[str, float]]:
+    """Per function: median and min milliseconds of wall-clock and of process CPU time per call.
+
+    Repetitions are interleaved across functions. On a shared machine the CPU time is the robust measure (wall
+    time also counts the time the process waits for a core).
+    """
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     for _ in range(reps):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) * 1e3 for name, ts in times.items()}
+            wall[name].append(time.perf_counter() - t0)
+            cpu[name].append(time.process_time() - c0)
+    return {
+        name: {
+            "wall_med": statistics.median(wall[name]) * 1e3,
+            "cpu_med": statistics.median(cpu[name]) * 1e3,
+            "cpu_min": min(cpu[name]) * 1e3,
+        }
+        for name in fns
+    }
 
 
 def run_case(b: int, c: int, size: int, o: int, reps: int, input_grad: bool, naive_reps: int) -> list[tuple]:
@@ -137,27 +160,34 @@ def run_case(b: int, c: int, size: int, o: int, reps: int, input_grad: bool, nai
     shape = f"{b}x{c}x{size}x{size} -> {o}"
     rows = []
     for name in ("nn.Conv2d+SiLU", "KANConv2d", "naive loop"):
-        rows.append((shape, name, res[name], res[name] / base, mem[name], params[name]))
-    rows.append((shape, "(max |naive - fast|)", err, float("nan"), float("nan"), 0))
+        r = res[name]
+        ratios = (r["cpu_med"] / base["cpu_med"], r["cpu_min"] / base["cpu_min"], r["wall_med"] / base["wall_med"])
+        rows.append((shape, name, r, ratios, mem[name], params[name]))
+    rows.append((shape, f"(max abs naive - fast: {err:.1e})", None, None, None, None))
     return rows
 
 
 def format_table(rows: list[tuple]) -> str:
     lines = [
-        "| shape | layer | fwd+bwd ms | x nn.Conv2d+SiLU | peak MB | params |",
-        "|---|---|---:|---:|---:|---:|",
+        "| shape | layer | CPU ms median | CPU ms min | wall ms median | x Conv2d+SiLU (CPU median / CPU min / "
+        "wall median) | peak MB | params |",
+        "|---|---|---:|---:|---:|---|---:|---:|",
     ]
-    for shape, name, ms, ratio, mem, params in rows:
-        if name.startswith("("):
-            lines.append(f"| {shape} | {name} | {ms:.1e} | | | |")
+    for shape, name, r, ratios, mem, params in rows:
+        if r is None:
+            lines.append(f"| {shape} | {name} | | | | | | |")
         else:
-            lines.append(f"| {shape} | {name} | {ms:.2f} | {ratio:.2f} | {mem:.1f} | {params} |")
+            rat = " / ".join(f"{v:.2f}" for v in ratios)
+            lines.append(
+                f"| {shape} | {name} | {r['cpu_med']:.2f} | {r['cpu_min']:.2f} | {r['wall_med']:.2f} | {rat} | "
+                f"{mem:.1f} | {params} |"
+            )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=30)
     parser.add_argument("--naive-reps", type=int, default=3)
     parser.add_argument("--input-grad", action="store_true", help="also back-propagate to the input")
@@ -171,17 +201,28 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python benchmarks/conv_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     env = (
         f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
-        f"input grad: {args.input_grad}, median of {args.reps} interleaved reps"
+        f"input grad: {args.input_grad}, {args.reps} interleaved reps (naive loop: {args.naive_reps})"
     )
     print(env)
     print(table)
     if args.out:
         text = f"### KANConv2d speed\n\nCommand: `{cmd.strip()}`\n\n{env}\n\n{table}\n"
-        tmp = args.out + ".tmp"
-        with open(tmp, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, args.out)
+        write_section(args.out, f"conv_speed_{args.threads}t{'_xgrad' if args.input_grad else ''}", text)
     return 0
+
+
+def write_section(path: str, name: str, text: str) -> None:
+    """Replace (or append) the block between ``<!-- name -->`` markers in a markdown file, atomically."""
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    old = Path(path).read_text() if os.path.exists(path) else ""
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) + 1 :]
+    else:
+        new = old + ("\n" if old and not old.endswith("\n") else "") + block
+    tmp = f"{path}.tmp"
+    Path(tmp).write_text(new)
+    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -281,8 +281,8 @@ def _library_fits(
     if max_fits is not None and len(idx) > max_fits:
         logger.info("fitting the %d most important of %d non-linear elements", max_fits, len(idx))
         idx = idx[:max_fits]
-    if "0" in library:  # an active non-linear element is not zero; "0" would only win on simplicity
-        library = library.without(["0"])
+    # a non-linear element is neither zero nor affine: "0" and "x" would only win on simplicity
+    library = library.without([n for n in ("0", "x") if n in library])
     chan = layer.channel_index()
     out = []
     for e in idx:

@@ -113,11 +113,11 @@ def test_response_views(tmp_path, trained, digits) -> None:
     path = tmp_path / "resp.png"
     fig = plot_conv_response(trained.convs[0], x[0], out_channel=1, path=path)
     _not_blank(path)
-    assert len(fig.axes) == 4 + 9
+    assert len(fig.axes) == 4 + 1 + 9
     assert "output =" in fig.axes[2].get_title()
     _plt_close(fig)
     fig = plot_conv_response(trained.convs[0], x[3:4], out_channel=0, position=(2, 5))
-    assert len(fig.axes) == 4 + 9
+    assert len(fig.axes) == 4 + 1 + 9
     _plt_close(fig)
     path2 = tmp_path / "maps.png"
     fig = plot_conv_responses(trained.convs[0], x[5], path=path2)

@@ -155,10 +155,11 @@ def plot_conv_kernels(
     m_max = float(mag[outs, in_channel].max()) or 1.0
     slope_scale = float((fits["slope"][outs, in_channel].abs()).max()) or 1.0
 
-    figsize = (ncols * kw * panel_size * 1.1 + 0.3, nrows * kh * panel_size * 1.2 + 0.6)
+    figsize = (max(ncols * kw * panel_size * 1.1 + 0.3, 3.2), nrows * kh * panel_size * 1.2 + 0.8)
     fig, new_axes = _canvas(ax, figsize)
+    top = 1.0 - 0.62 / figsize[1]  # room for the three title lines
     cmap = pyplot().get_cmap("coolwarm")
-    for rects, o in zip(_blocks(len(outs), ncols, kh, kw), outs):
+    for rects, o in zip(_blocks(len(outs), ncols, kh, kw, top=top), outs):
         c = int(chan[o, in_channel])
         xv = xs[:, c].cpu().numpy()
         block = ys[:, o, in_channel].cpu().numpy()  # (m, kh, kw)
@@ -184,13 +185,14 @@ def plot_conv_kernels(
                 spine.set_alpha(0.5)
             if idx == kw // 2:
                 pax.set_title(f"filter {o}", fontsize=8, pad=2)
-    head = title if title is not None else f"KAN conv kernels (input channel {in_channel})"
+    head = title if title is not None else f"KAN conv kernels, input channel {in_channel}"
+    head += "\ncurve: phi(x) over the input range; fade: mean |phi|"
     if tint:
-        head += ": curve = phi(x), tint = slope (red +, blue -), fade = importance"
+        head += "\ntint: slope of the affine fit (red +, blue -)"
     if ax is None:
-        fig.suptitle(head, fontsize=8, y=0.995)
+        fig.suptitle(head, fontsize=7, y=0.999, va="top")
     else:
-        ax.set_title(head, fontsize=8)
+        ax.set_title(head, fontsize=7)
     save_figure(fig, path)
     return fig
 
@@ -208,13 +210,15 @@ def _receptive_field(layer: KANConv2d, pos: tuple[int, int]) -> tuple[int, int, 
 def _heat(axh: Axes, values: np.ndarray, title: str, cmap: str, symmetric: bool, annotate: bool) -> None:
     lim = float(np.abs(values).max()) or 1.0
     kw = {"vmin": -lim, "vmax": lim} if symmetric else {}
-    axh.imshow(values, cmap=cmap, **kw)
+    im = axh.imshow(values, cmap=cmap, **kw)
     axh.set_title(title, fontsize=8)
     axh.set_xticks([])
     axh.set_yticks([])
     if annotate and values.size <= 49:
         for (i, j), val in np.ndenumerate(values):
-            axh.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=6)
+            r, g, b, _ = im.cmap(im.norm(val))
+            color = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
+            axh.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=6, color=color)
 
 
 def plot_conv_response(
@@ -242,7 +246,7 @@ def plot_conv_response(
         position: output pixel ``(row, col)``; default: the one with the largest ``|output|``.
 
     Returns:
-        The figure: 4 image panels and ``K * K`` curve panels (plus ``ax`` when given).
+        The figure: 4 image panels, a text panel and ``K * K`` curve panels (plus ``ax`` when given).
     """
     layer = _check_layer(layer)
     img = _image("image", image, layer)
@@ -290,6 +294,9 @@ def plot_conv_response(
     xv = xs[:, ch].cpu().numpy()
     block = ys[:, o, in_channel].cpu().numpy()
     lo, hi = float(block.min()), float(block.max())
+    label = new_axes((0.02, 0.05, 0.2, 0.36))
+    label.set_axis_off()
+    label.text(0.0, 0.5, "element functions phi_uv(x)\n(red dot: the patch value x[u, v])", fontsize=8, va="center")
     pw, ph = min(0.96 / kw, 0.42 / kh * 10 / 5.6 * 0.5), 0.42 / kh
     x_left = 0.5 - kw * pw / 2
     for u in range(kh):
@@ -327,7 +334,7 @@ def plot_conv_responses(
     with torch.no_grad():
         maps = layer(img)[0].cpu().numpy()
     n = 1 + len(outs)
-    ncols = ncols or min(n, 6)
+    ncols = ncols or (n if n <= 8 else math.ceil(n / math.ceil(n / 8)))
     nrows = math.ceil(n / ncols)
     fig, new_axes = _canvas(ax, (1.7 * ncols, 1.8 * nrows))
     w, h = 0.96 / ncols, 0.92 / nrows

@@ -10,7 +10,7 @@ channels) is trained too for reference. Times are wall-clock and process CPU sec
 
 Usage:
     python benchmarks/conv_mnist.py [--data ../shared/data/mnist] [--epochs 20] [--seeds 0 1 2]
-        [--threads 1] [--save runs/conv_mnist_kan.pt] [--out docs/benchmarks_conv.md]
+        [--threads 1] [--save runs/conv_mnist_kan.pt] [--out docs/benchmarks_conv.md] [--plots docs/images]
 """
 
 from __future__ import annotations
@@ -47,6 +47,38 @@ def write_section(path: str, name: str, text: str) -> None:
     os.replace(tmp, path)
 
 
+def read_filters(model: KANConvNet, images: torch.Tensor, plots: str | None) -> str:
+    """auto_symbolic reports of both KAN-conv stages (and, with ``plots``, their kernel / response figures)."""
+    from kanlens.conv_symbolic import auto_symbolic_conv
+
+    model.eval()
+    inputs: dict[int, torch.Tensor] = {}
+    hooks = [
+        c.register_forward_pre_hook(lambda m, a, i=i: inputs.__setitem__(i, a[0])) for i, c in enumerate(model.convs)
+    ]
+    with torch.no_grad():
+        model(images)
+    for h in hooks:
+        h.remove()
+    texts = []
+    for i, conv in enumerate(model.convs):
+        rep = auto_symbolic_conv(conv, inputs[i], fit_library=False)
+        texts.append(f"stage {i + 1} ({conv.in_channels} -> {conv.out_channels}, grid {conv.num}, k {conv.k}):\n{rep}")
+    if plots:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from kanlens.plotting.conv import plot_conv_kernels, plot_conv_response, plot_conv_responses
+
+        out = Path(plots)
+        out.mkdir(parents=True, exist_ok=True)
+        plot_conv_kernels(model.convs[0], x=inputs[0], path=out / "conv_kernels.png")
+        plot_conv_kernels(model.convs[1], out_channels=[0, 1, 2, 3], x=inputs[1], path=out / "conv_kernels_stage2.png")
+        plot_conv_response(model.convs[0], images[0], out_channel=0, path=out / "conv_response.png")
+        plot_conv_responses(model.convs[0], images[0], path=out / "conv_responses.png")
+    return "\n\n".join(texts)
+
+
 def run(name: str, model: torch.nn.Module, data: tuple, args: argparse.Namespace, seed: int) -> dict:
     x_tr, y_tr, x_te, y_te = data
     res = train_classifier(
@@ -72,17 +104,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-anchor", action="store_true", help="skip the 5.3K anchor CNN (8 -> 16)")
     parser.add_argument("--save", default=None, help="save the (first seed's) KAN-conv state_dict here (.pt)")
     parser.add_argument("--out", default=None, help="write/update a markdown section in this file")
+    parser.add_argument("--plots", default=None, help="folder for kernel/response PNGs of the first seed's KAN")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
     x, y = load_mnist(args.data, split="test")
     data = (x[:8000], y[:8000], x[8000:], y[8000:])
     rows = []
+    reports = ""
     for seed in args.seeds:
         kan = KANConvNet(seed=seed, **KAN_CONFIG)
         rows.append(run("KANConvNet" + str(KAN_CONFIG["channels"]), kan, data, args, seed))
-        if args.save and seed == args.seeds[0]:
-            torch.save(kan.state_dict(), args.save)
+        if seed == args.seeds[0]:
+            if args.save:
+                torch.save(kan.state_dict(), args.save)
+            reports = read_filters(kan, data[2][:256], args.plots)
         cnn = matched_cnn(count_parameters(kan), seed=seed)
         rows.append(run("CNN" + str(cnn.config["channels"]) + " (matched)", cnn, data, args, seed))
         if not args.no_anchor and cnn.config["channels"] != (8, 16):
@@ -110,9 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(setup)
     print(table)
+    print(reports)
     if args.out:
         write_section(args.out, "conv_mnist", f"### KAN-conv vs CNN on MNIST\n\nCommand: `{cmd.strip()}`\n\n"
-                                             f"{setup}\n\n{table}\n")
+                                             f"{setup}\n\n{table}\n\n```text\n{reports}\n```\n")
     return 0
 
 

@@ -3,12 +3,12 @@
 Trains :class:`kanlens.models.KANConvNet` on scikit-learn's 8x8 digits (1,797 images; or on MNIST IDX files with
 ``--mnist FOLDER``), then saves into ``--out``:
 
-* ``conv_kernels.png``    every first-layer filter as a K x K block of learned element functions (faded by
+* ``04_conv_kernels.png``   every first-layer filter as a K x K block of learned element functions (faded by
   importance, tinted by the slope of their affine fit: the block also reads as an ordinary kernel),
-* ``conv_response.png``   one filter on one test image: receptive field, input patch, per-element responses,
+* ``04_conv_response.png``  one filter on one test image: receptive field, input patch, per-element responses,
   element curves with the patch values marked, output map,
-* ``conv_responses.png``  the test image and every filter's output map,
-* ``conv_symbolic.txt``   the conv auto_symbolic report: which elements/filters are (nearly) linear, i.e. ordinary
+* ``04_conv_responses.png`` the test image and every filter's output map,
+* ``04_conv_symbolic.txt`` the conv auto_symbolic report: which elements/filters are (nearly) linear, i.e. ordinary
   convolutions, and which are genuinely non-linear (with the best symbolic-library function).
 
 Run:  python examples/04_conv_filters.py --out docs/images/   (well under a minute on a laptop CPU)
@@ -69,16 +69,16 @@ def main() -> None:
 
     first = model.convs[0]
     sample = x_te[:256]
-    plot_conv_kernels(first, x=sample, path=out / "conv_kernels.png")
+    plot_conv_kernels(first, x=sample, path=out / "04_conv_kernels.png")
     image = x_te[0]
-    plot_conv_response(first, image, out_channel=0, path=out / "conv_response.png")
-    plot_conv_responses(first, image, path=out / "conv_responses.png")
+    plot_conv_response(first, image, out_channel=0, path=out / "04_conv_response.png")
+    plot_conv_responses(first, image, path=out / "04_conv_responses.png")
 
     report = auto_symbolic_conv(first, sample, lib=["x", "x^2", "x^3", "exp", "sin", "tanh", "sqrt", "abs"])
     text = str(report)
-    (out / "conv_symbolic.txt").write_text(text + "\n")
+    (out / "04_conv_symbolic.txt").write_text(text + "\n")
     print(text)
-    print(f"wrote conv_kernels.png, conv_response.png, conv_responses.png, conv_symbolic.txt into {out}/")
+    print(f"wrote 04_conv_kernels.png, 04_conv_response.png, 04_conv_responses.png, 04_conv_symbolic.txt into {out}/")
 
 
 if __name__ == "__main__":

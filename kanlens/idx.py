@@ -8,7 +8,7 @@ data in big-endian C order.
 
 Example:
     >>> images, labels = load_mnist("data/mnist", split="test")   # doctest: +SKIP
-    >>> images.shape, labels.shape
+    >>> images.shape, labels.shape  # doctest: +SKIP
     (torch.Size([10000, 1, 28, 28]), torch.Size([10000]))
 """
 

@@ -9,8 +9,10 @@ the non-linearity); every stage after the first is preceded by a parameter-free 
 the spline grid.
 
 Example:
-    >>> model = KANConvNet(channels=(4, 8), grid=5)
+    >>> model = KANConvNet(channels=(6, 8), grid=(1, 3), k=(1, 3), activation=(False, True))
     >>> cnn = matched_cnn(count_parameters(model))
+    >>> cnn.config["channels"]
+    (9, 17)
     >>> result = train_classifier(model, x_train, y_train, epochs=10)     # doctest: +SKIP
     >>> evaluate(model, x_test, y_test)                                    # doctest: +SKIP
 """

@@ -320,6 +320,21 @@ def test_update_grid_preserves_function_and_covers_data() -> None:
     assert float(rel_rms.detach()) < 0.03  # random wiggly splines are re-fitted on new knots, not copied exactly
 
 
+def test_refine_preserves_functions() -> None:
+    layer = KANConv2d(2, 3, 3, padding=1, grid=4, k=3, groups=1)
+    _randomise(layer, 6)
+    x = torch.rand(2, 2, 6, 6) * 1.8 - 0.9
+    fine = layer.refine(8)  # uniform 8 intervals contain the 4-interval knots: exact
+    assert fine.num == 8 and fine.coef.shape == (3, 2, 3, 3, 11) and fine.grid.shape == (2, 8 + 7)
+    torch.testing.assert_close(fine(x), layer(x), atol=1e-4, rtol=1e-4)
+    assert layer.num == 4 and layer.coef.shape[-1] == 7  # the original is untouched
+    adaptive = layer.refine(6, x)
+    rel = ((adaptive(x) - layer(x)).square().mean() / layer(x).square().mean()).sqrt()
+    assert float(rel.detach()) < 0.05
+    with pytest.raises(ValueError, match="new_grid"):
+        layer.refine(0)
+
+
 def test_update_grid_expands_range_for_out_of_range_data() -> None:
     layer = KANConv2d(1, 2, 3, grid=5, k=3)
     x = torch.linspace(-3, 3, 64).reshape(1, 1, 8, 8)

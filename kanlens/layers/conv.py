@@ -19,6 +19,7 @@ about 5x cheaper than the Cox-de Boor recursion); non-uniform grids use :func:`k
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 
@@ -531,6 +532,35 @@ class _KANConvNd(nn.Module):
         ys = splines.coef2curve(xs, self.grid, coef, self.k)
         self.coef.data = self._from_channel_major(splines.curve2coef(xs, ys, new_grid, self.k))
         self.grid.copy_(new_grid)
+
+    @torch.no_grad()
+    def refine(self, new_grid: int, x: torch.Tensor | None = None) -> _KANConvNd:
+        """A copy with ``new_grid`` intervals per channel computing the same functions (pykan's grid extension).
+
+        Without ``x`` the new grid is uniform on the current range (a finer uniform grid whose knots contain the
+        old ones reproduces the old splines exactly); with ``x`` it follows the padded pixels (``grid_eps`` rule).
+        """
+        _check_int("new_grid", new_grid, 1)
+        lo, hi = self.grid[:, self.k], self.grid[:, -self.k - 1]
+        samples = None
+        if x is not None:
+            x = self._check_input(x)
+            samples = self.pad_input(x.detach()).movedim(1, -1).reshape(-1, self.in_channels)
+            samples = _quantile_subsample(samples, 4096)
+            grid = splines.grid_from_samples(samples, new_grid, self.k, grid_eps=self.grid_eps)
+        else:
+            grid = splines.uniform_grid(new_grid, self.k, self.in_channels, torch.stack([lo, hi], 1))
+        grid = grid.to(self.grid)
+        t = torch.linspace(0, 1, 8 * (new_grid + self.k) + 1, dtype=grid.dtype, device=grid.device)[:, None]
+        xs = lo + (hi - lo) * t  # preserve the functions over the current grid range (and on the samples)
+        if samples is not None:
+            xs = torch.cat([xs, samples.to(xs)], 0)
+        ys = splines.coef2curve(xs, self.grid, self._to_channel_major(self.coef), self.k)
+        layer = copy.deepcopy(self)
+        layer.num = new_grid
+        layer.grid = grid
+        layer.coef = nn.Parameter(self._from_channel_major(splines.curve2coef(xs, ys, grid, self.k)))
+        return layer
 
     def extra_repr(self) -> str:
         s = (

@@ -116,7 +116,7 @@ class ConvSymbolicReport:
     fits: list[ElementFit] = field(default_factory=list)
     linear_threshold: float = 0.99
     inactive_threshold: float = 0.02
-    r2_threshold: float = 0.95
+    r2_threshold: float = 0.99
 
     INACTIVE, LINEAR, NONLINEAR = 0, 1, 2
 
@@ -215,7 +215,7 @@ def auto_symbolic_conv(
     num_points: int = 101,
     fit_library: bool = True,
     max_library_fits: int | None = 64,
-    r2_threshold: float = 0.95,
+    r2_threshold: float = 0.99,
 ) -> ConvSymbolicReport:
     """Classify each kernel element of a KAN convolution as linear / non-linear / inactive; name the non-linear ones.
 

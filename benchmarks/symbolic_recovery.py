@@ -307,6 +307,11 @@ def main(argv: list[str] | None = None) -> int:
                 error = None
             except Exception as e:  # a failed run is a row, not a crash
                 text, res, error = "nan", None, f"{type(e).__name__}: {e}"
+                print(f"{entry['id']} {tool}: {error}", file=sys.stderr)
+                if args.verbose:
+                    import traceback
+
+                    traceback.print_exc()
             seconds = time.perf_counter() - t0
             sc = score(text, entry)
             row = {"id": entry["id"], "tool": tool, "formula": text, "seconds": round(seconds, 2), **sc}

@@ -254,10 +254,20 @@ class _Problem:
         self.cols = [x[:, k] for k in range(x.shape[1])]
         self.y = y
         self.scale = float(np.std(y)) or 1.0
-        args = [*self.params, *variables]
-        self.f = sympy.lambdify(args, self.template, modules=_MODULES)
-        grads = [sympy.diff(self.template, p) for p in self.params]
-        self.jac = sympy.lambdify(args, grads, modules=_MODULES, cse=True) if self.params else None
+        # real symbols: d|u|/dp = sign(u) du/dp instead of an unevaluated complex Derivative
+        real = {v: sympy.Symbol(v.name, real=True) for v in [*self.params, *variables]}
+        template = self.template.xreplace(real)
+        args = [real[v] for v in [*self.params, *variables]]
+        self.f = sympy.lambdify(args, template, modules=_MODULES)
+        self.jac = None
+        if self.params:
+            grads = [sympy.diff(template, real[p]).replace(sympy.DiracDelta, lambda *a: sympy.Integer(0))
+                     for p in self.params]
+            if not any(g.has(sympy.Derivative, sympy.Subs) for g in grads):
+                try:
+                    self.jac = sympy.lambdify(args, grads, modules=_MODULES, cse=True)
+                except Exception:  # a function sympy cannot print: finite differences instead
+                    self.jac = None
 
     def value(self, theta: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
@@ -296,7 +306,8 @@ class _Problem:
             return j if np.isfinite(j).all() else np.zeros_like(j)
 
         try:
-            res = least_squares(resid, theta[idx], jac=jac, method="lm" if n >= idx.size else "trf",
+            res = least_squares(resid, theta[idx], jac=jac if self.jac is not None else "2-point",
+                                method="lm" if n >= idx.size else "trf",
                                 xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=max_nfev)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             return theta, base

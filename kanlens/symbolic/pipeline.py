@@ -129,17 +129,44 @@ class _Evaluator:
             errs.append(sform.nmse(pred, self.yte[:, o]))
         return max(errs)
 
+    def same_values(self, a: list[sympy.Expr], b: list[sympy.Expr]) -> bool:
+        """Whether two formulas agree on the test inputs to 1e-9 relative (guards cosmetic rewrites)."""
+        try:
+            for ea, eb in zip(a, b):
+                va = self._values(ea, self.xte)
+                vb = self._values(eb, self.xte)
+                if not np.allclose(va, vb, rtol=1e-9, atol=1e-12 * (1 + float(np.abs(vb).max()))):
+                    return False
+            return True
+        except Exception:
+            return False
+
+    def _values(self, e: sympy.Expr, x: np.ndarray) -> np.ndarray:
+        f = sympy.lambdify(self.variables, e, modules=["scipy", "numpy"])
+        with np.errstate(all="ignore"):
+            return np.broadcast_to(np.asarray(f(*(x[:, k] for k in range(x.shape[1]))), dtype=float),
+                                   (x.shape[0],))
+
     def refit(self, exprs: list[sympy.Expr], source: str, snap: bool = False) -> Candidate:
         outs, trains = [], []
         for o, e in enumerate(exprs):
-            if snap:
-                r = sform.snap_constants(e, self.variables, self.xtr, self.ytr[:, o], floor=self.floor,
-                                         max_seconds=self.snap_seconds)
-            else:
-                r = sform.refit_constants(e, self.variables, self.xtr, self.ytr[:, o])
-            outs.append(r.expr)
-            trains.append(r.nmse)
-        cand = Candidate(outs, sum(sform.formula_complexity(e) for e in outs), max(trains), self._test(outs), source)
+            try:
+                if snap:
+                    r = sform.snap_constants(e, self.variables, self.xtr, self.ytr[:, o], floor=self.floor,
+                                             max_seconds=self.snap_seconds)
+                else:
+                    r = sform.refit_constants(e, self.variables, self.xtr, self.ytr[:, o])
+                outs.append(r.expr)
+                trains.append(r.nmse)
+            except Exception as err:  # one unprintable / unevaluable candidate must not end the search
+                log.warning("refit of %s failed (%s: %s)", source, type(err).__name__, err)
+                outs.append(e)
+                trains.append(math.inf)
+        try:
+            test = self._test(outs)
+        except Exception:
+            test = math.inf
+        cand = Candidate(outs, sum(sform.formula_complexity(e) for e in outs), max(trains), test, source)
         cand.exact = cand.train_nmse <= self.floor and cand.test_nmse <= 10 * self.floor
         self.seen.append(cand)
         return cand
@@ -150,6 +177,78 @@ def _test_rmse(model, dataset: dict) -> float:
         err = model(dataset["test_input"]) - dataset["test_label"].to(model.dtype)
     v = float(torch.sqrt(torch.mean(err.double() ** 2)))
     return v if math.isfinite(v) else math.inf
+
+
+def _spline_samples(model, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Layer inputs and spline edge values ``(batch, out, in)`` of every layer, before anything is symbolic."""
+    with torch.no_grad():
+        acts = model.layer_inputs(x)
+        edges = [model.layers[l].forward_edges(acts[l]) for l in range(model.depth)]
+    return acts, edges
+
+
+def _chain_collapses(model, samples, current: dict, library, weight_simple: float):
+    """Candidate assignments collapsing two-edge chains ``(l-1, i, k) -> (l, k, j)`` into ``x`` + one function."""
+    acts, edges = samples
+    out = []
+    for l in range(1, model.depth):
+        for k in range(model.width[l]):
+            ins = [i for i in range(model.width[l - 1]) if (l - 1, i, k) in current]
+            outs = [j for j in range(model.width[l + 1]) if (l, k, j) in current]
+            if len(ins) != 1 or len(outs) != 1:
+                continue
+            i, j = ins[0], outs[0]
+            h = acts[l - 1][:, i].double().cpu().numpy()
+            y = edges[l][:, j, k].double().cpu().numpy()
+            try:
+                ranked = sfit.rank_fits(sfit.fit_library(h, y, library), weight_simple=weight_simple)
+            except ValueError:
+                continue
+            f = sfit._prefer_nonzero(ranked)
+            if not f.valid:
+                continue
+            s_k = float(model.node_scale[l - 1][k])
+            t_k = float(model.node_bias[l - 1][k])
+            if s_k == 0:
+                continue
+            # m = s_k * h + t_k  =>  a*h + b = (a / s_k) * m + (b - a * t_k / s_k)
+            down = sfit.AffineFit(f.name, f.a / s_k, f.b - f.a * t_k / s_k, f.c, f.d, f.r2, f.nmse, f.complexity)
+            ident = sfit.AffineFit("x", 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0)
+            assign = dict(current)
+            assign[(l - 1, i, k)] = ident
+            assign[(l, k, j)] = down
+            out.append((f"chain ({l},{k})->{f.name}", assign))
+    return out
+
+
+def _n_edges(model) -> int:
+    return sum(int((layer.mask != 0).sum()) for layer in model.layers)
+
+
+def _prune_harder(model, dataset: dict, err: float, y_std: float, steps: int, prune_kwargs: dict,
+                  fit_kwargs: dict):
+    """Try 3x and 10x the pruning thresholds; keep a smaller model while its retrained test error stays within
+    1.5x of the current one (or below 1e-4 of std(y))."""
+    node_th = float(prune_kwargs.get("node_th", 1e-2))
+    edge_th = float(prune_kwargs.get("edge_th", 3e-2))
+    for factor in (3.0, 10.0):
+        try:
+            model(dataset["train_input"])
+            smaller = model.prune(node_th=node_th * factor, edge_th=edge_th * factor)
+        except Exception as e:
+            log.warning("aggressive prune failed (%s)", e)
+            break
+        if smaller.width == model.width and _n_edges(smaller) == _n_edges(model):
+            continue
+        smaller.fit(dataset, opt="LBFGS", steps=steps, progress=False, **fit_kwargs)
+        new_err = _test_rmse(smaller, dataset)
+        log.info("prune x%g: %s (%d edges) -> %s (%d edges), test rmse %.3e -> %.3e", factor, model.width,
+                 _n_edges(model), smaller.width, _n_edges(smaller), err, new_err)
+        if new_err <= max(1.5 * err, 1e-4 * y_std):
+            model, err = smaller, new_err
+        else:
+            break
+    return model, err
 
 
 def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_grid: Sequence[int],
@@ -180,6 +279,9 @@ def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_gr
     model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False, **fit_kwargs)
     err = _test_rmse(model, dataset)
     y_std = float(dataset["test_label"].double().std()) or 1.0
+    if prune and hasattr(model, "prune"):
+        model, err = _prune_harder(model, dataset, err, y_std, steps[1], prune_kwargs, fit_kwargs)
+    timings["prune_harder"] = time.perf_counter() - t
     for g in refine_grid:
         if err <= 1e-5 * y_std or g <= model.grid:
             continue
@@ -252,6 +354,7 @@ def symbolic_regression(
     alternatives: int = 2,
     time_budget: float | None = None,
     var: Sequence[str] | None = None,
+    normalize_labels: bool = True,
     fit_kwargs: dict | None = None,
 ) -> SymbolicResult:
     """Recover a closed-form formula from data with a KAN.
@@ -273,6 +376,8 @@ def symbolic_regression(
         alternatives: runner-up functions tried per edge when the first formula is not exact.
         time_budget: seconds after which the search for alternatives stops.
         var: input names (default ``x1..xn``).
+        normalize_labels: train the KAN on standardised labels (the sparsity penalty is not scale-invariant);
+            the scaling is folded into the output nodes afterwards, so the returned model predicts ``y``.
 
     Returns:
         a :class:`SymbolicResult`.
@@ -300,11 +405,28 @@ def symbolic_regression(
     if len(steps) != 3:
         raise ValueError(f"steps must be three step counts (sparse, after prune, after refine), got {steps!r}")
     ds_model = {key: v.to(model.device, model.dtype) for key, v in dataset.items() if isinstance(v, torch.Tensor)}
+    # Train on standardised labels so the sparsity weight means the same for every target scale (the scaling is
+    # folded into the output nodes after training).
+    y_mean = dataset["train_label"].double().mean(0)
+    y_scale = dataset["train_label"].double().std(0).clamp_min(1e-12)
+    if normalize_labels:
+        for key in ("train_label", "test_label"):
+            ds_model[key] = ((dataset[key].double() - y_mean) / y_scale).to(model.device, model.dtype)
+    else:
+        y_mean, y_scale = torch.zeros_like(y_mean), torch.ones_like(y_scale)
+
+    def formula_of(m) -> list[sympy.Expr]:
+        return sform.symbolic_formula(m, var=var)
+
     model = _train(model, ds_model, steps=steps, lamb=lamb, refine_grid=grids, prune=prune,
                    prune_rounds=prune_rounds, prune_kwargs=prune_kwargs or {}, timings=timings,
                    fit_kwargs=fit_kwargs or {})
+    with torch.no_grad():  # fold the label standardisation into the output nodes: the model predicts y again
+        model.node_scale[-1].mul_(y_scale.to(model.node_scale[-1]))
+        model.node_bias[-1].mul_(y_scale.to(model.node_bias[-1])).add_(y_mean.to(model.node_bias[-1]))
 
     t = time.perf_counter()
+    samples = _spline_samples(model, ds_model["train_input"])
     auto = sfit.auto_symbolic(model, lib=library, r2_threshold=r2_threshold, weight_simple=weight_simple,
                               topk=alternatives + 1)
     timings["auto_symbolic"] = time.perf_counter() - t
@@ -323,7 +445,7 @@ def symbolic_regression(
     for r in auto:
         if r.chosen is not None:
             current[r.edge] = r.chosen
-    best = ev.refit(sform.symbolic_formula(model, var=var), "auto_symbolic")
+    best = ev.refit(formula_of(model), "auto_symbolic")
     # Assignment variants: every edge takes the simplest function reaching r2 >= tau (a joint change that
     # one-edge-at-a-time swaps cannot find, e.g. all inner edges linear and all outer edges quadratic).
     tried = {_key(current)}
@@ -335,7 +457,21 @@ def symbolic_regression(
             continue
         tried.add(_key(assign))
         _apply(model, assign, library)
-        trial = ev.refit(sform.symbolic_formula(model, var=var), f"simplest r2>={tau}")
+        trial = ev.refit(formula_of(model), f"simplest r2>={tau}")
+        if trial.train_nmse < best.train_nmse:
+            best, current = trial, assign
+        else:
+            _apply(model, current, library)
+    # Chains: a hidden node with one incoming and one outgoing edge computes one 1-D function of the upstream
+    # value; the KAN may split it arbitrarily between the two edges, so fit the composite directly.
+    for name, assign in _chain_collapses(model, samples, current, library, weight_simple):
+        if best.exact or (time_budget is not None and time.perf_counter() - t_start > time_budget):
+            break
+        if _key(assign) in tried:
+            continue
+        tried.add(_key(assign))
+        _apply(model, assign, library)
+        trial = ev.refit(formula_of(model), name)
         if trial.train_nmse < best.train_nmse:
             best, current = trial, assign
         else:
@@ -351,7 +487,7 @@ def symbolic_regression(
             trial_assign = dict(current)
             trial_assign[edge] = cand_fit
             _apply(model, trial_assign, library)
-            trial = ev.refit(sform.symbolic_formula(model, var=var), f"swap {edge}->{cand_fit.name}")
+            trial = ev.refit(formula_of(model), f"swap {edge}->{cand_fit.name}")
             if trial.train_nmse < 0.5 * best.train_nmse:
                 best, current = trial, trial_assign
                 if best.exact:
@@ -365,19 +501,22 @@ def symbolic_regression(
     expanded = [_expand(e) for e in best.exprs]
     if all(x is not None for x in expanded) and any(a != b for a, b in zip(expanded, best.exprs)):
         views.append(("expanded ", expanded))
-    try:
-        plain = [sform.detaylor(e, variables, ev.xtr) for e in best.exprs]
-    except (TypeError, ValueError, ZeroDivisionError):
-        plain = best.exprs
-    if any(a != b for a, b in zip(plain, best.exprs)):
-        plain_exp = [_expand(e) for e in plain]
-        views.append(("taylor ", plain_exp if all(x is not None for x in plain_exp) else plain))
+    for name, pre in (("taylor ", lambda e: e), ("trig taylor ", sympy.expand_trig)):
+        try:  # functions used only in their linear/quadratic regime -> polynomials (also inside trig identities)
+            plain = [sform.detaylor(pre(e), variables, ev.xtr) for e in best.exprs]
+        except Exception:
+            continue
+        if any(a != b for a, b in zip(plain, best.exprs)) and not any(plain == v[1] for v in views):
+            plain_exp = [_expand(e) for e in plain]
+            views.append((name, plain_exp if all(x is not None for x in plain_exp) else plain))
     for name, exprs in views:
         if name:
             ev.refit(exprs, name.strip())
         snapped = ev.refit(exprs, f"{name}snapped", snap=True)
-        snapped.exprs = [_tidy(e) for e in snapped.exprs]
-        snapped.complexity = sum(sform.formula_complexity(e) for e in snapped.exprs)
+        tidy = [_tidy(e) for e in snapped.exprs]
+        if tidy != snapped.exprs and ev.same_values(tidy, snapped.exprs):
+            snapped.exprs = tidy
+            snapped.complexity = sum(sform.formula_complexity(e) for e in tidy)
     timings["snap"] = time.perf_counter() - t
     front, chosen = _choose(ev.seen)
     pick = front[chosen]
@@ -401,7 +540,8 @@ def _simplest(fits: Sequence[sfit.AffineFit], tau: float) -> sfit.AffineFit | No
 
 def _apply(model, assign: dict, library) -> None:
     for (l, i, j), f in assign.items():
-        sfit.fix_symbolic(model, l, i, j, f.name, params=f.params, lib=library)
+        lib = library if f.name in library else None  # e.g. "x" for a chain when the user's lib lacks it
+        sfit.fix_symbolic(model, l, i, j, f.name, params=f.params, lib=lib)
 
 
 def _expand(expr: sympy.Expr, max_ops: int = 300) -> sympy.Expr | None:
@@ -414,10 +554,16 @@ def _expand(expr: sympy.Expr, max_ops: int = 300) -> sympy.Expr | None:
 
 
 def _tidy(expr: sympy.Expr) -> sympy.Expr:
-    """Light, safe simplification of a snapped formula (no floats are changed)."""
+    """Light, bounded rewriting of a snapped formula (``e^c * exp(u) -> exp(u + c)``); no floats change.
+
+    ``sympy.simplify`` is deliberately not used: it can run for minutes on nested exp/log formulas.
+    """
     try:
+        # floats that are integers to machine precision are integers (exactly equal, so no refit needed)
+        ints = {f: sympy.Integer(round(float(f))) for f in expr.atoms(sympy.Float)
+                if abs(float(f) - round(float(f))) <= 1e-12 * max(1.0, abs(float(f)))}
+        expr = expr.xreplace(ints)
         e = sympy.powsimp(sympy.expand_power_exp(expr))
-        s = sympy.simplify(e) if sympy.count_ops(e) < 60 else e
-        return s if sympy.count_ops(s) <= sympy.count_ops(expr) else expr
+        return e if sform.formula_complexity(e) <= sform.formula_complexity(expr) else expr
     except (TypeError, ValueError, RecursionError):
         return expr

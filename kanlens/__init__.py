@@ -49,10 +49,14 @@ _LAZY: dict[str, tuple[str, str]] = {
     "plot_layer": ("kanlens.plotting", "plot_layer"),
     "plot_history": ("kanlens.plotting", "plot_history"),
     "plot_conv_kernels": ("kanlens.plotting.conv", "plot_conv_kernels"),
+    "plot_conv_response": ("kanlens.plotting.conv", "plot_conv_response"),
     # convolution
     "KANConv1d": ("kanlens.layers.conv", "KANConv1d"),
     "KANConv2d": ("kanlens.layers.conv", "KANConv2d"),
     "KANConvNet": ("kanlens.models", "KANConvNet"),
+    "CNN": ("kanlens.models", "CNN"),
+    "train_classifier": ("kanlens.models", "train_classifier"),
+    "auto_symbolic_conv": ("kanlens.conv_symbolic", "auto_symbolic_conv"),
     "read_idx": ("kanlens.idx", "read_idx"),
     "load_mnist": ("kanlens.idx", "load_mnist"),
     # scikit-learn front end (optional extra)

@@ -1,5 +1,6 @@
 """KAN layers: spline (KANLayer), symbolic (SymbolicKANLayer) and convolution layers."""
 
+from .conv import KANConv1d, KANConv2d
 from .spline import KANLayer
 
-__all__ = ["KANLayer"]
+__all__ = ["KANConv1d", "KANConv2d", "KANLayer"]

@@ -187,7 +187,7 @@ def _spline_samples(model, x: torch.Tensor) -> tuple[list[torch.Tensor], list[to
     return acts, edges
 
 
-def _chain_collapses(model, samples, current: dict, library, weight_simple: float):
+def _chain_collapses(model, samples, current: dict, library, weight_simple: float, top: int = 3):
     """Candidate assignments collapsing two-edge chains ``(l-1, i, k) -> (l, k, j)`` into ``x`` + one function."""
     acts, edges = samples
     out = []
@@ -204,20 +204,20 @@ def _chain_collapses(model, samples, current: dict, library, weight_simple: floa
                 ranked = sfit.rank_fits(sfit.fit_library(h, y, library), weight_simple=weight_simple)
             except ValueError:
                 continue
-            f = sfit._prefer_nonzero(ranked)
-            if not f.valid:
-                continue
             s_k = float(model.node_scale[l - 1][k])
             t_k = float(model.node_bias[l - 1][k])
             if s_k == 0:
                 continue
-            # m = s_k * h + t_k  =>  a*h + b = (a / s_k) * m + (b - a * t_k / s_k)
-            down = sfit.AffineFit(f.name, f.a / s_k, f.b - f.a * t_k / s_k, f.c, f.d, f.r2, f.nmse, f.complexity)
-            ident = sfit.AffineFit("x", 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0)
-            assign = dict(current)
-            assign[(l - 1, i, k)] = ident
-            assign[(l, k, j)] = down
-            out.append((f"chain ({l},{k})->{f.name}", assign))
+            good = [f for f in ranked if f.valid and not f.degenerate and f.complexity > 0][:top]
+            for f in good:  # spline-level noise can rank a simpler near-fit above the exact function: try a few
+                # m = s_k * h + t_k  =>  a*h + b = (a / s_k) * m + (b - a * t_k / s_k)
+                down = sfit.AffineFit(f.name, f.a / s_k, f.b - f.a * t_k / s_k, f.c, f.d, f.r2, f.nmse,
+                                      f.complexity)
+                ident = sfit.AffineFit("x", 1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0)
+                assign = dict(current)
+                assign[(l - 1, i, k)] = ident
+                assign[(l, k, j)] = down
+                out.append((f"chain ({l},{k})->{f.name}", assign))
     return out
 
 
@@ -498,10 +498,12 @@ def symbolic_regression(
 
     t = time.perf_counter()
     views = [("", best.exprs)]
-    expanded = [_expand(e) for e in best.exprs]
+    large = best.complexity > 200  # huge formulas: only the raw view, briefly snapped
+    ev.snap_seconds = 10.0 if large else 20.0
+    expanded = [None] if large else [_expand(e) for e in best.exprs]
     if all(x is not None for x in expanded) and any(a != b for a, b in zip(expanded, best.exprs)):
         views.append(("expanded ", expanded))
-    for name, pre in (("taylor ", lambda e: e), ("trig taylor ", sympy.expand_trig)):
+    for name, pre in () if large else (("taylor ", lambda e: e), ("trig taylor ", sympy.expand_trig)):
         try:  # functions used only in their linear/quadratic regime -> polynomials (also inside trig identities)
             plain = [sform.detaylor(pre(e), variables, ev.xtr) for e in best.exprs]
         except Exception:

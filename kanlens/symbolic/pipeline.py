@@ -333,6 +333,96 @@ def _choose(cands: list[Candidate]) -> tuple[list[Candidate], int]:
     return front, best_k
 
 
+class _Search:
+    """Which library function each edge gets: starts from ``auto_symbolic``'s choice and keeps any assignment
+    whose formula, refitted jointly on the data, has a lower training loss."""
+
+    def __init__(self, model, auto, library, ev: _Evaluator, var, deadline: float | None):
+        self.model, self.library, self.ev, self.var, self.deadline = model, library, ev, var, deadline
+        for r in auto:  # edges below r2_threshold stay splines in the KAN; the formula needs a function
+            if r.status == "kept":
+                sfit.fix_symbolic(model, *r.edge, r.candidates[0].name, params=r.candidates[0].params, lib=library)
+        self.choices = {r.edge: r.candidates for r in auto if r.candidates}
+        self.full = {r.edge: r.all_fits or r.candidates for r in auto if r.candidates}
+        self.current = {e: (r.chosen or r.candidates[0]) for r in auto if r.candidates for e in [r.edge]}
+        self.tried = {_key(self.current)}
+        self.best = ev.refit(self.formula(), "auto_symbolic")
+
+    def formula(self) -> list[sympy.Expr]:
+        return sform.symbolic_formula(self.model, var=self.var)
+
+    def done(self) -> bool:
+        return self.best.exact or (self.deadline is not None and time.perf_counter() > self.deadline)
+
+    def attempt(self, assign: dict, source: str, factor: float = 1.0) -> bool:
+        """Refit the formula of ``assign``; keep it when its training loss is below ``factor`` times the best."""
+        if _key(assign) in self.tried:
+            return False
+        self.tried.add(_key(assign))
+        _apply(self.model, assign, self.library)
+        trial = self.ev.refit(self.formula(), source)
+        if trial.train_nmse < factor * self.best.train_nmse:
+            self.best, self.current = trial, assign
+            return True
+        _apply(self.model, self.current, self.library)
+        return False
+
+    def simplest_variants(self) -> None:
+        """Every edge takes the simplest function reaching r2 >= tau: a joint change that one-edge swaps cannot
+        find (e.g. all inner edges linear and all outer edges quadratic for x1*x2)."""
+        for tau in (0.9, 0.99, 0.999, 0.9999):
+            if self.done():
+                return
+            assign = {e: _simplest(fits, tau) or self.current[e] for e, fits in self.full.items()}
+            self.attempt(assign, f"simplest r2>={tau}")
+
+    def chains(self, samples, weight_simple: float) -> None:
+        """A hidden node with one incoming and one outgoing edge computes one 1-D function of the upstream value;
+        the KAN may split it arbitrarily between the two edges, so the composite is fitted directly."""
+        for name, assign in _chain_collapses(self.model, samples, self.current, self.library, weight_simple):
+            if self.done():
+                return
+            self.attempt(assign, name)
+
+    def swaps(self, alternatives: int) -> None:
+        """One edge at a time (worst-fitting first), the runner-up functions; kept when the loss halves."""
+        for edge in sorted(self.choices, key=lambda e: -self.current[e].nmse):
+            for cand in self.choices[edge][: alternatives + 1]:
+                if self.done():
+                    return
+                if cand.name == self.current[edge].name or not cand.valid or cand.degenerate:
+                    continue
+                assign = dict(self.current)
+                assign[edge] = cand
+                self.attempt(assign, f"swap {edge}->{cand.name}", factor=0.5)
+
+
+def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol]) -> None:
+    """Refit and snap the best formula in several equivalent views (raw, expanded, Taylor-regimes removed)."""
+    views = [("", best.exprs)]
+    large = best.complexity > 200  # huge formulas: only the raw view, briefly snapped
+    ev.snap_seconds = 10.0 if large else 20.0
+    expanded = [None] if large else [_expand(e) for e in best.exprs]
+    if all(x is not None for x in expanded) and any(a != b for a, b in zip(expanded, best.exprs)):
+        views.append(("expanded ", expanded))
+    for name, pre in () if large else (("taylor ", lambda e: e), ("trig taylor ", sympy.expand_trig)):
+        try:  # functions used only in their linear/quadratic regime -> polynomials (also inside trig identities)
+            plain = [sform.detaylor(pre(e), variables, ev.xtr) for e in best.exprs]
+        except Exception:
+            continue
+        if any(a != b for a, b in zip(plain, best.exprs)) and not any(plain == v[1] for v in views):
+            plain_exp = [_expand(e) for e in plain]
+            views.append((name, plain_exp if all(x is not None for x in plain_exp) else plain))
+    for name, exprs in views:
+        if name:
+            ev.refit(exprs, name.strip())
+        snapped = ev.refit(exprs, f"{name}snapped", snap=True)
+        tidy = [_tidy(e) for e in snapped.exprs]
+        if tidy != snapped.exprs and ev.same_values(tidy, snapped.exprs):
+            snapped.exprs = tidy
+            snapped.complexity = sum(sform.formula_complexity(e) for e in tidy)
+
+
 def symbolic_regression(
     dataset: dict[str, torch.Tensor],
     width: Sequence[int] | None = None,
@@ -415,9 +505,6 @@ def symbolic_regression(
     else:
         y_mean, y_scale = torch.zeros_like(y_mean), torch.ones_like(y_scale)
 
-    def formula_of(m) -> list[sympy.Expr]:
-        return sform.symbolic_formula(m, var=var)
-
     model = _train(model, ds_model, steps=steps, lamb=lamb, refine_grid=grids, prune=prune,
                    prune_rounds=prune_rounds, prune_kwargs=prune_kwargs or {}, timings=timings,
                    fit_kwargs=fit_kwargs or {})
@@ -435,99 +522,19 @@ def symbolic_regression(
     ev = _Evaluator(dataset, variables, floor)
 
     t = time.perf_counter()
-    kept = [r for r in auto if r.status == "kept"]
-    if kept:  # edges below r2_threshold stay splines: fall back to their best function for the formula
-        for r in kept:
-            sfit.fix_symbolic(model, *r.edge, r.candidates[0].name, params=r.candidates[0].params, lib=library)
-    choices = {r.edge: r.candidates for r in auto if r.candidates}
-    full = {r.edge: r.all_fits or r.candidates for r in auto if r.candidates}
-    current: dict[tuple[int, int, int], AffineFitLike] = {e: c[0] for e, c in choices.items()}
-    for r in auto:
-        if r.chosen is not None:
-            current[r.edge] = r.chosen
-    best = ev.refit(formula_of(model), "auto_symbolic")
-    # Assignment variants: every edge takes the simplest function reaching r2 >= tau (a joint change that
-    # one-edge-at-a-time swaps cannot find, e.g. all inner edges linear and all outer edges quadratic).
-    tried = {_key(current)}
-    for tau in (0.9, 0.99, 0.999, 0.9999):
-        if best.exact or (time_budget is not None and time.perf_counter() - t_start > time_budget):
-            break
-        assign = {e: _simplest(fits, tau) or current[e] for e, fits in full.items()}
-        if _key(assign) in tried:
-            continue
-        tried.add(_key(assign))
-        _apply(model, assign, library)
-        trial = ev.refit(formula_of(model), f"simplest r2>={tau}")
-        if trial.train_nmse < best.train_nmse:
-            best, current = trial, assign
-        else:
-            _apply(model, current, library)
-    # Chains: a hidden node with one incoming and one outgoing edge computes one 1-D function of the upstream
-    # value; the KAN may split it arbitrarily between the two edges, so fit the composite directly.
-    for name, assign in _chain_collapses(model, samples, current, library, weight_simple):
-        if best.exact or (time_budget is not None and time.perf_counter() - t_start > time_budget):
-            break
-        if _key(assign) in tried:
-            continue
-        tried.add(_key(assign))
-        _apply(model, assign, library)
-        trial = ev.refit(formula_of(model), name)
-        if trial.train_nmse < best.train_nmse:
-            best, current = trial, assign
-        else:
-            _apply(model, current, library)
-    # Alternatives: one edge at a time, worst-fitting edges first; keep a swap when the refitted loss drops.
-    order = sorted(choices, key=lambda e: -current[e].nmse)
-    for edge in order:
-        if best.exact or (time_budget is not None and time.perf_counter() - t_start > time_budget):
-            break
-        for cand_fit in choices[edge][: alternatives + 1]:
-            if cand_fit.name == current[edge].name or not cand_fit.valid or cand_fit.degenerate:
-                continue
-            trial_assign = dict(current)
-            trial_assign[edge] = cand_fit
-            _apply(model, trial_assign, library)
-            trial = ev.refit(formula_of(model), f"swap {edge}->{cand_fit.name}")
-            if trial.train_nmse < 0.5 * best.train_nmse:
-                best, current = trial, trial_assign
-                if best.exact:
-                    break
-            else:
-                _apply(model, current, library)
+    search = _Search(model, auto, library, ev, var, deadline=None if time_budget is None else t_start + time_budget)
+    search.simplest_variants()
+    search.chains(samples, weight_simple)
+    search.swaps(alternatives)
     timings["alternatives"] = time.perf_counter() - t
-
     t = time.perf_counter()
-    views = [("", best.exprs)]
-    large = best.complexity > 200  # huge formulas: only the raw view, briefly snapped
-    ev.snap_seconds = 10.0 if large else 20.0
-    expanded = [None] if large else [_expand(e) for e in best.exprs]
-    if all(x is not None for x in expanded) and any(a != b for a, b in zip(expanded, best.exprs)):
-        views.append(("expanded ", expanded))
-    for name, pre in () if large else (("taylor ", lambda e: e), ("trig taylor ", sympy.expand_trig)):
-        try:  # functions used only in their linear/quadratic regime -> polynomials (also inside trig identities)
-            plain = [sform.detaylor(pre(e), variables, ev.xtr) for e in best.exprs]
-        except Exception:
-            continue
-        if any(a != b for a, b in zip(plain, best.exprs)) and not any(plain == v[1] for v in views):
-            plain_exp = [_expand(e) for e in plain]
-            views.append((name, plain_exp if all(x is not None for x in plain_exp) else plain))
-    for name, exprs in views:
-        if name:
-            ev.refit(exprs, name.strip())
-        snapped = ev.refit(exprs, f"{name}snapped", snap=True)
-        tidy = [_tidy(e) for e in snapped.exprs]
-        if tidy != snapped.exprs and ev.same_values(tidy, snapped.exprs):
-            snapped.exprs = tidy
-            snapped.complexity = sum(sform.formula_complexity(e) for e in tidy)
+    _snap_views(search.best, ev, variables)
     timings["snap"] = time.perf_counter() - t
     front, chosen = _choose(ev.seen)
     pick = front[chosen]
     timings["total"] = time.perf_counter() - t_start
     return SymbolicResult(pick.exprs[0], pick.exprs, pick.exact, ParetoTable(front, chosen), model, auto,
                           list(model.width), timings)
-
-
-AffineFitLike = sfit.AffineFit
 
 
 def _key(assign: dict) -> tuple:

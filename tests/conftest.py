@@ -25,6 +25,15 @@ settings.register_profile("thorough", max_examples=300, deadline=None, database=
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Small tensors: one intra-op thread avoids OpenMP spin-waits on busy machines (restored afterwards)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def toy_formula(x: torch.Tensor) -> torch.Tensor:
     """pykan's tutorial function ``exp(sin(pi*x1) + x2^2)`` on ``(batch, 2)`` inputs."""
     return torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)

@@ -13,16 +13,6 @@ from torch import nn
 from kanlens import splines
 from kanlens.layers.conv import KANConv1d, KANConv2d, cardinal_basis
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP spin-waits on busy machines (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ----------------------------------------------------------------------------------------------- naive reference
 
 

@@ -11,15 +11,6 @@ from kanlens.conv_symbolic import auto_symbolic_conv, element_linear_fits
 from kanlens.layers.conv import KANConv2d
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP spin-waits on busy machines (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _set_element(layer: KANConv2d, o: int, c: int, u: int, v: int, fn) -> None:
     """Make element (o, c, u, v) compute ``fn`` on its channel's grid range (spline only)."""
     g = layer.grid[c : c + 1]

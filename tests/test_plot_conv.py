@@ -17,15 +17,6 @@ from kanlens.models import KANConvNet, train_classifier  # noqa: E402
 from kanlens.plotting.conv import plot_conv_kernels, plot_conv_response, plot_conv_responses  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread avoids OpenMP spin-waits on busy machines (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def digits():
     sklearn = pytest.importorskip("sklearn.datasets")

@@ -231,10 +231,9 @@ def run_pykan(entry: dict, ds: dict, args) -> str:
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
         os.chdir(tmp)  # pykan writes checkpoints into ./model (and prints every step)
         try:
-            try:
-                model = PyKAN(width=list(width), grid=5, k=3, seed=args.seed, auto_save=False)
-            except TypeError:
-                model = PyKAN(width=list(width), grid=5, k=3, seed=args.seed)
+            # pykan's defaults (auto_save=True writes ./model inside the temporary directory; its prune() and
+            # refine() need that directory)
+            model = PyKAN(width=list(width), grid=5, k=3, seed=args.seed)
             model.fit(ds, opt="LBFGS", steps=args.steps[0], lamb=args.lamb)
             model = model.prune()
             model.fit(ds, opt="LBFGS", steps=args.steps[1])

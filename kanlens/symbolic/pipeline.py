@@ -397,30 +397,65 @@ class _Search:
                 self.attempt(assign, f"swap {edge}->{cand.name}", factor=0.5)
 
 
+def _floatify(e: sympy.Expr) -> sympy.Expr:
+    """Irrational exact constants (``362*pi``, ``sqrt(2)/3``) back to floats, so expansions merge like terms."""
+    if e.is_number and not e.is_Rational:
+        try:
+            return sympy.Float(float(e), 17)
+        except (TypeError, ValueError):
+            return e
+    if not e.args:
+        return e
+    return e.func(*[_floatify(a) for a in e.args])
+
+
+def _derived_views(exprs: list[sympy.Expr], variables, x: np.ndarray) -> list[tuple[str, list[sympy.Expr]]]:
+    """Equivalent forms worth refitting: expanded, and with Taylor-regime functions replaced by polynomials
+    (also after expanding trig identities such as ``cos(a*x1 - x2) - cos(a*x1 + x2) = 2 sin(a*x1) sin(x2)``)."""
+    out = []
+    expanded = [_expand(e) for e in exprs]
+    if all(v is not None for v in expanded) and expanded != exprs:
+        out.append(("expanded ", expanded))
+    for name, pre in (("taylor ", lambda e: e), ("trig taylor ", sympy.expand_trig)):
+        try:
+            plain = [sform.detaylor(pre(e), variables, x) for e in exprs]
+        except Exception as err:
+            log.warning("%sview failed (%s: %s)", name, type(err).__name__, err)
+            continue
+        if plain != exprs:
+            plain_exp = [_expand(e) for e in plain]
+            out.append((name, plain_exp if all(v is not None for v in plain_exp) else plain))
+    return out
+
+
 def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol]) -> None:
-    """Refit and snap the best formula in several equivalent views (raw, expanded, Taylor-regimes removed)."""
-    views = [("", best.exprs)]
+    """Refit and snap the best formula in several equivalent views (raw, expanded, Taylor regimes removed).
+
+    Views are derived from the formula before and after its own snapping refit (a joint refit can move functions
+    into their Taylor regime, e.g. ``cos(0.02*x1 + 0.02*x2)``).
+    """
     large = best.complexity > 200  # huge formulas: only the raw view, briefly snapped
     ev.snap_seconds = 10.0 if large else 20.0
-    expanded = [None] if large else [_expand(e) for e in best.exprs]
-    if all(x is not None for x in expanded) and any(a != b for a, b in zip(expanded, best.exprs)):
-        views.append(("expanded ", expanded))
-    for name, pre in () if large else (("taylor ", lambda e: e), ("trig taylor ", sympy.expand_trig)):
-        try:  # functions used only in their linear/quadratic regime -> polynomials (also inside trig identities)
-            plain = [sform.detaylor(pre(e), variables, ev.xtr) for e in best.exprs]
-        except Exception:
-            continue
-        if any(a != b for a, b in zip(plain, best.exprs)) and not any(plain == v[1] for v in views):
-            plain_exp = [_expand(e) for e in plain]
-            views.append((name, plain_exp if all(x is not None for x in plain_exp) else plain))
+    raw = ev.refit(best.exprs, "snapped", snap=True)
+    _tidy_candidate(raw, ev)
+    if large:
+        return
+    views: list[tuple[str, list[sympy.Expr]]] = []
+    for source in (best.exprs, [_floatify(e) for e in raw.exprs]):
+        for name, exprs in _derived_views(source, variables, ev.xtr):
+            if all(exprs != v[1] for v in views):
+                views.append((name, exprs))
+    log.info("views: %s", [v[0].strip() for v in views])
     for name, exprs in views:
-        if name:
-            ev.refit(exprs, name.strip())
-        snapped = ev.refit(exprs, f"{name}snapped", snap=True)
-        tidy = [_tidy(e) for e in snapped.exprs]
-        if tidy != snapped.exprs and ev.same_values(tidy, snapped.exprs):
-            snapped.exprs = tidy
-            snapped.complexity = sum(sform.formula_complexity(e) for e in tidy)
+        ev.refit(exprs, name.strip())
+        _tidy_candidate(ev.refit(exprs, f"{name}snapped", snap=True), ev)
+
+
+def _tidy_candidate(cand: Candidate, ev: _Evaluator) -> None:
+    tidy = [_tidy(e) for e in cand.exprs]
+    if tidy != cand.exprs and ev.same_values(tidy, cand.exprs):
+        cand.exprs = tidy
+        cand.complexity = sum(sform.formula_complexity(e) for e in tidy)
 
 
 def symbolic_regression(

@@ -18,13 +18,14 @@ fitted constants canonical, which is what makes snapping them to ``1``, ``pi``, 
 
 from __future__ import annotations
 
+import functools
+import importlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-import sympy
 import torch
 
 from ..utils import did_you_mean
@@ -39,6 +40,20 @@ __all__ = [
 ]
 
 INF = math.inf
+
+
+class _LazySympy:
+    """``sympy`` imported on first use (it costs ~1 s, and ``import kanlens`` should not pay for it)."""
+
+    def __getattr__(self, name: str):
+        return getattr(importlib.import_module("sympy"), name)
+
+
+sympy = _LazySympy()
+
+
+def _sym(name: str) -> Callable[[Any], Any]:
+    return lambda u: getattr(importlib.import_module("sympy"), name)(u)
 _POLE_EPS = 1e-4  # safe versions clamp |u| >= this near a pole
 _EDGE_EPS = 1e-6  # and stay this far inside an open/infinite-slope domain edge
 
@@ -81,7 +96,7 @@ class SymbolicFunction:
     poles: tuple[float, ...] = ()
     pole_period: float | None = None
     special: bool = False
-    numpy_fn: Callable[[np.ndarray], np.ndarray] | None = field(default=None, compare=False, repr=False)
+    numpy_fn: Callable[[np.ndarray], np.ndarray] | str | None = field(default=None, compare=False, repr=False)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.torch_fn(x)
@@ -89,8 +104,9 @@ class SymbolicFunction:
     def numpy(self, u: np.ndarray) -> np.ndarray:
         """Evaluate on a float64 array (``numpy_fn`` when given, else ``torch_fn`` on CPU); non-finite = invalid."""
         with np.errstate(all="ignore"):
-            if self.numpy_fn is not None:
-                return np.asarray(self.numpy_fn(u), dtype=np.float64)
+            fn = _numpy_versions()[self.numpy_fn] if isinstance(self.numpy_fn, str) else self.numpy_fn
+            if fn is not None:
+                return np.asarray(fn(u), dtype=np.float64)
             with torch.no_grad():
                 return self.torch_fn(torch.from_numpy(np.ascontiguousarray(u, dtype=np.float64))).numpy()
 
@@ -213,25 +229,25 @@ def _builtin_functions() -> list[SymbolicFunction]:
           poles=(0.0,)),
         S("1/x^3", lambda x: 1 / x**3, lambda x: x**-3, 3, _inv_pow(3), kind="power", degree=-3, parity="odd",
           poles=(0.0,)),
-        S("sqrt", torch.sqrt, sympy.sqrt, 2, _safe_sqrt, kind="power", degree=0.5, domain=(0.0, INF)),
+        S("sqrt", torch.sqrt, _sym("sqrt"), 2, _safe_sqrt, kind="power", degree=0.5, domain=(0.0, INF)),
         S("x^1.5", lambda x: x**1.5, lambda x: x ** sympy.Rational(3, 2), 4, lambda x: x.clamp_min(0.0) ** 1.5,
           kind="power", degree=1.5, domain=(0.0, INF)),
         S("1/sqrt(x)", torch.rsqrt, lambda x: 1 / sympy.sqrt(x), 2, lambda x: torch.rsqrt(x.clamp_min(_POLE_EPS)),
           kind="power", degree=-0.5, domain=(0.0, INF), poles=(0.0,)),
-        S("exp", torch.exp, sympy.exp, 2, lambda x: torch.exp(x.clamp(max=50.0)), kind="exp"),
-        S("log", torch.log, sympy.log, 2, lambda x: torch.log(x.clamp_min(_POLE_EPS)), kind="log", domain=(0.0, INF),
+        S("exp", torch.exp, _sym("exp"), 2, lambda x: torch.exp(x.clamp(max=50.0)), kind="exp"),
+        S("log", torch.log, _sym("log"), 2, lambda x: torch.log(x.clamp_min(_POLE_EPS)), kind="log", domain=(0.0, INF),
           poles=(0.0,)),
-        S("abs", torch.abs, sympy.Abs, 3, torch.abs, kind="power", degree=1, parity="even"),
-        S("sin", torch.sin, sympy.sin, 2, torch.sin, parity="odd", period=2 * pi, half_period_flips=True),
-        S("cos", torch.cos, sympy.cos, 2, torch.cos, parity="even", period=2 * pi, half_period_flips=True),
-        S("tan", torch.tan, sympy.tan, 3, _safe_tan, parity="odd", period=pi, poles=(pi / 2,), pole_period=pi),
-        S("tanh", torch.tanh, sympy.tanh, 3, torch.tanh, parity="odd"),
-        S("sgn", _sign, sympy.sign, 3, _sign, kind="power", degree=0, parity="odd"),
-        S("arcsin", torch.arcsin, sympy.asin, 4, _clamp_open(-1, 1, torch.arcsin), parity="odd", domain=(-1.0, 1.0)),
-        S("arccos", torch.arccos, sympy.acos, 4, _clamp_open(-1, 1, torch.arccos), parity="odd", odd_shift=pi,
+        S("abs", torch.abs, _sym("Abs"), 3, torch.abs, kind="power", degree=1, parity="even"),
+        S("sin", torch.sin, _sym("sin"), 2, torch.sin, parity="odd", period=2 * pi, half_period_flips=True),
+        S("cos", torch.cos, _sym("cos"), 2, torch.cos, parity="even", period=2 * pi, half_period_flips=True),
+        S("tan", torch.tan, _sym("tan"), 3, _safe_tan, parity="odd", period=pi, poles=(pi / 2,), pole_period=pi),
+        S("tanh", torch.tanh, _sym("tanh"), 3, torch.tanh, parity="odd"),
+        S("sgn", _sign, _sym("sign"), 3, _sign, kind="power", degree=0, parity="odd"),
+        S("arcsin", torch.arcsin, _sym("asin"), 4, _clamp_open(-1, 1, torch.arcsin), parity="odd", domain=(-1.0, 1.0)),
+        S("arccos", torch.arccos, _sym("acos"), 4, _clamp_open(-1, 1, torch.arccos), parity="odd", odd_shift=pi,
           domain=(-1.0, 1.0)),
-        S("arctan", torch.arctan, sympy.atan, 4, torch.arctan, parity="odd"),
-        S("arctanh", torch.arctanh, sympy.atanh, 4, _clamp_open(-1, 1, torch.arctanh), parity="odd",
+        S("arctan", torch.arctan, _sym("atan"), 4, torch.arctan, parity="odd"),
+        S("arctanh", torch.arctanh, _sym("atanh"), 4, _clamp_open(-1, 1, torch.arctanh), parity="odd",
           domain=(-1.0, 1.0), poles=(-1.0, 1.0)),
         S("gaussian", lambda x: torch.exp(-(x**2)), lambda x: sympy.exp(-(x**2)), 3, lambda x: torch.exp(-(x**2)),
           parity="even"),
@@ -240,13 +256,14 @@ def _builtin_functions() -> list[SymbolicFunction]:
     specials = [
         S("besselj0", _bessel_j0, lambda x: sympy.besselj(0, x), 4, _bessel_j0, parity="even", special=True),
         S("besselj1", _bessel_j1, lambda x: sympy.besselj(1, x), 4, _bessel_j1, parity="odd", special=True),
-        S("erf", torch.erf, sympy.erf, 4, torch.erf, parity="odd", special=True),
-        S("fresnels", _fresnel(0), sympy.fresnels, 5, _fresnel(0), parity="odd", special=True),
-        S("fresnelc", _fresnel(1), sympy.fresnelc, 5, _fresnel(1), parity="odd", special=True),
+        S("erf", torch.erf, _sym("erf"), 4, torch.erf, parity="odd", special=True),
+        S("fresnels", _fresnel(0), _sym("fresnels"), 5, _fresnel(0), parity="odd", special=True),
+        S("fresnelc", _fresnel(1), _sym("fresnelc"), 5, _fresnel(1), parity="odd", special=True),
     ]
-    return [replace(fn, numpy_fn=_numpy_versions().get(fn.name)) for fn in f + specials]
+    return [replace(fn, numpy_fn=fn.name) for fn in f + specials]  # numpy versions load on first fit
 
 
+@functools.lru_cache(maxsize=1)
 def _numpy_versions() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
     import scipy.special as sc
 

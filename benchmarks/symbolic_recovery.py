@@ -226,6 +226,8 @@ def run_pykan(entry: dict, ds: dict, args) -> str:
     from kan import KAN as PyKAN
     from kan.utils import ex_round as py_ex_round
 
+    _patch_pykan()
+
     width = entry["kan_width_min"] if args.track == "oracle" else entry["kan_width"]
     cwd = os.getcwd()
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(io.StringIO()):
@@ -244,11 +246,37 @@ def run_pykan(entry: dict, ds: dict, args) -> str:
             if names and args.special != "never":
                 _pykan_add_specials(names)
             model.auto_symbolic()
-            model.fit(ds, opt="LBFGS", steps=args.steps[1])
+            # pykan's refit of the symbolic constants; no grid update (every edge is symbolic now, and pykan's
+            # grid update crashes in torch.linalg.lstsq with current torch + MKL at this point)
+            model.fit(ds, opt="LBFGS", steps=args.steps[1], update_grid=False)
             expr = model.symbolic_formula()[0][0]
             return _pykan_string(str(py_ex_round(expr, 4))), None
         finally:
             os.chdir(cwd)
+
+
+def _patch_pykan() -> None:
+    """Compatibility shim, same math: pykan 0.2.8 hands ``torch.linalg.lstsq`` expanded (stride-0) tensors, which
+    current torch + MKL reject ("Parameter 6 was incorrect on entry to SGELSY"), and then fails with
+    ``UnboundLocalError: coef``. Passing contiguous copies fixes it without changing pykan's algorithm."""
+    import importlib
+
+    sp = importlib.import_module("kan.spline")
+    if getattr(sp.curve2coef, "_kanlens_shim", False):
+        return
+
+    def curve2coef(x_eval, y_eval, grid, k):
+        batch, in_dim, out_dim = x_eval.shape[0], x_eval.shape[1], y_eval.shape[2]
+        n_coef = grid.shape[1] - k - 1
+        mat = sp.B_batch(x_eval, grid, k).permute(1, 0, 2)[:, None, :, :].expand(in_dim, out_dim, batch, n_coef)
+        rhs = y_eval.permute(1, 2, 0).unsqueeze(dim=3)
+        return torch.linalg.lstsq(mat.contiguous(), rhs.contiguous()).solution[:, :, :, 0]
+
+    curve2coef._kanlens_shim = True
+    for name in ("kan.spline", "kan.KANLayer", "kan.MultKAN", "kan.utils", "kan"):
+        mod = importlib.import_module(name)
+        if hasattr(mod, "curve2coef"):
+            mod.curve2coef = curve2coef
 
 
 def _pykan_add_specials(names: list[str]) -> None:

@@ -256,9 +256,12 @@ def run_pykan(entry: dict, ds: dict, args) -> str:
 
 
 def _patch_pykan() -> None:
-    """Compatibility shim, same math: pykan 0.2.8 hands ``torch.linalg.lstsq`` expanded (stride-0) tensors, which
-    current torch + MKL reject ("Parameter 6 was incorrect on entry to SGELSY"), and then fails with
-    ``UnboundLocalError: coef``. Passing contiguous copies fixes it without changing pykan's algorithm."""
+    """Compatibility shim for pykan 0.2.8's ``curve2coef`` with current torch + MKL.
+
+    pykan calls ``torch.linalg.lstsq`` on expanded tensors; on degenerate grids MKL rejects the call ("Parameter 6
+    was incorrect on entry to SGELSY") and pykan then dies with ``UnboundLocalError: coef``. The shim passes
+    contiguous copies and, if lstsq still fails, uses the ridge pseudo-inverse that pykan's own source keeps as a
+    commented-out alternative. Same least-squares problem; pykan's algorithm is otherwise unchanged."""
     import importlib
 
     sp = importlib.import_module("kan.spline")
@@ -270,7 +273,13 @@ def _patch_pykan() -> None:
         n_coef = grid.shape[1] - k - 1
         mat = sp.B_batch(x_eval, grid, k).permute(1, 0, 2)[:, None, :, :].expand(in_dim, out_dim, batch, n_coef)
         rhs = y_eval.permute(1, 2, 0).unsqueeze(dim=3)
-        return torch.linalg.lstsq(mat.contiguous(), rhs.contiguous()).solution[:, :, :, 0]
+        try:
+            return torch.linalg.lstsq(mat.contiguous(), rhs.contiguous()).solution[:, :, :, 0]
+        except RuntimeError:  # pykan's own (commented-out) fallback: ridge pseudo-inverse, lamb = 1e-8
+            a = torch.nan_to_num(mat.contiguous())
+            b = torch.nan_to_num(rhs.contiguous())
+            xtx = a.transpose(-1, -2) @ a + 1e-8 * torch.eye(n_coef, dtype=a.dtype, device=a.device)
+            return (torch.linalg.pinv(xtx) @ (a.transpose(-1, -2) @ b))[:, :, :, 0]
 
     curve2coef._kanlens_shim = True
     for name in ("kan.spline", "kan.KANLayer", "kan.MultKAN", "kan.utils", "kan"):

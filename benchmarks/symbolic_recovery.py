@@ -311,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="formula ids (or id prefixes such as P01) to run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline", choices=["pykan"], default=None)
+    ap.add_argument("--skip-kanlens", action="store_true",
+                    help="run only the --baseline tool (e.g. to run the slow pykan baseline in its own process)")
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--track", choices=["default", "oracle"], default="default",
                     help="start from kan_width (default) or kan_width_min (oracle shape)")
@@ -332,7 +334,10 @@ def main(argv: list[str] | None = None) -> int:
         if not entries:
             ap.error(f"--only {args.only} matches no formula id")
     dtype = torch.float32 if args.dtype == "float32" else torch.float64
-    runners = [("kanlens", run_kanlens)] + ([("pykan", run_pykan)] if args.baseline == "pykan" else [])
+    runners = ([] if args.skip_kanlens else [("kanlens", run_kanlens)]) + (
+        [("pykan", run_pykan)] if args.baseline == "pykan" else [])
+    if not runners:
+        ap.error("--skip-kanlens needs --baseline")
     rows = []
     for entry in entries:
         truth, xs = parse_truth(entry["formula"], entry["n_vars"])

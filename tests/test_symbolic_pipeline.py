@@ -42,6 +42,28 @@ def test_pipeline_does_not_claim_erf_as_tanh():
     assert res_sp.exact and _same(res_sp.formula, sympy.erf(2 * x1))
 
 
+def test_log_target_recovers_a_product_a_one_layer_kan_cannot_sum():
+    torch.set_num_threads(1)
+    ds = create_dataset(lambda x: 2 * x[:, [0]] * x[:, [1]] ** 2, n_var=2, ranges=[1, 2], train_num=300,
+                        test_num=300, dtype=torch.float64)
+    res = symbolic_regression(ds, [2, 1], steps=(5, 10, 10), prune=False, refine_grid=(20,),
+                              lib=["x", "x^2", "sin", "exp", "log"])
+    assert res.target_transform == "log"
+    assert res.exact and _same(res.formula, 2 * x1 * x2**2), res.table
+    assert res.table[res.table.chosen].source.startswith("log: ")
+    only_y = symbolic_regression(ds, [2, 1], steps=(5, 10, 10), prune=False, refine_grid=(20,),
+                                 lib=["x", "x^2", "sin", "exp", "log"], target_transforms=("identity",))
+    assert only_y.target_transform == "identity" and not only_y.exact
+
+
+def test_target_transforms_are_checked():
+    ds = create_dataset(lambda x: x[:, [0]], n_var=1, train_num=20, test_num=20)
+    with pytest.raises(ValueError, match="unknown target transform.*'sqrt'"):
+        symbolic_regression(ds, [1, 1], target_transforms=("identity", "sqrt"))
+    with pytest.raises(ValueError, match="at least one"):
+        symbolic_regression(ds, [1, 1], target_transforms=())
+
+
 def test_pipeline_bad_input():
     ds = create_dataset(lambda x: x[:, [0]], n_var=1, train_num=20, test_num=20)
     with pytest.raises(ValueError, match="width"):

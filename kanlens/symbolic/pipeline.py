@@ -11,6 +11,7 @@ within 1.5x of the lowest loss).
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import time
@@ -76,7 +77,8 @@ class SymbolicResult:
         formula: chosen formula of the first output (``formulas`` has one per output).
         exact: the chosen formula reproduces the test data to float precision.
         table: the Pareto table of candidates.
-        model: the KAN after ``auto_symbolic`` (its symbolic constants are the KAN-level fit, not the refit).
+        model: the KAN after ``auto_symbolic`` (its symbolic constants are the KAN-level fit, not the refit) of
+            the run that produced the chosen formula; it predicts ``target_transform`` of ``y``.
         auto: the :class:`~kanlens.symbolic.fit.AutoSymbolicTable`.
         timings: seconds per stage.
     """
@@ -89,6 +91,7 @@ class SymbolicResult:
     auto: object
     width: list[int]
     timings: dict[str, float] = field(default_factory=dict)
+    target_transform: str = "identity"
 
     def __repr__(self) -> str:
         return (f"SymbolicResult(formula={self.formula}, exact={self.exact}, width={self.width})\n{self.table!r}")
@@ -208,7 +211,8 @@ def _chain_collapses(model, samples, current: dict, library, weight_simple: floa
             t_k = float(model.node_bias[l - 1][k])
             if s_k == 0:
                 continue
-            good = [f for f in ranked if f.valid and not f.degenerate and f.complexity > 0][:top]
+            good = _with_most_accurate([f for f in ranked if f.valid and not f.degenerate and f.complexity > 0],
+                                       top)
             for f in good:  # spline-level noise can rank a simpler near-fit above the exact function: try a few
                 # m = s_k * h + t_k  =>  a*h + b = (a / s_k) * m + (b - a * t_k / s_k)
                 down = sfit.AffineFit(f.name, f.a / s_k, f.b - f.a * t_k / s_k, f.c, f.d, f.r2, f.nmse,
@@ -337,8 +341,10 @@ class _Search:
     """Which library function each edge gets: starts from ``auto_symbolic``'s choice and keeps any assignment
     whose formula, refitted jointly on the data, has a lower training loss."""
 
-    def __init__(self, model, auto, library, ev: _Evaluator, var, deadline: float | None):
+    def __init__(self, model, auto, library, ev: _Evaluator, var, deadline: float | None, wrap=None,
+                 tag: str = ""):
         self.model, self.library, self.ev, self.var, self.deadline = model, library, ev, var, deadline
+        self.wrap, self.tag = wrap, tag
         for r in auto:  # edges below r2_threshold stay splines in the KAN; the formula needs a function
             if r.status == "kept":
                 sfit.fix_symbolic(model, *r.edge, r.candidates[0].name, params=r.candidates[0].params, lib=library)
@@ -346,10 +352,11 @@ class _Search:
         self.full = {r.edge: r.all_fits or r.candidates for r in auto if r.candidates}
         self.current = {e: (r.chosen or r.candidates[0]) for r in auto if r.candidates for e in [r.edge]}
         self.tried = {_key(self.current)}
-        self.best = ev.refit(self.formula(), "auto_symbolic")
+        self.best = ev.refit(self.formula(), self.tag + "auto_symbolic")
 
     def formula(self) -> list[sympy.Expr]:
-        return sform.symbolic_formula(self.model, var=self.var)
+        exprs = sform.symbolic_formula(self.model, var=self.var)
+        return exprs if self.wrap is None else [w(e) for w, e in zip(self.wrap, exprs)]
 
     def done(self) -> bool:
         return self.best.exact or (self.deadline is not None and time.perf_counter() > self.deadline)
@@ -360,7 +367,7 @@ class _Search:
             return False
         self.tried.add(_key(assign))
         _apply(self.model, assign, self.library)
-        trial = self.ev.refit(self.formula(), source)
+        trial = self.ev.refit(self.formula(), self.tag + source)
         if trial.train_nmse < factor * self.best.train_nmse:
             self.best, self.current = trial, assign
             return True
@@ -387,7 +394,10 @@ class _Search:
     def swaps(self, alternatives: int) -> None:
         """One edge at a time (worst-fitting first), the runner-up functions; kept when the loss halves."""
         for edge in sorted(self.choices, key=lambda e: -self.current[e].nmse):
-            for cand in self.choices[edge][: alternatives + 1]:
+            usable = [f for f in self.full[edge] if f.valid and not f.degenerate and f.complexity > 0]
+            ranked = list(self.choices[edge][: alternatives + 1])
+            ranked += [f for f in _with_most_accurate(usable, 0, 2) if f.name not in {c.name for c in ranked}]
+            for cand in ranked:
                 if self.done():
                     return
                 if cand.name == self.current[edge].name or not cand.valid or cand.degenerate:
@@ -428,7 +438,7 @@ def _derived_views(exprs: list[sympy.Expr], variables, x: np.ndarray) -> list[tu
     return out
 
 
-def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol]) -> None:
+def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], tag: str = "") -> None:
     """Refit and snap the best formula in several equivalent views (raw, expanded, Taylor regimes removed).
 
     Views are derived from the formula before and after its own snapping refit (a joint refit can move functions
@@ -436,7 +446,7 @@ def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol]) 
     """
     large = best.complexity > 200  # huge formulas: only the raw view, briefly snapped
     ev.snap_seconds = 10.0 if large else 20.0
-    raw = ev.refit(best.exprs, "snapped", snap=True)
+    raw = ev.refit(best.exprs, tag + "snapped", snap=True)
     _tidy_candidate(raw, ev)
     if large:
         return
@@ -447,8 +457,8 @@ def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol]) 
                 views.append((name, exprs))
     log.info("views: %s", [v[0].strip() for v in views])
     for name, exprs in views:
-        ev.refit(exprs, name.strip())
-        _tidy_candidate(ev.refit(exprs, f"{name}snapped", snap=True), ev)
+        ev.refit(exprs, tag + name.strip())
+        _tidy_candidate(ev.refit(exprs, f"{tag}{name}snapped", snap=True), ev)
 
 
 def _tidy_candidate(cand: Candidate, ev: _Evaluator) -> None:
@@ -481,6 +491,7 @@ def symbolic_regression(
     var: Sequence[str] | None = None,
     normalize_labels: bool = True,
     fit_kwargs: dict | None = None,
+    target_transforms: Sequence[str] | None = ("identity", "log"),
 ) -> SymbolicResult:
     """Recover a closed-form formula from data with a KAN.
 
@@ -499,10 +510,16 @@ def symbolic_regression(
         prune_kwargs: passed to ``model.prune`` (``node_th``, ``edge_th``).
         weight_simple, r2_threshold: passed to ``auto_symbolic``.
         alternatives: runner-up functions tried per edge when the first formula is not exact.
-        time_budget: seconds after which the search for alternatives stops.
+        time_budget: seconds (counted from the start of each target transform's run) after which the search
+            for alternatives stops.
         var: input names (default ``x1..xn``).
         normalize_labels: train the KAN on standardised labels (the sparsity penalty is not scale-invariant);
             the scaling is folded into the output nodes afterwards, so the returned model predicts ``y``.
+        target_transforms: targets the KAN is trained on, in order: ``"identity"`` (``y``) and ``"log"``
+            (``log(y)``, formula ``exp(...)``; only when each output keeps one sign, its negative is modelled
+            for negative outputs). A later transform runs only while no exact formula has been found; all
+            candidates compete in one Pareto table on the original ``y``. ``result.target_transform`` names the
+            run of the chosen formula (its ``model`` predicts that transform of ``y``).
 
     Returns:
         a :class:`SymbolicResult`.
@@ -529,20 +546,94 @@ def symbolic_regression(
     grids = [] if refine_grid is None else ([refine_grid] if isinstance(refine_grid, int) else list(refine_grid))
     if len(steps) != 3:
         raise ValueError(f"steps must be three step counts (sparse, after prune, after refine), got {steps!r}")
+    transforms = _resolve_transforms(target_transforms, dataset)
+    initial = copy.deepcopy(model) if len(transforms) > 1 else None
+    variables = sform._variables(model, var)
+    floor = sform.noise_floor(_np(dataset["train_label"]), dataset["train_label"].dtype)
+    ev = _Evaluator(dataset, variables, floor)
+    runs: dict[str, tuple] = {}
+    for n_run, (name, forward, wrap) in enumerate(transforms):
+        if n_run and any(c.exact for c in ev.seen):
+            break  # an exact formula is found: no need to model a transformed target
+        deadline = None if time_budget is None else time.perf_counter() + time_budget
+        run_model = model if n_run == 0 else copy.deepcopy(initial)
+        tag = "" if name == "identity" else f"{name}: "
+        t = time.perf_counter()
+        run_model, auto = _fit_and_search(run_model, dataset, forward, wrap, tag, ev, library, var=var,
+                                          steps=steps, lamb=lamb, grids=grids, prune=prune,
+                                          prune_rounds=prune_rounds, prune_kwargs=prune_kwargs or {},
+                                          fit_kwargs=fit_kwargs or {}, normalize_labels=normalize_labels,
+                                          weight_simple=weight_simple, r2_threshold=r2_threshold,
+                                          alternatives=alternatives, deadline=deadline, timings=timings)
+        timings[f"run {name}"] = time.perf_counter() - t
+        runs[tag] = (name, run_model, auto)
+    front, chosen = _choose(ev.seen)
+    pick = front[chosen]
+    tag = next((tg for tg in runs if tg and pick.source.startswith(tg)), "")
+    name, run_model, auto = runs[tag]
+    timings["total"] = time.perf_counter() - t_start
+    return SymbolicResult(pick.exprs[0], pick.exprs, pick.exact, ParetoTable(front, chosen), run_model, auto,
+                          list(run_model.width), timings, target_transform=name)
+
+
+_TRANSFORMS = ("identity", "log")
+
+
+def _resolve_transforms(names: Sequence[str] | None, dataset: dict) -> list[tuple[str, object, list | None]]:
+    """``(name, label map, per-output formula wrap)`` for each usable target transform, identity first.
+
+    ``log`` models ``log(s*y)`` (``s`` the sign of each output, which must not change over the data): products and
+    quotients of positive factors become sums, which a KAN represents with one layer less.
+    """
+    names = list(_TRANSFORMS[:1] if names is None else names)
+    unknown = [n for n in names if n not in _TRANSFORMS]
+    if unknown:
+        raise ValueError(f"unknown target transform(s) {unknown}; known: {list(_TRANSFORMS)}")
+    if not names:
+        raise ValueError("target_transforms must name at least one transform (e.g. ('identity',))")
+    out: list[tuple[str, object, list | None]] = []
+    for name in dict.fromkeys(names):
+        if name == "identity":
+            out.append((name, None, None))
+            continue
+        ys = torch.cat([dataset["train_label"].double(), dataset["test_label"].double()])
+        lo, hi = ys.min(0).values, ys.max(0).values
+        sign = torch.where(lo > 0, 1.0, torch.where(hi < 0, -1.0, 0.0)).to(torch.float64)
+        if bool((sign == 0).any()):
+            log.info("log transform skipped: some output changes sign (or is zero)")
+            continue
+        ratio = (ys * sign).max(0).values / (ys * sign).min(0).values
+        if not bool(torch.isfinite(ratio).all()):
+            continue
+        signs = [float(v) for v in sign]
+
+        def forward(y: torch.Tensor, sign=sign) -> torch.Tensor:
+            return torch.log(y.double() * sign.to(y.device))
+
+        wrap = [(lambda e, s=s: sympy.exp(e) if s > 0 else -sympy.exp(e)) for s in signs]
+        out.append((name, forward, wrap))
+    out.sort(key=lambda t: t[0] != "identity")
+    return out
+
+
+def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluator, library, *, var, steps,
+                    lamb: float, grids, prune: bool, prune_rounds: int, prune_kwargs: dict, fit_kwargs: dict,
+                    normalize_labels: bool, weight_simple: float, r2_threshold: float, alternatives: int,
+                    deadline: float | None, timings: dict):
+    """Train the KAN on (transformed) labels, auto_symbolic, search alternatives, snap; candidates go to ``ev``."""
+    labels = {key: dataset[key] if forward is None else forward(dataset[key]) for key in ("train_label", "test_label")}
     ds_model = {key: v.to(model.device, model.dtype) for key, v in dataset.items() if isinstance(v, torch.Tensor)}
     # Train on standardised labels so the sparsity weight means the same for every target scale (the scaling is
     # folded into the output nodes after training).
-    y_mean = dataset["train_label"].double().mean(0)
-    y_scale = dataset["train_label"].double().std(0).clamp_min(1e-12)
-    if normalize_labels:
-        for key in ("train_label", "test_label"):
-            ds_model[key] = ((dataset[key].double() - y_mean) / y_scale).to(model.device, model.dtype)
-    else:
+    y_mean = labels["train_label"].double().mean(0)
+    y_scale = labels["train_label"].double().std(0).clamp_min(1e-12)
+    if not normalize_labels:
         y_mean, y_scale = torch.zeros_like(y_mean), torch.ones_like(y_scale)
+    for key in ("train_label", "test_label"):
+        ds_model[key] = ((labels[key].double() - y_mean) / y_scale).to(model.device, model.dtype)
 
     model = _train(model, ds_model, steps=steps, lamb=lamb, refine_grid=grids, prune=prune,
-                   prune_rounds=prune_rounds, prune_kwargs=prune_kwargs or {}, timings=timings,
-                   fit_kwargs=fit_kwargs or {})
+                   prune_rounds=prune_rounds, prune_kwargs=prune_kwargs, timings=timings, fit_kwargs=fit_kwargs)
     with torch.no_grad():  # fold the label standardisation into the output nodes: the model predicts y again
         model.node_scale[-1].mul_(y_scale.to(model.node_scale[-1]))
         model.node_bias[-1].mul_(y_scale.to(model.node_bias[-1])).add_(y_mean.to(model.node_bias[-1]))
@@ -551,25 +642,31 @@ def symbolic_regression(
     samples = _spline_samples(model, ds_model["train_input"])
     auto = sfit.auto_symbolic(model, lib=library, r2_threshold=r2_threshold, weight_simple=weight_simple,
                               topk=alternatives + 1)
-    timings["auto_symbolic"] = time.perf_counter() - t
-    variables = sform._variables(model, var)
-    floor = sform.noise_floor(_np(dataset["train_label"]), dataset["train_label"].dtype)
-    ev = _Evaluator(dataset, variables, floor)
+    timings[tag + "auto_symbolic"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    search = _Search(model, auto, library, ev, var, deadline=None if time_budget is None else t_start + time_budget)
+    search = _Search(model, auto, library, ev, var, deadline=deadline, wrap=wrap, tag=tag)
     search.simplest_variants()
     search.chains(samples, weight_simple)
     search.swaps(alternatives)
-    timings["alternatives"] = time.perf_counter() - t
+    timings[tag + "alternatives"] = time.perf_counter() - t
     t = time.perf_counter()
-    _snap_views(search.best, ev, variables)
-    timings["snap"] = time.perf_counter() - t
-    front, chosen = _choose(ev.seen)
-    pick = front[chosen]
-    timings["total"] = time.perf_counter() - t_start
-    return SymbolicResult(pick.exprs[0], pick.exprs, pick.exact, ParetoTable(front, chosen), model, auto,
-                          list(model.width), timings)
+    _snap_views(search.best, ev, ev.variables, tag)
+    timings[tag + "snap"] = time.perf_counter() - t
+    return model, auto
+
+
+def _with_most_accurate(fits: Sequence[sfit.AffineFit], top: int, accurate: int = 2) -> list[sfit.AffineFit]:
+    """The first ``top`` fits (in the given order) plus the ``accurate`` ones with the lowest error.
+
+    The complexity-weighted ranking can put a simple near-fit (``sin`` imitating a flat ``tanh``) above the exact
+    function when the spline samples are slightly off; the most accurate fits are always worth one refit.
+    """
+    out = list(fits[:top])
+    for f in sorted(fits, key=lambda f: f.nmse)[:accurate]:
+        if f not in out:
+            out.append(f)
+    return out
 
 
 def _key(assign: dict) -> tuple:

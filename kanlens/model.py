@@ -262,6 +262,19 @@ class KAN(nn.Module):
             self.acts = [a.detach() for a in inputs] + [x.detach()]
         return x, edges_all, inputs
 
+    def _forward_with_magnitudes(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Output and per-edge spline magnitudes ``mean_b |phi|`` ``(out, in)`` of every layer (training's sparsity
+        path; no input checks, nothing saved in ``acts``). The output equals :meth:`forward`."""
+        mags = []
+        for l in range(self.depth):
+            y, mag = self.layers[l].forward_with_magnitude(x)
+            mags.append(mag)
+            sym = self.symbolic[l]
+            if self.config.symbolic_enabled and sym.is_active():
+                y = y + sym(x)
+            x = self.node_scale[l] * y + self.node_bias[l]
+        return x, mags
+
     def layer_inputs(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Inputs of every layer (plus the output): from ``x``, or the last batch the model saw.
 

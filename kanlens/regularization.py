@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["REG_METRICS", "coef_penalty", "edge_magnitude", "l1_entropy", "total_reg"]
+__all__ = ["REG_METRICS", "coef_penalty", "edge_magnitude", "l1_entropy", "magnitude_reg", "total_reg"]
 
 REG_METRICS = ("abs", "std_n")
 
@@ -73,6 +73,87 @@ class _AbsL1Entropy(torch.autograd.Function):
             g = -(log_p + p / ((p + _EPS) * math.log(2.0))) / n  # d(entropy)/dp
             dm = dm + lamb_entropy * (g / denom - (g * m).sum(dim, keepdim=True) / denom**2)
         return grad * torch.sign(edges) * (dm / edges.shape[0]), None, None
+
+
+# Magnitudes with at most this many edges (on the CPU) are penalised in plain Python floats: for the small KANs of
+# the tutorials a dozen torch ops on a 5x2 tensor cost far more than the arithmetic itself.
+_PY_MAX_EDGES = 256
+
+
+def _l1_entropy_python(rows: list[list[float]], lamb_l1: float, lamb_entropy: float):
+    """Value and gradient (nested lists) of :func:`l1_entropy` for a small magnitude given as nested lists."""
+    n_out, n_in = len(rows), len(rows[0])
+    inv_ln2, log2 = 1.0 / math.log(2.0), math.log2
+    grad = [[float(lamb_l1)] * n_in for _ in range(n_out)]
+    ent = 0.0
+    cols = [list(c) for c in zip(*rows)]
+    # row entropies (normalised along inputs, averaged over outputs), then column entropies
+    for vecs, n, transpose in ((rows, n_out, False), (cols, n_in, True)):
+        w = -lamb_entropy / n
+        for a, vec in enumerate(vecs):
+            denom = sum(vec) + 1.0
+            ps = [v / denom for v in vec]
+            logs = [log2(p + _EPS) for p in ps]
+            ent += w * sum(p * lp for p, lp in zip(ps, logs))
+            gs = [w * (lp + p / (p + _EPS) * inv_ln2) for p, lp in zip(ps, logs)]  # d(w * entropy)/dp
+            gp = sum(g * p for g, p in zip(gs, ps))
+            for b, g in enumerate(gs):  # p = m / denom: d/dm = (g - sum(g * p)) / denom
+                if transpose:
+                    grad[b][a] += (g - gp) / denom
+                else:
+                    grad[a][b] += (g - gp) / denom
+    return lamb_l1 * sum(map(sum, rows)) + ent, grad
+
+
+class _L1Entropy(torch.autograd.Function):
+    """``l1_entropy(mag)`` of an ``(out, in)`` magnitude as one autograd node with an analytic gradient.
+
+    The gradient is computed together with the value (it is needed at every LBFGS evaluation anyway), so the
+    backward is one multiplication. Small CPU magnitudes are done in Python floats (see ``_PY_MAX_EDGES``).
+    """
+
+    @staticmethod
+    def forward(ctx, mag: torch.Tensor, lamb_l1: float, lamb_entropy: float) -> torch.Tensor:  # type: ignore[override]
+        if mag.device.type == "cpu" and 0 < mag.numel() <= _PY_MAX_EDGES:
+            value, grad = _l1_entropy_python(mag.tolist(), lamb_l1, lamb_entropy)
+            ctx.save_for_backward(torch.tensor(grad, dtype=mag.dtype))
+            return torch.tensor(value, dtype=mag.dtype)
+        dm = mag.new_full(mag.shape, lamb_l1)
+        ent = mag.new_zeros(())
+        for dim, n in ((1, mag.shape[0]), (0, mag.shape[1])):
+            p, denom, log_p = _entropy_parts(mag, dim)
+            w = -lamb_entropy / n
+            ent = torch.add(ent, (p * log_p).sum(), alpha=w)
+            # g = d(w * entropy)/dp; with p = m / denom: d/dm = (g - sum(g * p)) / denom along the normalised dim
+            g = torch.add(log_p, p / (p + _EPS), alpha=1.0 / math.log(2.0)).mul_(w)
+            dm = dm + (g - (g * p).sum(dim, keepdim=True)) / denom
+        ctx.save_for_backward(dm)
+        return torch.add(ent, mag.sum(), alpha=lamb_l1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        (dm,) = ctx.saved_tensors
+        return dm * grad, None, None
+
+
+def magnitude_reg(
+    mags: Sequence[torch.Tensor],
+    coefs: Sequence[torch.Tensor],
+    *,
+    lamb_l1: float = 1.0,
+    lamb_entropy: float = 2.0,
+    lamb_coef: float = 0.0,
+    lamb_coefdiff: float = 0.0,
+) -> torch.Tensor:
+    """:func:`total_reg` with the ``"abs"`` metric, from per-edge magnitudes ``mags[l]`` ``(out, in)`` (e.g. from
+    :meth:`kanlens.layers.spline.KANLayer.forward_with_magnitude`) instead of ``(batch, out, in)`` activations."""
+    reg = None
+    for m, c in zip(mags, coefs, strict=True):
+        term = _L1Entropy.apply(m, lamb_l1, lamb_entropy)
+        if lamb_coef or lamb_coefdiff:
+            term = term + coef_penalty(c, lamb_coef, lamb_coefdiff)
+        reg = term if reg is None else reg + term
+    return reg if reg is not None else torch.zeros(())
 
 
 def coef_penalty(coef: torch.Tensor, lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0) -> torch.Tensor:

@@ -215,6 +215,90 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
     return basis
 
 
+# id(x) -> (weak ref to x, version, weak ref to grid, grid version, k, basis) for :func:`basis_by_input`.
+_BASIS_BY_INPUT_CACHE: dict[int, tuple] = {}
+# id(grid) -> (weak ref to grid, version, k, table) for :func:`_poly_rows`.
+_POLY_ROWS_CACHE: dict[int, tuple] = {}
+# (in_dim, M, k, device) -> (interval of a knot count (M + 1,), row offsets ``arange(in_dim) * M`` (in, 1),
+# ``arange(k + 1)`` (1, k+1, 1)).
+_INDEX_CONSTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`_poly_table` as ``((2k + 1) * (k + 1), in_dim * M)``: one row per (power, basis), one column per
+    (input, interval), so gathering the columns of many samples leaves the samples innermost (contiguous)."""
+    hit = _POLY_ROWS_CACHE.get(id(grid))
+    if hit is not None and hit[0]() is grid and hit[1] == grid._version and hit[2] == k:
+        return hit[3]
+    table = _poly_table(grid, k)  # (in, M, 2k+1, k+1)
+    rows = table.permute(2, 3, 0, 1).reshape((2 * k + 1) * (k + 1), -1).contiguous()
+    key = id(grid)
+    _POLY_ROWS_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_ROWS_CACHE, r, key)),
+                             grid._version, k, rows)
+    return rows
+
+
+def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: bool):
+    """Dense bases (and derivatives) laid out ``(in, nb, batch)``; see :func:`basis_by_input`."""
+    in_dim, m = grid.shape
+    n, nb, r = x.shape[0], m - k - 1, k + 1
+    key = (in_dim, m, k, grid.device)
+    consts = _INDEX_CONSTS.get(key)
+    if consts is None:
+        # Knots <= x, minus one, is the interval; 0 knots (left of the grid, NaN) and all M knots (right of it)
+        # both map to the all-zero interval M - 1 of the table.
+        interval = torch.cat([torch.tensor([m - 1]), torch.arange(m - 1), torch.tensor([m - 1])]).to(grid.device)
+        consts = _INDEX_CONSTS[key] = (interval, torch.arange(in_dim, device=grid.device).unsqueeze(-1) * m,
+                                       torch.arange(r, device=grid.device).view(1, r, 1))
+    interval, offsets, ar = consts
+    xt = x.detach().T.contiguous()  # (in, batch)
+    s = interval.take(torch.searchsorted(grid, xt, right=True))  # (in, batch)
+    flat = s + offsets  # column of (input, interval)
+    t = xt - grid.reshape(-1).take(flat)  # local coordinate x - t_s (finite for every finite x)
+    rows = _poly_rows(grid, k).index_select(1, flat.reshape(-1)).view(2 * k + 1, r, in_dim, n)
+    local = rows[k]
+    for p in range(k - 1, -1, -1):  # Horner over the powers of t, samples innermost
+        local = torch.addcmul(rows[p], local, t)
+    cols = s.unsqueeze(1) + ar  # (in, k+1, batch): padded column of bases s-k..s
+    basis = x.new_zeros(in_dim, nb + 2 * k + 1, n).scatter_(1, cols, local.transpose(0, 1))[:, k : k + nb]
+    if not with_derivative:
+        return basis, None
+    dlocal = rows[2 * k]
+    for p in range(2 * k - 1, k, -1):
+        dlocal = torch.addcmul(rows[p], dlocal, t)
+    dbasis = x.new_zeros(in_dim, nb + 2 * k + 1, n).scatter_(1, cols, dlocal.transpose(0, 1))[:, k : k + nb]
+    return basis, dbasis
+
+
+@torch.no_grad()
+def basis_by_input(
+    x: torch.Tensor, grid: torch.Tensor, k: int, *, with_derivative: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """B-spline bases laid out ``(in_dim, G + k, batch)``, for hand-written backward passes (no autograd graph).
+
+    Same values as :func:`b_spline_basis` (up to rounding), but with the samples innermost, so the per-edge
+    splines of a layer are one batched matmul over inputs and every elementwise op runs over contiguous samples.
+    With ``with_derivative`` the derivatives ``dB/dx`` come too (same layout); otherwise the second value is
+    ``None`` and the result is cached for the very same ``x`` (the training data, evaluated again at every LBFGS
+    trial point) until ``x`` or ``grid`` change.
+
+    Shapes:
+        x: ``(batch, in_dim)``, grid: ``(in_dim, G + 2k + 1)`` -> ``(in_dim, G + k, batch)`` (twice).
+    """
+    if with_derivative:
+        return _basis_by_input(x, grid, k, True)
+    hit = _BASIS_BY_INPUT_CACHE.get(id(x))
+    if (hit is not None and hit[0]() is x and hit[1] == x._version and hit[2]() is grid
+            and hit[3] == grid._version and hit[4] == k):
+        return hit[5], None
+    basis = _basis_by_input(x, grid, k, False)[0]
+    if not x.is_inference():
+        key = id(x)
+        _BASIS_BY_INPUT_CACHE[key] = (weakref.ref(x, lambda r, key=key: _forget(_BASIS_BY_INPUT_CACHE, r, key)),
+                                      x._version, weakref.ref(grid), grid._version, k, basis)
+    return basis, None
+
+
 def coef2curve(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:
     """Evaluate per-edge splines.
 

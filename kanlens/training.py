@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .regularization import REG_METRICS, total_reg
+from .regularization import REG_METRICS, magnitude_reg, total_reg
 from .utils import check_choice, check_tensor, warn_user
 
 if TYPE_CHECKING:
@@ -247,7 +247,12 @@ class _Trainer:
     # ---------------------------------------------------------------- objective
     def objective(self) -> tuple[torch.Tensor, torch.Tensor]:
         model, lambs, xb = self.model, self.lambs, self.cur["x"]
-        if lambs["lamb"] > 0:
+        if lambs["lamb"] > 0 and self.reg_metric == "abs":
+            pred, mags = model._forward_with_magnitudes(xb)
+            reg = magnitude_reg(mags, [layer.coef for layer in model.layers], lamb_l1=lambs["lamb_l1"],
+                                lamb_entropy=lambs["lamb_entropy"], lamb_coef=lambs["lamb_coef"],
+                                lamb_coefdiff=lambs["lamb_coefdiff"])
+        elif lambs["lamb"] > 0:
             pred, edges, inputs = model.forward_with_edges(xb)
             reg = total_reg(edges, inputs, [layer.coef for layer in model.layers], lamb_l1=lambs["lamb_l1"],
                             lamb_entropy=lambs["lamb_entropy"], lamb_coef=lambs["lamb_coef"],

@@ -86,3 +86,26 @@ def test_grid_from_samples(eps):
 def test_grid_from_constant_samples_is_strictly_increasing():
     grid = splines.grid_from_samples(torch.zeros(100, 1), 5, 3)
     assert (grid.diff(dim=1) > 0).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_basis_by_input_matches_basis_and_derivative(dtype, k):
+    gen = torch.Generator().manual_seed(k)
+    grid = splines.grid_from_samples(torch.randn(200, 3, generator=gen, dtype=dtype), 6, k)
+    x = torch.randn(100, 3, generator=gen, dtype=dtype) * 2
+    x[0] = torch.tensor([100.0, -100.0, float("nan")], dtype=dtype)  # outside the grid / NaN: all bases zero
+    basis, dbasis = splines.basis_by_input(x, grid, k, with_derivative=True)
+    ref = splines.b_spline_basis(x, grid, k)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(basis.permute(2, 0, 1), ref, atol=tol, rtol=0)
+    assert torch.equal(dbasis[..., 0], torch.zeros_like(dbasis[..., 0]))
+    xr = x[1:].clone().requires_grad_()
+    d_ref = torch.autograd.grad(splines.b_spline_basis(xr, grid, k).sum(), xr)[0]
+    torch.testing.assert_close(dbasis[..., 1:].sum(1).T, d_ref, atol=100 * tol, rtol=0)
+    # without derivative: the same values, cached for the same tensor until the tensor or the grid change
+    cached, none = splines.basis_by_input(x, grid, k)
+    assert none is None and torch.equal(cached, basis)
+    assert splines.basis_by_input(x, grid, k)[0] is cached
+    grid.mul_(1.5)
+    assert splines.basis_by_input(x, grid, k)[0] is not cached

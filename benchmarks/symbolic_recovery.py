@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
         truth, xs = parse_truth(entry["formula"], entry["n_vars"])
         ds = make_dataset(truth, xs, entry["ranges"], seed=args.seed, dtype=dtype)
         for tool, runner in runners:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             try:
                 text, res = runner(entry, ds, args)
                 error = None
@@ -354,9 +354,10 @@ def main(argv: list[str] | None = None) -> int:
                     import traceback
 
                     traceback.print_exc()
-            seconds = time.perf_counter() - t0
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             sc = score(text, entry)
-            row = {"id": entry["id"], "tool": tool, "formula": text, "seconds": round(seconds, 2), **sc}
+            row = {"id": entry["id"], "tool": tool, "formula": text, "seconds": round(seconds, 2),
+                   "cpu_seconds": round(cpu, 2), **sc}
             if res is not None:
                 row["width"] = res.width
                 row["claimed_exact"] = bool(res.exact)
@@ -364,17 +365,19 @@ def main(argv: list[str] | None = None) -> int:
                 row["error"] = error
             rows.append(row)
             print(f"{entry['id']:<28} {tool:<8} {'yes' if sc['recovered'] else 'no':<4} "
-                  f"{'yes' if sc['exact'] else 'no':<4} {sc['nrmse']:<10.2e} {seconds:7.1f}s  {text[:90]}",
+                  f"{'yes' if sc['exact'] else 'no':<4} {sc['nrmse']:<10.2e} {seconds:7.1f}s {cpu:7.1f}s cpu  "
+                  f"{text[:90]}",
                   flush=True)
     totals = {}
     for tool, _ in runners:
         rs = [r for r in rows if r["tool"] == tool]
         totals[tool] = {"recovered": sum(r["recovered"] for r in rs), "exact": sum(r["exact"] for r in rs),
-                        "n": len(rs), "seconds": round(sum(r["seconds"] for r in rs), 1)}
+                        "n": len(rs), "seconds": round(sum(r["seconds"] for r in rs), 1),
+                        "cpu_seconds": round(sum(r["cpu_seconds"] for r in rs), 1)}
     print("\ntotals:")
     for tool, t in totals.items():
         print(f"  {tool:<8} recovered {t['recovered']}/{t['n']}  exact {t['exact']}/{t['n']}  "
-              f"time {t['seconds']:.1f}s")
+              f"time {t['seconds']:.1f}s (CPU {t['cpu_seconds']:.1f}s)")
     out = {"results": [r for r in rows if r["tool"] == "kanlens"], "totals": totals,
            "config": {k: v for k, v in vars(args).items()}}
     if args.baseline:

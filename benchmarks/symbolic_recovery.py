@@ -4,6 +4,8 @@ Usage:
     python benchmarks/symbolic_recovery.py --formulas ../shared/benchmarks/formulas_public.json --out results.json
     python benchmarks/symbolic_recovery.py --formulas FILE --out r.json --only P01_kan_toy_exp_sin_sq --dtype float64
     python benchmarks/symbolic_recovery.py --formulas FILE --out r.json --baseline pykan
+    python benchmarks/symbolic_recovery.py --formulas FILE --out p.json --baseline pykan --skip-kanlens
+    python benchmarks/symbolic_recovery.py --report r.json p.json      # markdown table of result files
 
 The file format is the one of ``formulas_public.json`` (``formulas``: ``id, formula, n_vars, ranges, kan_width,
 special_functions, ...``). Every formula gets a ``create_dataset``-style dataset (1000 train / 1000 test uniform
@@ -303,8 +305,50 @@ def _pykan_string(text: str) -> str:
     return text.replace("besselj0(", "besselj(0, ").replace("besselj1(", "besselj(1, ")
 
 
+# ---------------------------------------------------------------------------------------------- report
+def markdown_report(paths: list[str]) -> str:
+    """A markdown table (one row per formula, one column group per tool) from result files of this script."""
+    rows: dict[str, dict[str, dict]] = {}
+    tools: list[str] = []
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for r in data.get("results", []) + data.get("baseline", []):
+            tool = r.get("tool", "kanlens")
+            if tool not in tools:
+                tools.append(tool)
+            rows.setdefault(r["id"], {})[tool] = r
+    head = "| formula | " + " | ".join(f"{t} recovered | {t} NRMSE | {t} wall s | {t} CPU s" for t in tools) + " |"
+    lines = [head, "|---|" + "---:|" * (4 * len(tools))]
+    for fid, by_tool in rows.items():
+        cells = []
+        for t in tools:
+            r = by_tool.get(t)
+            if r is None:
+                cells += ["not run"] * 4
+                continue
+            rec = "exact" if r["exact"] else ("yes" if r["recovered"] else "no")
+            cells += [rec, f"{r['nrmse']:.1e}", f"{r['seconds']:.0f}", f"{r.get('cpu_seconds', math.nan):.0f}"]
+        lines.append(f"| {fid} | " + " | ".join(cells) + " |")
+    total = []
+    for t in tools:
+        rs = [by[t] for by in rows.values() if t in by]
+        total += [f"**{sum(r['recovered'] for r in rs)}/{len(rs)}**", "",
+                  f"**{sum(r['seconds'] for r in rs):.0f}**",
+                  f"**{sum(r.get('cpu_seconds', math.nan) for r in rs):.0f}**"]
+    lines.append("| total | " + " | ".join(total) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--report":
+        if len(argv) < 2:
+            print("usage: symbolic_recovery.py --report RESULTS.json [MORE.json ...]", file=sys.stderr)
+            return 2
+        print(markdown_report(argv[1:]))
+        return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--formulas", required=True, help="formula file (format of formulas_public.json)")
     ap.add_argument("--out", required=True, help="where to write the JSON results")

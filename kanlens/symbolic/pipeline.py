@@ -260,8 +260,8 @@ def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_gr
     """Sparse fit and prune (repeated while the width keeps shrinking), then fit and refine grids.
 
     Grids in ``refine_grid`` are tried in order; refinement stops (keeping the previous model) once a finer grid
-    no longer improves the test error (or no longer halves it once the error is below 1% of std(y)), and stops
-    early when the test error reaches float precision.
+    no longer improves the test error (or improves it less than 1.5x once the error is below 0.1% of std(y)),
+    and stops early when the test error reaches float precision.
     """
     t = time.perf_counter()
     for round_ in range(max(1, prune_rounds)):
@@ -296,7 +296,7 @@ def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_gr
         if not new_err < err:
             break
         model, gain, err = finer, err / max(new_err, 1e-300), new_err
-        if gain < 2.0 and err < 1e-2 * y_std:  # still far from the data: keep refining while it improves
+        if gain < 1.5 and err < 1e-3 * y_std:  # still far from the data: keep refining while it improves
             break
     model(dataset["train_input"])
     timings["fit_refine"] = time.perf_counter() - t
@@ -444,8 +444,10 @@ def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], 
     Views are derived from the formula before and after its own snapping refit (a joint refit can move functions
     into their Taylor regime, e.g. ``cos(0.02*x1 + 0.02*x2)``).
     """
-    large = best.complexity > 200  # huge formulas: only the raw view, briefly snapped
-    ev.snap_seconds = 10.0 if large else 20.0
+    # huge formulas, or ones far from the data (NRMSE > 1%, snapping cannot make them exact): only the raw view,
+    # briefly snapped
+    large = best.complexity > 200 or not best.test_nmse <= 1e-4
+    ev.snap_seconds = 5.0 if large else 20.0
     raw = ev.refit(best.exprs, tag + "snapped", snap=True)
     _tidy_candidate(raw, ev)
     if large:
@@ -504,7 +506,8 @@ def symbolic_regression(
         lamb: sparsity weight of the first fit.
         steps: LBFGS steps of the three fits (sparse, after pruning, after refining).
         refine_grid: finer grid sizes tried in order (``None`` skips refinement); a finer grid is kept only while
-            it at least halves the test error.
+            it lowers the test error (refinement stops after a gain below 1.5x once the error is under 0.1% of
+            std(y)).
         prune: call ``model.prune()`` after the sparse fit (skipped when the model has no ``prune``).
         prune_rounds: sparse fit + prune is repeated up to this many times while the width keeps shrinking.
         prune_kwargs: passed to ``model.prune`` (``node_th``, ``edge_th``).

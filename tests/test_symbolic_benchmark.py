@@ -64,3 +64,17 @@ def test_public_file_parses_and_every_truth_scores_itself(bench):
         pytest.skip("public formula file not available")
     for e in json.loads(path.read_text())["formulas"][:4]:
         assert bench.score(e["ka_construction"], e)["recovered"], e["id"]
+
+
+def test_markdown_report_merges_tools(bench, tmp_path):
+    a = {"results": [{"id": "F1", "tool": "kanlens", "recovered": True, "exact": True, "nrmse": 0.0,
+                      "seconds": 3.0, "cpu_seconds": 2.5}]}
+    b = {"baseline": [{"id": "F1", "tool": "pykan", "recovered": False, "exact": False, "nrmse": 0.25,
+                       "seconds": 30.0, "cpu_seconds": 20.0}]}
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    text = bench.markdown_report([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    lines = text.splitlines()
+    assert lines[0].count("recovered") == 2 and len(lines) == 4
+    assert lines[2] == "| F1 | exact | 0.0e+00 | 3 | 2 | no | 2.5e-01 | 30 | 20 |"
+    assert lines[3].startswith("| total | **1/1**") and "**0/1**" in lines[3]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import random
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanlens import splines
+from kanlens.layers import conv as conv_mod
 from kanlens.layers.conv import KANConv1d, KANConv2d, cardinal_basis
 
 # ----------------------------------------------------------------------------------------------- naive reference
@@ -283,6 +285,62 @@ def test_input_gradcheck_all_orders(k: int) -> None:
     _randomise(layer, k)
     x = (torch.rand(1, 2, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(k)) * 2.4 - 1.2)
     assert torch.autograd.gradcheck(layer, (x.requires_grad_(),), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+@pytest.mark.parametrize(
+    ("in_ch", "out_ch", "ks", "padding", "spatial", "mode"),
+    [(4, 3, 3, 1, (9, 11), "zeros"), (5, 2, 2, 0, (20, 18), "replicate"), (8, 4, 3, 2, (7, 7), "circular")],
+)
+def test_wide_nnpack_path_matches_naive_and_float64_gradients(in_ch, out_ch, ks, padding, spatial, mode) -> None:
+    """C * (1 + G + k) >= 32 channels, stride 1, groups 1, float32: conv3d forward + NNPACK weight gradient.
+
+    Outputs up to 20 x 18 exercise the tiled (16 x 16 pieces) weight gradient.
+    """
+    layer = KANConv2d(in_ch, out_ch, ks, padding=padding, padding_mode=mode, grid=5, k=3)
+    _randomise(layer, in_ch)
+    x = torch.randn(3, in_ch, *spatial, generator=torch.Generator().manual_seed(in_ch)) * 1.2
+    feats = layer.features(layer.pad_input(x))
+    assert feats.shape[0] >= conv_mod._WIDE and layer._use_nnpack(feats) == conv_mod._nnpack_ready()
+    xa = x.clone().requires_grad_()
+    out = layer(xa)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, naive_conv(layer, x), atol=1e-5, rtol=1e-5)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
+    params = [xa, *layer.parameters()]
+    grads = torch.autograd.grad(out, params, g)
+    ref_layer = copy.deepcopy(layer).double()
+    xd = x.double().requires_grad_()
+    ref = torch.autograd.grad(ref_layer(xd), [xd, *ref_layer.parameters()], g.double())
+    for name, a, b in zip(["x"] + [n for n, _ in layer.named_parameters()], grads, ref):
+        scale = b.abs().max().item()
+        assert (a.double() - b).abs().max().item() <= 1e-5 * scale, name
+
+
+def test_wide_path_gradcheck_float64() -> None:
+    """The in-place (conv3d) layout of wide inputs, with exact gradients (float64 takes oneDNN throughout)."""
+    layer = KANConv2d(4, 2, 2, padding=1, grid=4, k=3).double()  # 4 * (1 + 4 + 3) = 32 fused channels
+    _randomise(layer, 11)
+    x = torch.rand(2, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2.2 - 1.1
+    assert layer.features(layer.pad_input(x)).shape[0] >= conv_mod._WIDE
+    inputs = (x.requires_grad_(), layer.coef, layer.scale_base, layer.bias)
+    assert torch.autograd.gradcheck(
+        lambda x_, c, sb, b: torch.func.functional_call(layer, {"coef": c, "scale_base": sb, "bias": b}, (x_,)),
+        inputs, eps=1e-6, atol=1e-6, fast_mode=True,
+    )
+
+
+def test_nnpack_switch_gives_the_same_gradients() -> None:
+    layer = KANConv2d(8, 16, 3, padding=1)
+    x = torch.rand(16, 8, 14, 14, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    grads = []
+    for flag in (True, False):
+        old, conv_mod.USE_NNPACK = conv_mod.USE_NNPACK, flag
+        try:
+            grads.append(torch.autograd.grad(layer(x).square().mean(), list(layer.parameters())))
+        finally:
+            conv_mod.USE_NNPACK = old
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
 
 
 def test_double_backward_is_refused() -> None:

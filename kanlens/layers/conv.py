@@ -12,6 +12,12 @@ padded pixels are *evaluated*: ``phi(0)`` is in general not 0), each pixel is ex
 ``(batch, out, in, K, K, H, W)`` tensor of element activations is built only on demand
 (:meth:`forward_elements`, the ``hook_elements`` hook point, plots and scores).
 
+The expanded input is stored channel-major, ``(C * (1 + G + k), batch, *spatial)``: wide ones (>= 32 channels)
+are convolved in place (the batch axis as a depth axis of a ``conv3d``), and the weight gradient, a convolution
+of that tensor with the output gradient, runs on NNPACK's FFTs (faster and more accurate than oneDNN's, see
+:class:`_ConvNNPackWeightGrad`) when the layer has stride 1, dilation 1 and one group. Narrow ones are copied to a
+channels-last batch-major tensor for an ordinary ``conv2d``.
+
 Grids are per *input channel* (every kernel offset of a channel sees the same pixel values), shape
 ``(in_channels, G + 2k + 1)``. On a uniform grid the basis is evaluated in closed form (cardinal B-splines,
 about 5x cheaper than the Cox-de Boor recursion); non-uniform grids use :func:`kanlens.splines.b_spline_basis`.
@@ -37,9 +43,10 @@ from .spline import BASE_FUNCTIONS, _check_int, _check_range
 __all__ = ["KANConv1d", "KANConv2d", "cardinal_basis"]
 
 #: Compute the weight gradient of the fused 2-D convolution on NNPACK when it applies (float32 CPU tensors,
-#: ``groups=1``, stride 1, dilation 1). Set to ``False`` to always use ``F.conv2d``'s own backward (oneDNN).
+#: ``groups=1``, stride 1, dilation 1). Set to ``False`` to always use the convolution's own backward (oneDNN).
 USE_NNPACK = True
 _NNPACK_MAX = 16  # NNPACK's largest kernel side; the weight gradient correlates with output tiles up to this size
+_WIDE = 32  # fused inputs with at least this many channels are convolved in place (see _channel_major_conv)
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _AXES = "yz"  # output positions in einsum strings
@@ -140,8 +147,11 @@ def _cardinal_into(t: torch.Tensor, out: torch.Tensor, k: int, derivative: bool 
 class _UniformFeatures(torch.autograd.Function):
     """``x -> [b(x), B_0(x), ..., B_{nb-1}(x)]`` on per-channel uniform grids, with an analytic backward.
 
+    The result is *channel-major* (input channel and feature first, batch after): the layout the fused convolution
+    and its weight gradient read without a copy (see :meth:`_KANConvNd.features`).
+
     Shapes:
-        x: ``(batch, C, *S)``, t0 and h: ``(C,)`` -> ``(batch, C, 1 + nb, *S)``.
+        x: ``(batch, C, *S)``, t0 and h: ``(C,)`` -> ``(C, 1 + nb, batch, *S)``.
     """
 
     @staticmethod
@@ -149,9 +159,10 @@ class _UniformFeatures(torch.autograd.Function):
         view = (1, -1) + (1,) * (x.ndim - 2)
         hv = h.view(view)
         t = (x - t0.view(view)) / hv
-        feats = x.new_empty(x.shape[0], x.shape[1], 1 + nb, *x.shape[2:])
-        feats[:, :, 0] = BASE_FUNCTIONS[base_name](x)
-        _cardinal_into(t, feats[:, :, 1:], k)
+        feats = x.new_empty(x.shape[1], 1 + nb, x.shape[0], *x.shape[2:])
+        fv = feats.movedim(2, 0)  # (batch, C, 1 + nb, *S) view
+        fv[:, :, 0] = BASE_FUNCTIONS[base_name](x)
+        _cardinal_into(t, fv[:, :, 1:], k)
         ctx.save_for_backward(x, t, hv)
         ctx.k, ctx.nb, ctx.base_name = k, nb, base_name
         return feats
@@ -162,16 +173,17 @@ class _UniformFeatures(torch.autograd.Function):
         x, t, hv = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
-        deriv = grad.new_empty(grad.shape[0], grad.shape[1], ctx.nb, *grad.shape[3:])
+        gv = grad.movedim(2, 0)  # (batch, C, 1 + nb, *S)
+        deriv = grad.new_empty(grad.shape[0], ctx.nb, *grad.shape[2:]).movedim(2, 0)  # same layout as grad
         _cardinal_into(t, deriv, ctx.k, derivative=True)
-        grad_x = (deriv.mul_(grad[:, :, 1:])).sum(2) / hv
+        grad_x = (deriv.mul_(gv[:, :, 1:])).sum(2) / hv
         with torch.enable_grad():
             xd = x.detach().requires_grad_()
-            (grad_base,) = torch.autograd.grad(BASE_FUNCTIONS[ctx.base_name](xd), xd, grad[:, :, 0])
+            (grad_base,) = torch.autograd.grad(BASE_FUNCTIONS[ctx.base_name](xd), xd, gv[:, :, 0])
         return grad_x + grad_base, None, None, None, None, None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _nnpack_ready() -> bool:
     """NNPACK is compiled into this torch build (the call also initialises it)."""
     try:
@@ -191,48 +203,75 @@ def _nnpack_conv(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, pa
     return torch._nnpack_spatial_convolution(x, w, bias, list(pad), [1, 1])
 
 
-class _Conv2dNNPackWeightGrad(torch.autograd.Function):
-    """``F.conv2d(x, w, bias)`` (stride 1, no padding, groups 1) whose *weight gradient* runs on NNPACK.
+def _channel_major_conv(
+    feats: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: Sequence[int],
+    dilation: Sequence[int],
+    groups: int,
+) -> torch.Tensor:
+    """Convolution of a channel-major input: ``(C, B, *S)`` -> ``(B, O, *S_out)`` (contiguous).
 
-    The weight gradient is itself a convolution: of the input (batch and channel axes swapped) with the output
-    gradient as the kernel. NNPACK computes it with FFTs, ~1.5x faster than oneDNN on the wide inputs of the fused
-    KAN convolution (``C * (1 + G + k)`` channels) on one AVX2 core, and *more* accurate (oneDNN sums the
-    ``batch * H * W`` products in float32 in one long chain; relative error ~5e-6 vs ~3e-7 here). Output gradients
-    larger than 16 x 16 (NNPACK's largest kernel) are split into tiles whose partial gradients add up. The forward
-    pass and the input gradient stay on ``F.conv2d`` (NNPACK's Winograd 3x3 kernels are ~10x less accurate there).
+    Wide inputs (``C >= 32``) are read in place: the batch axis becomes a depth axis with size-1 kernel taps
+    (``conv3d`` for 2-D images, ``conv2d`` for 1-D). Narrow ones are copied to a channels-last batch-major tensor
+    first, where oneDNN's ordinary convolution is 2-3x faster than the depth trick (measured on one AVX2 core).
+    """
+    n = feats.ndim - 2
+    if feats.shape[0] >= _WIDE:
+        conv = F.conv3d if n == 2 else F.conv2d
+        out = conv(feats.unsqueeze(0), weight.unsqueeze(2), bias, (1, *stride), 0, (1, *dilation), groups)
+        return out[0].transpose(0, 1).contiguous()
+    x = feats.transpose(0, 1)
+    x = x.contiguous(memory_format=torch.channels_last) if n == 2 else x.contiguous()
+    conv = F.conv2d if n == 2 else F.conv1d
+    return conv(x, weight, bias, stride, 0, dilation, groups).contiguous()
+
+
+class _ConvNNPackWeightGrad(torch.autograd.Function):
+    """:func:`_channel_major_conv` for wide 2-D inputs (stride 1, groups 1) whose *weight gradient* runs on NNPACK.
+
+    The weight gradient is itself a convolution: of the channel-major input (channels as the batch axis, batch as
+    the channel axis) with the output gradient as the kernel. NNPACK computes it with FFTs, ~1.5x faster than
+    oneDNN on the wide inputs of the fused KAN convolution (``C * (1 + G + k)`` channels) on one AVX2 core, and more
+    accurate (oneDNN sums the ``batch * H * W`` products in float32 in one long chain: max relative error ~5e-6 vs
+    ~3e-7 here). Output gradients larger than 16 x 16 (NNPACK's largest kernel) are split into tiles whose partial
+    gradients add up. The forward pass and the input gradient stay on oneDNN (NNPACK's Winograd 3x3 kernels are
+    up to ~10x less accurate there).
 
     Shapes:
-        x: ``(B, C, H, W)``, w: ``(O, C, Kh, Kw)``, bias: ``(O,)`` or None -> ``(B, O, H - Kh + 1, W - Kw + 1)``.
+        feats: ``(C, B, H, W)``, w: ``(O, C, Kh, Kw)``, bias: ``(O,)`` or None -> ``(B, O, H - Kh + 1, W - Kw + 1)``.
     """
 
     @staticmethod
-    def forward(ctx, x, w, bias):
-        ctx.save_for_backward(x, w)
+    def forward(ctx, feats, w, bias):
+        ctx.save_for_backward(feats, w)
         ctx.has_bias = bias is not None
-        return F.conv2d(x, w, bias)
+        return _channel_major_conv(feats, w, bias, (1, 1), (1, 1), 1)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, w = ctx.saved_tensors
-        grad = grad.contiguous()
+        feats, w = ctx.saved_tensors
         kh, kw = w.shape[2:]
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad, x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, [True, False, False]
-            )[0]
+        grad_t = grad.transpose(0, 1)  # (O, B, Ho, Wo)
+        grad_f = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:  # oneDNN, in the layout of the forward pass
+            grad_f = torch.ops.aten.convolution_backward(
+                grad_t.unsqueeze(0), feats.unsqueeze(0), w.unsqueeze(2), None, [1, 1, 1], [0, 0, 0], [1, 1, 1],
+                False, [0, 0, 0], 1, [True, False, False],
+            )[0][0]
         if ctx.needs_input_grad[1]:
             for h0, h1 in _tiles(grad.shape[2]):
                 for w0, w1 in _tiles(grad.shape[3]):
-                    xt = x[:, :, h0 : h1 + kh - 1, w0 : w1 + kw - 1].transpose(0, 1)
-                    part = _nnpack_conv(xt, grad[:, :, h0:h1, w0:w1].transpose(0, 1), None, (0, 0))
+                    x_tile = feats[:, :, h0 : h1 + kh - 1, w0 : w1 + kw - 1]
+                    part = _nnpack_conv(x_tile, grad_t[:, :, h0:h1, w0:w1], None, (0, 0))
                     grad_w = part if grad_w is None else grad_w.add_(part)
             assert grad_w is not None
             grad_w = grad_w.transpose(0, 1)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b
+        return grad_f, grad_w, grad_b
 
 
 class _KANConvNd(nn.Module):
@@ -440,38 +479,42 @@ class _KANConvNd(nn.Module):
         return w.reshape(self.out_channels, -1, *self.kernel_size)
 
     def features(self, xp: torch.Tensor) -> torch.Tensor:
-        """Per-pixel expansion ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` of a padded input.
+        """Per-pixel expansion ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` of a padded input, channel-major.
+
+        Row ``c * (1 + G + k)`` is ``b(x_c)``, the next ``G + k`` rows are ``x_c``'s bases. The batch axis comes
+        second, so the fused convolution and its weight gradient read the tensor in place.
 
         Shapes:
-            xp: ``(batch, C, *spatial)`` -> ``(batch, C * (1 + G + k), *spatial)``.
+            xp: ``(batch, C, *spatial)`` -> ``(C * (1 + G + k), batch, *spatial)``.
         """
         spacing = self._uniform_spacing()
         if spacing is not None and self.k >= 1:
             feats = _UniformFeatures.apply(xp, *spacing, self.num_basis, self.k, self.base_fun_name)
         else:
             bases = self.basis(xp, channel_dim=1)  # (B, C, nb, *S)
-            feats = torch.cat([self.base_fun(xp).unsqueeze(2), bases], dim=2)
-        return feats.flatten(1, 2)
+            feats = torch.cat([self.base_fun(xp).unsqueeze(2), bases], dim=2).movedim(0, 2).contiguous()
+        return feats.flatten(0, 1)
 
     def _conv(self, feats: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """The fused convolution of channel-major features (see :meth:`features`) -> ``(batch, out, *out_spatial)``."""
+        tail = (1,) * self._n
         if self.groups == self.in_channels == self.out_channels and all(
             kk == 1 and s == 1 for kk, s in zip(self.kernel_size, self.stride)
         ):
             # depthwise 1x1 (a learned per-channel activation): a weighted sum over each channel's own features
             # is ~4x faster than a grouped convolution with 1 + G + k channels per group
-            b, spatial = feats.shape[0], feats.shape[2:]
-            tail = (1,) * self._n
-            out = (feats.view(b, self.in_channels, -1, *spatial) * weight.view(1, self.in_channels, -1, *tail)).sum(2)
-            return out if self.bias is None else out + self.bias.view(1, -1, *tail)
+            per = feats.view(self.in_channels, -1, *feats.shape[1:])  # (C, nb1, B, *S)
+            out = (per * weight.view(self.in_channels, -1, 1, *tail)).sum(1).transpose(0, 1)
+            return out.contiguous() if self.bias is None else out + self.bias.view(1, -1, *tail)
         if self._use_nnpack(feats):
-            return _Conv2dNNPackWeightGrad.apply(feats, weight, self.bias)
-        conv = F.conv1d if self._n == 1 else F.conv2d
-        return conv(feats, weight, self.bias, self.stride, 0, self.dilation, self.groups)
+            return _ConvNNPackWeightGrad.apply(feats, weight, self.bias)
+        return _channel_major_conv(feats, weight, self.bias, self.stride, self.dilation, self.groups)
 
     def _use_nnpack(self, feats: torch.Tensor) -> bool:
         return (
             USE_NNPACK
             and self._n == 2
+            and feats.shape[0] >= _WIDE  # narrow inputs: oneDNN's channels-last weight gradient is faster
             and self.groups == 1
             and feats.device.type == "cpu"
             and feats.dtype == torch.float32

@@ -106,34 +106,41 @@ def _l1_entropy_python(rows: list[list[float]], lamb_l1: float, lamb_entropy: fl
 
 
 class _L1Entropy(torch.autograd.Function):
-    """``l1_entropy(mag)`` of an ``(out, in)`` magnitude as one autograd node with an analytic gradient.
+    """``sum(l1_entropy(m) for m in mags)`` of ``(out, in)`` magnitudes as one autograd node.
 
     The gradient is computed together with the value (it is needed at every LBFGS evaluation anyway), so the
-    backward is one multiplication. Small CPU magnitudes are done in Python floats (see ``_PY_MAX_EDGES``).
+    backward is one multiplication per magnitude. Small CPU magnitudes are done in Python floats (see
+    ``_PY_MAX_EDGES``). Call as ``_L1Entropy.apply(lamb_l1, lamb_entropy, *mags)``.
     """
 
     @staticmethod
-    def forward(ctx, mag: torch.Tensor, lamb_l1: float, lamb_entropy: float) -> torch.Tensor:  # type: ignore[override]
-        if mag.device.type == "cpu" and 0 < mag.numel() <= _PY_MAX_EDGES:
-            value, grad = _l1_entropy_python(mag.tolist(), lamb_l1, lamb_entropy)
-            ctx.save_for_backward(torch.tensor(grad, dtype=mag.dtype))
-            return torch.tensor(value, dtype=mag.dtype)
-        dm = mag.new_full(mag.shape, lamb_l1)
-        ent = mag.new_zeros(())
-        for dim, n in ((1, mag.shape[0]), (0, mag.shape[1])):
-            p, denom, log_p = _entropy_parts(mag, dim)
-            w = -lamb_entropy / n
-            ent = torch.add(ent, (p * log_p).sum(), alpha=w)
-            # g = d(w * entropy)/dp; with p = m / denom: d/dm = (g - sum(g * p)) / denom along the normalised dim
-            g = torch.add(log_p, p / (p + _EPS), alpha=1.0 / math.log(2.0)).mul_(w)
-            dm = dm + (g - (g * p).sum(dim, keepdim=True)) / denom
-        ctx.save_for_backward(dm)
-        return torch.add(ent, mag.sum(), alpha=lamb_l1)
+    def forward(ctx, lamb_l1: float, lamb_entropy: float, *mags: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        total, grads = 0.0, []
+        for mag in mags:
+            if mag.device.type == "cpu" and 0 < mag.numel() <= _PY_MAX_EDGES:
+                value, grad = _l1_entropy_python(mag.tolist(), lamb_l1, lamb_entropy)
+                grads.append(torch.tensor(grad, dtype=mag.dtype))
+                total = total + value
+                continue
+            dm = mag.new_full(mag.shape, lamb_l1)
+            ent = mag.new_zeros(())
+            for dim, n in ((1, mag.shape[0]), (0, mag.shape[1])):
+                p, denom, log_p = _entropy_parts(mag, dim)
+                w = -lamb_entropy / n
+                ent = torch.add(ent, (p * log_p).sum(), alpha=w)
+                # g = d(w * entropy)/dp; with p = m / denom: d/dm = (g - sum(g * p)) / denom along the normalised dim
+                g = torch.add(log_p, p / (p + _EPS), alpha=1.0 / math.log(2.0)).mul_(w)
+                dm = dm + (g - (g * p).sum(dim, keepdim=True)) / denom
+            grads.append(dm)
+            total = torch.add(ent, mag.sum(), alpha=lamb_l1) + total
+        ctx.grads = grads
+        if isinstance(total, torch.Tensor):
+            return total
+        return torch.tensor(total, dtype=mags[0].dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        (dm,) = ctx.saved_tensors
-        return dm * grad, None, None
+        return (None, None, *(dm * grad for dm in ctx.grads))
 
 
 def magnitude_reg(
@@ -147,13 +154,15 @@ def magnitude_reg(
 ) -> torch.Tensor:
     """:func:`total_reg` with the ``"abs"`` metric, from per-edge magnitudes ``mags[l]`` ``(out, in)`` (e.g. from
     :meth:`kanlens.layers.spline.KANLayer.forward_with_magnitude`) instead of ``(batch, out, in)`` activations."""
-    reg = None
-    for m, c in zip(mags, coefs, strict=True):
-        term = _L1Entropy.apply(m, lamb_l1, lamb_entropy)
-        if lamb_coef or lamb_coefdiff:
-            term = term + coef_penalty(c, lamb_coef, lamb_coefdiff)
-        reg = term if reg is None else reg + term
-    return reg if reg is not None else torch.zeros(())
+    if len(mags) != len(coefs):
+        raise ValueError(f"got {len(mags)} magnitudes but {len(coefs)} coefficient tensors")
+    if not mags:
+        return torch.zeros(())
+    reg = _L1Entropy.apply(lamb_l1, lamb_entropy, *mags)
+    if lamb_coef or lamb_coefdiff:
+        for c in coefs:
+            reg = reg + coef_penalty(c, lamb_coef, lamb_coefdiff)
+    return reg
 
 
 def coef_penalty(coef: torch.Tensor, lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0) -> torch.Tensor:

@@ -238,24 +238,39 @@ def _poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
     return rows
 
 
-def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: bool):
-    """Dense bases (and derivatives) laid out ``(in, nb, batch)``; see :func:`basis_by_input`."""
-    in_dim, m = grid.shape
-    n, nb, r = x.shape[0], m - k - 1, k + 1
-    key = (in_dim, m, k, grid.device)
+def _index_consts(in_dim: int, m: int, k: int, device: torch.device):
+    key = (in_dim, m, k, device)
     consts = _INDEX_CONSTS.get(key)
     if consts is None:
         # Knots <= x, minus one, is the interval; 0 knots (left of the grid, NaN) and all M knots (right of it)
         # both map to the all-zero interval M - 1 of the table.
-        interval = torch.cat([torch.tensor([m - 1]), torch.arange(m - 1), torch.tensor([m - 1])]).to(grid.device)
-        consts = _INDEX_CONSTS[key] = (interval, torch.arange(in_dim, device=grid.device).unsqueeze(-1) * m,
-                                       torch.arange(r, device=grid.device).view(1, r, 1))
-    interval, offsets, ar = consts
-    xt = x.detach().T.contiguous()  # (in, batch)
-    s = interval.take(torch.searchsorted(grid, xt, right=True))  # (in, batch)
-    flat = s + offsets  # column of (input, interval)
-    t = xt - grid.reshape(-1).take(flat)  # local coordinate x - t_s (finite for every finite x)
-    rows = _poly_rows(grid, k).index_select(1, flat.reshape(-1)).view(2 * k + 1, r, in_dim, n)
+        interval = torch.cat([torch.tensor([m - 1]), torch.arange(m - 1), torch.tensor([m - 1])]).to(device)
+        consts = _INDEX_CONSTS[key] = (interval, torch.arange(in_dim, device=device).unsqueeze(-1) * m,
+                                       torch.arange(k + 1, device=device).view(1, k + 1, 1))
+    return consts
+
+
+def locate(xt: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Knot interval and local coordinate of every sample, samples innermost.
+
+    Returns ``s`` (interval index ``0..M-2``, or ``M-1`` for points outside the extended grid and NaN, an interval
+    on which every basis vanishes) and ``t = x - knot_s`` (finite for every finite ``x``).
+
+    Shapes:
+        xt: ``(in_dim, batch)`` (contiguous), grid: ``(in_dim, M)`` -> ``s``, ``t``: ``(in_dim, batch)``.
+    """
+    interval, offsets, _ = _index_consts(grid.shape[0], grid.shape[1], k, grid.device)
+    s = interval.take(torch.searchsorted(grid, xt, right=True))
+    return s, xt - grid.reshape(-1).take(s + offsets)
+
+
+def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: bool):
+    """Dense bases (and derivatives) laid out ``(in, nb, batch)``; see :func:`basis_by_input`."""
+    in_dim, m = grid.shape
+    n, nb, r = x.shape[0], m - k - 1, k + 1
+    _, offsets, ar = _index_consts(in_dim, m, k, grid.device)
+    s, t = locate(x.detach().T.contiguous(), grid, k)  # (in, batch)
+    rows = _poly_rows(grid, k).index_select(1, (s + offsets).reshape(-1)).view(2 * k + 1, r, in_dim, n)
     local = rows[k]
     for p in range(k - 1, -1, -1):  # Horner over the powers of t, samples innermost
         local = torch.addcmul(rows[p], local, t)
@@ -268,6 +283,40 @@ def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative
         dlocal = torch.addcmul(rows[p], dlocal, t)
     dbasis = x.new_zeros(in_dim, nb + 2 * k + 1, n).scatter_(1, cols, dlocal.transpose(0, 1))[:, k : k + nb]
     return basis, dbasis
+
+
+# id(grid) -> (weak ref to grid, version, k, matrix) for :func:`poly_coef_matrix`.
+_POLY_MATRIX_CACHE: dict[int, tuple] = {}
+
+
+def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
+    """Linear map from spline coefficients to per-interval polynomials: ``coef @ Q``.
+
+    For coefficients ``c`` laid out ``(in_dim, n, G + k)`` (any ``n``, e.g. one row per output),
+    ``(c @ Q).view(in_dim, n, 2k + 1, M)[i, j, p, s]`` is the coefficient of ``(x - t_s)^p`` of spline ``c[i, j]`` on
+    knot interval ``s`` (rows ``p = 0..k``), followed by the ``k`` coefficients of its derivative; interval
+    ``M - 1`` (outside the grid) is all zero. Cached per grid (and its version counter).
+
+    Shapes:
+        grid: ``(in_dim, M)`` -> ``(in_dim, G + k, (2k + 1) * M)``.
+    """
+    hit = _POLY_MATRIX_CACHE.get(id(grid))
+    if hit is not None and hit[0]() is grid and hit[1] == grid._version and hit[2] == k:
+        return hit[3]
+    table = _poly_table(grid, k)  # (in, M, 2k+1, r): basis s - k + r on interval s
+    in_dim, m = grid.shape
+    nb = m - k - 1
+    q = table.new_zeros(in_dim, nb, 2 * k + 1, m)
+    for r in range(k + 1):
+        s = torch.arange(m, device=grid.device)
+        j = s - k + r
+        ok = (j >= 0) & (j < nb)
+        q[:, j[ok], :, s[ok]] = table[:, s[ok], :, r].permute(1, 0, 2)
+    q = q.reshape(in_dim, nb, -1).contiguous()
+    key = id(grid)
+    _POLY_MATRIX_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_MATRIX_CACHE, r, key)),
+                               grid._version, k, q)
+    return q
 
 
 @torch.no_grad()

@@ -236,7 +236,9 @@ class _Trainer:
         self.bs = self.n if batch == -1 or batch > self.n else batch
         self.gen = torch.Generator().manual_seed(model.config.seed)
         self.params = model.trainable_parameters()
-        self.make_opt = _optimizer_factory(opt, self.params)
+        # LBFGS sees one flat parameter whose storage the model's parameters view (see _FlatParams).
+        self.flat = _FlatParams(self.params) if opt == "LBFGS" and self.params else None
+        self.make_opt = _optimizer_factory(opt, [self.flat.flat] if self.flat is not None else self.params)
         self.lr = float(lr) if lr is not None else (1.0 if opt == "LBFGS" else 1e-2)
         self.optimizer = self.make_opt(self.lr)
         self.max_nonfinite, self.streak = max_nonfinite, 0
@@ -267,7 +269,10 @@ class _Trainer:
 
     def closure(self) -> torch.Tensor:
         cur = self.cur
-        self.optimizer.zero_grad()
+        if self.flat is not None:
+            self.flat.zero_grad()
+        else:
+            self.optimizer.zero_grad()
         loss, reg = self.objective()
         total = loss + self.lambs["lamb"] * reg
         cur["reg"] = reg.detach()
@@ -294,6 +299,8 @@ class _Trainer:
     def optimizer_step(self) -> str | None:
         """One optimizer step on the current batch; a description of the problem if the objective was not finite."""
         if self.opt == "LBFGS":
+            if self.flat is not None:
+                self.flat.relink()  # a grid update (or a callback) may have replaced parameter tensors
             self.optimizer.step(self.closure)
             self.history.nonfinite_evals += self.cur["bad_evals"]
             if self.cur["start_bad"]:
@@ -310,8 +317,12 @@ class _Trainer:
     def measure(self) -> tuple[float, float, float, bool]:
         """Train/test MSE, regulariser and whether all parameters are finite, with one device sync."""
         model, dt = self.model, self.model.dtype
-        flags = (torch.stack([torch.isfinite(p).all() for p in self.params]).all() if self.params
-                 else self.train_x.new_ones(()))
+        if self.flat is not None and self.flat.linked():
+            flags = torch.isfinite(self.flat.flat).all()
+        elif self.params:
+            flags = torch.stack([torch.isfinite(p).all() for p in self.params]).all()
+        else:
+            flags = self.train_x.new_ones(())
         vals = torch.stack([
             torch.mean((model(self.train_x) - self.train_y) ** 2), torch.mean((model(self.test_x) - self.test_y) ** 2),
             self.cur["reg"].to(dt), flags.to(dt),
@@ -392,6 +403,8 @@ class _Trainer:
             raise
         finally:
             bar.close()
+            if self.flat is not None:
+                self.flat.unlink()
             h.seconds = time.perf_counter() - t0
         _finish(self.model, self.good_state, self.train_x, h)
         h.seconds = time.perf_counter() - t0
@@ -438,6 +451,53 @@ def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
 def _snapshot(model: KAN) -> dict[str, Any]:
     return {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
             for k, v in model.state_dict().items()}
+
+
+class _FlatParams:
+    """The trainable parameters as views into one flat tensor, which is all that LBFGS sees.
+
+    ``torch.optim.LBFGS`` loops over its parameters several times per evaluation (gather the gradients, add the
+    step, clone and restore during the line search); with one flat parameter each of those is a single op. The
+    algorithm and its arithmetic are unchanged (the flat vector is the concatenation LBFGS builds anyway).
+    Gradients accumulate in place into views of ``flat.grad``. Anything that replaces a parameter's tensor (grid
+    updates assign ``coef.data``) is picked up by :meth:`relink`; :meth:`unlink` gives every parameter its own
+    storage again when training ends.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter]) -> None:
+        self.params = params
+        self.flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
+        self.flat.grad = torch.zeros_like(self.flat)
+        self._views: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._link()
+
+    def _link(self) -> None:
+        self._views, off = [], 0
+        data, grad = self.flat.detach(), self.flat.grad
+        for p in self.params:
+            n = p.numel()
+            p.data = data[off : off + n].view_as(p)
+            p.grad = grad[off : off + n].view_as(p)
+            self._views.append((p.data, p.grad))
+            off += n
+
+    def linked(self) -> bool:
+        return all(p.data.data_ptr() == d.data_ptr() and p.grad is g for p, (d, g) in zip(self.params, self._views))
+
+    def relink(self) -> None:
+        if not self.linked():
+            with torch.no_grad():
+                self.flat.copy_(torch.cat([p.detach().reshape(-1) for p in self.params]))
+            self._link()
+
+    def zero_grad(self) -> None:
+        self.flat.grad.zero_()
+
+    def unlink(self) -> None:
+        for p in self.params:
+            p.data = p.data.clone()
+            if p.grad is not None:
+                p.grad = p.grad.clone()
 
 
 def _optimizer_factory(opt: str, params: list[torch.nn.Parameter]) -> Callable[[float], torch.optim.Optimizer]:

@@ -46,11 +46,14 @@ def test_magnitude_penalty_matches_reference_and_gradcheck(shape, python_path, m
 
     monkeypatch.setattr(regularization, "_PY_MAX_EDGES", 10_000 if python_path else 0)
     mag = torch.rand(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).requires_grad_()
-    fused = regularization._L1Entropy.apply(mag, 0.7, 2.0)
+    fused = regularization._L1Entropy.apply(0.7, 2.0, mag)
     ref = l1_entropy(mag, 0.7, 2.0)
     torch.testing.assert_close(fused, ref)
     torch.testing.assert_close(torch.autograd.grad(fused, mag)[0], torch.autograd.grad(ref, mag)[0])
-    assert torch.autograd.gradcheck(lambda m: regularization._L1Entropy.apply(m, 0.5, 3.0), (mag,))
+    assert torch.autograd.gradcheck(lambda m: regularization._L1Entropy.apply(0.5, 3.0, m), (mag,))
+    # several magnitudes in one node: the sum of the single ones
+    other = torch.rand(2, 3, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: regularization._L1Entropy.apply(0.5, 3.0, a, b), (mag, other))
 
 
 def test_magnitude_reg_equals_total_reg():
@@ -74,3 +77,32 @@ def test_magnitude_reg_equals_total_reg():
             assert a is None or not a.any()
         else:
             torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("width", [[2, 5, 1], [3, 2, 9, 2]])
+def test_fused_stack_gradcheck_with_trainable_affine(width):
+    """The one-node sparsity forward of a whole KAN (layers, node affine maps, magnitudes): exact gradients for
+    inputs, spline parameters and trainable node scales / biases (float64 gradcheck), through the penalty too."""
+    from kanlens import KAN
+    from kanlens.model import _SparseStack
+    from kanlens.regularization import _L1Entropy
+
+    model = KAN(width=width, seed=1, dtype=torch.float64, affine_trainable=True)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for l in range(model.depth):
+            model.node_scale[l].add_(torch.rand(model.node_scale[l].shape, generator=gen, dtype=torch.float64))
+            model.node_bias[l].add_(torch.rand(model.node_bias[l].shape, generator=gen, dtype=torch.float64) - 0.5)
+    cfg = tuple((layer.mask, layer.grid, layer.k, layer.base_fun_name) for layer in model.layers)
+    params = []
+    for l, layer in enumerate(model.layers):
+        params += [layer.coef, layer.scale_base, layer.scale_sp, model.node_scale[l], model.node_bias[l]]
+    leaves = [p.detach().clone().requires_grad_() for p in params]
+    x = (torch.rand(30, width[0], generator=gen, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
+
+    def objective(x, *ps):
+        out = _SparseStack.apply(x, cfg, *ps)
+        return out[0].square().mean() + 0.1 * _L1Entropy.apply(1.0, 2.0, *out[1:])
+
+    assert torch.autograd.gradcheck(objective, (x, *leaves))
+    assert torch.autograd.gradcheck(lambda *ps: objective(x.detach(), *ps), tuple(leaves))

@@ -41,50 +41,111 @@ _BASE_DERIVATIVES = {
 }
 
 
+def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: str, need_x: bool):
+    """Spline layer output ``(batch, out)`` and per-edge mean magnitudes ``mean_b |phi_ji(x_bi)|`` ``(out, in)``,
+    without autograd, plus what :func:`edge_backward` needs (the forward half of :class:`_EdgeMagnitude`).
+
+    The per-edge activations are formed laid out ``(in, out, batch)`` (samples innermost). The splines come
+
+    * from the dense bases of ``x`` when ``x`` needs no gradient (the data: the bases are cached across calls),
+    * else, for narrow layers, from per-interval polynomials of the splines (``coef @ poly_coef_matrix``, a tiny
+      matmul): each sample gathers ``2k + 1`` numbers per edge and runs Horner for the value and the derivative,
+      instead of building and scattering dense bases and their derivatives,
+    * else from dense bases and derivatives computed for ``x``.
+    """
+    n_out, n_in, nb = coef.shape
+    n, m = x.shape[0], grid.shape[1]
+    w_sp = scale_sp * mask
+    w_base = (scale_base * mask).T.unsqueeze(-1)  # (in, out, 1)
+    coef_eff = (coef * w_sp.unsqueeze(-1)).transpose(0, 1)  # (in, out, nb)
+    xt = x.detach().T.contiguous()  # (in, batch)
+    base = BASE_FUNCTIONS[base_name](xt)
+    if need_x and (2 * k + 1) * n_out <= 2 * (nb + 2 * k + 1):
+        s, t = splines.locate(xt, grid, k)
+        q = splines.poly_coef_matrix(grid, k)  # (in, nb, (2k+1) * M)
+        # rows (power, out), columns (in, interval): gathering columns keeps the samples innermost
+        a = torch.bmm(coef_eff, q).view(n_in, n_out, 2 * k + 1, m).permute(2, 1, 0, 3)
+        cols = s + splines._index_consts(n_in, m, k, grid.device)[1]  # (in, batch) column of (in, interval)
+        rows = a.reshape(-1, n_in * m).index_select(1, cols.view(-1)).view(2 * k + 1, n_out, n_in, n)
+        spline, dspline = rows[k], rows[2 * k]
+        for p in range(k - 1, -1, -1):  # Horner in t = x - knot_s: values ...
+            spline = torch.addcmul(rows[p], spline, t)
+        for p in range(2 * k - 1, k, -1):  # ... and derivatives
+            dspline = torch.addcmul(rows[p], dspline, t)
+        phi = torch.addcmul(spline.transpose(0, 1), w_base, base.unsqueeze(1))  # (in, out, batch) view
+        saved = ("poly", k, base_name, xt, base, phi, coef, w_sp, w_base, mask, q, cols, t, dspline)
+    else:
+        basis, dbasis = splines.basis_by_input(x, grid, k, with_derivative=need_x)  # (in, nb, batch)
+        phi = torch.baddbmm(w_base * base.unsqueeze(1), coef_eff, basis)  # (in, out, batch)
+        saved = ("dense", k, base_name, xt, base, phi, coef, w_sp, w_base, mask, coef_eff, basis, dbasis)
+    return phi.sum(0).T, phi.abs().mean(-1).T, saved
+
+
+def edge_backward(saved, g_out, g_mag, need: tuple[bool, bool, bool, bool]):
+    """Gradients ``(x, coef, scale_base, scale_sp)`` (``None`` where not in ``need``) of the outputs of
+    :func:`edge_forward` given their gradients ``g_out`` ``(batch, out)`` and ``g_mag`` ``(out, in)`` (or ``None``)."""
+    path, k, base_name, xt, base, phi, coef, w_sp, w_base, mask, *rest = saved
+    n_in, n_out, n = phi.shape
+    # d/dphi of the output (sum over inputs) and of the magnitude (mean over samples of |phi|): (in, out, batch)
+    if g_mag is None:
+        g_phi = g_out.T.unsqueeze(0).expand(n_in, n_out, n)
+    else:
+        g_phi = torch.addcmul(g_out.T, phi.sign(), g_mag.T.unsqueeze(-1), value=1.0 / n)
+    g_x = g_coef = g_sb = g_sp = g_ceff = None
+    if path == "poly":
+        q, cols, t, dspline = rest
+        if need[0]:
+            g_x = (g_phi.transpose(0, 1) * dspline).sum(0)  # spline part (in, batch)
+        if need[1] or need[3]:
+            # d/d(polynomial coefficients) = sum over the samples of each interval of g_phi * t^p
+            parts = [g_phi.transpose(0, 1)]  # (out, in, batch)
+            for _ in range(k):
+                parts.append(parts[-1] * t)
+            m = q.shape[-1] // (2 * k + 1)
+            row = torch.arange((k + 1) * n_out, device=t.device).view(k + 1, n_out, 1, 1) * (n_in * m)
+            g_a = phi.new_zeros((k + 1) * n_out * n_in * m).scatter_add_(
+                0, (row + cols).view(-1), torch.stack(parts).view(-1))
+            g_a = g_a.view(k + 1, n_out, n_in, m).permute(2, 1, 0, 3).reshape(n_in, n_out, -1)
+            g_ceff = torch.bmm(g_a, q[:, :, : (k + 1) * m].transpose(1, 2)).transpose(0, 1)  # (out, in, nb)
+    else:
+        coef_eff, basis, dbasis = rest
+        if need[0]:
+            g_x = (torch.bmm(coef_eff.transpose(1, 2), g_phi) * dbasis).sum(1)  # spline part (in, batch)
+        if need[1] or need[3]:
+            g_ceff = torch.bmm(g_phi, basis.transpose(1, 2)).transpose(0, 1)  # (out, in, nb)
+    if need[0]:
+        g_base = torch.bmm(w_base.transpose(1, 2), g_phi).squeeze(1)  # (in, batch)
+        g_x = torch.addcmul(g_x, g_base, _BASE_DERIVATIVES[base_name](xt, base)).T
+    if g_ceff is not None:
+        if need[1]:
+            g_coef = g_ceff * w_sp.unsqueeze(-1)
+        if need[3]:
+            g_sp = (g_ceff * coef).sum(-1) * mask
+    if need[2]:
+        g_sb = torch.bmm(g_phi, base.unsqueeze(-1)).squeeze(-1).T * mask
+    return g_x, g_coef, g_sb, g_sp
+
+
 class _EdgeMagnitude(torch.autograd.Function):
     """Layer output ``(batch, out)`` and per-edge mean magnitude ``mean_b |phi_ji(x_bi)|`` ``(out, in)`` in one node.
 
     The sparsity penalty needs ``|phi|`` of every edge, i.e. the ``(batch, out, in)`` activations; as ordinary
     autograd ops (basis, einsum, scales, mask, abs, mean and the basis' own backward) that was ~100 small tensor
     ops per layer and evaluation, which dominated LBFGS fits of small KANs. Here the forward is a handful of
-    batched ops laid out ``(in, out, batch)`` (samples innermost) and the backward is written out by hand. Tested
-    against the autograd composition and with ``torch.autograd.gradcheck``.
+    batched ops (:func:`edge_forward`) and the backward is written out by hand (:func:`edge_backward`). Tested
+    against the autograd composition and with ``torch.autograd.gradcheck`` on every path.
     """
 
     @staticmethod
     def forward(ctx, x, coef, scale_base, scale_sp, mask, grid, k, base_name):  # type: ignore[override]
-        need_x = ctx.needs_input_grad[0]
-        basis, dbasis = splines.basis_by_input(x, grid, k, with_derivative=need_x)  # (in, nb, batch)
-        xt = x.T  # (in, batch)
-        base = BASE_FUNCTIONS[base_name](xt)
-        w_sp = scale_sp * mask
-        w_base = (scale_base * mask).T.unsqueeze(-1)  # (in, out, 1)
-        coef_eff = (coef * w_sp.unsqueeze(-1)).transpose(0, 1)  # (in, out, nb)
-        phi = torch.baddbmm(w_base * base.unsqueeze(1), coef_eff, basis)  # (in, out, batch)
-        ctx.save_for_backward(x, basis, dbasis, base, phi, coef, coef_eff, w_sp, w_base, mask)
-        ctx.base_name = base_name
-        return phi.sum(0).T, phi.abs().mean(-1).T
+        y, mag, ctx.saved = edge_forward(x, coef, scale_base, scale_sp, mask, grid, k, base_name,
+                                         ctx.needs_input_grad[0])
+        return y, mag
 
     @staticmethod
     def backward(ctx, g_out, g_mag):  # type: ignore[override]
-        x, basis, dbasis, base, phi, coef, coef_eff, w_sp, w_base, mask = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        # d/dphi of the output (sum over inputs) and of the magnitude (mean over samples of |phi|): (in, out, batch)
-        g_phi = torch.addcmul(g_out.T, phi.sign(), g_mag.T.unsqueeze(-1), value=1.0 / phi.shape[-1])
-        g_x = g_coef = g_sb = g_sp = None
-        if need[0]:
-            g_xt = (torch.bmm(coef_eff.transpose(1, 2), g_phi) * dbasis).sum(1)  # spline part (in, batch)
-            g_base = torch.bmm(w_base.transpose(1, 2), g_phi).squeeze(1)  # (in, batch)
-            g_x = torch.addcmul(g_xt, g_base, _BASE_DERIVATIVES[ctx.base_name](x.T, base)).T
-        if need[1] or need[3]:
-            g_ceff = torch.bmm(g_phi, basis.transpose(1, 2)).transpose(0, 1)  # (out, in, nb)
-            if need[1]:
-                g_coef = g_ceff * w_sp.unsqueeze(-1)
-            if need[3]:
-                g_sp = (g_ceff * coef).sum(-1) * mask
-        if need[2]:
-            g_sb = torch.bmm(g_phi, base.unsqueeze(-1)).squeeze(-1).T * mask
-        return g_x, g_coef, g_sb, g_sp, None, None, None, None
+        # ctx.saved holds intermediates only (and the coef / mask inputs, which training does not edit in place)
+        return (*edge_backward(ctx.saved, g_out, g_mag, ctx.needs_input_grad[:4]), None, None, None, None)
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -215,6 +276,10 @@ class KANLayer(nn.Module):
         base = self.base_fun(x).unsqueeze(1)  # (batch, 1, in)
         return (self.scale_base * base + self.scale_sp * spline) * self.mask
 
+    def fused_ok(self) -> bool:
+        """Whether the fused sparsity path applies (no hooks on the edges, a base function with known derivative)."""
+        return not self.hook_edges.has_hooks() and self.base_fun_name in _BASE_DERIVATIVES
+
     def forward_with_magnitude(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output ``(batch, out_dim)`` and per-edge magnitudes ``mean_b |phi_ji(x_bi)|`` ``(out_dim, in_dim)``.
 
@@ -222,7 +287,7 @@ class KANLayer(nn.Module):
         hand-written backward (what the sparsity penalty evaluates at every optimizer step). Falls back to that
         composition when ``hook_edges`` has hooks or ``base_fun`` has no known derivative.
         """
-        if self.hook_edges.has_hooks() or self.base_fun_name not in _BASE_DERIVATIVES:
+        if not self.fused_ok():
             edges = self.hook_edges(self.forward_edges(x))
             return edges.sum(-1), edges.abs().mean(0)
         return _EdgeMagnitude.apply(x, self.coef, self.scale_base, self.scale_sp, self.mask, self.grid, self.k,

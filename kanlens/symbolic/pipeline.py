@@ -513,8 +513,8 @@ def symbolic_regression(
         prune_kwargs: passed to ``model.prune`` (``node_th``, ``edge_th``).
         weight_simple, r2_threshold: passed to ``auto_symbolic``.
         alternatives: runner-up functions tried per edge when the first formula is not exact.
-        time_budget: seconds (counted from the start of each target transform's run) after which the search
-            for alternatives stops.
+        time_budget: seconds (counted from the start of each run's search, after training and
+            ``auto_symbolic``) after which the search for alternatives stops.
         var: input names (default ``x1..xn``).
         normalize_labels: train the KAN on standardised labels (the sparsity penalty is not scale-invariant);
             the scaling is folded into the output nodes afterwards, so the returned model predicts ``y``.
@@ -558,7 +558,6 @@ def symbolic_regression(
     for n_run, (name, forward, wrap) in enumerate(transforms):
         if n_run and any(c.exact for c in ev.seen):
             break  # an exact formula is found: no need to model a transformed target
-        deadline = None if time_budget is None else time.perf_counter() + time_budget
         run_model = model if n_run == 0 else copy.deepcopy(initial)
         tag = "" if name == "identity" else f"{name}: "
         t = time.perf_counter()
@@ -567,7 +566,7 @@ def symbolic_regression(
                                           prune_rounds=prune_rounds, prune_kwargs=prune_kwargs or {},
                                           fit_kwargs=fit_kwargs or {}, normalize_labels=normalize_labels,
                                           weight_simple=weight_simple, r2_threshold=r2_threshold,
-                                          alternatives=alternatives, deadline=deadline, timings=timings)
+                                          alternatives=alternatives, time_budget=time_budget, timings=timings)
         timings[f"run {name}"] = time.perf_counter() - t
         runs[tag] = (name, run_model, auto)
     front, chosen = _choose(ev.seen)
@@ -622,7 +621,7 @@ def _resolve_transforms(names: Sequence[str] | None, dataset: dict) -> list[tupl
 def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluator, library, *, var, steps,
                     lamb: float, grids, prune: bool, prune_rounds: int, prune_kwargs: dict, fit_kwargs: dict,
                     normalize_labels: bool, weight_simple: float, r2_threshold: float, alternatives: int,
-                    deadline: float | None, timings: dict):
+                    time_budget: float | None, timings: dict):
     """Train the KAN on (transformed) labels, auto_symbolic, search alternatives, snap; candidates go to ``ev``."""
     labels = {key: dataset[key] if forward is None else forward(dataset[key]) for key in ("train_label", "test_label")}
     ds_model = {key: v.to(model.device, model.dtype) for key, v in dataset.items() if isinstance(v, torch.Tensor)}
@@ -648,6 +647,7 @@ def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluato
     timings[tag + "auto_symbolic"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    deadline = None if time_budget is None else t + time_budget
     search = _Search(model, auto, library, ev, var, deadline=deadline, wrap=wrap, tag=tag)
     search.simplest_variants()
     search.chains(samples, weight_simple)

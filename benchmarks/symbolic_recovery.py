@@ -340,6 +340,24 @@ def markdown_report(paths: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- main
+def _write(rows: list[dict], runners, args) -> dict:
+    """Write the results file atomically; returns the totals per tool."""
+    totals = {}
+    for tool, _ in runners:
+        rs = [r for r in rows if r["tool"] == tool]
+        totals[tool] = {"recovered": sum(r["recovered"] for r in rs), "exact": sum(r["exact"] for r in rs),
+                        "n": len(rs), "seconds": round(sum(r["seconds"] for r in rs), 1),
+                        "cpu_seconds": round(sum(r["cpu_seconds"] for r in rs), 1)}
+    out = {"results": [r for r in rows if r["tool"] == "kanlens"], "totals": totals,
+           "config": {k: v for k, v in vars(args).items()}}
+    if args.baseline:
+        out["baseline"] = [r for r in rows if r["tool"] != "kanlens"]
+    tmp = Path(args.out).with_suffix(".tmp")
+    tmp.write_text(json.dumps(out, indent=1, default=str))
+    os.replace(tmp, args.out)
+    return totals
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -412,23 +430,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'yes' if sc['exact'] else 'no':<4} {sc['nrmse']:<10.2e} {seconds:7.1f}s {cpu:7.1f}s cpu  "
                   f"{text[:90]}",
                   flush=True)
-    totals = {}
-    for tool, _ in runners:
-        rs = [r for r in rows if r["tool"] == tool]
-        totals[tool] = {"recovered": sum(r["recovered"] for r in rs), "exact": sum(r["exact"] for r in rs),
-                        "n": len(rs), "seconds": round(sum(r["seconds"] for r in rs), 1),
-                        "cpu_seconds": round(sum(r["cpu_seconds"] for r in rs), 1)}
+            _write(rows, runners, args)  # after every formula: a long run that dies keeps what it measured
+    totals = _write(rows, runners, args)
     print("\ntotals:")
     for tool, t in totals.items():
         print(f"  {tool:<8} recovered {t['recovered']}/{t['n']}  exact {t['exact']}/{t['n']}  "
               f"time {t['seconds']:.1f}s (CPU {t['cpu_seconds']:.1f}s)")
-    out = {"results": [r for r in rows if r["tool"] == "kanlens"], "totals": totals,
-           "config": {k: v for k, v in vars(args).items()}}
-    if args.baseline:
-        out["baseline"] = [r for r in rows if r["tool"] != "kanlens"]
-    tmp = Path(args.out).with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1, default=str))
-    os.replace(tmp, args.out)
     return 0
 
 

@@ -238,7 +238,7 @@ class _Trainer:
         self.params = model.trainable_parameters()
         # LBFGS sees one flat parameter whose storage the model's parameters view (see _FlatParams).
         self.flat = _FlatParams(self.params) if opt == "LBFGS" and self.params else None
-        self.make_opt = _optimizer_factory(opt, [self.flat.flat] if self.flat is not None else self.params)
+        self.make_opt = _optimizer_factory(opt, self.params, self.flat)
         self.lr = float(lr) if lr is not None else (1.0 if opt == "LBFGS" else 1e-2)
         self.optimizer = self.make_opt(self.lr)
         self.max_nonfinite, self.streak = max_nonfinite, 0
@@ -500,7 +500,14 @@ class _FlatParams:
                 p.grad = p.grad.clone()
 
 
-def _optimizer_factory(opt: str, params: list[torch.nn.Parameter]) -> Callable[[float], torch.optim.Optimizer]:
+def _optimizer_factory(opt: str, params: list[torch.nn.Parameter],
+                       flat: _FlatParams | None = None) -> Callable[[float], Any]:
+    """pykan's optimizer settings. LBFGS: history 10, strong Wolfe line search, max_iter 20 (max_eval 25), both
+    tolerances 1e-32; on one flat parameter it is :class:`kanlens._lbfgs.FlatLBFGS` (the same algorithm)."""
+    if opt == "LBFGS" and flat is not None:
+        from ._lbfgs import FlatLBFGS
+
+        return lambda lr: FlatLBFGS(flat.flat, lr=lr, history_size=10, tolerance_grad=1e-32, tolerance_change=1e-32)
     if opt == "LBFGS":
         return lambda lr: torch.optim.LBFGS(
             params, lr=lr, history_size=10, line_search_fn="strong_wolfe",

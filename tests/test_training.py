@@ -150,3 +150,32 @@ def test_bad_fit_arguments(mutate, kwargs, exc, match):
         mutate(ds)
     with pytest.raises(exc, match=match):
         KAN(width=[2, 2, 1]).fit(ds, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize("history_size", [10, 3])
+def test_flat_lbfgs_matches_torch_lbfgs_in_float64(history_size):
+    """kanlens' flat L-BFGS (scalars as Python floats) takes exactly torch.optim.LBFGS's iterates and evaluations
+    in float64 (the algorithm pykan uses), on Rosenbrock's function (exercises bracketing and zoom phases)."""
+    from kanlens._lbfgs import FlatLBFGS
+
+    def run(make):
+        x = torch.nn.Parameter(torch.linspace(-1.5, 1.2, 12, dtype=torch.float64))
+        opt, calls, path = make(x), [0], []
+
+        def closure():
+            calls[0] += 1
+            x.grad = None
+            loss = (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+            loss.backward()
+            return loss
+
+        for _ in range(6):
+            opt.step(closure)
+            path.append(x.detach().clone())
+        return calls[0], torch.stack(path)
+
+    kw = dict(lr=1.0, history_size=history_size, tolerance_grad=1e-32, tolerance_change=1e-32)
+    n_flat, path_flat = run(lambda x: FlatLBFGS(x, **kw))
+    n_torch, path_torch = run(lambda x: torch.optim.LBFGS([x], line_search_fn="strong_wolfe", **kw))
+    assert n_flat == n_torch >= 60
+    assert torch.equal(path_flat, path_torch)

@@ -24,46 +24,60 @@ __all__ = ["KAN", "KANConfig"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def stack_forward(x, cfg, params, need):
+    """Spline layers and node affine maps without autograd: ``(output, [mag_l], saved)``.
+
+    ``cfg[l] = (mask, grid, k, base_name)``; ``params`` the ``(coef, scale_base, scale_sp, node_scale, node_bias)``
+    of every layer; ``need[0]`` / ``need[1 + i]``: whether ``x`` / ``params[i]`` need a gradient.
+    """
+    saved, mags = [], []
+    need_x = need[0]
+    for l, (mask, grid, k, base_name) in enumerate(cfg):
+        coef, scale_base, scale_sp, node_scale, node_bias = params[5 * l : 5 * l + 5]
+        y, mag, sv = edge_forward(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need_x)
+        saved.append((sv, y, node_scale))
+        mags.append(mag)
+        x = torch.addcmul(node_bias, y, node_scale)
+        need_x = need_x or any(need[1 + 5 * l : 6 + 5 * l])  # x of the next layer depends on these
+    return x, mags, saved
+
+
+def stack_backward(saved, need, g, g_mags):
+    """Gradients ``(x, *params)`` (``None`` where not needed) of :func:`stack_forward`'s outputs given the
+    gradient ``g`` of the output and ``g_mags[l]`` of the magnitudes (``None``: not used)."""
+    grads: list[torch.Tensor | None] = [None] * (len(need) - 1)
+    for l in range(len(saved) - 1, -1, -1):
+        sv, y, node_scale = saved[l]
+        nl = need[1 + 5 * l : 6 + 5 * l]
+        if nl[3]:
+            grads[5 * l + 3] = (g * y).sum(0)
+        if nl[4]:
+            grads[5 * l + 4] = g.sum(0)
+        need_x = any(need[: 1 + 5 * l])
+        g_x, *g_layer = edge_backward(sv, g * node_scale, g_mags[l], (need_x, *nl[:3]))
+        grads[5 * l : 5 * l + 3] = g_layer
+        g = g_x
+    return (g, *grads)
+
+
 class _SparseStack(torch.autograd.Function):
     """All spline layers and node affine maps as one autograd node: ``(output, mag_0, mag_1, ...)``.
 
     The per-layer work is :func:`kanlens.layers.spline.edge_forward` / ``edge_backward``; one node for the whole
     stack saves the autograd bookkeeping of the per-layer nodes and affine maps at every LBFGS evaluation.
-    Call as ``apply(x, cfg, *params)`` with ``cfg[l] = (mask, grid, k, base_name)`` and ``params`` the
-    ``(coef, scale_base, scale_sp, node_scale, node_bias)`` of every layer. Only for stacks without symbolic edges.
+    Call as ``apply(x, cfg, *params)`` (see :func:`stack_forward`). Only for stacks without symbolic edges.
     """
 
     @staticmethod
     def forward(ctx, x, cfg, *params):  # type: ignore[override]
-        need = ctx.needs_input_grad
-        saved, mags = [], []
-        need_x = need[0]
-        for l, (mask, grid, k, base_name) in enumerate(cfg):
-            coef, scale_base, scale_sp, node_scale, node_bias = params[5 * l : 5 * l + 5]
-            y, mag, sv = edge_forward(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need_x)
-            saved.append((sv, y, node_scale))
-            mags.append(mag)
-            x = torch.addcmul(node_bias, y, node_scale)
-            need_x = need_x or any(need[2 + 5 * l : 7 + 5 * l])  # x of the next layer depends on these
-        ctx.saved = saved
-        return (x, *mags)
+        ctx.need = (ctx.needs_input_grad[0], *ctx.needs_input_grad[2:])
+        out, mags, ctx.saved = stack_forward(x, cfg, params, ctx.need)
+        return (out, *mags)
 
     @staticmethod
     def backward(ctx, g, *g_mags):  # type: ignore[override]
-        need = ctx.needs_input_grad
-        grads: list[torch.Tensor | None] = [None] * (len(need) - 2)
-        for l in range(len(ctx.saved) - 1, -1, -1):
-            sv, y, node_scale = ctx.saved[l]
-            nl = need[2 + 5 * l : 7 + 5 * l]
-            if nl[3]:
-                grads[5 * l + 3] = (g * y).sum(0)
-            if nl[4]:
-                grads[5 * l + 4] = g.sum(0)
-            need_x = any(need[: 2 + 5 * l])
-            g_x, *g_layer = edge_backward(sv, g * node_scale, g_mags[l], (need_x, *nl[:3]))
-            grads[5 * l : 5 * l + 3] = g_layer
-            g = g_x
-        return (g, None, *grads)
+        g_x, *grads = stack_backward(ctx.saved, ctx.need, g, g_mags)
+        return (g_x, None, *grads)
 
 
 def _normalize_width(width: object) -> list[int]:
@@ -304,16 +318,24 @@ class KAN(nn.Module):
             self.acts = [a.detach() for a in inputs] + [x.detach()]
         return x, edges_all, inputs
 
+    def _stack_args(self) -> tuple[tuple, list[torch.Tensor]] | None:
+        """``(cfg, params)`` for :func:`stack_forward`, or ``None`` when the fused path does not apply (active
+        symbolic edges, hooked edges, a base function without known derivative)."""
+        if (self.config.symbolic_enabled and any(s.is_active() for s in self.symbolic)) or not all(
+                layer.fused_ok() for layer in self.layers):
+            return None
+        cfg = tuple((layer.mask, layer.grid, layer.k, layer.base_fun_name) for layer in self.layers)
+        params = []
+        for l, layer in enumerate(self.layers):
+            params += [layer.coef, layer.scale_base, layer.scale_sp, self.node_scale[l], self.node_bias[l]]
+        return cfg, params
+
     def _forward_with_magnitudes(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Output and per-edge spline magnitudes ``mean_b |phi|`` ``(out, in)`` of every layer (training's sparsity
         path; no input checks, nothing saved in ``acts``). The output equals :meth:`forward`."""
-        if not (self.config.symbolic_enabled and any(s.is_active() for s in self.symbolic)) and all(
-                layer.fused_ok() for layer in self.layers):
-            cfg = tuple((layer.mask, layer.grid, layer.k, layer.base_fun_name) for layer in self.layers)
-            params = []
-            for l, layer in enumerate(self.layers):
-                params += [layer.coef, layer.scale_base, layer.scale_sp, self.node_scale[l], self.node_bias[l]]
-            out = _SparseStack.apply(x, cfg, *params)
+        args = self._stack_args()
+        if args is not None:
+            out = _SparseStack.apply(x, args[0], *args[1])
             return out[0], list(out[1:])
         mags = []
         for l in range(self.depth):

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 import torch
 
-__all__ = ["REG_METRICS", "coef_penalty", "edge_magnitude", "l1_entropy", "magnitude_reg", "total_reg"]
+__all__ = [
+    "REG_METRICS", "coef_penalty", "edge_magnitude", "l1_entropy", "l1_entropy_with_grad", "magnitude_reg", "total_reg",
+]
 
 REG_METRICS = ("abs", "std_n")
 
@@ -105,38 +107,48 @@ def _l1_entropy_python(rows: list[list[float]], lamb_l1: float, lamb_entropy: fl
     return lamb_l1 * sum(map(sum, rows)) + ent, grad
 
 
+def l1_entropy_with_grad(mags: Sequence[torch.Tensor], lamb_l1: float = 1.0,
+                         lamb_entropy: float = 2.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """``sum(l1_entropy(m) for m in mags)`` and its gradient with respect to every ``m``, without autograd.
+
+    Small CPU magnitudes are done in Python floats (see ``_PY_MAX_EDGES``).
+    """
+    total, grads = 0.0, []
+    for mag in mags:
+        mag = mag.detach()
+        if mag.device.type == "cpu" and 0 < mag.numel() <= _PY_MAX_EDGES:
+            value, grad = _l1_entropy_python(mag.tolist(), lamb_l1, lamb_entropy)
+            grads.append(torch.tensor(grad, dtype=mag.dtype))
+            total = total + value
+            continue
+        dm = mag.new_full(mag.shape, lamb_l1)
+        ent = mag.new_zeros(())
+        for dim, n in ((1, mag.shape[0]), (0, mag.shape[1])):
+            p, denom, log_p = _entropy_parts(mag, dim)
+            w = -lamb_entropy / n
+            ent = torch.add(ent, (p * log_p).sum(), alpha=w)
+            # g = d(w * entropy)/dp; with p = m / denom: d/dm = (g - sum(g * p)) / denom along the normalised dim
+            g = torch.add(log_p, p / (p + _EPS), alpha=1.0 / math.log(2.0)).mul_(w)
+            dm = dm + (g - (g * p).sum(dim, keepdim=True)) / denom
+        grads.append(dm)
+        total = torch.add(ent, mag.sum(), alpha=lamb_l1) + total
+    if not isinstance(total, torch.Tensor):
+        total = torch.tensor(total, dtype=mags[0].dtype if mags else torch.get_default_dtype())
+    return total, grads
+
+
 class _L1Entropy(torch.autograd.Function):
     """``sum(l1_entropy(m) for m in mags)`` of ``(out, in)`` magnitudes as one autograd node.
 
-    The gradient is computed together with the value (it is needed at every LBFGS evaluation anyway), so the
-    backward is one multiplication per magnitude. Small CPU magnitudes are done in Python floats (see
-    ``_PY_MAX_EDGES``). Call as ``_L1Entropy.apply(lamb_l1, lamb_entropy, *mags)``.
+    The gradient is computed together with the value (:func:`l1_entropy_with_grad`; it is needed at every LBFGS
+    evaluation anyway), so the backward is one multiplication per magnitude. Call as
+    ``_L1Entropy.apply(lamb_l1, lamb_entropy, *mags)``.
     """
 
     @staticmethod
     def forward(ctx, lamb_l1: float, lamb_entropy: float, *mags: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        total, grads = 0.0, []
-        for mag in mags:
-            if mag.device.type == "cpu" and 0 < mag.numel() <= _PY_MAX_EDGES:
-                value, grad = _l1_entropy_python(mag.tolist(), lamb_l1, lamb_entropy)
-                grads.append(torch.tensor(grad, dtype=mag.dtype))
-                total = total + value
-                continue
-            dm = mag.new_full(mag.shape, lamb_l1)
-            ent = mag.new_zeros(())
-            for dim, n in ((1, mag.shape[0]), (0, mag.shape[1])):
-                p, denom, log_p = _entropy_parts(mag, dim)
-                w = -lamb_entropy / n
-                ent = torch.add(ent, (p * log_p).sum(), alpha=w)
-                # g = d(w * entropy)/dp; with p = m / denom: d/dm = (g - sum(g * p)) / denom along the normalised dim
-                g = torch.add(log_p, p / (p + _EPS), alpha=1.0 / math.log(2.0)).mul_(w)
-                dm = dm + (g - (g * p).sum(dim, keepdim=True)) / denom
-            grads.append(dm)
-            total = torch.add(ent, mag.sum(), alpha=lamb_l1) + total
-        ctx.grads = grads
-        if isinstance(total, torch.Tensor):
-            return total
-        return torch.tensor(total, dtype=mags[0].dtype)
+        total, ctx.grads = l1_entropy_with_grad(mags, lamb_l1, lamb_entropy)
+        return total
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]

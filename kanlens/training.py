@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .regularization import REG_METRICS, magnitude_reg, total_reg
+from .model import stack_backward, stack_forward
+from .regularization import REG_METRICS, l1_entropy_with_grad, magnitude_reg, total_reg
 from .utils import check_choice, check_tensor, warn_user
 
 if TYPE_CHECKING:
@@ -245,6 +246,10 @@ class _Trainer:
         self.history = FitHistory(lr=self.lr)
         self.good_state = _snapshot(model)
         self.cur: dict[str, Any] = {}
+        # LBFGS with the default loss and the paper's sparsity penalty: objective and gradient by hand (see
+        # _fused_objective), no autograd graph per evaluation.
+        self.fused = (opt == "LBFGS" and self.flat is not None and loss_fn is _mse and lambs["lamb"] > 0
+                      and reg_metric == "abs" and not lambs["lamb_coef"] and not lambs["lamb_coefdiff"])
 
     # ---------------------------------------------------------------- objective
     def objective(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -267,8 +272,58 @@ class _Trainer:
                              f"{tuple(getattr(loss, 'shape', ()))}")
         return loss.reshape(()), reg
 
+    def _stack(self) -> tuple | None:
+        """``(cfg, params, need)`` of the model's fused stack when :meth:`_fused_objective` applies, else ``None``."""
+        if not self.fused:
+            return None
+        args = self.model._stack_args()
+        if args is None:
+            return None
+        cfg, params = args
+        ids = {id(p) for p in self.params}
+        if not ids <= {id(p) for p in params}:
+            return None
+        return cfg, params, (False, *(id(p) in ids for p in params))
+
+    @torch.no_grad()
+    def _fused_objective(self, stack: tuple) -> tuple[torch.Tensor, Callable[[], None]]:
+        """MSE + lamb * (L1 + entropy) and a function writing its gradient into the parameters' ``.grad``.
+
+        The same value as :meth:`objective` with the default loss and the same gradient as its autograd backward
+        (the stack's hand-written backward plus the MSE derivative ``2 (pred - y) / n``), without building an
+        autograd graph: the bookkeeping of the graph was a large part of each evaluation of small KANs.
+        """
+        cfg, params, need = stack
+        lambs, cur = self.lambs, self.cur
+        pred, mags, saved = stack_forward(cur["x"], cfg, params, need)
+        diff = pred - cur["y"]
+        reg, g_mags = l1_entropy_with_grad(mags, lambs["lamb_l1"], lambs["lamb_entropy"])
+        cur["reg"] = reg
+        total = torch.add(diff.square().mean(), reg, alpha=lambs["lamb"])
+
+        @torch.no_grad()
+        def backward() -> None:
+            grads = stack_backward(saved, need, diff * (2.0 / diff.numel()), [g * lambs["lamb"] for g in g_mags])
+            for p, g in zip(params, grads[1:]):
+                if g is not None:
+                    p.grad.copy_(g)
+
+        return total, backward
+
     def closure(self) -> torch.Tensor:
         cur = self.cur
+        stack = cur.get("stack")
+        if stack is not None:
+            total, backward = self._fused_objective(stack)
+            cur["evals"] += 1
+            value = float(total)
+            if math.isfinite(value):
+                if cur["evals"] == 1:
+                    cur["f0"] = value
+                backward()
+                return total
+            self.flat.zero_grad()
+            return self._nonfinite(total)
         if self.flat is not None:
             self.flat.zero_grad()
         else:
@@ -283,17 +338,22 @@ class _Trainer:
             return total
         value = float(total.detach())  # the one sync per evaluation that LBFGS makes anyway
         if not math.isfinite(value):
-            cur["bad_evals"] += 1
-            if cur["evals"] == 1:  # the last good state itself: LBFGS sees a zero gradient and returns at once
-                cur["start_bad"] = True
-                return total.new_zeros(())
-            # A trial point of the line search: report a plainly worse (but moderate, so the cubic interpolation
-            # stays finite in float32) loss with zero gradient, and the strong-Wolfe search backs off.
-            return total.new_tensor(cur["f0"] + max(1.0, abs(cur["f0"])))
+            return self._nonfinite(total)
         if cur["evals"] == 1:
             cur["f0"] = value
         total.backward()
         return total
+
+    def _nonfinite(self, total: torch.Tensor) -> torch.Tensor:
+        """What LBFGS sees for a non-finite objective (the gradient is already zero)."""
+        cur = self.cur
+        cur["bad_evals"] += 1
+        if cur["evals"] == 1:  # the last good state itself: LBFGS sees a zero gradient and returns at once
+            cur["start_bad"] = True
+            return total.new_zeros(())
+        # A trial point of the line search: report a plainly worse (but moderate, so the cubic interpolation
+        # stays finite in float32) loss with zero gradient, and the strong-Wolfe search backs off.
+        return total.new_tensor(cur["f0"] + max(1.0, abs(cur["f0"])))
 
     # ---------------------------------------------------------------- one step
     def optimizer_step(self) -> str | None:
@@ -301,6 +361,7 @@ class _Trainer:
         if self.opt == "LBFGS":
             if self.flat is not None:
                 self.flat.relink()  # a grid update (or a callback) may have replaced parameter tensors
+            self.cur["stack"] = self._stack()
             self.optimizer.step(self.closure)
             self.history.nonfinite_evals += self.cur["bad_evals"]
             if self.cur["start_bad"]:

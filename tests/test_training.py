@@ -179,3 +179,30 @@ def test_flat_lbfgs_matches_torch_lbfgs_in_float64(history_size):
     n_torch, path_torch = run(lambda x: torch.optim.LBFGS([x], line_search_fn="strong_wolfe", **kw))
     assert n_flat == n_torch >= 60
     assert torch.equal(path_flat, path_torch)
+
+
+@pytest.mark.parametrize("width", [[2, 5, 1], [3, 4, 9, 2]])
+def test_fused_objective_equals_autograd_objective(width):
+    """LBFGS evaluations with the default loss and lamb > 0 skip autograd (hand-written gradient of MSE + sparsity
+    penalty); value and gradient equal the autograd objective's in float64."""
+    from kanlens.training import _mse, _Trainer
+
+    torch.manual_seed(0)
+    ds = create_dataset(lambda x: torch.sin(x.sum(1, keepdim=True)).repeat(1, width[-1]), n_var=width[0],
+                        train_num=64, test_num=16, seed=0, dtype=torch.float64)
+    model = KAN(width=width, seed=0, dtype=torch.float64)
+    model.update_grid(ds["train_input"])
+    lambs = dict(lamb=0.01, lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.0, lamb_coefdiff=0.0)
+    trainer = _Trainer(model, ds, opt="LBFGS", lr=None, batch=-1, lambs=lambs, reg_metric="abs", loss_fn=_mse,
+                       max_nonfinite=3)
+    assert trainer.fused
+    results = []
+    for stack in (trainer._stack(), None):
+        trainer.cur.update(x=trainer.train_x, y=trainer.train_y, evals=0, bad_evals=0, start_bad=False, stack=stack)
+        value = trainer.closure()
+        results.append((float(value.detach()), trainer.flat.flat.grad.clone(), float(trainer.cur["reg"])))
+    (v1, g1, r1), (v2, g2, r2) = results
+    assert results[0][1].abs().sum() > 0
+    assert v1 == pytest.approx(v2, rel=1e-12) and r1 == pytest.approx(r2, rel=1e-12)
+    torch.testing.assert_close(g1, g2, rtol=1e-10, atol=1e-13)
+    trainer.flat.unlink()

@@ -27,6 +27,9 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 def stack_forward(x, cfg, params, need):
     """Spline layers and node affine maps without autograd: ``(output, [mag_l], saved)``.
 
+    ``x`` is treated as data (its dense bases are cached across calls, see
+    :func:`kanlens.layers.spline.edge_forward`).
+
     ``cfg[l] = (mask, grid, k, base_name)``; ``params`` the ``(coef, scale_base, scale_sp, node_scale, node_bias)``
     of every layer; ``need[0]`` / ``need[1 + i]``: whether ``x`` / ``params[i]`` need a gradient.
     """
@@ -34,7 +37,7 @@ def stack_forward(x, cfg, params, need):
     need_x = need[0]
     for l, (mask, grid, k, base_name) in enumerate(cfg):
         coef, scale_base, scale_sp, node_scale, node_bias = params[5 * l : 5 * l + 5]
-        y, mag, sv = edge_forward(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need_x)
+        y, mag, sv = edge_forward(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need_x, data=l == 0)
         saved.append((sv, y, node_scale))
         mags.append(mag)
         x = torch.addcmul(node_bias, y, node_scale)

@@ -85,26 +85,30 @@ _PY_MAX_EDGES = 256
 def _l1_entropy_python(rows: list[list[float]], lamb_l1: float, lamb_entropy: float):
     """Value and gradient (nested lists) of :func:`l1_entropy` for a small magnitude given as nested lists."""
     n_out, n_in = len(rows), len(rows[0])
-    inv_ln2, log2 = 1.0 / math.log(2.0), math.log2
+    log2, inv_ln2, eps = math.log2, 1.0 / math.log(2.0), _EPS
     grad = [[float(lamb_l1)] * n_in for _ in range(n_out)]
-    ent = 0.0
-    cols = [list(c) for c in zip(*rows)]
+    total = lamb_l1 * sum(map(sum, rows))
     # row entropies (normalised along inputs, averaged over outputs), then column entropies
-    for vecs, n, transpose in ((rows, n_out, False), (cols, n_in, True)):
-        w = -lamb_entropy / n
+    for transpose in (False, True):
+        vecs = list(zip(*rows)) if transpose else rows
+        w = -lamb_entropy / len(vecs)
         for a, vec in enumerate(vecs):
             denom = sum(vec) + 1.0
-            ps = [v / denom for v in vec]
-            logs = [log2(p + _EPS) for p in ps]
-            ent += w * sum(p * lp for p, lp in zip(ps, logs))
-            gs = [w * (lp + p / (p + _EPS) * inv_ln2) for p, lp in zip(ps, logs)]  # d(w * entropy)/dp
-            gp = sum(g * p for g, p in zip(gs, ps))
+            gs, ent, gp = [], 0.0, 0.0
+            for v in vec:
+                p = v / denom
+                lp = log2(p + eps)
+                ent += p * lp
+                g = w * (lp + p / (p + eps) * inv_ln2)  # d(w * entropy)/dp
+                gs.append(g)
+                gp += g * p
+            total += w * ent
             for b, g in enumerate(gs):  # p = m / denom: d/dm = (g - sum(g * p)) / denom
                 if transpose:
                     grad[b][a] += (g - gp) / denom
                 else:
                     grad[a][b] += (g - gp) / denom
-    return lamb_l1 * sum(map(sum, rows)) + ent, grad
+    return total, grad
 
 
 def l1_entropy_with_grad(mags: Sequence[torch.Tensor], lamb_l1: float = 1.0,

@@ -41,18 +41,22 @@ _BASE_DERIVATIVES = {
 }
 
 
-def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: str, need_x: bool):
+def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: str, need_x: bool,
+                 data: bool | None = None):
     """Spline layer output ``(batch, out)`` and per-edge mean magnitudes ``mean_b |phi_ji(x_bi)|`` ``(out, in)``,
     without autograd, plus what :func:`edge_backward` needs (the forward half of :class:`_EdgeMagnitude`).
 
     The per-edge activations are formed laid out ``(in, out, batch)`` (samples innermost). The splines come
 
-    * from the dense bases of ``x`` when ``x`` needs no gradient (the data: the bases are cached across calls),
+    * from the dense bases of ``x`` when ``x`` is ``data`` (an input evaluated again and again, e.g. the training
+      data; default: when it needs no gradient): the bases are cached across calls,
     * else, for narrow layers, from per-interval polynomials of the splines (``coef @ poly_coef_matrix``, a tiny
-      matmul): each sample gathers ``2k + 1`` numbers per edge and runs Horner for the value and the derivative,
-      instead of building and scattering dense bases and their derivatives,
-    * else from dense bases and derivatives computed for ``x``.
+      matmul): each sample gathers ``2k + 1`` numbers per edge and runs Horner for the value (and the derivative
+      if ``need_x``), instead of building and scattering dense bases and their derivatives,
+    * else from dense bases (and derivatives) computed for ``x``.
     """
+    if data is None:
+        data = not need_x
     n_out, n_in, nb = coef.shape
     n, m = x.shape[0], grid.shape[1]
     w_sp = scale_sp * mask
@@ -60,17 +64,17 @@ def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: s
     coef_eff = (coef * w_sp.unsqueeze(-1)).transpose(0, 1)  # (in, out, nb)
     xt = x.detach().T.contiguous()  # (in, batch)
     base = BASE_FUNCTIONS[base_name](xt)
-    if need_x and (2 * k + 1) * n_out <= 2 * (nb + 2 * k + 1):
+    if not data and (2 * k + 1) * n_out <= 2 * (nb + 2 * k + 1):
         s, t = splines.locate(xt, grid, k)
         q = splines.poly_coef_matrix(grid, k)  # (in, nb, (2k+1) * M)
         # rows (power, out), columns (in, interval): gathering columns keeps the samples innermost
         a = torch.bmm(coef_eff, q).view(n_in, n_out, 2 * k + 1, m).permute(2, 1, 0, 3)
         cols = s + splines._index_consts(n_in, m, k, grid.device)[1]  # (in, batch) column of (in, interval)
         rows = a.reshape(-1, n_in * m).index_select(1, cols.view(-1)).view(2 * k + 1, n_out, n_in, n)
-        spline, dspline = rows[k], rows[2 * k]
+        spline, dspline = rows[k], (rows[2 * k] if need_x else None)
         for p in range(k - 1, -1, -1):  # Horner in t = x - knot_s: values ...
             spline = torch.addcmul(rows[p], spline, t)
-        for p in range(2 * k - 1, k, -1):  # ... and derivatives
+        for p in range(2 * k - 1, k, -1) if need_x else ():  # ... and derivatives
             dspline = torch.addcmul(rows[p], dspline, t)
         phi = torch.addcmul(spline.transpose(0, 1), w_base, base.unsqueeze(1))  # (in, out, batch) view
         saved = ("poly", k, base_name, xt, base, phi, coef, w_sp, w_base, mask, q, cols, t, dspline)

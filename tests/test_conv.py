@@ -316,6 +316,14 @@ def test_wide_nnpack_path_matches_naive_and_float64_gradients(in_ch, out_ch, ks,
         assert (a.double() - b).abs().max().item() <= 1e-5 * scale, name
 
 
+@pytest.mark.parametrize(
+    ("layer", "shape"), [(KANConv2d(8, 4, 3, padding=1), (0, 8, 6, 6)), (KANConv1d(8, 4, 3), (0, 8, 6))]
+)
+def test_wide_path_empty_batch(layer, shape) -> None:
+    out = layer(torch.rand(shape))
+    assert out.shape == (0, 4, *layer.output_shape(shape[2:]))
+
+
 def test_wide_path_gradcheck_float64() -> None:
     """The in-place (conv3d) layout of wide inputs, with exact gradients (float64 takes oneDNN throughout)."""
     layer = KANConv2d(4, 2, 2, padding=1, grid=4, k=3).double()  # 4 * (1 + 4 + 3) = 32 fused channels

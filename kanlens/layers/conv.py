@@ -218,7 +218,7 @@ def _channel_major_conv(
     first, where oneDNN's ordinary convolution is 2-3x faster than the depth trick (measured on one AVX2 core).
     """
     n = feats.ndim - 2
-    if feats.shape[0] >= _WIDE:
+    if feats.shape[0] >= _WIDE and feats.shape[1] > 0:  # (conv3d refuses an empty depth axis)
         conv = F.conv3d if n == 2 else F.conv2d
         out = conv(feats.unsqueeze(0), weight.unsqueeze(2), bias, (1, *stride), 0, (1, *dilation), groups)
         return out[0].transpose(0, 1).contiguous()
@@ -515,6 +515,7 @@ class _KANConvNd(nn.Module):
             USE_NNPACK
             and self._n == 2
             and feats.shape[0] >= _WIDE  # narrow inputs: oneDNN's channels-last weight gradient is faster
+            and feats.shape[1] > 0
             and self.groups == 1
             and feats.device.type == "cpu"
             and feats.dtype == torch.float32

@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="kanlens: finer grids tried in order while they halve the test error; pykan: refine(20)")
     ap.add_argument("--lamb", type=float, default=0.01)
     ap.add_argument("--time-budget", type=float, default=120.0,
-                    help="seconds per formula after which kanlens stops searching alternatives")
+                    help="CPU seconds per run after which kanlens stops searching alternatives")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on small data)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)

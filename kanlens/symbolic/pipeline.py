@@ -359,7 +359,7 @@ class _Search:
         return exprs if self.wrap is None else [w(e) for w, e in zip(self.wrap, exprs)]
 
     def done(self) -> bool:
-        return self.best.exact or (self.deadline is not None and time.perf_counter() > self.deadline)
+        return self.best.exact or (self.deadline is not None and time.process_time() > self.deadline)
 
     def attempt(self, assign: dict, source: str, factor: float = 1.0) -> bool:
         """Refit the formula of ``assign``; keep it when its training loss is below ``factor`` times the best."""
@@ -513,7 +513,7 @@ def symbolic_regression(
         prune_kwargs: passed to ``model.prune`` (``node_th``, ``edge_th``).
         weight_simple, r2_threshold: passed to ``auto_symbolic``.
         alternatives: runner-up functions tried per edge when the first formula is not exact.
-        time_budget: seconds (counted from the start of each run's search, after training and
+        time_budget: CPU seconds (counted from the start of each run's search, after training and
             ``auto_symbolic``) after which the search for alternatives stops.
         var: input names (default ``x1..xn``).
         normalize_labels: train the KAN on standardised labels (the sparsity penalty is not scale-invariant);
@@ -647,7 +647,8 @@ def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluato
     timings[tag + "auto_symbolic"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    deadline = None if time_budget is None else t + time_budget
+    # CPU seconds, not wall seconds: on a loaded machine the search must do the same work, not less
+    deadline = None if time_budget is None else time.process_time() + time_budget
     search = _Search(model, auto, library, ev, var, deadline=deadline, wrap=wrap, tag=tag)
     search.simplest_variants()
     search.chains(samples, weight_simple)

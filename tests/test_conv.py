@@ -324,6 +324,20 @@ def test_wide_path_empty_batch(layer, shape) -> None:
     assert out.shape == (0, 4, *layer.output_shape(shape[2:]))
 
 
+def test_basis_expansion_in_batch_chunks_is_exact(monkeypatch) -> None:
+    layer = KANConv2d(3, 2, 3, padding=1, grid=4, k=3)
+    _randomise(layer, 9)
+    x = torch.randn(5, 3, 6, 7, generator=torch.Generator().manual_seed(9))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out_a = layer(xa)
+    out_a.sin().sum().backward()
+    monkeypatch.setattr(conv_mod, "_CHUNK", 2000)  # one image (3 x 7 bases x 8 x 9 pixels) per chunk
+    out_b = layer(xb)
+    out_b.sin().sum().backward()
+    torch.testing.assert_close(out_a, out_b, atol=0, rtol=0)
+    torch.testing.assert_close(xa.grad, xb.grad, atol=0, rtol=0)
+
+
 def test_wide_path_gradcheck_float64() -> None:
     """The in-place (conv3d) layout of wide inputs, with exact gradients (float64 takes oneDNN throughout)."""
     layer = KANConv2d(4, 2, 2, padding=1, grid=4, k=3).double()  # 4 * (1 + 4 + 3) = 32 fused channels

@@ -58,7 +58,7 @@ def test_log_target_recovers_a_product_a_one_layer_kan_cannot_sum():
 
 def test_target_transforms_are_checked():
     ds = create_dataset(lambda x: x[:, [0]], n_var=1, train_num=20, test_num=20)
-    with pytest.raises(ValueError, match="unknown target transform.*'sqrt'"):
+    with pytest.raises(ValueError, match=r"unknown target transform.*'sqrt'"):
         symbolic_regression(ds, [1, 1], target_transforms=("identity", "sqrt"))
     with pytest.raises(ValueError, match="at least one"):
         symbolic_regression(ds, [1, 1], target_transforms=())

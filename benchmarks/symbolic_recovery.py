@@ -383,8 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--refine-grid", type=int, nargs="*", default=[10, 20, 50],
                     help="kanlens: finer grids tried in order while they halve the test error; pykan: refine(20)")
     ap.add_argument("--lamb", type=float, default=0.01)
-    ap.add_argument("--time-budget", type=float, default=120.0,
-                    help="CPU seconds per run after which kanlens stops searching alternatives")
+    ap.add_argument("--time-budget", type=float, default=60.0,
+                    help="CPU seconds per formula for kanlens (training always completes; then the search stops)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on small data)")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args(argv)

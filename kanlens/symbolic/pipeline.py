@@ -438,11 +438,13 @@ def _derived_views(exprs: list[sympy.Expr], variables, x: np.ndarray) -> list[tu
     return out
 
 
-def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], tag: str = "") -> None:
+def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], tag: str = "",
+                deadline: float | None = None) -> None:
     """Refit and snap the best formula in several equivalent views (raw, expanded, Taylor regimes removed).
 
     Views are derived from the formula before and after its own snapping refit (a joint refit can move functions
-    into their Taylor regime, e.g. ``cos(0.02*x1 + 0.02*x2)``).
+    into their Taylor regime, e.g. ``cos(0.02*x1 + 0.02*x2)``). The raw view is always snapped; further views
+    only until ``deadline`` (``time.process_time()``).
     """
     # huge formulas, or ones far from the data (NRMSE > 1%, snapping cannot make them exact): only the raw view,
     # briefly snapped
@@ -459,6 +461,9 @@ def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], 
                 views.append((name, exprs))
     log.info("views: %s", [v[0].strip() for v in views])
     for name, exprs in views:
+        if deadline is not None and time.process_time() > deadline:
+            log.info("time budget spent: %d view(s) not snapped", len(views))
+            break
         ev.refit(exprs, tag + name.strip())
         _tidy_candidate(ev.refit(exprs, f"{tag}{name}snapped", snap=True), ev)
 
@@ -513,8 +518,10 @@ def symbolic_regression(
         prune_kwargs: passed to ``model.prune`` (``node_th``, ``edge_th``).
         weight_simple, r2_threshold: passed to ``auto_symbolic``.
         alternatives: runner-up functions tried per edge when the first formula is not exact.
-        time_budget: CPU seconds (counted from the start of each run's search, after training and
-            ``auto_symbolic``) after which the search for alternatives stops.
+        time_budget: CPU seconds for the whole call (``time.process_time``, so a loaded machine gets the same
+            result). Training stages always complete; once the budget is spent the search for alternatives stops
+            (after a short minimum slice), only the raw formula is snapped and no further target transform is
+            tried. ``None``: no limit.
         var: input names (default ``x1..xn``).
         normalize_labels: train the KAN on standardised labels (the sparsity penalty is not scale-invariant);
             the scaling is folded into the output nodes afterwards, so the returned model predicts ``y``.
@@ -555,9 +562,13 @@ def symbolic_regression(
     floor = sform.noise_floor(_np(dataset["train_label"]), dataset["train_label"].dtype)
     ev = _Evaluator(dataset, variables, floor)
     runs: dict[str, tuple] = {}
+    cpu_deadline = None if time_budget is None else time.process_time() + time_budget
     for n_run, (name, forward, wrap) in enumerate(transforms):
         if n_run and any(c.exact for c in ev.seen):
             break  # an exact formula is found: no need to model a transformed target
+        if n_run and cpu_deadline is not None and time.process_time() > cpu_deadline:
+            log.info("time budget spent: target transform %r not tried", name)
+            break
         run_model = model if n_run == 0 else copy.deepcopy(initial)
         tag = "" if name == "identity" else f"{name}: "
         t = time.perf_counter()
@@ -566,7 +577,7 @@ def symbolic_regression(
                                           prune_rounds=prune_rounds, prune_kwargs=prune_kwargs or {},
                                           fit_kwargs=fit_kwargs or {}, normalize_labels=normalize_labels,
                                           weight_simple=weight_simple, r2_threshold=r2_threshold,
-                                          alternatives=alternatives, time_budget=time_budget, timings=timings)
+                                          alternatives=alternatives, deadline=cpu_deadline, timings=timings)
         timings[f"run {name}"] = time.perf_counter() - t
         runs[tag] = (name, run_model, auto)
     front, chosen = _choose(ev.seen)
@@ -579,6 +590,7 @@ def symbolic_regression(
 
 
 _TRANSFORMS = ("identity", "log")
+_MIN_SEARCH_SECONDS = 10.0
 
 
 def _resolve_transforms(names: Sequence[str] | None, dataset: dict) -> list[tuple[str, object, list | None]]:
@@ -621,7 +633,7 @@ def _resolve_transforms(names: Sequence[str] | None, dataset: dict) -> list[tupl
 def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluator, library, *, var, steps,
                     lamb: float, grids, prune: bool, prune_rounds: int, prune_kwargs: dict, fit_kwargs: dict,
                     normalize_labels: bool, weight_simple: float, r2_threshold: float, alternatives: int,
-                    time_budget: float | None, timings: dict):
+                    deadline: float | None, timings: dict):
     """Train the KAN on (transformed) labels, auto_symbolic, search alternatives, snap; candidates go to ``ev``."""
     labels = {key: dataset[key] if forward is None else forward(dataset[key]) for key in ("train_label", "test_label")}
     ds_model = {key: v.to(model.device, model.dtype) for key, v in dataset.items() if isinstance(v, torch.Tensor)}
@@ -647,15 +659,17 @@ def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluato
     timings[tag + "auto_symbolic"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    # CPU seconds, not wall seconds: on a loaded machine the search must do the same work, not less
-    deadline = None if time_budget is None else time.process_time() + time_budget
+    # CPU seconds, not wall seconds: on a loaded machine the search must do the same work, not less. Training
+    # always completes; the search then gets at least a short slice even when the budget is spent.
+    if deadline is not None:
+        deadline = max(deadline, time.process_time() + _MIN_SEARCH_SECONDS)
     search = _Search(model, auto, library, ev, var, deadline=deadline, wrap=wrap, tag=tag)
     search.simplest_variants()
     search.chains(samples, weight_simple)
     search.swaps(alternatives)
     timings[tag + "alternatives"] = time.perf_counter() - t
     t = time.perf_counter()
-    _snap_views(search.best, ev, ev.variables, tag)
+    _snap_views(search.best, ev, ev.variables, tag, deadline)
     timings[tag + "snap"] = time.perf_counter() - t
     return model, auto
 

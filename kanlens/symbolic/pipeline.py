@@ -257,8 +257,7 @@ def _prune_harder(model, dataset: dict, err: float, y_std: float, steps: int, pr
 
 def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_grid: Sequence[int],
            prune: bool, prune_rounds: int, prune_kwargs: dict, timings: dict, fit_kwargs: dict):
-    """Sparse fit and prune (repeated while the width keeps shrinking; a repeat that does not shrink it is undone),
-    then fit and refine grids.
+    """Sparse fit and prune (repeated while the width keeps shrinking), then fit and refine grids.
 
     Grids in ``refine_grid`` are tried in order; refinement stops (keeping the previous model) once a finer grid
     no longer improves the test error (or improves it less than 1.5x once the error is below 0.1% of std(y)),
@@ -266,9 +265,6 @@ def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_gr
     """
     t = time.perf_counter()
     for round_ in range(max(1, prune_rounds)):
-        # a later round works on a copy: when it does not shrink the width, its extra sparse fit only squeezed
-        # the (already pruned) network, which costs accuracy that the unregularised fits do not win back
-        previous = copy.deepcopy(model) if round_ > 0 else None
         model.fit(dataset, opt="LBFGS", steps=steps[0], lamb=lamb, progress=False, **fit_kwargs)
         if not (prune and hasattr(model, "prune")):
             break
@@ -281,8 +277,6 @@ def _train(model, dataset: dict, *, steps: Sequence[int], lamb: float, refine_gr
             break
         log.info("prune round %d: %s -> %s", round_, before, model.width)
         if model.width == before:
-            if previous is not None:
-                model = previous
             break
     timings["fit_sparse_prune"] = time.perf_counter() - t
     t = time.perf_counter()

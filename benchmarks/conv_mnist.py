@@ -31,26 +31,14 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from _markdown import write_section
+
 from kanlens.idx import load_mnist
 from kanlens.models import CNN, KANConvNet, count_parameters, evaluate, matched_cnn, train_classifier
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 # hidden_range (-3, 3): the batch-normalised inputs of stage 2 leave the default (-2, 2) grid ~10% of the time
 KAN_CONFIG = dict(channels=(6, 8), grid=(1, 3), k=(1, 3), activation=(False, True), hidden_range=(-3.0, 3.0))
-
-
-def write_section(path: str, name: str, text: str) -> None:
-    """Replace (or append) the block between ``<!-- name -->`` markers in a markdown file, atomically."""
-    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    old = Path(path).read_text() if os.path.exists(path) else ""
-    block = f"{begin}\n{text.rstrip()}\n{end}\n"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) + 1 :]
-    else:
-        new = old + ("\n" if old and not old.endswith("\n") else "") + block
-    tmp = f"{path}.tmp"
-    Path(tmp).write_text(new)
-    os.replace(tmp, path)
 
 
 def read_filters(model: KANConvNet, images: torch.Tensor, plots: str | None) -> str:

@@ -20,13 +20,14 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from _markdown import write_section
 
 from kanlens.layers.conv import KANConv2d
 from kanlens.layers.spline import KANLayer
@@ -209,20 +210,6 @@ def main(argv: list[str] | None = None) -> int:
         text = f"### KANConv2d speed\n\nCommand: `{cmd.strip()}`\n\n{env}\n\n{table}\n"
         write_section(args.out, f"conv_speed_{args.threads}t{'_xgrad' if args.input_grad else ''}", text)
     return 0
-
-
-def write_section(path: str, name: str, text: str) -> None:
-    """Replace (or append) the block between ``<!-- name -->`` markers in a markdown file, atomically."""
-    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
-    old = Path(path).read_text() if os.path.exists(path) else ""
-    block = f"{begin}\n{text.rstrip()}\n{end}\n"
-    if begin in old and end in old:
-        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) + 1 :]
-    else:
-        new = old + ("\n" if old and not old.endswith("\n") else "") + block
-    tmp = f"{path}.tmp"
-    Path(tmp).write_text(new)
-    os.replace(tmp, path)
 
 
 if __name__ == "__main__":

@@ -396,7 +396,8 @@ class _Search:
         for edge in sorted(self.choices, key=lambda e: -self.current[e].nmse):
             usable = [f for f in self.full[edge] if f.valid and not f.degenerate and f.complexity > 0]
             ranked = list(self.choices[edge][: alternatives + 1])
-            ranked += [f for f in _with_most_accurate(usable, 0, 2) if f.name not in {c.name for c in ranked}]
+            names = {c.name for c in ranked}
+            ranked += [f for f in _with_most_accurate(usable, 0, 2) if f.name not in names]
             for cand in ranked:
                 if self.done():
                     return
@@ -646,8 +647,10 @@ def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluato
     for key in ("train_label", "test_label"):
         ds_model[key] = ((labels[key].double() - y_mean) / y_scale).to(model.device, model.dtype)
 
+    stage_times: dict[str, float] = {}
     model = _train(model, ds_model, steps=steps, lamb=lamb, refine_grid=grids, prune=prune,
-                   prune_rounds=prune_rounds, prune_kwargs=prune_kwargs, timings=timings, fit_kwargs=fit_kwargs)
+                   prune_rounds=prune_rounds, prune_kwargs=prune_kwargs, timings=stage_times, fit_kwargs=fit_kwargs)
+    timings.update({tag + key: v for key, v in stage_times.items()})  # a later run must not overwrite these
     with torch.no_grad():  # fold the label standardisation into the output nodes: the model predicts y again
         model.node_scale[-1].mul_(y_scale.to(model.node_scale[-1]))
         model.node_bias[-1].mul_(y_scale.to(model.node_bias[-1])).add_(y_mean.to(model.node_bias[-1]))

@@ -86,3 +86,54 @@ def test_pipeline_recovers_kan_toy_exactly(dtype):
     res = symbolic_regression(ds, [2, 5, 1], dtype=dtype)
     assert res.exact
     assert res.formula == sympy.exp(x2**2 + sympy.sin(sympy.pi * x1))
+
+
+def test_too_strong_sparsity_is_retried_weaker(caplog):
+    """x1*x2 needs two hidden nodes; lamb=0.1 prunes [2,3,1] to [2,1,1] (error ~ std(y)); the retry with a third
+    and a tenth of the weight keeps [2,2,1] and fits."""
+    import logging
+
+    from kanlens import KAN
+    from kanlens.symbolic.pipeline import _train
+
+    torch.set_num_threads(1)
+    ds = create_dataset(lambda x: x[:, [0]] * x[:, [1]], n_var=2, train_num=300, test_num=300, dtype=torch.float64,
+                        seed=0)
+    scale = ds["train_label"].std()
+    ds = dict(ds, train_label=ds["train_label"] / scale, test_label=ds["test_label"] / scale)
+    model = KAN(width=[2, 3, 1], grid=5, k=3, seed=0, dtype=torch.float64)
+    with caplog.at_level(logging.INFO, logger="kanlens.symbolic.pipeline"):
+        model = _train(model, ds, steps=(20, 20, 20), lamb=0.1, refine_grid=(), prune=True, prune_rounds=3,
+                       prune_kwargs={}, timings={}, fit_kwargs={})
+    assert "prune round 0: [2, 3, 1] -> [2, 1, 1]" in caplog.text  # the first sparse fit loses a node
+    assert "sparse retry lamb 0.0333" in caplog.text
+    assert model.width == [2, 2, 1]
+    with torch.no_grad():
+        rmse = float(((model(ds["test_input"]) - ds["test_label"]) ** 2).mean().sqrt())
+    assert rmse < 2e-2
+
+
+def test_twin_swaps_change_edges_leaving_one_node_together():
+    """Two edges from x1 both fitted by tan (one role in cos(x2 - g) - cos(x2 + g)): the alternative that fits
+    both (arcsin) is tried on both at once; functions fitting only one of them are not."""
+    from kanlens.symbolic import fit as sfit
+    from kanlens.symbolic.pipeline import _Search
+
+    def fit(name, nmse):
+        return sfit.AffineFit(name, 1.0, 0.0, 1.0, 0.0, 1.0 - nmse, nmse, 2.0)
+
+    search = _Search.__new__(_Search)
+    search.current = {(0, 0, 0): fit("tan", 1e-4), (0, 0, 1): fit("tan", 2e-4), (0, 1, 0): fit("sin", 1e-9)}
+    search.full = {
+        (0, 0, 0): [fit("tan", 1e-4), fit("x^2", 0.5), fit("arcsin", 1e-6), fit("sin", 1e-3)],
+        (0, 0, 1): [fit("tan", 2e-4), fit("arcsin", 2e-6), fit("x^2", 0.4), fit("exp", 1e-5)],
+        (0, 1, 0): [fit("sin", 1e-9), fit("cos", 1e-9)],
+    }
+    tried = []
+    search.done = lambda: False
+    search.attempt = lambda assign, source, factor=1.0: tried.append((assign, source, factor)) and False
+    search.twin_swaps(alternatives=2)
+    assert [src for _, src, _ in tried] == ["twin swap (0, 0)->arcsin", "twin swap (0, 0)->x^2"]
+    first = tried[0][0]
+    assert first[(0, 0, 0)].name == first[(0, 0, 1)].name == "arcsin" and first[(0, 1, 0)].name == "sin"
+    assert first[(0, 0, 1)].nmse == 2e-6 and tried[0][2] == 0.5  # each edge keeps its own fit; loss must halve

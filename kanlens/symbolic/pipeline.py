@@ -508,6 +508,11 @@ def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], 
     _tidy_candidate(raw, ev)
     if large:
         return
+    # Snapping can leave like terms apart (``-0.0859*sqrt(2)*x1*sin(x2) + 1.1215*x1*sin(x2)``, together
+    # 1.0000000017*x1*sin(x2)): merged, they snap as one constant. Cheap, so it runs before the budgeted views.
+    merged = [_expand(_floatify(e)) for e in raw.exprs]
+    if all(m is not None for m in merged) and sum(map(sform.formula_complexity, merged)) < raw.complexity:
+        _tidy_candidate(ev.refit(merged, tag + "merged snapped", snap=True), ev)
     views: list[tuple[str, list[sympy.Expr]]] = []
     for source in (best.exprs, [_floatify(e) for e in raw.exprs]):
         for name, exprs in _derived_views(source, variables, ev.xtr):

@@ -130,41 +130,39 @@ def time_interleaved(
 
 
 def run_case(b: int, c: int, size: int, o: int, reps: int, input_grad: bool, naive_reps: int) -> list[tuple]:
+    """Table rows for one shape; ``naive_reps=0`` skips the naive loop (its rows and its correctness check)."""
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(b, c, size, size, generator=gen) * 2 - 1).requires_grad_(input_grad)
     conv = nn.Conv2d(c, o, 3, padding=1)
     kan = KANConv2d(c, o, 3, padding=1, grid=5, k=3)
-    with torch.no_grad():
-        ref = NaivePairLoopConv(c, o)
-        # same function as the fast layer, so the naive timing is of the same computation
-        for oo in range(o):
-            for cc in range(c):
-                pair = ref.pairs[oo * c + cc]
-                pair.coef.copy_(kan.coef[oo, cc].reshape(9, 1, -1).transpose(0, 1))
-                pair.scale_base.copy_(kan.scale_base[oo, cc].reshape(1, 9))
-                pair.scale_sp.copy_(kan.scale_sp[oo, cc].reshape(1, 9))
-        err = (ref(x) + kan.bias.view(1, -1, 1, 1) - kan(x)).abs().max().item()
+    models: dict[str, nn.Module] = {"nn.Conv2d+SiLU": conv, "KANConv2d": kan}
     fns = {"nn.Conv2d+SiLU": _step(conv, x, F.silu), "KANConv2d": _step(kan, x)}
     res = time_interleaved(fns, reps)
-    res["naive loop"] = time_interleaved({"naive": _step(ref, x)}, naive_reps, warmup=1)["naive"]
-    mem = {
-        "nn.Conv2d+SiLU": peak_memory_mb(fns["nn.Conv2d+SiLU"]),
-        "KANConv2d": peak_memory_mb(fns["KANConv2d"]),
-        "naive loop": peak_memory_mb(_step(ref, x)),
-    }
-    params = {
-        "nn.Conv2d+SiLU": sum(p.numel() for p in conv.parameters()),
-        "KANConv2d": sum(p.numel() for p in kan.parameters()),
-        "naive loop": sum(p.numel() for p in ref.parameters()),
-    }
+    err = None
+    if naive_reps > 0:
+        with torch.no_grad():
+            ref = NaivePairLoopConv(c, o)
+            # same function as the fast layer, so the naive timing is of the same computation
+            for oo in range(o):
+                for cc in range(c):
+                    pair = ref.pairs[oo * c + cc]
+                    pair.coef.copy_(kan.coef[oo, cc].reshape(9, 1, -1).transpose(0, 1))
+                    pair.scale_base.copy_(kan.scale_base[oo, cc].reshape(1, 9))
+                    pair.scale_sp.copy_(kan.scale_sp[oo, cc].reshape(1, 9))
+            err = (ref(x) + kan.bias.view(1, -1, 1, 1) - kan(x)).abs().max().item()
+        models["naive loop"] = ref
+        fns["naive loop"] = _step(ref, x)
+        res["naive loop"] = time_interleaved({"naive": fns["naive loop"]}, naive_reps, warmup=1)["naive"]
     base = res["nn.Conv2d+SiLU"]
     shape = f"{b}x{c}x{size}x{size} -> {o}"
     rows = []
-    for name in ("nn.Conv2d+SiLU", "KANConv2d", "naive loop"):
+    for name, model in models.items():
         r = res[name]
         ratios = (r["cpu_med"] / base["cpu_med"], r["cpu_min"] / base["cpu_min"], r["wall_med"] / base["wall_med"])
-        rows.append((shape, name, r, ratios, mem[name], params[name]))
-    rows.append((shape, f"(max abs naive - fast: {err:.1e})", None, None, None, None))
+        params = sum(p.numel() for p in model.parameters())
+        rows.append((shape, name, r, ratios, peak_memory_mb(fns[name]), params))
+    if err is not None:
+        rows.append((shape, f"(max abs naive - fast: {err:.1e})", None, None, None, None))
     return rows
 
 
@@ -190,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reps", type=int, default=30)
-    parser.add_argument("--naive-reps", type=int, default=3)
+    parser.add_argument("--naive-reps", type=int, default=3, help="0 skips the naive loop")
     parser.add_argument("--input-grad", action="store_true", help="also back-propagate to the input")
     parser.add_argument("--out", default=None, help="write a markdown report to this path")
     args = parser.parse_args(argv)

@@ -351,6 +351,83 @@ def test_wide_path_gradcheck_float64() -> None:
     )
 
 
+def _inside(x: torch.Tensor, layer) -> torch.Tensor:
+    """Map values into ``[lo, hi]``, the range inside every channel's grid (endpoints included)."""
+    lo, hi = layer.grid[:, layer.k].max().item(), layer.grid[:, -layer.k - 1].min().item()
+    return (lo + (hi - lo) * x).clamp(lo, hi)
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_inside_grid_path_matches_naive_and_float64_gradients(seed: int) -> None:
+    """Inputs inside the grid: the last basis is folded into the other weights and the bias (partition of unity)."""
+    rng = random.Random(500 + seed)
+    n = 2 if seed < 12 else 1
+    kwargs, spatial = _random_config(rng, n)
+    if seed % 4 == 0:
+        kwargs["padding_mode"] = "zeros"  # padded zeros are evaluated too: keep 0 inside the grid
+        kwargs["grid_range"] = (-1.5, 0.5 + seed / 16)
+    layer = (KANConv2d if n == 2 else KANConv1d)(**kwargs)
+    _randomise(layer, seed)
+    gen = torch.Generator().manual_seed(seed)
+    x = _inside(torch.rand(2, kwargs["in_channels"], *spatial, generator=gen), layer)
+    x.view(-1)[:2] = torch.tensor([layer.grid[:, layer.k].max(), layer.grid[:, -layer.k - 1].min()])  # both ends
+    assert layer._inside_grid(layer.pad_input(x)) and not layer._inside_grid(layer.pad_input(x + 10))
+    torch.testing.assert_close(layer(x), naive_conv(layer, x), atol=1e-5, rtol=1e-5)
+    # float64 gradients: folded == unfolded to rounding; both == naive up to the float32 knots' deviation from a
+    # uniform grid (the closed-form bases assume uniform spacing)
+    ref_layer = copy.deepcopy(layer).double()
+    full_layer = copy.deepcopy(ref_layer)
+    full_layer._inside_grid = lambda xp: False
+    g = torch.randn(naive_conv(ref_layer, x.double()).shape, generator=gen, dtype=torch.float64)
+    grads = []
+    for lay, fn in ((ref_layer, ref_layer), (full_layer, full_layer), (ref_layer, lambda v: naive_conv(ref_layer, v))):
+        xd = x.double().requires_grad_()
+        grads.append(torch.autograd.grad(fn(xd), [xd, *lay.parameters()], g))
+    names = ["x"] + [nm for nm, _ in ref_layer.named_parameters()]
+    for name, a, b, c in zip(names, *grads):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10, msg=name)
+        if name == "x":  # the two ends sit exactly on knots, where linear splines have a kink
+            a, c = a.flatten()[2:], c.flatten()[2:]
+        assert (a - c).abs().max().item() <= 1e-5 * c.abs().max().item(), name
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_inside_grid_path_gradcheck(bias: bool) -> None:
+    """Gradcheck of every parameter through the folded weights (without a bias the folded part becomes one)."""
+    layer = KANConv2d(3, 2, 2, padding=1, grid=3, k=3, bias=bias).double()
+    _randomise(layer, 21)
+    x = _inside(torch.rand(2, 3, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)), layer)
+    assert layer._inside_grid(layer.pad_input(x))
+    names = [nm for nm, _ in layer.named_parameters()]
+
+    def f(x_, *ps):
+        return torch.func.functional_call(layer, dict(zip(names, ps)), (x_,))
+
+    inputs = (x.requires_grad_(), *[p.detach().clone().requires_grad_() for p in layer.parameters()])
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6)
+
+
+def test_inside_grid_nnpack_path_matches_naive_and_float64_gradients() -> None:
+    """The benchmark's 8 -> 16 layer with inputs inside the grid: 64 fused channels (not 72) on the NNPACK path."""
+    layer = KANConv2d(8, 16, 3, padding=1, grid=5, k=3)
+    _randomise(layer, 8)
+    x = torch.rand(4, 8, 9, 10, generator=torch.Generator().manual_seed(8)) * 2 - 1
+    xp = layer.pad_input(x)
+    assert layer._inside_grid(xp) and layer._use_nnpack(layer._features(xp, drop_last=True))
+    assert layer._features(xp, drop_last=True).shape[0] == 8 * 8
+    xa = x.clone().requires_grad_()
+    out = layer(xa)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, naive_conv(layer, x), atol=1e-5, rtol=1e-5)
+    g = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
+    grads = torch.autograd.grad(out, [xa, *layer.parameters()], g)
+    ref_layer = copy.deepcopy(layer).double()
+    xd = x.double().requires_grad_()
+    ref = torch.autograd.grad(naive_conv(ref_layer, xd), [xd, *ref_layer.parameters()], g.double())
+    for name, a, b in zip(["x"] + [n for n, _ in layer.named_parameters()], grads, ref):
+        assert (a.double() - b).abs().max().item() <= 1e-5 * b.abs().max().item(), name
+
+
 def test_nnpack_switch_gives_the_same_gradients() -> None:
     layer = KANConv2d(8, 16, 3, padding=1)
     x = torch.rand(16, 8, 14, 14, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -529,3 +606,21 @@ def test_matches_nn_conv2d_when_functions_are_linear() -> None:
     x = torch.randn(2, 3, 9, 9)
     torch.testing.assert_close(layer(x), ref(x), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(layer(x), F.conv2d(x, ref.weight, ref.bias, 2, 1), atol=1e-5, rtol=1e-5)
+
+
+def test_speed_benchmark_skips_the_naive_loop_with_zero_reps(monkeypatch) -> None:
+    """``benchmarks/conv_speed.py --naive-reps 0`` used to crash (median of no timings); now it leaves the rows out."""
+    import importlib.util
+    from pathlib import Path
+
+    bench_dir = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench_dir))
+    spec = importlib.util.spec_from_file_location("conv_speed", bench_dir / "conv_speed.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.run_case(2, 2, 6, 3, reps=1, input_grad=False, naive_reps=0)
+    assert [r[1] for r in rows] == ["nn.Conv2d+SiLU", "KANConv2d"]
+    assert "naive" not in mod.format_table(rows)
+    rows = mod.run_case(2, 2, 6, 3, reps=1, input_grad=True, naive_reps=1)
+    assert [r[1] for r in rows][:3] == ["nn.Conv2d+SiLU", "KANConv2d", "naive loop"]
+    assert float(rows[-1][1].split(": ")[1].rstrip(")")) < 1e-5

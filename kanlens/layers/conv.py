@@ -454,12 +454,34 @@ class _KANConvNd(nn.Module):
     # ------------------------------------------------------------------ basis
     def _uniform_spacing(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(t_0, h)`` per channel when every channel's grid is uniform, else ``None``."""
+        return self._grid_info()[0]
+
+    def _grid_info(self) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, float, float]:
+        """``(spacing, lo, hi)``: :meth:`_uniform_spacing`'s result and the range ``[lo, hi]`` inside every channel's
+        grid (``lo`` = largest first inner knot, ``hi`` = smallest last one).
+
+        Cached until the grid buffer changes (a new tensor, or an in-place change: ``update_grid``,
+        ``load_state_dict``): the uniformity test costs ~10 small ops and a sync per forward otherwise.
+        """
         g = self.grid
-        d = g[:, 1:] - g[:, :-1]
-        h = d[:, :1]
-        if bool(((d - h).abs() <= 1e-4 * h.abs()).all()):
-            return g[:, 0], (g[:, -1] - g[:, 0]) / (g.shape[1] - 1)
-        return None
+        try:
+            key = (g.data_ptr(), g._version, g.dtype, g.device, tuple(g.shape))
+        except RuntimeError:  # inference tensors have no version counter
+            key = None
+        cached = self.__dict__.get("_grid_cache")
+        if key is not None and cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad():
+            d = g[:, 1:] - g[:, :-1]
+            h = d[:, :1]
+            spacing = None
+            if bool(((d - h).abs() <= 1e-4 * h.abs()).all()):
+                spacing = g[:, 0].clone(), (g[:, -1] - g[:, 0]) / (g.shape[1] - 1)
+            lo, hi = g[:, self.k].max().item(), g[:, -self.k - 1].min().item()
+        info = (spacing, lo, hi)
+        if key is not None:
+            self.__dict__["_grid_cache"] = (key, info)
+        return info
 
     def basis(self, x: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
         """B-spline bases of ``x`` on each channel's grid, inserted as a new axis right after ``channel_dim``.
@@ -484,11 +506,34 @@ class _KANConvNd(nn.Module):
 
         Channel ``c * (1 + G + k)`` of the feature map is ``b(x_c)``, the next ``G + k`` are ``x_c``'s bases.
         """
+        return self._fused_weight(False)[0]
+
+    def _fused_weight(self, drop_last: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(weight, bias)`` of the fused convolution; with ``drop_last``, for features without the last basis.
+
+        Inside the grid the bases sum to one, ``B_last = 1 - sum_{j < last} B_j``, so
+        ``sum_j w_j B_j = sum_{j < last} (w_j - w_last) B_j + w_last``: the last basis channel of every input
+        channel is folded into the other weights and into the bias (every output sums ``w_last`` over its whole
+        window, padded pixels included). ``weight``: ``(out, in_g * (1 + G + k - drop_last), *K)``.
+        """
         base = (self.scale_base * self.mask).unsqueeze(-1)
-        sp = self.coef * (self.scale_sp * self.mask).unsqueeze(-1)
-        w = torch.cat([base, sp], dim=-1)  # (out, in_g, *K, nb1)
-        w = w.movedim(-1, 2)  # (out, in_g, nb1, *K)
-        return w.reshape(self.out_channels, -1, *self.kernel_size)
+        sp = self.coef * (self.scale_sp * self.mask).unsqueeze(-1)  # (out, in_g, *K, nb)
+        bias = self.bias
+        if drop_last:
+            last = sp[..., -1:]
+            sp = sp[..., :-1] - last
+            folded = last.flatten(1).sum(1)
+            bias = folded if bias is None else bias + folded
+        w = torch.cat([base, sp], dim=-1).movedim(-1, 2)  # (out, in_g, nb1, *K)
+        return w.reshape(self.out_channels, -1, *self.kernel_size), bias
+
+    def _inside_grid(self, xp: torch.Tensor) -> bool:
+        """Every (padded) input value lies inside every channel's grid range, where the bases sum to one."""
+        if xp.numel() == 0:
+            return False
+        _, lo, hi = self._grid_info()
+        mn, mx = torch.aminmax(xp)
+        return bool(mn >= lo) and bool(mx <= hi)
 
     def features(self, xp: torch.Tensor) -> torch.Tensor:
         """Per-pixel expansion ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` of a padded input, channel-major.
@@ -499,15 +544,21 @@ class _KANConvNd(nn.Module):
         Shapes:
             xp: ``(batch, C, *spatial)`` -> ``(C * (1 + G + k), batch, *spatial)``.
         """
+        return self._features(xp)
+
+    def _features(self, xp: torch.Tensor, drop_last: bool = False) -> torch.Tensor:
+        """:meth:`features`; with ``drop_last`` (uniform grids only) without each channel's last basis."""
         spacing = self._uniform_spacing()
         if spacing is not None and self.k >= 1:
-            feats = _UniformFeatures.apply(xp, *spacing, self.num_basis, self.k, self.base_fun_name)
+            nb = self.num_basis - int(drop_last)
+            feats = _UniformFeatures.apply(xp, *spacing, nb, self.k, self.base_fun_name)
         else:
+            assert not drop_last
             bases = self.basis(xp, channel_dim=1)  # (B, C, nb, *S)
             feats = torch.cat([self.base_fun(xp).unsqueeze(2), bases], dim=2).movedim(0, 2).contiguous()
         return feats.flatten(0, 1)
 
-    def _conv(self, feats: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def _conv(self, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         """The fused convolution of channel-major features (see :meth:`features`) -> ``(batch, out, *out_spatial)``."""
         tail = (1,) * self._n
         if self.groups == self.in_channels == self.out_channels and all(
@@ -517,10 +568,10 @@ class _KANConvNd(nn.Module):
             # is ~4x faster than a grouped convolution with 1 + G + k channels per group
             per = feats.view(self.in_channels, -1, *feats.shape[1:])  # (C, nb1, B, *S)
             out = (per * weight.view(self.in_channels, -1, 1, *tail)).sum(1).transpose(0, 1)
-            return out.contiguous() if self.bias is None else out + self.bias.view(1, -1, *tail)
+            return out.contiguous() if bias is None else out + bias.view(1, -1, *tail)
         if self._use_nnpack(feats):
-            return _ConvNNPackWeightGrad.apply(feats, weight, self.bias)
-        return _channel_major_conv(feats, weight, self.bias, self.stride, self.dilation, self.groups)
+            return _ConvNNPackWeightGrad.apply(feats, weight, bias)
+        return _channel_major_conv(feats, weight, bias, self.stride, self.dilation, self.groups)
 
     def _use_nnpack(self, feats: torch.Tensor) -> bool:
         return (
@@ -550,7 +601,10 @@ class _KANConvNd(nn.Module):
             if self.bias is not None:
                 out = out + self.bias.view(1, -1, *([1] * self._n))
             return out
-        return self._conv(self.features(self.pad_input(x)), self.conv_weight())
+        xp = self.pad_input(x)
+        drop = self._uniform_spacing() is not None and self.k >= 1 and self._inside_grid(xp)
+        weight, bias = self._fused_weight(drop)
+        return self._conv(self._features(xp, drop), weight, bias)
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """Input values seen by each kernel offset at each output position (after padding).

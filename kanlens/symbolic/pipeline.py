@@ -260,12 +260,15 @@ def _sparse_rounds(model, dataset: dict, *, steps: Sequence[int], lamb: float, p
     """Sparse fit and prune (repeated while the width keeps shrinking), then a plain fit; returns the model, its
     test RMSE and whether pruning removed anything."""
     shrunk = False
-    edges = _n_edges(model)
+    edges0 = _n_edges(model)
     for round_ in range(max(1, prune_rounds)):
+        # a later round works on a copy: when it prunes nothing, its extra sparse fit only squeezed the already
+        # pruned network (toy exp(sin(pi*x1) + x2**2): [2, 1, 1] at 3e-2 of std(y) instead of 3e-3), so it is undone
+        previous = copy.deepcopy(model) if round_ > 0 else None
         model.fit(dataset, opt="LBFGS", steps=steps[0], lamb=lamb, progress=False, **fit_kwargs)
         if not (prune and hasattr(model, "prune")):
             break
-        before = model.width
+        before, edges = model.width, _n_edges(model)
         try:
             model(dataset["train_input"])
             model = model.prune(**prune_kwargs)
@@ -273,7 +276,10 @@ def _sparse_rounds(model, dataset: dict, *, steps: Sequence[int], lamb: float, p
             log.warning("prune failed (%s); continuing with the unpruned model", e)
             break
         log.info("prune round %d: %s -> %s", round_, before, model.width)
-        shrunk = shrunk or model.width != before or _n_edges(model) != edges
+        if previous is not None and model.width == before and _n_edges(model) == edges:
+            model = previous
+            break
+        shrunk = shrunk or model.width != before or _n_edges(model) != edges0
         if model.width == before:
             break
     model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False, **fit_kwargs)

@@ -1,9 +1,12 @@
 """One call from data to formula: fit (sparse) -> prune -> refine -> fit -> auto_symbolic -> refit -> snap -> pick.
 
 :func:`symbolic_regression` is a plain function over the public API (used by the demo, the CLI and the benchmark).
-After ``auto_symbolic`` it works on *formulas*: every candidate formula gets all its constants refitted jointly on
-the training data; if that is not already exact to float precision, edges are tried with their runner-up functions
-one at a time (kept when the refitted loss drops). Constants are snapped to simple values when the loss does not get
+Training guards the structure: a sparse round that prunes nothing is undone (its extra sparsity only squeezes the
+pruned KAN), and when the pruned KAN stays further than 1% of std(y) from the data the sparse stage is rerun with a
+weaker sparsity weight. After ``auto_symbolic`` it works on *formulas*: every candidate formula gets all its
+constants refitted jointly on the training data; if that is not already exact to float precision, edges are tried
+with their runner-up functions (one at a time, and edges leaving one node with the same function together; kept
+when the refitted loss drops). Constants are snapped to simple values when the loss does not get
 worse. All candidates go into a small Pareto table (complexity vs test error); the chosen one is the simplest
 exact candidate if any, else PySR's "best" rule (largest drop in log-loss per unit of complexity among candidates
 within 1.5x of the lowest loss).

@@ -137,3 +137,19 @@ def test_twin_swaps_change_edges_leaving_one_node_together():
     first = tried[0][0]
     assert first[(0, 0, 0)].name == first[(0, 0, 1)].name == "arcsin" and first[(0, 1, 0)].name == "sin"
     assert first[(0, 0, 1)].nmse == 2e-6 and tried[0][2] == 0.5  # each edge keeps its own fit; loss must halve
+
+
+def test_snapping_merges_like_terms_left_apart():
+    """A snapped formula with two like terms (together 1.0000000017*x1*sin(x2)) is merged and snapped again."""
+    from kanlens.symbolic import formula as sform
+    from kanlens.symbolic.pipeline import _Evaluator, _snap
+
+    ds = create_dataset(lambda x: 1 + x[:, [0]] * torch.sin(x[:, [1]]), n_var=2, ranges=[[-1, 1], [0, 6.28]],
+                        train_num=200, test_num=200, dtype=torch.float64, seed=0)
+    floor = sform.noise_floor(ds["train_label"].numpy(), torch.float64)
+    ev = _Evaluator(ds, [x1, x2], floor)
+    ugly = sympy.sympify("-0.085945304875912171*sqrt(2)*x1*sin(x2) + 1.1215450174578349*x1*sin(x2) + 1")
+    _snap(ev, [ugly], "")
+    merged = [c for c in ev.seen if c.source == "merged snapped"]
+    assert len(merged) == 1 and merged[0].exact
+    assert merged[0].expr == x1 * sympy.sin(x2) + 1

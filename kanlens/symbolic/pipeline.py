@@ -513,15 +513,9 @@ def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], 
     # briefly snapped
     large = best.complexity > 200 or not best.test_nmse <= 1e-4
     ev.snap_seconds = 5.0 if large else 20.0
-    raw = ev.refit(best.exprs, tag + "snapped", snap=True)
-    _tidy_candidate(raw, ev)
+    raw = _snap(ev, best.exprs, tag, merge=not large)
     if large:
         return
-    # Snapping can leave like terms apart (``-0.0859*sqrt(2)*x1*sin(x2) + 1.1215*x1*sin(x2)``, together
-    # 1.0000000017*x1*sin(x2)): merged, they snap as one constant. Cheap, so it runs before the budgeted views.
-    merged = [_expand(_floatify(e)) for e in raw.exprs]
-    if all(m is not None for m in merged) and sum(map(sform.formula_complexity, merged)) < raw.complexity:
-        _tidy_candidate(ev.refit(merged, tag + "merged snapped", snap=True), ev)
     views: list[tuple[str, list[sympy.Expr]]] = []
     for source in (best.exprs, [_floatify(e) for e in raw.exprs]):
         for name, exprs in _derived_views(source, variables, ev.xtr):
@@ -533,7 +527,22 @@ def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], 
             log.info("time budget spent: %d view(s) not snapped", len(views))
             break
         ev.refit(exprs, tag + name.strip())
-        _tidy_candidate(ev.refit(exprs, f"{tag}{name}snapped", snap=True), ev)
+        _snap(ev, exprs, tag + name)
+
+
+def _snap(ev: _Evaluator, exprs: list[sympy.Expr], tag: str, merge: bool = True) -> Candidate:
+    """Refit with snapping, tidy; then merge like terms and snap again when that is simpler.
+
+    Snapping can leave like terms apart (``-0.0859*sqrt(2)*x1*sin(x2) + 1.1215*x1*sin(x2)``, together
+    ``1.0000000017*x1*sin(x2)``): merged (expanded with float constants) they snap as one constant.
+    """
+    cand = ev.refit(exprs, tag + "snapped", snap=True)
+    _tidy_candidate(cand, ev)
+    if merge:
+        merged = [_expand(_floatify(e)) for e in cand.exprs]
+        if all(m is not None for m in merged) and sum(map(sform.formula_complexity, merged)) < cand.complexity:
+            _tidy_candidate(ev.refit(merged, tag + "merged snapped", snap=True), ev)
+    return cand
 
 
 def _tidy_candidate(cand: Candidate, ev: _Evaluator) -> None:

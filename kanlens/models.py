@@ -73,7 +73,13 @@ class _Skeleton(nn.Module):
     """Shared ``[norm -> conv -> activation -> max-pool 2] x n -> flatten -> head`` stack."""
 
     def __init__(
-        self, convs: list[nn.Module], norms: list[nn.Module], acts: list[nn.Module], flat: int, head: nn.Module
+        self,
+        convs: list[nn.Module],
+        norms: list[nn.Module],
+        acts: list[nn.Module],
+        flat: int,
+        head: nn.Module,
+        act_after_pool: bool = False,
     ) -> None:
         super().__init__()
         self.convs = nn.ModuleList(convs)
@@ -81,11 +87,15 @@ class _Skeleton(nn.Module):
         self.acts = nn.ModuleList(acts)
         self.head = head
         self.flat_features = flat
+        self.act_after_pool = bool(act_after_pool)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Shapes: ``(batch, in_channels, H, W) -> (batch, num_classes)`` logits."""
         for norm, conv, act in zip(self.norms, self.convs, self.acts):
-            x = F.max_pool2d(act(conv(norm(x))), 2)
+            if self.act_after_pool:
+                x = act(F.max_pool2d(conv(norm(x)), 2))
+            else:
+                x = F.max_pool2d(act(conv(norm(x))), 2)
         return self.head(x.flatten(1))
 
 
@@ -103,6 +113,12 @@ class KANConvNet(_Skeleton):
         activation: after a KAN-conv stage (one flag, or one per stage), a learned per-channel activation (batch
             norm, then a depthwise 1x1 KAN convolution: one spline per channel, ``G + k + 2`` parameters each)
             before the pooling.
+        activation_grid, activation_k: grid and order of those 1x1 activations (default: the stage's).
+        activation_after_pool: apply the learned activations after the max-pooling instead of before (a
+            non-monotone activation does not commute with the pooling; 4x fewer pixels to evaluate).
+        groups: of every KAN-conv stage (one value, or one per stage; as ``nn.Conv2d``'s ``groups``).
+        affine_norm: learned scale and shift in the batch norms before later stages and activations (where the
+            inputs fall on the spline grid is then learned; for a linear convolution it is a reparametrisation).
         seed: seed of the local generator used for all initialisations.
 
     Shapes:
@@ -124,6 +140,11 @@ class KANConvNet(_Skeleton):
         hidden_range: tuple[float, float] = (-2.0, 2.0),
         head: str = "linear",
         activation: bool | Sequence[bool] = False,
+        activation_grid: int | Sequence[int] | None = None,
+        activation_k: int | Sequence[int] | None = None,
+        activation_after_pool: bool = False,
+        groups: int | Sequence[int] = 1,
+        affine_norm: bool = False,
         seed: int = 0,
     ) -> None:
         check_choice("head", head, ("linear", "kan"))
@@ -131,6 +152,9 @@ class KANConvNet(_Skeleton):
             raise ValueError("channels must list at least one stage")
         n = len(channels)
         grids, ks, use_act = _per_stage("grid", grid, n), _per_stage("k", k, n), _per_stage("activation", activation, n)
+        act_grids = grids if activation_grid is None else _per_stage("activation_grid", activation_grid, n)
+        act_ks = ks if activation_k is None else _per_stage("activation_k", activation_k, n)
+        stage_groups = _per_stage("groups", groups, n)
         gen = torch.Generator().manual_seed(seed)
         convs: list[nn.Module] = []
         norms: list[nn.Module] = []
@@ -140,12 +164,17 @@ class KANConvNet(_Skeleton):
             rng = input_range if i == 0 else hidden_range
             g, kk = grids[i], ks[i]
             convs.append(
-                KANConv2d(prev, ch, kernel_size, padding=padding, grid=g, k=kk, grid_range=rng, generator=gen)
+                KANConv2d(
+                    prev, ch, kernel_size, padding=padding, groups=stage_groups[i], grid=g, k=kk, grid_range=rng,
+                    generator=gen,
+                )
             )
-            norms.append(nn.Identity() if i == 0 else nn.BatchNorm2d(prev, affine=False))
+            norms.append(nn.Identity() if i == 0 else nn.BatchNorm2d(prev, affine=affine_norm))
             if use_act[i]:
-                act = KANConv2d(ch, ch, 1, groups=ch, grid=g, k=kk, grid_range=hidden_range, generator=gen)
-                acts.append(nn.Sequential(nn.BatchNorm2d(ch, affine=False), act))
+                act = KANConv2d(
+                    ch, ch, 1, groups=ch, grid=act_grids[i], k=act_ks[i], grid_range=hidden_range, generator=gen
+                )
+                acts.append(nn.Sequential(nn.BatchNorm2d(ch, affine=affine_norm), act))
             else:
                 acts.append(nn.Identity())
             prev = ch
@@ -157,11 +186,13 @@ class KANConvNet(_Skeleton):
         else:
             kan_head = KANLayer(flat, num_classes, grid=grids[-1], k=ks[-1], grid_range=hidden_range, generator=gen)
             head_mod = nn.Sequential(nn.BatchNorm1d(flat, affine=False), kan_head)
-        super().__init__(convs, norms, acts, flat, head_mod)
+        super().__init__(convs, norms, acts, flat, head_mod, act_after_pool=activation_after_pool)
         self.config = dict(in_channels=in_channels, num_classes=num_classes, channels=tuple(channels),
                            image_size=image_size, kernel_size=kernel_size, padding=padding, grid=grids, k=ks,
                            input_range=tuple(input_range), hidden_range=tuple(hidden_range), head=head,
-                           activation=use_act, seed=seed)
+                           activation=use_act, activation_grid=act_grids, activation_k=act_ks,
+                           activation_after_pool=bool(activation_after_pool), groups=stage_groups,
+                           affine_norm=bool(affine_norm), seed=seed)
 
     @property
     def kan_convs(self) -> list[KANConv2d]:

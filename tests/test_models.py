@@ -41,6 +41,34 @@ def test_shapes_and_parameter_counts() -> None:
     assert rgb(torch.rand(2, 3, 32, 32)).shape == (2, 5)
 
 
+def test_activation_grid_and_position() -> None:
+    x = torch.rand(2, 1, 28, 28)
+    base = KANConvNet(channels=(4, 8), grid=(1, 1), k=(1, 1), activation=(False, True))
+    wide = KANConvNet(channels=(4, 8), grid=(1, 1), k=(1, 1), activation=(False, True), activation_grid=3,
+                      activation_k=3)
+    # the 1x1 activation: 8 channels x (G + k + 2) + 8 biases
+    assert count_parameters(wide) - count_parameters(base) == 8 * ((3 + 3 + 2) - (1 + 1 + 2))
+    assert wide.acts[1][1].num == 3 and wide.acts[1][1].k == 3 and wide.convs[1].num == 1
+    after = KANConvNet(channels=(4, 8), activation=(False, True), activation_after_pool=True)
+    before = KANConvNet(channels=(4, 8), activation=(False, True))
+    before.load_state_dict(after.state_dict())
+    after.eval(), before.eval()
+    assert after(x).shape == (2, 10)
+    # after the pooling: activation(maxpool(conv(x))) for the last stage
+    pool = torch.nn.functional.max_pool2d
+    with torch.no_grad():
+        h = pool(before.convs[0](x), 2)
+        h = after.acts[1](pool(before.convs[1](before.norms[1](h)), 2))
+        torch.testing.assert_close(after(x), after.head(h.flatten(1)))
+        assert not torch.allclose(after(x), before(x))
+    assert after.config["activation_after_pool"] and not before.config["activation_after_pool"]
+    grouped = KANConvNet(channels=(4, 8), grid=(1, 3), k=(1, 3), groups=(1, 2))
+    assert grouped.convs[1].groups == 2 and grouped(x).shape == (2, 10)
+    assert count_parameters(grouped) == (4 * 9 * 4 + 4) + (8 * 2 * 9 * 8 + 8) + (200 * 10 + 10)
+    affine = KANConvNet(channels=(4, 8), activation=(False, True), affine_norm=True)
+    assert count_parameters(affine) == count_parameters(before) + 2 * (4 + 8)
+
+
 def test_matched_cnn_is_closest() -> None:
     kan = KANConvNet(channels=(4, 8))
     target = count_parameters(kan)

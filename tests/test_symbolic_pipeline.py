@@ -153,3 +153,18 @@ def test_snapping_merges_like_terms_left_apart():
     merged = [c for c in ev.seen if c.source == "merged snapped"]
     assert len(merged) == 1 and merged[0].exact
     assert merged[0].expr == x1 * sympy.sin(x2) + 1
+
+
+def test_exact_formula_left_unsnapped_is_snapped_at_the_end(monkeypatch):
+    """When the budget leaves the exact candidate unsnapped (here: no snapping views at all), the chosen formula
+    still gets one short snap, so the result does not depend on how much CPU time the views got."""
+    from kanlens.symbolic import pipeline
+
+    monkeypatch.setattr(pipeline, "_snap_views", lambda *args, **kwargs: None)
+    torch.set_num_threads(1)
+    ds = create_dataset(lambda x: 0.5 * torch.sin(2 * x[:, [0]]) + 1, n_var=1, train_num=300, test_num=300,
+                        dtype=torch.float64)
+    res = symbolic_regression(ds, [1, 1], steps=(5, 10, 10), prune=False, refine_grid=(20,),
+                              lib=["x", "x^2", "sin", "exp", "tanh"], target_transforms=("identity",))
+    assert res.exact and res.formula == sympy.sin(2 * x1) / 2 + 1
+    assert res.table[res.table.chosen].source.endswith("snapped")

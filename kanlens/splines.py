@@ -250,27 +250,29 @@ def _index_consts(in_dim: int, m: int, k: int, device: torch.device):
     return consts
 
 
-def locate(xt: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def locate(xt: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Knot interval and local coordinate of every sample, samples innermost.
 
     Returns ``s`` (interval index ``0..M-2``, or ``M-1`` for points outside the extended grid and NaN, an interval
-    on which every basis vanishes) and ``t = x - knot_s`` (finite for every finite ``x``).
+    on which every basis vanishes), ``t = x - knot_s`` (finite for every finite ``x``) and ``col = i * M + s``, the
+    column of (input ``i``, interval ``s``) in tables laid out ``(in_dim * M)``.
 
     Shapes:
-        xt: ``(in_dim, batch)`` (contiguous), grid: ``(in_dim, M)`` -> ``s``, ``t``: ``(in_dim, batch)``.
+        xt: ``(in_dim, batch)`` (contiguous), grid: ``(in_dim, M)`` -> ``s``, ``t``, ``col``: ``(in_dim, batch)``.
     """
     interval, offsets, _ = _index_consts(grid.shape[0], grid.shape[1], k, grid.device)
     s = interval.take(torch.searchsorted(grid, xt, right=True))
-    return s, xt - grid.reshape(-1).take(s + offsets)
+    col = s + offsets
+    return s, xt - grid.reshape(-1).take(col), col
 
 
 def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: bool):
     """Dense bases (and derivatives) laid out ``(in, nb, batch)``; see :func:`basis_by_input`."""
     in_dim, m = grid.shape
     n, nb, r = x.shape[0], m - k - 1, k + 1
-    _, offsets, ar = _index_consts(in_dim, m, k, grid.device)
-    s, t = locate(x.detach().T.contiguous(), grid, k)  # (in, batch)
-    rows = _poly_rows(grid, k).index_select(1, (s + offsets).reshape(-1)).view(2 * k + 1, r, in_dim, n)
+    ar = _index_consts(in_dim, m, k, grid.device)[2]
+    s, t, col = locate(x.detach().T.contiguous(), grid, k)  # (in, batch)
+    rows = _poly_rows(grid, k).index_select(1, col.reshape(-1)).view(2 * k + 1, r, in_dim, n)
     local = rows[k]
     for p in range(k - 1, -1, -1):  # Horner over the powers of t, samples innermost
         local = torch.addcmul(rows[p], local, t)

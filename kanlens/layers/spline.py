@@ -65,11 +65,10 @@ def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: s
     xt = x.detach().T.contiguous()  # (in, batch)
     base = BASE_FUNCTIONS[base_name](xt)
     if not data and (2 * k + 1) * n_out <= 2 * (nb + 2 * k + 1):
-        s, t = splines.locate(xt, grid, k)
+        _, t, cols = splines.locate(xt, grid, k)  # cols: (in, batch) column of (in, interval)
         q = splines.poly_coef_matrix(grid, k)  # (in, nb, (2k+1) * M)
         # rows (power, out), columns (in, interval): gathering columns keeps the samples innermost
         a = torch.bmm(coef_eff, q).view(n_in, n_out, 2 * k + 1, m).permute(2, 1, 0, 3)
-        cols = s + splines._index_consts(n_in, m, k, grid.device)[1]  # (in, batch) column of (in, interval)
         rows = a.reshape(-1, n_in * m).index_select(1, cols.view(-1)).view(2 * k + 1, n_out, n_in, n)
         spline, dspline = rows[k], (rows[2 * k] if need_x else None)
         for p in range(k - 1, -1, -1):  # Horner in t = x - knot_s: values ...

@@ -214,8 +214,7 @@ def _chain_collapses(model, samples, current: dict, library, weight_simple: floa
             t_k = float(model.node_bias[l - 1][k])
             if s_k == 0:
                 continue
-            good = _with_most_accurate([f for f in ranked if f.valid and not f.degenerate and f.complexity > 0],
-                                       top)
+            good = _with_most_accurate(_usable(ranked), top)
             for f in good:  # spline-level noise can rank a simpler near-fit above the exact function: try a few
                 # m = s_k * h + t_k  =>  a*h + b = (a / s_k) * m + (b - a * t_k / s_k)
                 down = sfit.AffineFit(f.name, f.a / s_k, f.b - f.a * t_k / s_k, f.c, f.d, f.r2, f.nmse,
@@ -262,8 +261,7 @@ def _sparse_rounds(model, dataset: dict, *, steps: Sequence[int], lamb: float, p
                    prune_kwargs: dict, fit_kwargs: dict):
     """Sparse fit and prune (repeated while the width keeps shrinking), then a plain fit; returns the model, its
     test RMSE and whether pruning removed anything."""
-    shrunk = False
-    edges0 = _n_edges(model)
+    width0, edges0 = model.width, _n_edges(model)
     for round_ in range(max(1, prune_rounds)):
         # a later round works on a copy: when it prunes nothing, its extra sparse fit only squeezed the already
         # pruned network (toy exp(sin(pi*x1) + x2**2): [2, 1, 1] at 3e-2 of std(y) instead of 3e-3), so it is undone
@@ -282,9 +280,9 @@ def _sparse_rounds(model, dataset: dict, *, steps: Sequence[int], lamb: float, p
         if previous is not None and model.width == before and _n_edges(model) == edges:
             model = previous
             break
-        shrunk = shrunk or model.width != before or _n_edges(model) != edges0
         if model.width == before:
             break
+    shrunk = model.width != width0 or _n_edges(model) != edges0  # pruning only removes: compare end and start
     model.fit(dataset, opt="LBFGS", steps=steps[1], progress=False, **fit_kwargs)
     return model, _test_rmse(model, dataset), shrunk
 
@@ -442,8 +440,7 @@ class _Search:
         for (_, _, name), edges in groups.items():
             if len(edges) < 2:
                 continue
-            fits = [{f.name: f for f in self.full[e] if f.valid and not f.degenerate and f.complexity > 0}
-                    for e in edges]
+            fits = [{f.name: f for f in _usable(self.full[e])} for e in edges]
             shared = set.intersection(*(set(f) for f in fits)) - {name}
             ranked = sorted(shared, key=lambda n: sum(f[n].nmse for f in fits))
             for alt in ranked[: alternatives + 1]:
@@ -456,10 +453,9 @@ class _Search:
     def swaps(self, alternatives: int) -> None:
         """One edge at a time (worst-fitting first), the runner-up functions; kept when the loss halves."""
         for edge in sorted(self.choices, key=lambda e: -self.current[e].nmse):
-            usable = [f for f in self.full[edge] if f.valid and not f.degenerate and f.complexity > 0]
             ranked = list(self.choices[edge][: alternatives + 1])
             names = {c.name for c in ranked}
-            ranked += [f for f in _with_most_accurate(usable, 0, 2) if f.name not in names]
+            ranked += [f for f in _with_most_accurate(_usable(self.full[edge]), 0, 2) if f.name not in names]
             for cand in ranked:
                 if self.done():
                     return
@@ -778,9 +774,14 @@ def _key(assign: dict) -> tuple:
     return tuple(sorted((e, f.name) for e, f in assign.items()))
 
 
+def _usable(fits: Sequence[sfit.AffineFit]) -> list[sfit.AffineFit]:
+    """Fits a formula can use: valid, not a degenerate (Taylor-limit) fit, not the ``"0"`` function."""
+    return [f for f in fits if f.valid and not f.degenerate and f.complexity > 0]
+
+
 def _simplest(fits: Sequence[sfit.AffineFit], tau: float) -> sfit.AffineFit | None:
     """The lowest-complexity non-degenerate fit with ``r2 >= tau`` (best r2 among equals), ignoring ``"0"``."""
-    ok = [f for f in fits if f.valid and not f.degenerate and f.complexity > 0 and f.r2 >= tau]
+    ok = [f for f in _usable(fits) if f.r2 >= tau]
     return min(ok, key=lambda f: (f.complexity, -f.r2)) if ok else None
 
 

@@ -407,6 +407,16 @@ def test_inside_grid_path_gradcheck(bias: bool) -> None:
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6)
 
 
+def test_inside_grid_is_not_checked_off_cpu() -> None:
+    """Off the CPU the fold is skipped without reading values back (a host sync); meta tensors stand in here."""
+    layer = KANConv2d(2, 3, 3, grid=3, k=3)
+    xp = torch.zeros(1, 2, 5, 5, device="meta")
+    with pytest.raises(RuntimeError):  # what reading the range back would do
+        bool(torch.aminmax(xp)[0] >= -1)
+    assert layer._inside_grid(xp) is False
+    assert layer._inside_grid(torch.zeros(1, 2, 5, 5)) is True
+
+
 def test_inside_grid_nnpack_path_matches_naive_and_float64_gradients() -> None:
     """The benchmark's 8 -> 16 layer with inputs inside the grid: 64 fused channels (not 72) on the NNPACK path."""
     layer = KANConv2d(8, 16, 3, padding=1, grid=5, k=3)

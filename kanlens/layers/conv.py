@@ -8,8 +8,8 @@ of its window (plus a bias).
 Fast path ("expand, then one convolution"): the input is padded first (so borders match the definition, where
 padded pixels are *evaluated*: ``phi(0)`` is in general not 0), each pixel is expanded once into
 ``1 + G + k`` feature channels ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` and a single ordinary convolution over
-``C * (1 + G + k)`` channels with the stacked weights ``[scale_base, scale_sp * coef]`` gives the output. When
-every padded input lies inside every channel's grid range the bases sum to one there, so the last basis of each
+``C * (1 + G + k)`` channels with the stacked weights ``[scale_base, scale_sp * coef]`` gives the output. On CPU,
+when every padded input lies inside every channel's grid range the bases sum to one there, so the last basis of each
 channel is folded into the other weights and the bias (``C * (G + k)`` channels, see
 :meth:`_KANConvNd._fused_weight`). The ``(batch, out, in, K, K, H, W)`` tensor of element activations is built only
 on demand (:meth:`forward_elements`, the ``hook_elements`` hook point, plots and scores).

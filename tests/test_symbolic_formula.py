@@ -107,3 +107,23 @@ def test_lambdify_constant_and_bad_input():
         export.lambdify(x1, backend="torc")
     with pytest.raises(TypeError, match="not a list"):
         export.to_latex([x1])
+
+
+def test_normalize_drops_abs_inside_even_functions() -> None:
+    """cos(k|u|) = cos(ku), cosh(k|u|) = cosh(ku), |u|^2n = u^2n for real u; odd uses of |u| are kept."""
+    x1, x2 = sympy.symbols("x1 x2", real=True)
+    cases = {
+        -sympy.cos(x2) * sympy.cos(sympy.Abs(x1 + sympy.pi / 2)): sympy.sin(x1) * sympy.cos(x2),
+        sympy.cosh(3 * sympy.Abs(x1 - 1)): sympy.cosh(3 * x1 - 3),
+        sympy.Abs(x1 + x2) ** 4: (x1 + x2) ** 4,
+    }
+    for before, after in cases.items():
+        got = sform.normalize(before)
+        assert not got.has(sympy.Abs) and sympy.simplify(got - after) == 0
+    pts = np.random.default_rng(0).uniform(-3, 3, size=(50, 2))
+    for before in cases:
+        f, g = (sympy.lambdify((x1, x2), e, "numpy") for e in (before, sform.normalize(before)))
+        np.testing.assert_allclose(f(*pts.T), g(*pts.T), rtol=1e-12, atol=1e-12)
+    kept = sympy.cos(sympy.Abs(x1) + 1), sympy.sin(2 * sympy.Abs(x1)), sympy.Abs(x1) ** 3
+    for e in kept:
+        assert sform.normalize(e).has(sympy.Abs)

@@ -150,7 +150,8 @@ def normalize(expr: sympy.Expr) -> sympy.Expr:
     """Remove constant redundancy so every float is identifiable (the function is unchanged).
 
     Bottom-up: ``(k*x + b*y + c)^n -> k^n * (x + (b/k)*y + c/k)^n`` (``|k|`` for non-integer ``n``),
-    ``log(k*x + c) -> log|k| + log(sign(k)*x + c/|k|)``, ``exp(u + C) -> e^C * exp(u)``.
+    ``log(k*x + c) -> log|k| + log(sign(k)*x + c/|k|)``, ``exp(u + C) -> e^C * exp(u)``, and for real arguments
+    ``cos(k*|u|) -> cos(k*u)`` (also ``cosh``), ``|u|^(2n) -> u^(2n)``.
     """
 
     def rec(e: sympy.Basic) -> sympy.Basic:
@@ -171,6 +172,12 @@ def normalize(expr: sympy.Expr) -> sympy.Expr:
                 k, rest = lead
                 kk = abs(k)
                 return sympy.log(kk) + sympy.log(_divide_sum(e.args[0], kk, rest, 1 if k > 0 else -1))
+        if isinstance(e, (sympy.cos, sympy.cosh)):  # even: cos(k*|u|) = cos(k*u) for real u
+            k, rest = e.args[0].as_coeff_Mul()
+            if isinstance(rest, sympy.Abs):
+                return e.func(k * rest.args[0])
+        if isinstance(e, sympy.Pow) and isinstance(e.base, sympy.Abs) and e.exp.is_integer and e.exp.is_even:
+            return e.base.args[0] ** e.exp
         if isinstance(e, sympy.exp) and isinstance(e.args[0], sympy.Add):
             const = [t for t in e.args[0].args if t.is_number]
             if const:

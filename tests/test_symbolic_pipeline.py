@@ -168,3 +168,49 @@ def test_exact_formula_left_unsnapped_is_snapped_at_the_end(monkeypatch):
                               lib=["x", "x^2", "sin", "exp", "tanh"], target_transforms=("identity",))
     assert res.exact and res.formula == sympy.sin(2 * x1) / 2 + 1
     assert res.table[res.table.chosen].source.endswith("snapped")
+
+
+class _Exact(torch.nn.Module):
+    """A stand-in for a trained KAN that predicts ``f`` exactly (``(n, d) -> (n, 1)``)."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f, self.dtype, self.device = f, torch.float64, torch.device("cpu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.f(x)[:, None]
+
+
+def test_separability_test_finds_the_product_split():
+    import numpy as np
+
+    from kanlens.symbolic.pipeline import _SEPARABLE_TOL, _model_predict, _separable_split
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.1, 1.0, size=(500, 3))
+    product = _model_predict(_Exact(lambda t: t[:, 2] * torch.sqrt(t[:, 0] ** 2 + t[:, 1] ** 2)))
+    sub, rest, score = _separable_split(product, x, rng)
+    assert (sub, rest) == ([0, 1], [2]) and score < 1e-12
+    for f in (lambda t: torch.sin(3 * (t[:, 0] + t[:, 1] + t[:, 2])),  # not a product for any split
+              # x3 is irrelevant: g(x1, x2) * 1 is no useful split, and none of the others is a product
+              lambda t: 1 + t[:, 0] + 2 * torch.sqrt(t[:, 0]) * torch.cos(6 * t[:, 1]) + 0 * t[:, 2]):
+        assert _separable_split(_model_predict(_Exact(f)), x, rng)[2] > 2 * _SEPARABLE_TOL
+    assert _separable_split(product, x[:, :1], rng) is None  # one input: nothing to split
+
+
+def test_separable_factors_give_a_product_whose_factor_changes_sign():
+    """sqrt(x1) * x2 changes sign (no log target); its factors are recovered one by one from the model's values."""
+    import time
+
+    from kanlens.symbolic import formula as sform
+    from kanlens.symbolic.pipeline import _Evaluator, _separable_search
+
+    torch.set_num_threads(1)
+    f = lambda t: torch.sqrt(t[:, 0]) * t[:, 1]  # noqa: E731
+    ds = create_dataset(lambda t: f(t)[:, None], n_var=2, ranges=[[0.5, 2.0], [-1.0, 1.0]], train_num=300,
+                        test_num=300, dtype=torch.float64, seed=1)
+    ev = _Evaluator(ds, [x1, x2], sform.noise_floor(ds["train_label"].numpy(), torch.float64))
+    lib = default_library().subset(["x", "x^2", "sqrt", "sin", "exp"])
+    _separable_search(_Exact(f), ds, ev, lib, [x1, x2], time.process_time() + 5, seed=0, dtype=torch.float64)
+    exact = [c for c in ev.seen if c.exact and c.source.startswith("separable")]
+    assert exact and any(_same(c.expr, sympy.sqrt(x1) * x2) for c in exact)

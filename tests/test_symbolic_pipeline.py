@@ -214,3 +214,20 @@ def test_separable_factors_give_a_product_whose_factor_changes_sign():
     _separable_search(_Exact(f), ds, ev, lib, [x1, x2], time.process_time() + 5, seed=0, dtype=torch.float64)
     exact = [c for c in ev.seen if c.exact and c.source.startswith("separable")]
     assert exact and any(_same(c.expr, sympy.sqrt(x1) * x2) for c in exact)
+
+
+def test_abs_with_one_sign_on_the_data_is_resolved():
+    """|u| becomes u or -u where u keeps one sign over the data; |u| that changes sign stays."""
+    import numpy as np
+
+    from kanlens.symbolic.pipeline import _Evaluator, _resolve_abs
+
+    x3 = sympy.Symbol("x3")
+    x = np.random.default_rng(0).uniform(0.1, 1.0, size=(50, 3))
+    ds = {k: torch.tensor(x if "input" in k else x[:, :1]) for k in
+          ("train_input", "train_label", "test_input", "test_label")}
+    ev = _Evaluator(ds, [x1, x2, x3], 1e-30)
+    e = (sympy.Rational(1, 4) - sympy.Abs(x3 - 1) / 4) * sympy.sqrt(x1**2 + x2**2) / sympy.pi
+    assert _resolve_abs(e, ev) == x3 * sympy.sqrt(x1**2 + x2**2) / (4 * sympy.pi)
+    assert _resolve_abs(sympy.Abs(x1 - sympy.Rational(1, 2)) + sympy.Abs(-x2 - 1), ev) == (
+        sympy.Abs(x1 - sympy.Rational(1, 2)) + x2 + 1)

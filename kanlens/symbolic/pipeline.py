@@ -543,10 +543,26 @@ def _snap(ev: _Evaluator, exprs: list[sympy.Expr], tag: str, merge: bool = True)
 
 
 def _tidy_candidate(cand: Candidate, ev: _Evaluator) -> None:
-    tidy = [_tidy(e) for e in cand.exprs]
+    tidy = [_tidy(_resolve_abs(e, ev)) for e in cand.exprs]
     if tidy != cand.exprs and ev.same_values(tidy, cand.exprs):
         cand.exprs = tidy
         cand.complexity = sum(sform.formula_complexity(e) for e in tidy)
+
+
+def _resolve_abs(expr: sympy.Expr, ev: _Evaluator) -> sympy.Expr:
+    """``|u| -> u`` (or ``-u``) where ``u`` keeps one sign on every training and test input.
+
+    The formula describes the data's range; there ``(1/4 - |x3 - 1|/4) * r`` is ``x3 * r / 4`` for ``x3 <= 1``.
+    """
+    reps = {}
+    for a in expr.atoms(sympy.Abs):
+        try:
+            v = np.concatenate([ev._values(a.args[0], ev.xtr), ev._values(a.args[0], ev.xte)])
+        except Exception:  # an argument that cannot be evaluated keeps its |.|
+            continue
+        if np.isfinite(v).all() and ((v >= 0).all() or (v <= 0).all()):
+            reps[a] = a.args[0] if (v >= 0).all() else -a.args[0]
+    return expr.xreplace(reps) if reps else expr
 
 
 def symbolic_regression(

@@ -231,3 +231,29 @@ def test_abs_with_one_sign_on_the_data_is_resolved():
     assert _resolve_abs(e, ev) == x3 * sympy.sqrt(x1**2 + x2**2) / (4 * sympy.pi)
     assert _resolve_abs(sympy.Abs(x1 - sympy.Rational(1, 2)) + sympy.Abs(-x2 - 1), ev) == (
         sympy.Abs(x1 - sympy.Rational(1, 2)) + x2 + 1)
+
+
+def test_compositions_find_a_library_function_of_a_plain_inner_function():
+    """1/(1 + x^2), log(1 + x^2), 1/sqrt(6/5 - x^2) are F(a*G(x) + b) with G = x^2: found directly, also from
+    values with noise (as the separable factors' values, which come from a KAN)."""
+    import numpy as np
+
+    from kanlens.symbolic.formula import nmse
+    from kanlens.symbolic.pipeline import _compositions
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, 500)
+    lib = default_library()
+
+    def outer_power(e: sympy.Expr) -> set:
+        return {p.exp for p in e.atoms(sympy.Pow) if p.base.has(x1**2)}
+
+    cases = [(1 / (1 + x1**2), lambda e: -1 in outer_power(e)),
+             (sympy.log(1 + x1**2), lambda e: any(a.args[0].has(x1**2) for a in e.atoms(sympy.log))),
+             (1 / sympy.sqrt(sympy.Rational(6, 5) - x1**2), lambda e: sympy.Rational(-1, 2) in outer_power(e))]
+    for truth, right_shape in cases:
+        y = sympy.lambdify(x1, truth, "numpy")(x)
+        best_nmse, best = _compositions(x, y, lib, x1)[0]
+        assert best_nmse < 1e-20 and right_shape(best)
+        noisy = _compositions(x, y + 1e-3 * rng.standard_normal(500), lib, x1)
+        assert any(right_shape(e) and nmse(sympy.lambdify(x1, e, "numpy")(x), y) < 1e-5 for _, e in noisy)

@@ -789,6 +789,11 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
         widths = [[1, 1], [1, 3, 1]] if n == 1 else [[n, 2 * n + 1, 1]]
         found: list[sympy.Expr] = []
         for k, width in enumerate(widths):
+            if k == 1:  # before a deeper KAN: two library functions composed, fitted directly
+                comps = _compositions(xtr[:, cols[0]], _np(ds["train_label"])[:, 0], library, variables[cols[0]])
+                found += [e for _, e in comps]
+                if comps and comps[0][0] <= good_enough:
+                    break
             budget = None if deadline is None else max(
                 _SEPARABLE_MIN_SECONDS, (deadline - time.process_time()) / (2 - len(factors)) / (len(widths) - k))
             res = symbolic_regression(ds, width, seed=seed, dtype=dtype, lib=library,
@@ -801,10 +806,44 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
             if chosen.test_nmse <= good_enough:
                 break
         factors.append(list(dict.fromkeys(found)))
-    cands = [ev.refit([g * h], "separable") for g in factors[0] for h in factors[1]]
-    best = min(cands, key=lambda c: c.test_nmse)
-    if best.test_nmse <= 1e-4:  # snapped in every view, as the best formula of a run (a short slice of its own)
-        _snap_views(best, ev, variables, "separable ", time.process_time() + _SEPARABLE_MIN_SECONDS)
+    cands = sorted((ev.refit([g * h], "separable") for g in factors[0] for h in factors[1]),
+                   key=lambda c: c.test_nmse)
+    log.info("separability: %d products, best test NMSE %s", len(cands), [f"{c.test_nmse:.1e}" for c in cands[:3]])
+    for cand in cands[:2]:  # snapped in every view, as the best formula of a run (a short slice of its own)
+        if cand.test_nmse <= 1e-4:
+            _snap_views(cand, ev, variables, "separable ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
+
+
+_INNER = ("x^2", "exp", "log", "sqrt", "1/x")
+
+
+def _compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top: int = 6, per_inner: int = 3):
+    """``(nmse, c*F(a*G(x) + b) + d)``, best first: a library function ``F`` of a plain inner function ``G``.
+
+    One input needing two nested functions (``1/(1 + x**2)``, ``log(1 + x**2)``, ``1/sqrt(1 - x**2)``) is one edge
+    of neither a ``[1, 1]`` KAN nor, often, of the pruned ``[1, 3, 1]``, whose inner edge tends to stay linear.
+    """
+    out = []
+    for name in _INNER:
+        if name not in library:
+            continue
+        inner = sform.edge_expr(library[name], (1.0, 0.0, 1.0, 0.0), var)
+        with np.errstate(all="ignore"):
+            u = np.asarray(sympy.lambdify([var], inner, modules="numpy")(x), dtype=float)
+        if u.shape != x.shape or not np.isfinite(u).all() or np.ptp(u) <= 0:
+            continue
+        with np.errstate(all="ignore"):
+            fits = [f for f in sfit.rank_fits(sfit.fit_library(u, y, library, refine_top=None))
+                    if f.valid and not f.degenerate]
+        if not fits:
+            continue
+        # the data come from a KAN: several functions fit them about equally (1/(a*u + b) and the pole form
+        # tan(a*u - pi/2)); keep the simplest few close to the best, the refit on the real data decides
+        best = min(f.nmse for f in fits)
+        close = [f for f in fits if f.nmse <= 10 * best + 1e-12]
+        for f in sorted(close, key=lambda f: (f.complexity, f.nmse))[:per_inner]:
+            out.append((f.nmse, sform.edge_expr(library[f.name], f.params, inner)))
+    return sorted(out, key=lambda t: t[0])[:top]
 
 
 _TRANSFORMS = ("identity", "log")

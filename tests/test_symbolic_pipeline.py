@@ -257,3 +257,15 @@ def test_compositions_find_a_library_function_of_a_plain_inner_function():
         assert best_nmse < 1e-20 and right_shape(best)
         noisy = _compositions(x, y + 1e-3 * rng.standard_normal(500), lib, x1)
         assert any(right_shape(e) and nmse(sympy.lambdify(x1, e, "numpy")(x), y) < 1e-5 for _, e in noisy)
+
+
+def test_one_input_composition_is_recovered_directly():
+    """log(1 + x^2) is no single library edge; with one input the composition is fitted directly."""
+    torch.set_num_threads(1)
+    ds = create_dataset(lambda x: torch.log(1 + x[:, [0]] ** 2), n_var=1, ranges=[-2, 2], train_num=300,
+                        test_num=300, dtype=torch.float64)
+    res = symbolic_regression(ds, [1, 1], steps=(5, 10, 10), prune=False, refine_grid=(20,), time_budget=10)
+    assert res.exact and _same(res.formula, sympy.log(1 + x1**2))
+    off = symbolic_regression(ds, [1, 1], steps=(5, 10, 10), prune=False, refine_grid=(20,), time_budget=10,
+                              separable=False)
+    assert not off.exact  # what the composition fit adds

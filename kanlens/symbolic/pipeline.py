@@ -621,7 +621,9 @@ def symbolic_regression(
             for negative outputs). A later transform runs only while no exact formula has been found; all
             candidates compete in one Pareto table on the original ``y``. ``result.target_transform`` names the
             run of the chosen formula (its ``model`` predicts that transform of ``y``).
-        separable: when no run found an exact formula (one output, >= 2 inputs, budget left), test on the trained
+        separable: with one input and output, when no run found an exact formula, fit compositions
+            ``c*F(a*G(x) + b) + d`` of two library functions directly (``log(1 + x**2)``). With more inputs,
+            when no run found an exact formula (one output), test on the trained
             KAN whether ``y = g(x_S) * h(x_T)`` for a split of the inputs (``f(a) f(c) = f(a_S, c_T) f(c_S, a_T)``);
             if so, ``g`` and ``h`` are recovered by smaller runs on the KAN's values (``[|S|, 2|S| + 1, 1]``
             KANs, within the remaining budget) and their product, refitted and snapped on the data, joins the
@@ -679,6 +681,14 @@ def symbolic_regression(
                                           surrogates=splines if separable and forward is None else None)
         timings[f"run {name}"] = time.perf_counter() - t
         runs[tag] = (name, run_model, auto)
+    one_to_one = dataset["train_input"].shape[1] == 1 and dataset["train_label"].shape[1] == 1
+    if separable and one_to_one and not any(c.exact for c in ev.seen):
+        # one input: a function of a function (log(1 + x**2)) is not one edge; fit the composition directly
+        t = time.perf_counter()
+        for _, expr in _compositions(ev.xtr[:, 0], ev.ytr[:, 0], library, variables[0], top=3):
+            if ev.refit([expr], "composition").test_nmse <= 1e-4:
+                _snap(ev, [expr], "composition ")
+        timings["compositions"] = time.perf_counter() - t
     if separable and not any(c.exact for c in ev.seen) and "" in splines:
         t = time.perf_counter()
         _separable_search(splines[""], dataset, ev, library, variables, cpu_deadline, seed=seed,

@@ -621,14 +621,14 @@ def symbolic_regression(
             for negative outputs). A later transform runs only while no exact formula has been found; all
             candidates compete in one Pareto table on the original ``y``. ``result.target_transform`` names the
             run of the chosen formula (its ``model`` predicts that transform of ``y``).
-        separable: with one input and output, when no run found an exact formula, fit compositions
-            ``c*F(a*G(x) + b) + d`` of two library functions directly (``log(1 + x**2)``). With more inputs,
-            when no run found an exact formula (one output), test on the trained
-            KAN whether ``y = g(x_S) * h(x_T)`` for a split of the inputs (``f(a) f(c) = f(a_S, c_T) f(c_S, a_T)``);
-            if so, ``g`` and ``h`` are recovered by smaller runs on the KAN's values (``[|S|, 2|S| + 1, 1]``
-            KANs, within the remaining budget) and their product, refitted and snapped on the data, joins the
-            candidates. Products whose factors change sign (``sqrt(x1) * x2``), where ``log(y)`` cannot be used,
-            and factors that need a deeper KAN than the whole (``x3 * sqrt(x1**2 + x2**2)``) are the target.
+        separable: when no run found an exact formula (one output): with one input, fit compositions
+            ``c*F(a*G(x) + b) + d`` of two library functions directly (``log(1 + x**2)``); with more, test on the
+            trained KAN whether ``y = g(x_S) * h(x_T)`` for a split of the inputs
+            (``f(a) f(c) = f(a_S, c_T) f(c_S, a_T)``); if so, ``g`` and ``h`` are recovered by smaller runs on the
+            KAN's values (``[|S|, 2|S| + 1, 1]`` KANs, within the remaining budget) and their product, refitted
+            and snapped on the data, joins the candidates. Products whose factors change sign
+            (``sqrt(x1) * x2``), where ``log(y)`` cannot be used, and factors that need a deeper KAN than the whole
+            (``x3 * sqrt(x1**2 + x2**2)``) are the target.
 
     Returns:
         a :class:`SymbolicResult`.
@@ -745,13 +745,12 @@ def _separable_split(predict, x: np.ndarray, rng: np.random.Generator):
     scale = float(np.mean(fa**2) * np.mean(fc**2)) ** 0.5
     if not scale > 0 or not np.all(np.isfinite(fa)) or not np.all(np.isfinite(fc)):
         return None
-    best = None
+    best, rms = None, float(np.sqrt(np.mean(fa**2)))
     for sub in subsets:
         rest = [j for j in range(d) if j not in sub]
         p, q = a.copy(), c.copy()
         p[:, rest], q[:, rest] = c[:, rest], a[:, rest]
         fp, fq = predict(p), predict(q)
-        rms = float(np.sqrt(np.mean(fa**2)))
         if min(np.sqrt(np.mean((fp - fa) ** 2)), np.sqrt(np.mean((fq - fa) ** 2))) < 1e-3 * rms:
             continue  # y hardly depends on one side: a "product" with a constant factor says nothing
         score = float(np.sqrt(np.mean((fa * fc - fp * fq) ** 2)) / scale)

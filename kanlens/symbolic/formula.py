@@ -176,7 +176,7 @@ def normalize(expr: sympy.Expr) -> sympy.Expr:
             k, rest = e.args[0].as_coeff_Mul()
             if isinstance(rest, sympy.Abs):
                 return e.func(k * rest.args[0])
-        if isinstance(e, sympy.Pow) and isinstance(e.base, sympy.Abs) and e.exp.is_integer and e.exp.is_even:
+        if isinstance(e, sympy.Pow) and isinstance(e.base, sympy.Abs) and e.exp.is_even:
             return e.base.args[0] ** e.exp
         if isinstance(e, sympy.exp) and isinstance(e.args[0], sympy.Add):
             const = [t for t in e.args[0].args if t.is_number]

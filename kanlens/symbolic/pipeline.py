@@ -782,8 +782,8 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
     f_tr = predict(xtr)
     # the factors' data carry the KAN's error: a factor formula this close to them is as good as they can tell
     good_enough = max(1e-5, 10 * sform.nmse(predict(xte), _np(dataset["test_label"])[:, 0]))
-    anchor = xtr[int(np.argmax(np.abs(f_tr)))]
-    f_anchor = float(predict(anchor[None])[0])
+    i_anchor = int(np.argmax(np.abs(f_tr)))
+    anchor, f_anchor = xtr[i_anchor], float(f_tr[i_anchor])
     factors = []
     for cols, other, denom in ((sub, rest, 1.0), (rest, sub, f_anchor)):
         def labels(x: np.ndarray, other=other, denom=denom) -> torch.Tensor:
@@ -842,8 +842,7 @@ def _compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top:
         if u.shape != x.shape or not np.isfinite(u).all() or np.ptp(u) <= 0:
             continue
         with np.errstate(all="ignore"):
-            fits = [f for f in sfit.rank_fits(sfit.fit_library(u, y, library, refine_top=None))
-                    if f.valid and not f.degenerate]
+            fits = _usable(sfit.rank_fits(sfit.fit_library(u, y, library, refine_top=None)))
         if not fits:
             continue
         # the data come from a KAN: several functions fit them about equally (1/(a*u + b) and the pole form

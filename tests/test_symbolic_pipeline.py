@@ -216,6 +216,38 @@ def test_separable_factors_give_a_product_whose_factor_changes_sign():
     assert exact and any(_same(c.expr, sympy.sqrt(x1) * x2) for c in exact)
 
 
+def test_factor_data_average_out_a_model_error_at_the_domain_edge():
+    """A model of x1 / (1 + x2^2) with an error bump at the edge x1 = 1: the slice through the largest |f| (on that
+    edge) is several percent off, the rank-1 fit over many anchors is not; the two factors multiply back to f."""
+    import numpy as np
+
+    from kanlens.symbolic.formula import nmse
+    from kanlens.symbolic.pipeline import _factor_data, _model_predict
+
+    def model(t: torch.Tensor) -> torch.Tensor:
+        bump = 0.05 * torch.exp(-(((t[:, 0] - 1) / 0.05) ** 2)) * torch.cos(3 * t[:, 1])
+        return t[:, 0] / (1 + t[:, 1] ** 2) + bump
+
+    predict = _model_predict(_Exact(model))
+    rng = np.random.default_rng(0)
+    xtr, xte = rng.uniform(-1, 1, (500, 2)), rng.uniform(-1, 1, (300, 2))
+    (g_tr, g_te), (h_tr, h_te) = _factor_data(predict, xtr, xte, [0], [1], np.random.default_rng(0))
+
+    def shape_error(values: np.ndarray, truth: np.ndarray) -> float:  # NMSE after the best scale
+        return nmse(values * np.dot(values, truth) / np.dot(values, values), truth)
+
+    h_true = 1 / (1 + xtr[:, 1] ** 2)
+    edge = xtr.copy()
+    edge[:, 0] = xtr[np.argmax(np.abs(predict(xtr))), 0]
+    single = shape_error(predict(edge), h_true)  # the one slice the pipeline used before
+    assert single > 1e-2
+    # measured: 2.7e-2 vs 4.3e-4 (the bump is coherent over the edge anchors, so it is diluted, not removed)
+    assert shape_error(h_tr, h_true) < single / 30 and shape_error(h_te, 1 / (1 + xte[:, 1] ** 2)) < single / 30
+    assert shape_error(g_tr, xtr[:, 0]) < 1e-5 and shape_error(g_te, xte[:, 0]) < 1e-5
+    assert nmse(g_tr * h_tr, xtr[:, 0] / (1 + xtr[:, 1] ** 2)) < 1e-4  # consistent scales
+    zero = _model_predict(_Exact(lambda t: 0 * t[:, 0]))
+    assert _factor_data(zero, xtr, xte, [0], [1], np.random.default_rng(0)) is None
+
 def test_abs_with_one_sign_on_the_data_is_resolved():
     """|u| becomes u or -u where u keeps one sign over the data; |u| that changes sign stays."""
     import numpy as np

@@ -763,8 +763,8 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
                       dtype) -> None:
     """If the identity run's KAN is a product ``g(x_S) * h(x_T)``, recover both factors; their products go to ``ev``.
 
-    The factors' data come from the KAN (``g = f(x_S, a_T)``, ``h = f(a_S, x_T) / f(a)`` at the anchor ``a``, the
-    training point of largest ``|f|``); their formulas are combined, then refitted and snapped on the real data.
+    The factors' data come from the KAN: slices ``f(x_S, a_T)`` at many anchors ``a`` are averaged by a rank-1
+    fit (:func:`_factor_data`); their formulas are combined, then refitted and snapped on the real data.
     The test costs milliseconds; each factor's run gets half of the remaining budget, at least
     ``_SEPARABLE_MIN_SECONDS`` (its training always completes).
     """
@@ -779,20 +779,18 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
     sub, rest, score = split
     log.info("separability: y = g(%s) * h(%s) (score %.2e)", [str(variables[j]) for j in sub],
              [str(variables[j]) for j in rest], score)
-    f_tr = predict(xtr)
     # the factors' data carry the KAN's error: a factor formula this close to them is as good as they can tell
     good_enough = max(1e-5, 10 * sform.nmse(predict(xte), _np(dataset["test_label"])[:, 0]))
-    i_anchor = int(np.argmax(np.abs(f_tr)))
-    anchor, f_anchor = xtr[i_anchor], float(f_tr[i_anchor])
+    data = _factor_data(predict, xtr, xte, sub, rest, np.random.default_rng(seed))
+    if data is None:
+        log.info("separability: the factors' data are degenerate")
+        return
     factors = []
-    for cols, other, denom in ((sub, rest, 1.0), (rest, sub, f_anchor)):
-        def labels(x: np.ndarray, other=other, denom=denom) -> torch.Tensor:
-            xx = x.copy()
-            xx[:, other] = anchor[other]
-            return torch.as_tensor(predict(xx) / denom, dtype=dtype)[:, None]
-
-        ds = {"train_input": torch.as_tensor(xtr[:, cols], dtype=dtype), "train_label": labels(xtr),
-              "test_input": torch.as_tensor(xte[:, cols], dtype=dtype), "test_label": labels(xte)}
+    for cols, (y_tr, y_te) in zip((sub, rest), data):
+        ds = {"train_input": torch.as_tensor(xtr[:, cols], dtype=dtype),
+              "train_label": torch.as_tensor(y_tr, dtype=dtype)[:, None],
+              "test_input": torch.as_tensor(xte[:, cols], dtype=dtype),
+              "test_label": torch.as_tensor(y_te, dtype=dtype)[:, None]}
         n = len(cols)
         # one input: a single edge first (a library function of an affine map), a depth-2 KAN only if that misses
         widths = [[1, 1], [1, 3, 1]] if n == 1 else [[n, 2 * n + 1, 1]]
@@ -821,6 +819,50 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
     for cand in cands[:2]:  # snapped in every view, as the best formula of a run (a short slice of its own)
         if cand.test_nmse <= 1e-4:
             _snap_views(cand, ev, variables, "separable ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
+
+
+_FACTOR_ANCHORS = 64
+
+
+def _factor_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest: list[int],
+                 rng: np.random.Generator):
+    """Values of the factors of ``f = g(x_S) * h(x_T)`` at the training and test points, scaled so that
+    ``g * h ~ f``: ``((g_train, g_test), (h_train, h_test))``, or None when a factor vanishes at the anchors.
+
+    One slice ``f(x_S, a_T)`` carries the KAN's error at its anchor ``a`` (a slice along the domain's edge can be
+    off by several percent); the slices at ``_FACTOR_ANCHORS`` training points ``a_j`` form the rank-1 matrix
+    ``g(x_S) h(a_T)``, whose leading singular vector averages those errors out. ``h`` is then the least-squares
+    coefficient of the slices ``f(a_S, x_T)`` on ``g(a_S)``, and ``g`` once more on ``h`` (consistent scales).
+    """
+    idx = rng.choice(len(xtr), size=min(_FACTOR_ANCHORS, len(xtr)), replace=False)
+    anchors = xtr[idx]
+
+    def slices(x: np.ndarray, keep: list[int]) -> np.ndarray:
+        """``(n, m)``: ``f`` at ``x`` with the inputs outside ``keep`` taken from each anchor."""
+        out = np.empty((len(x), len(anchors)))
+        step = max(1, 2**16 // len(anchors))  # bounded memory for large datasets
+        for i in range(0, len(x), step):
+            xx = np.repeat(anchors[None, :, :], len(x[i:i + step]), axis=0)  # (rows, m, d)
+            xx[:, :, keep] = x[i:i + step, None, keep]
+            out[i:i + step] = predict(xx.reshape(-1, x.shape[1])).reshape(-1, len(anchors))
+        return out
+
+    a_tr, b_tr = slices(xtr, sub), slices(xtr, rest)  # g(x_S) h(a_T), g(a_S) h(x_T)
+    u, s, _ = np.linalg.svd(a_tr, full_matrices=False)
+    g_tr = u[:, 0] * s[0]
+    g_a = g_tr[idx]
+    if not np.all(np.isfinite(g_a)) or not np.dot(g_a, g_a) > 0:
+        return None
+    h_tr = b_tr @ g_a / np.dot(g_a, g_a)
+    h_a = h_tr[idx]
+    if not np.all(np.isfinite(h_a)) or not np.dot(h_a, h_a) > 0:
+        return None
+    g_tr = a_tr @ h_a / np.dot(h_a, h_a)
+    g_te = slices(xte, sub) @ h_a / np.dot(h_a, h_a)
+    g_a = g_tr[idx]
+    h_tr = b_tr @ g_a / np.dot(g_a, g_a)
+    h_te = slices(xte, rest) @ g_a / np.dot(g_a, g_a)
+    return (g_tr, g_te), (h_tr, h_te)
 
 
 _INNER = ("x^2", "exp", "log", "sqrt", "1/x")

@@ -11,7 +11,8 @@ channels) is trained too for reference. Times are wall-clock and process CPU sec
 Usage:
     python benchmarks/conv_mnist.py [--data ../shared/data/mnist] [--epochs 20] [--seeds 0 1 2]
         [--threads 1] [--save runs/conv_mnist_kan.pt] [--out docs/benchmarks_conv.md] [--plots docs/images]
-        [--validation] [--kan '{"hidden_range": [-4, 4]}'] [--weight-decay 1e-4]
+        [--validation] [--kan '{"hidden_range": [-4, 4]}'] [--weight-decay 1e-4] [--max-shift 1]
+        [--cnn-also-shift 2]
 
 ``--validation`` is for model selection: it trains on the first 6,000 training digits and reports accuracy on the
 next 2,000, leaving the 2,000 held-out digits untouched (its ``--out`` section is ``conv_mnist_validation``).
@@ -73,11 +74,12 @@ def read_filters(model: KANConvNet, images: torch.Tensor, plots: str | None) -> 
     return "\n\n".join(texts)
 
 
-def run(name: str, model: torch.nn.Module, data: tuple, args: argparse.Namespace, seed: int) -> dict:
+def run(name: str, model: torch.nn.Module, data: tuple, args: argparse.Namespace, seed: int,
+        max_shift: int | None = None) -> dict:
     x_tr, y_tr, x_te, y_te = data
     res = train_classifier(
-        model, x_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_shift=args.max_shift,
-        weight_decay=args.weight_decay, seed=seed,
+        model, x_tr, y_tr, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+        max_shift=args.max_shift if max_shift is None else max_shift, weight_decay=args.weight_decay, seed=seed,
     )
     acc = evaluate(model, x_te, y_te)
     row = dict(model=name, seed=seed, params=count_parameters(model), acc=acc, wall=res.seconds, cpu=res.cpu_seconds)
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-2)
-    parser.add_argument("--max-shift", type=int, default=2, help="random-shift augmentation (pixels), both models")
+    parser.add_argument("--max-shift", type=int, default=1, help="random-shift augmentation (pixels), both models")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-anchor", action="store_true", help="skip the 5.3K anchor CNN (8 -> 16)")
@@ -103,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="model selection: train on the first 6,000, evaluate on the next 2,000 (held-out unused)")
     parser.add_argument("--kan", default=None, help='JSON overrides of the KAN config, e.g. \'{"grid": [1, 2]}\'')
     parser.add_argument("--weight-decay", type=float, default=0.0, help="Adam L2 weight decay, both models")
+    parser.add_argument("--cnn-also-shift", type=int, default=None,
+                        help="also train the matched CNN with this random-shift augmentation (e.g. its own best "
+                             "recipe), as an extra row")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -124,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             reports = read_filters(kan, data[2][:256], args.plots)
         cnn = matched_cnn(count_parameters(kan), seed=seed)
         rows.append(run("CNN" + str(cnn.config["channels"]) + " (matched)", cnn, data, args, seed))
+        if args.cnn_also_shift is not None and args.cnn_also_shift != args.max_shift:
+            cnn = matched_cnn(count_parameters(kan), seed=seed)
+            name = f"CNN{cnn.config['channels']} (matched, shifts up to {args.cnn_also_shift} px)"
+            rows.append(run(name, cnn, data, args, seed, max_shift=args.cnn_also_shift))
         if not args.no_anchor and cnn.config["channels"] != (8, 16):
             rows.append(run("CNN(8, 16) (anchor)", CNN(channels=(8, 16), seed=seed), data, args, seed))
 

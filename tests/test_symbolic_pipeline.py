@@ -248,6 +248,23 @@ def test_factor_data_average_out_a_model_error_at_the_domain_edge():
     zero = _model_predict(_Exact(lambda t: 0 * t[:, 0]))
     assert _factor_data(zero, xtr, xte, [0], [1], np.random.default_rng(0)) is None
 
+def test_formulas_overflowing_on_the_data_are_not_called_the_same():
+    """exp(800 x) and 2 exp(800 x) overflow on part of the data; an infinite tolerance used to call them equal."""
+    import warnings
+
+    import numpy as np
+
+    from kanlens.symbolic.pipeline import _Evaluator
+
+    x = np.linspace(0.1, 1.0, 50)[:, None]
+    ds = {k: torch.tensor(x) for k in ("train_input", "train_label", "test_input", "test_label")}
+    ev = _Evaluator(ds, [x1], 1e-30)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert not ev.same_values([sympy.exp(800 * x1)], [2 * sympy.exp(800 * x1)])
+        assert ev.same_values([sympy.exp(x1) * 2], [2 * sympy.exp(x1)])
+    assert not caught  # no RuntimeWarning reaches the user
+
 def test_abs_with_one_sign_on_the_data_is_resolved():
     """|u| becomes u or -u where u keeps one sign over the data; |u| that changes sign stays."""
     import numpy as np

@@ -207,7 +207,8 @@ def nmse(pred: np.ndarray, y: np.ndarray) -> float:
     if not np.isfinite(pred).all():
         return math.inf
     var = float(np.var(y))
-    return float(np.mean((pred - y) ** 2)) / (var if var > 0 else 1.0)
+    with np.errstate(over="ignore"):  # finite but huge predictions: the error is inf, no warning needed
+        return float(np.mean((pred - y) ** 2)) / (var if var > 0 else 1.0)
 
 
 def noise_floor(y: np.ndarray, dtype: torch.dtype | np.dtype | None = None) -> float:

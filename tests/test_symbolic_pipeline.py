@@ -308,6 +308,21 @@ def test_compositions_find_a_library_function_of_a_plain_inner_function():
         assert any(right_shape(e) and nmse(sympy.lambdify(x1, e, "numpy")(x), y) < 1e-5 for _, e in noisy)
 
 
+def test_compositions_use_cosh_written_with_the_library_exp():
+    """1/(exp(x) + exp(-x)) (a sech factor) is 1/x of cosh, and cosh is two exp edges: found only with exp."""
+    import numpy as np
+
+    from kanlens.symbolic.formula import nmse
+    from kanlens.symbolic.pipeline import _compositions
+
+    x = np.random.default_rng(0).uniform(-2, 2, 500)
+    y = 1 / (np.exp(x) + np.exp(-x)) + 1e-4 * np.random.default_rng(1).standard_normal(500)
+    best_nmse, best = _compositions(x, y, default_library(), x1)[0]
+    assert best_nmse < 1e-5 and best.has(sympy.exp(-x1)) and not best.has(sympy.cosh)
+    assert nmse(sympy.lambdify(x1, best, "numpy")(x), 1 / (np.exp(x) + np.exp(-x))) < 1e-5
+    no_exp = _compositions(x, y, default_library().subset(["x", "x^2", "1/x", "sin"]), x1)
+    assert no_exp and not any(e.has(sympy.exp) for _, e in no_exp)
+
 def test_one_input_composition_is_recovered_directly():
     """log(1 + x^2) is no single library edge; with one input the composition is fitted directly."""
     torch.set_num_threads(1)

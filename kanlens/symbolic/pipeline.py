@@ -867,20 +867,34 @@ def _factor_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest
     return (g_tr, g_te), (h_tr, h_te)
 
 
-_INNER = ("x^2", "exp", "log", "sqrt", "1/x")
+# plain inner functions G, by library name; "cosh" is (exp(x) + exp(-x)) / 2, written with the library's exp
+_INNER = ("x^2", "exp", "log", "sqrt", "1/x", "cosh")
+
+
+def _inner_expr(name: str, library, var: sympy.Symbol) -> sympy.Expr | None:
+    """``G(var)`` for an ``_INNER`` name, None when the library lacks the functions it is written with."""
+    if name == "cosh":
+        if "exp" not in library:
+            return None
+        return (sform.edge_expr(library["exp"], (1.0, 0.0, 1.0, 0.0), var)
+                + sform.edge_expr(library["exp"], (-1.0, 0.0, 1.0, 0.0), var)) / 2
+    if name not in library:
+        return None
+    return sform.edge_expr(library[name], (1.0, 0.0, 1.0, 0.0), var)
 
 
 def _compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top: int = 6, per_inner: int = 3):
     """``(nmse, c*F(a*G(x) + b) + d)``, best first: a library function ``F`` of a plain inner function ``G``.
 
-    One input needing two nested functions (``1/(1 + x**2)``, ``log(1 + x**2)``, ``1/sqrt(1 - x**2)``) is one edge
-    of neither a ``[1, 1]`` KAN nor, often, of the pruned ``[1, 3, 1]``, whose inner edge tends to stay linear.
+    One input needing two nested functions (``1/(1 + x**2)``, ``log(1 + x**2)``, ``1/sqrt(1 - x**2)``,
+    ``1/(exp(x) + exp(-x))``) is one edge of neither a ``[1, 1]`` KAN nor, often, of the pruned ``[1, 3, 1]``, whose
+    inner edge tends to stay linear.
     """
     out = []
     for name in _INNER:
-        if name not in library:
+        inner = _inner_expr(name, library, var)
+        if inner is None:
             continue
-        inner = sform.edge_expr(library[name], (1.0, 0.0, 1.0, 0.0), var)
         with np.errstate(all="ignore"):
             u = np.asarray(sympy.lambdify([var], inner, modules="numpy")(x), dtype=float)
         if u.shape != x.shape or not np.isfinite(u).all() or np.ptp(u) <= 0:

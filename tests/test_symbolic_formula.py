@@ -129,3 +129,16 @@ def test_normalize_drops_abs_inside_even_functions() -> None:
     kept = sympy.cos(sympy.Abs(x1) + 1), sympy.sin(2 * sympy.Abs(x1)), sympy.Abs(x1) ** 3
     for e in kept:
         assert sform.normalize(e).has(sympy.Abs)
+
+
+def test_refit_of_a_formula_overflowing_on_the_data_warns_nothing():
+    """Residuals near 1e174 made scipy's least squares print 'overflow encountered in dot' into the user's output."""
+    import warnings
+
+    x = np.linspace(0, 1, 100)[:, None]
+    start = sympy.Float(2.0) * sympy.exp(sympy.Float(400.0) * x1) + sympy.Float(0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = sform.refit_constants(start, [x1], x, np.sin(3 * x[:, 0]))
+    assert not caught
+    assert fit.nmse > 1.0  # nothing of that shape fits sin(3x): the fit says so, it does not pretend

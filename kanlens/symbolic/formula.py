@@ -314,9 +314,10 @@ class _Problem:
             return j if np.isfinite(j).all() else np.zeros_like(j)
 
         try:
-            res = least_squares(resid, theta[idx], jac=jac if self.jac is not None else "2-point",
-                                method="lm" if n >= idx.size else "trf",
-                                xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=max_nfev)
+            with np.errstate(over="ignore", invalid="ignore"):  # huge finite residuals: the loss is inf, no warning
+                res = least_squares(resid, theta[idx], jac=jac if self.jac is not None else "2-point",
+                                    method="lm" if n >= idx.size else "trf",
+                                    xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=max_nfev)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             return theta, base
         new = full(res.x)

@@ -247,6 +247,8 @@ def test_factor_data_average_out_a_model_error_at_the_domain_edge():
     assert nmse(g_tr * h_tr, xtr[:, 0] / (1 + xtr[:, 1] ** 2)) < 1e-4  # consistent scales
     zero = _model_predict(_Exact(lambda t: 0 * t[:, 0]))
     assert _factor_data(zero, xtr, xte, [0], [1], np.random.default_rng(0)) is None
+    inf = _model_predict(_Exact(lambda t: torch.where(t[:, 1] > 0.9, math.inf, t[:, 0])))
+    assert _factor_data(inf, xtr, xte, [0], [1], np.random.default_rng(0)) is None  # not a LinAlgError
 
 def test_formulas_overflowing_on_the_data_are_not_called_the_same():
     """exp(800 x) and 2 exp(800 x) overflow on part of the data; an infinite tolerance used to call them equal."""

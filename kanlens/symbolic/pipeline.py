@@ -829,7 +829,8 @@ _FACTOR_ANCHORS = 64
 def _factor_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest: list[int],
                  rng: np.random.Generator):
     """Values of the factors of ``f = g(x_S) * h(x_T)`` at the training and test points, scaled so that
-    ``g * h ~ f``: ``((g_train, g_test), (h_train, h_test))``, or None when a factor vanishes at the anchors.
+    ``g * h ~ f``: ``((g_train, g_test), (h_train, h_test))``, or None when a factor vanishes at the anchors or
+    the model is not finite there.
 
     One slice ``f(x_S, a_T)`` carries the KAN's error at its anchor ``a`` (a slice along the domain's edge can be
     off by several percent); the slices at ``_FACTOR_ANCHORS`` training points ``a_j`` form the rank-1 matrix
@@ -850,6 +851,8 @@ def _factor_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest
         return out
 
     a_tr, b_tr = slices(xtr, sub), slices(xtr, rest)  # g(x_S) h(a_T), g(a_S) h(x_T)
+    if not (np.isfinite(a_tr).all() and np.isfinite(b_tr).all()):
+        return None
     u, s, _ = np.linalg.svd(a_tr, full_matrices=False)
     g_tr = u[:, 0] * s[0]
     g_a = g_tr[idx]

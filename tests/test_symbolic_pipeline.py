@@ -250,6 +250,30 @@ def test_factor_data_average_out_a_model_error_at_the_domain_edge():
     inf = _model_predict(_Exact(lambda t: torch.where(t[:, 1] > 0.9, math.inf, t[:, 0])))
     assert _factor_data(inf, xtr, xte, [0], [1], np.random.default_rng(0)) is None  # not a LinAlgError
 
+def test_second_factor_data_come_from_the_labels_once_the_first_factor_is_known():
+    """y = x1 / (x2 + x3): with g = 2*x1 matching its (KAN) values, h's data are y / g on the points where
+    |g| >= max|g| / 2, exact even when the KAN's values of h are not; a g that does not match gives None."""
+    import numpy as np
+
+    from kanlens.symbolic.pipeline import _divided_data
+
+    x3 = sympy.Symbol("x3")
+    rng = np.random.default_rng(0)
+    x = {key: np.column_stack([rng.uniform(-1, 1, n), rng.uniform(1, 2, (n, 2))])
+         for key, n in (("train", 400), ("test", 200))}
+    ds = {}
+    for key in x:
+        ds[key + "_input"] = torch.tensor(x[key])
+        ds[key + "_label"] = torch.tensor(x[key][:, :1] / (x[key][:, 1:2] + x[key][:, 2:3]))
+    noise = 1e-3 * rng.standard_normal(400)
+    g_values = (2 * x["train"][:, 0] + noise, 2 * x["test"][:, 0])  # the KAN's values, with its error
+    out = _divided_data([x1**2, 2 * x1], g_values, ds, [0], [1, 2], [x1, x2, x3], 1e-5, torch.float64)
+    keep = np.abs(x["train"][:, 0]) >= 0.5 * np.abs(x["train"][:, 0]).max()
+    assert out["train_input"].shape == (int(keep.sum()), 2) and out["test_input"].shape[1] == 2
+    h = 1 / (2 * (out["train_input"][:, 0] + out["train_input"][:, 1]))
+    assert torch.allclose(out["train_label"][:, 0], h, rtol=1e-12)
+    assert _divided_data([x1**2], g_values, ds, [0], [1, 2], [x1, x2, x3], 1e-5, torch.float64) is None
+
 def test_formulas_overflowing_on_the_data_are_not_called_the_same():
     """exp(800 x) and 2 exp(800 x) overflow on part of the data; an infinite tolerance used to call them equal."""
     import warnings

@@ -793,13 +793,16 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
               "train_label": torch.as_tensor(y_tr, dtype=dtype)[:, None],
               "test_input": torch.as_tensor(xte[:, cols], dtype=dtype),
               "test_label": torch.as_tensor(y_te, dtype=dtype)[:, None]}
+        if factors:  # the first factor's formula, if it matches its values, turns the data into the second's
+            ds = _divided_data(factors[0], data[0], dataset, sub, cols, variables, good_enough, dtype) or ds
         n = len(cols)
         # one input: a single edge first (a library function of an affine map), a depth-2 KAN only if that misses
         widths = [[1, 1], [1, 3, 1]] if n == 1 else [[n, 2 * n + 1, 1]]
         found: list[sympy.Expr] = []
         for k, width in enumerate(widths):
             if k == 1:  # before a deeper KAN: two library functions composed, fitted directly
-                comps = _compositions(xtr[:, cols[0]], _np(ds["train_label"])[:, 0], library, variables[cols[0]])
+                comps = _compositions(_np(ds["train_input"])[:, 0], _np(ds["train_label"])[:, 0], library,
+                                      variables[cols[0]])
                 found += [e for _, e in comps]
                 if comps and comps[0][0] <= good_enough:
                     break
@@ -824,6 +827,42 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
 
 
 _FACTOR_ANCHORS = 64
+
+
+def _divided_data(first: list[sympy.Expr], first_values: tuple, dataset: dict, sub: list[int], rest: list[int],
+                  variables, good_enough: float, dtype) -> dict | None:
+    """The second factor's dataset ``h(x_T) = y / g(x_S)`` from the real labels, when a formula ``g`` for the first
+    factor reproduces its values (from the KAN) to ``good_enough``; None otherwise.
+
+    The KAN's values of a factor carry the KAN's error (NMSE ~3e-4 for ``1/(x2 + x3)`` in ``x1/(x2 + x3)``, too
+    much to tell ``1/u`` from ``exp(-a*u)``), the real labels do not; only points where ``|g|`` is at least half its
+    maximum are used, so noise in ``y`` is amplified at most twice.
+    """
+    g_vars = [variables[j] for j in sub]
+    x = {key: _np(dataset[key + "_input"]) for key in ("train", "test")}
+    y = {key: _np(dataset[key + "_label"])[:, 0] for key in ("train", "test")}
+    best = None
+    for expr in first:
+        f = sympy.lambdify(g_vars, expr, modules=["scipy", "numpy"])
+        with np.errstate(all="ignore"):
+            vals = {key: np.broadcast_to(np.asarray(f(*(x[key][:, j] for j in sub)), dtype=float),
+                                         (len(x[key]),)) for key in x}
+        err = sform.nmse(vals["train"], first_values[0])
+        if err <= good_enough and (best is None or err < best[0]):
+            best = (err, vals, expr)
+    if best is None:
+        return None
+    vals = best[1]
+    big = 0.5 * float(np.max(np.abs(vals["train"])))
+    keep = {key: np.abs(vals[key]) >= big for key in vals}
+    if not big > 0 or keep["train"].sum() < 20 or keep["test"].sum() < 10:
+        return None
+    out = {}
+    for key in ("train", "test"):
+        out[key + "_input"] = torch.as_tensor(x[key][keep[key]][:, rest], dtype=dtype)
+        out[key + "_label"] = torch.as_tensor(y[key][keep[key]] / vals[key][keep[key]], dtype=dtype)[:, None]
+    log.info("separability: second factor's data from y / (%s) on %d points", best[2], int(keep["train"].sum()))
+    return out
 
 
 def _factor_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest: list[int],

@@ -211,7 +211,7 @@ def test_separable_factors_give_a_product_whose_factor_changes_sign():
                         test_num=300, dtype=torch.float64, seed=1)
     ev = _Evaluator(ds, [x1, x2], sform.noise_floor(ds["train_label"].numpy(), torch.float64))
     lib = default_library().subset(["x", "x^2", "sqrt", "sin", "exp"])
-    _separable_search(_Exact(f), ds, ev, lib, [x1, x2], time.process_time() + 5, seed=0, dtype=torch.float64)
+    _separable_search(_Exact(f), ev, lib, [x1, x2], time.process_time() + 5, seed=0, dtype=torch.float64)
     exact = [c for c in ev.seen if c.exact and c.source.startswith("separable")]
     assert exact and any(_same(c.expr, sympy.sqrt(x1) * x2) for c in exact)
 
@@ -255,7 +255,7 @@ def test_second_factor_data_come_from_the_labels_once_the_first_factor_is_known(
     |g| >= max|g| / 2, exact even when the KAN's values of h are not; a g that does not match gives None."""
     import numpy as np
 
-    from kanlens.symbolic.pipeline import _divided_data
+    from kanlens.symbolic.pipeline import _divided_data, _Evaluator
 
     x3 = sympy.Symbol("x3")
     rng = np.random.default_rng(0)
@@ -267,12 +267,13 @@ def test_second_factor_data_come_from_the_labels_once_the_first_factor_is_known(
         ds[key + "_label"] = torch.tensor(x[key][:, :1] / (x[key][:, 1:2] + x[key][:, 2:3]))
     noise = 1e-3 * rng.standard_normal(400)
     g_values = (2 * x["train"][:, 0] + noise, 2 * x["test"][:, 0])  # the KAN's values, with its error
-    out = _divided_data([x1**2, 2 * x1], g_values, ds, [0], [1, 2], [x1, x2, x3], 1e-5, torch.float64)
+    ev = _Evaluator(ds, [x1, x2, x3], 1e-30)
+    out = _divided_data([x1**2, 2 * x1], g_values, ev, [0], [1, 2], 1e-5, torch.float64)
     keep = np.abs(x["train"][:, 0]) >= 0.5 * np.abs(x["train"][:, 0]).max()
     assert out["train_input"].shape == (int(keep.sum()), 2) and out["test_input"].shape[1] == 2
     h = 1 / (2 * (out["train_input"][:, 0] + out["train_input"][:, 1]))
     assert torch.allclose(out["train_label"][:, 0], h, rtol=1e-12)
-    assert _divided_data([x1**2], g_values, ds, [0], [1, 2], [x1, x2, x3], 1e-5, torch.float64) is None
+    assert _divided_data([x1**2], g_values, ev, [0], [1, 2], 1e-5, torch.float64) is None
 
 def test_formulas_overflowing_on_the_data_are_not_called_the_same():
     """exp(800 x) and 2 exp(800 x) overflow on part of the data; an infinite tolerance used to call them equal."""

@@ -693,7 +693,7 @@ def symbolic_regression(
         timings["compositions"] = time.perf_counter() - t
     if separable and not any(c.exact for c in ev.seen) and "" in splines:
         t = time.perf_counter()
-        _separable_search(splines[""], dataset, ev, library, variables, cpu_deadline, seed=seed,
+        _separable_search(splines[""], ev, library, variables, cpu_deadline, seed=seed,
                           dtype=dtype or dataset["train_input"].dtype)
         timings["separable"] = time.perf_counter() - t
     front, chosen = _choose(ev.seen)
@@ -761,8 +761,7 @@ def _separable_split(predict, x: np.ndarray, rng: np.random.Generator):
     return best
 
 
-def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, deadline, *, seed: int,
-                      dtype) -> None:
+def _separable_search(model, ev: _Evaluator, library, variables, deadline, *, seed: int, dtype) -> None:
     """If the identity run's KAN is a product ``g(x_S) * h(x_T)``, recover both factors; their products go to ``ev``.
 
     The factors' data come from the KAN: slices ``f(x_S, a_T)`` at many anchors ``a`` are averaged by a rank-1
@@ -770,10 +769,10 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
     The test costs milliseconds; each factor's run gets half of the remaining budget, at least
     ``_SEPARABLE_MIN_SECONDS`` (its training always completes).
     """
-    if dataset["train_label"].shape[1] != 1:
+    if ev.ytr.shape[1] != 1:
         return
     predict = _model_predict(model)
-    xtr, xte = _np(dataset["train_input"]), _np(dataset["test_input"])
+    xtr, xte = ev.xtr, ev.xte
     split = _separable_split(predict, xtr, np.random.default_rng(seed))
     if split is None or not split[2] < _SEPARABLE_TOL:
         log.info("separability: no split of the inputs found (best score %s)", split and f"{split[2]:.2e}")
@@ -782,7 +781,7 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
     log.info("separability: y = g(%s) * h(%s) (score %.2e)", [str(variables[j]) for j in sub],
              [str(variables[j]) for j in rest], score)
     # the factors' data carry the KAN's error: a factor formula this close to them is as good as they can tell
-    good_enough = max(1e-5, 10 * sform.nmse(predict(xte), _np(dataset["test_label"])[:, 0]))
+    good_enough = max(1e-5, 10 * sform.nmse(predict(xte), ev.yte[:, 0]))
     data = _factor_data(predict, xtr, xte, sub, rest, np.random.default_rng(seed))
     if data is None:
         log.info("separability: the factors' data are degenerate")
@@ -794,7 +793,7 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
               "test_input": torch.as_tensor(xte[:, cols], dtype=dtype),
               "test_label": torch.as_tensor(y_te, dtype=dtype)[:, None]}
         if factors:  # the first factor's formula, if it matches its values, turns the data into the second's
-            ds = _divided_data(factors[0], data[0], dataset, sub, cols, variables, good_enough, dtype) or ds
+            ds = _divided_data(factors[0], data[0], ev, sub, cols, good_enough, dtype) or ds
         n = len(cols)
         # one input: a single edge first (a library function of an affine map), a depth-2 KAN only if that misses
         widths = [[1, 1], [1, 3, 1]] if n == 1 else [[n, 2 * n + 1, 1]]
@@ -829,8 +828,8 @@ def _separable_search(model, dataset: dict, ev: _Evaluator, library, variables, 
 _FACTOR_ANCHORS = 64
 
 
-def _divided_data(first: list[sympy.Expr], first_values: tuple, dataset: dict, sub: list[int], rest: list[int],
-                  variables, good_enough: float, dtype) -> dict | None:
+def _divided_data(first: list[sympy.Expr], first_values: tuple, ev: _Evaluator, sub: list[int], rest: list[int],
+                  good_enough: float, dtype) -> dict | None:
     """The second factor's dataset ``h(x_T) = y / g(x_S)`` from the real labels, when a formula ``g`` for the first
     factor reproduces its values (from the KAN) to ``good_enough``; None otherwise.
 
@@ -838,30 +837,26 @@ def _divided_data(first: list[sympy.Expr], first_values: tuple, dataset: dict, s
     much to tell ``1/u`` from ``exp(-a*u)``), the real labels do not; only points where ``|g|`` is at least half its
     maximum are used, so noise in ``y`` is amplified at most twice.
     """
-    g_vars = [variables[j] for j in sub]
-    x = {key: _np(dataset[key + "_input"]) for key in ("train", "test")}
-    y = {key: _np(dataset[key + "_label"])[:, 0] for key in ("train", "test")}
+    data = {"train": (ev.xtr, ev.ytr[:, 0]), "test": (ev.xte, ev.yte[:, 0])}
     best = None
     for expr in first:
-        f = sympy.lambdify(g_vars, expr, modules=["scipy", "numpy"])
-        with np.errstate(all="ignore"):
-            vals = {key: np.broadcast_to(np.asarray(f(*(x[key][:, j] for j in sub)), dtype=float),
-                                         (len(x[key]),)) for key in x}
+        vals = {key: ev._values(expr, x) for key, (x, _) in data.items()}
         err = sform.nmse(vals["train"], first_values[0])
         if err <= good_enough and (best is None or err < best[0]):
             best = (err, vals, expr)
     if best is None:
         return None
-    vals = best[1]
+    _, vals, expr = best
     big = 0.5 * float(np.max(np.abs(vals["train"])))
-    keep = {key: np.abs(vals[key]) >= big for key in vals}
+    keep = {key: np.abs(v) >= big for key, v in vals.items()}
     if not big > 0 or keep["train"].sum() < 20 or keep["test"].sum() < 10:
         return None
     out = {}
-    for key in ("train", "test"):
-        out[key + "_input"] = torch.as_tensor(x[key][keep[key]][:, rest], dtype=dtype)
-        out[key + "_label"] = torch.as_tensor(y[key][keep[key]] / vals[key][keep[key]], dtype=dtype)[:, None]
-    log.info("separability: second factor's data from y / (%s) on %d points", best[2], int(keep["train"].sum()))
+    for key, (x, y) in data.items():
+        k = keep[key]
+        out[key + "_input"] = torch.as_tensor(x[k][:, rest], dtype=dtype)
+        out[key + "_label"] = torch.as_tensor(y[k] / vals[key][k], dtype=dtype)[:, None]
+    log.info("separability: second factor's data from y / (%s) on %d points", expr, int(keep["train"].sum()))
     return out
 
 
@@ -884,29 +879,28 @@ def _factor_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest
         out = np.empty((len(x), len(anchors)))
         step = max(1, 2**16 // len(anchors))  # bounded memory for large datasets
         for i in range(0, len(x), step):
-            xx = np.repeat(anchors[None, :, :], len(x[i:i + step]), axis=0)  # (rows, m, d)
+            xx = np.repeat(anchors[None, :, :], min(step, len(x) - i), axis=0)  # (rows, m, d)
             xx[:, :, keep] = x[i:i + step, None, keep]
             out[i:i + step] = predict(xx.reshape(-1, x.shape[1])).reshape(-1, len(anchors))
         return out
+
+    def coef(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """Least-squares coefficient of every row of ``m`` on ``v``."""
+        return m @ v / np.dot(v, v)
 
     a_tr, b_tr = slices(xtr, sub), slices(xtr, rest)  # g(x_S) h(a_T), g(a_S) h(x_T)
     if not (np.isfinite(a_tr).all() and np.isfinite(b_tr).all()):
         return None
     u, s, _ = np.linalg.svd(a_tr, full_matrices=False)
-    g_tr = u[:, 0] * s[0]
-    g_a = g_tr[idx]
-    if not np.all(np.isfinite(g_a)) or not np.dot(g_a, g_a) > 0:
+    g_a = (u[:, 0] * s[0])[idx]
+    if not np.dot(g_a, g_a) > 0:
         return None
-    h_tr = b_tr @ g_a / np.dot(g_a, g_a)
-    h_a = h_tr[idx]
-    if not np.all(np.isfinite(h_a)) or not np.dot(h_a, h_a) > 0:
+    h_a = coef(b_tr, g_a)[idx]
+    if not np.dot(h_a, h_a) > 0:
         return None
-    g_tr = a_tr @ h_a / np.dot(h_a, h_a)
-    g_te = slices(xte, sub) @ h_a / np.dot(h_a, h_a)
+    g_tr = coef(a_tr, h_a)  # g once more on h, so that the two scales multiply back to f
     g_a = g_tr[idx]
-    h_tr = b_tr @ g_a / np.dot(g_a, g_a)
-    h_te = slices(xte, rest) @ g_a / np.dot(g_a, g_a)
-    return (g_tr, g_te), (h_tr, h_te)
+    return (g_tr, coef(slices(xte, sub), h_a)), (coef(b_tr, g_a), coef(slices(xte, rest), g_a))
 
 
 # plain inner functions G, by library name; "cosh" is (exp(x) + exp(-x)) / 2, written with the library's exp

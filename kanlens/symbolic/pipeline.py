@@ -29,6 +29,7 @@ import torch
 from . import fit as sfit
 from . import formula as sform
 from .library import SymbolicLibrary, resolve_library
+from .polyfit import polynomial_candidates
 
 __all__ = ["Candidate", "ParetoTable", "SymbolicResult", "symbolic_regression"]
 
@@ -400,7 +401,9 @@ class _Search:
         return exprs if self.wrap is None else [w(e) for w, e in zip(self.wrap, exprs)]
 
     def done(self) -> bool:
-        return self.best.exact or (self.deadline is not None and time.process_time() > self.deadline)
+        if self.best.exact or any(c.exact for c in self.ev.seen):  # e.g. a polynomial fit before the KAN run
+            return True
+        return self.deadline is not None and time.process_time() > self.deadline
 
     def attempt(self, assign: dict, source: str, factor: float = 1.0) -> bool:
         """Refit the formula of ``assign``; keep it when its training loss is below ``factor`` times the best."""
@@ -592,6 +595,7 @@ def symbolic_regression(
     fit_kwargs: dict | None = None,
     target_transforms: Sequence[str] | None = ("identity", "log"),
     separable: bool = True,
+    polynomial: bool = True,
 ) -> SymbolicResult:
     """Recover a closed-form formula from data with a KAN.
 
@@ -631,6 +635,11 @@ def symbolic_regression(
             and snapped on the data, joins the candidates. Products whose factors change sign
             (``sqrt(x1) * x2``), where ``log(y)`` cannot be used, and factors that need a deeper KAN than the whole
             (``x3 * sqrt(x1**2 + x2**2)``) are the target.
+        polynomial: before the KAN runs, fit polynomials of total degree <= 4 in the inputs to ``y``, ``1/y``,
+            ``log(y)`` and ``y**2`` (the last three for one-signed outputs) by linear least squares; a fit that
+            reproduces the test data to the label noise, with the monomials it does not need eliminated, is
+            snapped and joins the candidates (``x1**3 - 2*x1*x2``, ``1/(1 + x1*x2)``). The KAN is still trained
+            (``result.model``), but its search stops once an exact formula is known.
 
     Returns:
         a :class:`SymbolicResult`.
@@ -665,6 +674,12 @@ def symbolic_regression(
     runs: dict[str, tuple] = {}
     splines: dict[str, object] = {}  # tag -> the trained spline KAN (before auto_symbolic), for the separability test
     cpu_deadline = None if time_budget is None else time.process_time() + time_budget
+    if polynomial:
+        t = time.perf_counter()
+        for name, exprs in polynomial_candidates(ev.xtr, ev.ytr, ev.xte, ev.yte, variables, floor):
+            log.info("polynomial fit of %s: %s", name, exprs)
+            _snap(ev, exprs, f"polynomial {name} ")
+        timings["polynomial"] = time.perf_counter() - t
     for n_run, (name, forward, wrap) in enumerate(transforms):
         if n_run and any(c.exact for c in ev.seen):
             break  # an exact formula is found: no need to model a transformed target
@@ -1033,7 +1048,8 @@ def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluato
     search.swaps(alternatives)
     timings[tag + "alternatives"] = time.perf_counter() - t
     t = time.perf_counter()
-    _snap_views(search.best, ev, ev.variables, tag, deadline)
+    if search.best.exact or not any(c.exact for c in ev.seen):  # else an exact formula is already known
+        _snap_views(search.best, ev, ev.variables, tag, deadline)
     timings[tag + "snap"] = time.perf_counter() - t
     return model, auto
 

@@ -1,0 +1,116 @@
+"""Direct polynomial fits (kanlens.symbolic.polyfit) and their place in symbolic_regression."""
+
+import math
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+from kanlens import create_dataset
+from kanlens.symbolic.formula import noise_floor
+from kanlens.symbolic.pipeline import symbolic_regression
+from kanlens.symbolic.polyfit import monomial_exponents, polynomial_candidates
+
+X = sympy.symbols("x1:5")
+x1, x2, x3 = X[:3]
+
+
+def _data(f, n_vars, lo=-1.0, hi=1.0, dtype=np.float32, n=600, seed=0):
+    rng = np.random.default_rng(seed)
+    x, xt = rng.uniform(lo, hi, (n, n_vars)), rng.uniform(lo, hi, (n, n_vars))
+    y = np.asarray(f(x), float).reshape(n, -1).astype(dtype).astype(float)
+    yt = np.asarray(f(xt), float).reshape(n, -1).astype(dtype).astype(float)
+    return x, y, xt, yt, noise_floor(y, dtype)
+
+
+def _clean(e):
+    return sympy.nsimplify(e, tolerance=1e-6, rational=True)
+
+
+def test_monomial_exponents_lists_every_monomial_once_lowest_degree_first():
+    exps = monomial_exponents(3, 4)
+    assert len(exps) == math.comb(3 + 4, 4) == len(set(exps))
+    assert exps[0] == (0, 0, 0) and exps[1:4] == [(1, 0, 0), (0, 1, 0), (0, 0, 1)]
+    assert [sum(e) for e in exps] == sorted(sum(e) for e in exps)
+    assert monomial_exponents(2, 0) == [(0, 0)]
+
+
+@pytest.mark.parametrize(
+    "f, truth, n_vars, lo, hi, name",
+    [
+        (lambda x: x[:, 0] ** 3 - 2 * x[:, 0] * x[:, 1], x1**3 - 2 * x1 * x2, 2, -1, 1, "identity"),
+        (lambda x: 1 / (1 + x[:, 0] * x[:, 1]), 1 / (1 + x1 * x2), 2, 0.5, 2, "reciprocal"),
+        (lambda x: np.exp(-x[:, 0] * x[:, 1]), sympy.exp(-x1 * x2), 2, 0, 2, "log"),
+        (lambda x: -np.sqrt(1 + x[:, 0] ** 2 + x[:, 1] ** 2), -sympy.sqrt(1 + x1**2 + x2**2), 2, -2, 2, "square"),
+        (lambda x: x[:, 0] * x[:, 1] * x[:, 2] / 2 + x[:, 1] ** 2, x1 * x2 * x3 / 2 + x2**2, 3, -1, 1, "identity"),
+    ],
+)
+def test_exact_polynomials_of_transformed_targets_are_found_and_sparse(f, truth, n_vars, lo, hi, name):
+    x, y, xt, yt, floor = _data(f, n_vars, lo, hi)
+    found = dict(polynomial_candidates(x, y, xt, yt, X[:n_vars], floor))
+    assert name in found
+    got = _clean(found[name][0])
+    assert sympy.simplify(got - truth) == 0, got
+    assert sympy.count_ops(got) <= sympy.count_ops(truth) + 2  # unneeded monomials eliminated
+
+
+def test_float64_labels_use_a_numerical_tolerance_not_the_tiny_label_floor():
+    f = lambda x: x[:, 0] ** 3 - 2 * x[:, 0] * x[:, 1] + x[:, 2] ** 2 * x[:, 1]  # noqa: E731
+    x, y, xt, yt, floor = _data(f, 3, 1.0, 100.0, dtype=np.float64)
+    assert floor < 1e-28
+    found = dict(polynomial_candidates(x, y, xt, yt, X[:3], floor))
+    assert sympy.simplify(_clean(found["identity"][0]) - (x1**3 - 2 * x1 * x2 + x3**2 * x2)) == 0
+
+
+@pytest.mark.parametrize(
+    "f, n_vars",
+    [
+        (lambda x: np.exp(np.sin(np.pi * x[:, 0]) + x[:, 1] ** 2), 2),
+        (lambda x: np.sin(x[:, 0]), 1),
+        (lambda x: x[:, 0] * np.exp(-x[:, 0]), 1),
+        (lambda x: np.sqrt(np.abs(x[:, 0])) * x[:, 1], 2),
+    ],
+)
+def test_non_polynomial_targets_give_nothing(f, n_vars):
+    x, y, xt, yt, floor = _data(f, n_vars)
+    assert polynomial_candidates(x, y, xt, yt, X[:n_vars], floor) == []
+
+
+def test_noisy_labels_give_nothing_and_zeros_rule_out_reciprocal_and_log():
+    rng = np.random.default_rng(1)
+    x, y, xt, yt, floor = _data(lambda x: x[:, 0] * x[:, 1], 2)
+    assert polynomial_candidates(x, y + 1e-3 * rng.standard_normal(y.shape), xt, yt, X[:2], floor) == []
+    found = dict(polynomial_candidates(x, y, xt, yt, X[:2], floor))
+    assert list(found) == ["identity"]  # x1*x2 changes sign: no 1/y, log(y) or y**2 fit
+
+
+def test_every_output_must_be_polynomial():
+    both = _data(lambda x: np.stack([x[:, 0] * x[:, 1], x[:, 0] ** 2 - x[:, 1]], 1), 2)
+    found = dict(polynomial_candidates(*both[:4], X[:2], both[4]))
+    assert [sympy.simplify(_clean(e) - t) for e, t in zip(found["identity"], [x1 * x2, x1**2 - x2])] == [0, 0]
+    one = _data(lambda x: np.stack([x[:, 0] * x[:, 1], np.sin(x[:, 0])], 1), 2)
+    assert polynomial_candidates(*one[:4], X[:2], one[4]) == []
+
+
+def test_max_degree_and_max_terms_bound_the_fit():
+    x, y, xt, yt, floor = _data(lambda x: x[:, 0] ** 4 * x[:, 1], 2)  # degree 5
+    assert polynomial_candidates(x, y, xt, yt, X[:2], floor) == []  # default max_degree 4
+    found = dict(polynomial_candidates(x, y, xt, yt, X[:2], floor, max_degree=5))
+    assert sympy.simplify(_clean(found["identity"][0]) - x1**4 * x2) == 0
+    assert polynomial_candidates(x, y, xt, yt, X[:2], floor, max_degree=5, max_terms=20) == []  # 21 monomials
+
+
+def test_pipeline_takes_an_exact_polynomial_and_stops_searching():
+    torch.set_num_threads(1)
+    ds = create_dataset(lambda x: x[:, [0]] ** 3 - 2 * x[:, [0]] * x[:, [1]], n_var=2, train_num=300, test_num=300,
+                        seed=0)
+    res = symbolic_regression(ds, [2, 3, 1], steps=(5, 5, 5), refine_grid=None, time_budget=60)
+    chosen = res.table[res.table.chosen]
+    assert res.exact and chosen.source.startswith("polynomial identity")
+    assert sympy.simplify(res.formula - (x1**3 - 2 * x1 * x2)) == 0
+    assert res.timings["polynomial"] < 5 and "snap" in res.timings and res.timings["snap"] < 1
+    off = symbolic_regression(ds, [2, 3, 1], steps=(5, 5, 5), refine_grid=None, time_budget=5, polynomial=False,
+                              target_transforms=("identity",), separable=False)
+    assert "polynomial" not in off.timings
+    assert not any(c.source.startswith("polynomial") for c in off.table)

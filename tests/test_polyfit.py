@@ -55,6 +55,25 @@ def test_exact_polynomials_of_transformed_targets_are_found_and_sparse(f, truth,
     assert sympy.count_ops(got) <= sympy.count_ops(truth) + 2  # unneeded monomials eliminated
 
 
+@pytest.mark.parametrize(
+    "f, truth, lo, hi",
+    [
+        (lambda x: x[:, 0] * x[:, 1] / x[:, 2] ** 2, x1 * x2 / x3**2, [1, 1, 1], [2, 2, 2]),
+        # x3 is unused and changes sign
+        (lambda x: 3 * np.sqrt(x[:, 0] / x[:, 1]), 3 * sympy.sqrt(x1) / sympy.sqrt(x2), [1, 1, -1], [2, 2, 1]),
+        (lambda x: -x[:, 0] * (-x[:, 1]) ** 1.5, -x1 * (-x2) ** sympy.Rational(3, 2), [1, -2, 0], [2, -1, 1]),
+    ],
+)
+def test_power_laws_with_real_exponents_are_found_when_no_polynomial_fits(f, truth, lo, hi):
+    rng = np.random.default_rng(0)
+    x, xt = rng.uniform(lo, hi, (600, 3)), rng.uniform(lo, hi, (600, 3))
+    y, yt = f(x).astype(np.float32).astype(float)[:, None], f(xt).astype(np.float32).astype(float)[:, None]
+    found = dict(polynomial_candidates(x, y, xt, yt, X[:3], noise_floor(y, np.float32)))
+    assert list(found) == ["power law"]
+    got = _clean(found["power law"][0])
+    assert sympy.simplify(got - truth) == 0, got
+
+
 def test_float64_labels_use_a_numerical_tolerance_not_the_tiny_label_floor():
     f = lambda x: x[:, 0] ** 3 - 2 * x[:, 0] * x[:, 1] + x[:, 2] ** 2 * x[:, 1]  # noqa: E731
     x, y, xt, yt, floor = _data(f, 3, 1.0, 100.0, dtype=np.float64)
@@ -70,6 +89,7 @@ def test_float64_labels_use_a_numerical_tolerance_not_the_tiny_label_floor():
         (lambda x: np.sin(x[:, 0]), 1),
         (lambda x: x[:, 0] * np.exp(-x[:, 0]), 1),
         (lambda x: np.sqrt(np.abs(x[:, 0])) * x[:, 1], 2),
+        (lambda x: np.exp(x[:, 0]) * (x[:, 1] + 2), 2),  # one-signed: the power law is tried, and fails
     ],
 )
 def test_non_polynomial_targets_give_nothing(f, n_vars):
@@ -101,7 +121,9 @@ def test_max_degree_and_max_terms_bound_the_fit():
     assert polynomial_candidates(x, y, xt, yt, X[:2], floor, max_degree=5, max_terms=20) == []  # 21 monomials
 
 
-def test_pipeline_takes_an_exact_polynomial_and_stops_searching():
+def test_pipeline_takes_an_exact_polynomial_and_stops_searching(monkeypatch):
+    from kanlens.symbolic import pipeline
+
     torch.set_num_threads(1)
     ds = create_dataset(lambda x: x[:, [0]] ** 3 - 2 * x[:, [0]] * x[:, [1]], n_var=2, train_num=300, test_num=300,
                         seed=0)
@@ -109,8 +131,14 @@ def test_pipeline_takes_an_exact_polynomial_and_stops_searching():
     chosen = res.table[res.table.chosen]
     assert res.exact and chosen.source.startswith("polynomial identity")
     assert sympy.simplify(res.formula - (x1**3 - 2 * x1 * x2)) == 0
-    assert res.timings["polynomial"] < 5 and "snap" in res.timings and res.timings["snap"] < 1
-    off = symbolic_regression(ds, [2, 3, 1], steps=(5, 5, 5), refine_grid=None, time_budget=5, polynomial=False,
-                              target_transforms=("identity",), separable=False)
-    assert "polynomial" not in off.timings
-    assert not any(c.source.startswith("polynomial") for c in off.table)
+    assert res.timings["polynomial"] < 5 and res.timings["snap"] < 1  # the KAN's formula is not snapped
+    assert res.timings["alternatives"] < 2 and "log: auto_symbolic" not in res.timings  # nor searched, nor log(y)
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("polynomial_candidates called with polynomial=False")
+
+    monkeypatch.setattr(pipeline, "polynomial_candidates", forbidden)
+    monkeypatch.setattr(pipeline, "_snap_views", lambda *args, **kwargs: None)  # only to keep the test short
+    off = symbolic_regression(ds, [2, 3, 1], steps=(5, 5, 5), refine_grid=None, time_budget=2, polynomial=False,
+                              target_transforms=("identity",), separable=False, alternatives=0)
+    assert "polynomial" not in off.timings and not off.exact

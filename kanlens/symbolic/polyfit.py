@@ -97,7 +97,43 @@ def _fit_output(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, 
                      for c, e in zip(coef, exps)), sympy.Integer(0))
             found.append((name, inv(p, sign)))
             break  # the lowest degree that fits; higher ones only add terms to eliminate
+    if not found:
+        law = _power_law(x, y, xte, yte, variables, tol)
+        if law is not None:
+            found.append(("power law", law))
     return found
+
+
+def _power_law(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, variables: Sequence[sympy.Symbol],
+               tol: float) -> sympy.Expr | None:
+    """``y = c * prod_i x_i**a_i`` with real exponents (``x1*x2/x3**2``, ``sqrt(x1/x2)``) over the one-signed
+    inputs: a linear fit of ``log|y|`` on ``log|x_i|``, kept when it is exact on the test data."""
+    sign = _applicable(np.concatenate([y, yte]), "log")
+    if sign is None:
+        return None
+    xs = np.abs(np.concatenate([x, xte]))
+    cols = [i for i in range(x.shape[1])
+            if (np.all(x[:, i] > 0) or np.all(x[:, i] < 0)) and np.sign(xte[:, i]).min() == np.sign(xte[:, i]).max()
+            == np.sign(x[0, i]) and xs[:, i].min() > 1e-6 * xs[:, i].max()]
+    if not cols:
+        return None
+    with np.errstate(all="ignore"):
+        lx, lxt, t = np.log(np.abs(x[:, cols])), np.log(np.abs(xte[:, cols])), np.log(sign * y)
+    exps = monomial_exponents(len(cols), 1)
+    score = functools.partial(_score, xte=lxt, yte=yte, inverse=lambda p, s: s * np.exp(p), sign=sign)
+    a = _design(lx, exps)
+    coef = _lstsq(a, t)
+    if not score(exps, coef) <= tol:
+        return None
+    exps, coef = _eliminate(a, t, exps, coef, score, tol)
+    out: sympy.Expr = sympy.Float(sign)
+    for c, e in zip(coef, exps):
+        if not any(e):
+            out = out * sympy.Float(float(np.exp(c)))
+        else:
+            i = cols[e.index(1)]
+            out = out * (sympy.Float(float(np.sign(x[0, i]))) * variables[i]) ** sympy.Float(float(c))
+    return out
 
 
 def _score(exps: Sequence[tuple[int, ...]], coef: np.ndarray, *, xte: np.ndarray, yte: np.ndarray, inverse,
@@ -135,12 +171,13 @@ def polynomial_candidates(
     max_degree: int = 4,
     max_terms: int | None = None,
 ) -> list[tuple[str, list[sympy.Expr]]]:
-    """Sparse polynomial formulas (of ``y``, ``1/y``, ``log|y|`` or ``y**2``) that fit the test data to ``floor``.
+    """Sparse polynomial formulas (of ``y``, ``1/y``, ``log|y|`` or ``y**2``) that fit the test data to ``floor``;
+    when none does, a power law ``c * prod x_i**a_i`` (real exponents, one-signed inputs).
 
     Args:
         x, y: training inputs ``(n, d)`` and labels ``(n, m)`` (float64 arrays).
         x_test, y_test: held-out data ``(n_test, d)``, ``(n_test, m)``: a fit counts only when its NMSE there is
-            at most ``100 * floor`` (and at least 1e-20; every output).
+            at most ``floor`` (at least 1e-20, the precision of the float64 fit; every output).
         variables: sympy symbols of the inputs.
         floor: NMSE of the label rounding (see :func:`~kanlens.symbolic.formula.noise_floor`).
         max_degree: highest total degree tried (the lowest degree that fits is used).
@@ -154,8 +191,8 @@ def polynomial_candidates(
     x_test, y_test = np.asarray(x_test, float), np.asarray(y_test, float).reshape(len(x_test), -1)
     if max_terms is None:
         max_terms = min(500, len(x) // 5)
-    tol = max(100.0 * floor, 1e-20)  # 1e-20: float64 least squares over monomials is not exact either
+    tol = max(floor, 1e-20)  # exact fits sit ~1e-3 floor (float32 labels); 1e-20: float64 least squares
     per_output = [dict(_fit_output(x, y[:, o], x_test, y_test[:, o], variables, tol, max_degree, max_terms))
                   for o in range(y.shape[1])]
-    names = [t[0] for t in _TRANSFORMS if all(t[0] in found for found in per_output)]
+    names = [n for n in [t[0] for t in _TRANSFORMS] + ["power law"] if all(n in found for found in per_output)]
     return [(name, [found[name] for found in per_output]) for name in names]

@@ -310,6 +310,31 @@ def test_abs_with_one_sign_on_the_data_is_resolved():
         sympy.Abs(x1 - sympy.Rational(1, 2)) + x2 + 1)
 
 
+def test_power_products_find_a_power_times_a_library_function():
+    """x*exp(-x), x**2*sin(x) and sqrt(x)*cos(2x) are x**p * F(a*x + b): found directly among the compositions;
+    negative inputs rule out fractional powers instead of giving NaN."""
+    import numpy as np
+
+    from kanlens.symbolic.pipeline import _compositions, _power_products
+
+    rng = np.random.default_rng(0)
+    lib = default_library()
+    cases = [(x1 * sympy.exp(-x1), 0, 4), (x1**2 * sympy.sin(x1), -2, 2),
+             (sympy.sqrt(x1) * sympy.cos(2 * x1), 0.1, 3)]
+    for truth, lo, hi in cases:
+        x = rng.uniform(lo, hi, 600)
+        y = sympy.lambdify(x1, truth, "numpy")(x)
+        best_nmse, best = _compositions(x, y, lib, x1, top=3)[0]
+        assert best_nmse < 1e-20
+        fresh = rng.uniform(lo, hi, 200)
+        got = sympy.lambdify(x1, best, "numpy")(fresh)
+        assert np.allclose(got, sympy.lambdify(x1, truth, "numpy")(fresh), rtol=1e-6, atol=1e-9)
+    x = rng.uniform(-2, 2, 600)
+    out = _power_products(x, x**2 * np.sin(x), lib, x1)
+    assert out and all(np.isfinite(v) for v, _ in out)
+    assert not any(e.has(sympy.sqrt(x1)) or e.has(1 / sympy.sqrt(x1)) for _, e in out)
+
+
 def test_compositions_find_a_library_function_of_a_plain_inner_function():
     """1/(1 + x^2), log(1 + x^2), 1/sqrt(6/5 - x^2) are F(a*G(x) + b) with G = x^2: found directly, also from
     values with noise (as the separable factors' values, which come from a KAN)."""

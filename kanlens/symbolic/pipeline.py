@@ -939,7 +939,8 @@ def _compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top:
 
     One input needing two nested functions (``1/(1 + x**2)``, ``log(1 + x**2)``, ``1/sqrt(1 - x**2)``,
     ``1/(exp(x) + exp(-x))``) is one edge of neither a ``[1, 1]`` KAN nor, often, of the pruned ``[1, 3, 1]``, whose
-    inner edge tends to stay linear.
+    inner edge tends to stay linear. Products of a power and a library function (``x*exp(-x)``, see
+    :func:`_power_products`) compete in the same list.
     """
     out = []
     for name in _INNER:
@@ -960,7 +961,36 @@ def _compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top:
         close = [f for f in fits if f.nmse <= 10 * best + 1e-12]
         for f in sorted(close, key=lambda f: (f.complexity, f.nmse))[:per_inner]:
             out.append((f.nmse, sform.edge_expr(library[f.name], f.params, inner)))
+    out += _power_products(x, y, library, var, per_power=per_inner)
     return sorted(out, key=lambda t: t[0])[:top]
+
+
+_POWERS = (1, 2, 3, -1, -2, 0.5, -0.5)
+
+
+def _power_products(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, per_power: int = 3,
+                    max_points: int = 256) -> list[tuple[float, sympy.Expr]]:
+    """``(nmse, x**p * (c*F(a*x + b) + d))``: a power of the input times a library function (``x*exp(-x)``).
+
+    ``F`` is fitted to ``y / x**p`` where ``|x**p|`` is at least a tenth of its maximum (near ``x = 0`` the
+    quotient would amplify the data's error); ``nmse`` is that fit's, on a subsample of ``max_points`` points.
+    """
+    out = []
+    for p in _POWERS:
+        with np.errstate(all="ignore"):
+            xp = np.power(x, p)
+        if not np.isfinite(xp).all():
+            continue  # a fractional power of negative inputs, or a negative power of 0
+        keep = np.abs(xp) >= 0.1 * np.abs(xp).max()
+        if keep.sum() < 20:
+            continue
+        xs, zs = x[keep][:max_points], (y[keep] / xp[keep])[:max_points]
+        with np.errstate(all="ignore"):
+            fits = _usable(sfit.rank_fits(sfit.fit_library(xs, zs, library, refine_top=None)))
+        power = var ** (sympy.Rational(p).limit_denominator(2))
+        for f in sorted(fits, key=lambda f: f.nmse)[:per_power]:
+            out.append((f.nmse, power * sform.edge_expr(library[f.name], f.params, var)))
+    return out
 
 
 _TRANSFORMS = ("identity", "log")
@@ -1009,6 +1039,7 @@ def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluato
                     normalize_labels: bool, weight_simple: float, r2_threshold: float, alternatives: int,
                     deadline: float | None, timings: dict, surrogates: dict | None = None):
     """Train the KAN on (transformed) labels, auto_symbolic, search alternatives, snap; candidates go to ``ev``."""
+    known_exact = any(c.exact for c in ev.seen)
     labels = {key: dataset[key] if forward is None else forward(dataset[key]) for key in ("train_label", "test_label")}
     ds_model = {key: v.to(model.device, model.dtype) for key, v in dataset.items() if isinstance(v, torch.Tensor)}
     # Train on standardised labels so the sparsity weight means the same for every target scale (the scaling is
@@ -1048,7 +1079,7 @@ def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluato
     search.swaps(alternatives)
     timings[tag + "alternatives"] = time.perf_counter() - t
     t = time.perf_counter()
-    if search.best.exact or not any(c.exact for c in ev.seen):  # else an exact formula is already known
+    if not known_exact:  # an exact formula from before this run (a polynomial fit) is snapped already
         _snap_views(search.best, ev, ev.variables, tag, deadline)
     timings[tag + "snap"] = time.perf_counter() - t
     return model, auto

@@ -318,7 +318,7 @@ def test_power_products_find_a_power_times_a_library_function():
     from kanlens.symbolic.pipeline import _compositions, _power_products
 
     rng = np.random.default_rng(0)
-    lib = default_library()
+    lib = default_library().subset(["x", "x^2", "exp", "sin", "cos", "log", "sqrt"])  # fewer fits, same logic
     cases = [(x1 * sympy.exp(-x1), 0, 4), (x1**2 * sympy.sin(x1), -2, 2),
              (sympy.sqrt(x1) * sympy.cos(2 * x1), 0.1, 3)]
     for truth, lo, hi in cases:

@@ -386,3 +386,22 @@ def test_one_input_composition_is_recovered_directly():
     off = symbolic_regression(ds, [1, 1], steps=(5, 10, 10), prune=False, refine_grid=(20,), time_budget=10,
                               separable=False)
     assert not off.exact  # what the composition fit adds
+
+
+def test_expand_refuses_multinomials_that_would_exhaust_memory():
+    """A candidate such as (x1 + 0.3*x2 + x3 + 1.5)**23 inside a snapped formula once made sympy's expansion take
+    24 GB (probe G4 killed by the OOM killer); the term count is bounded before expanding."""
+    import time
+
+    from kanlens.symbolic.pipeline import _expand, _expansion_terms
+
+    x2, x3 = sympy.symbols("x2 x3")
+    big = sympy.exp(-(x1 + sympy.Float(0.3) * x2 + x3 + sympy.Float(1.5)) ** 23) * x1
+    assert _expansion_terms(big) == math.comb(23 + 3, 3)
+    t = time.process_time()
+    assert _expand(big) is None
+    assert time.process_time() - t < 1.0
+    small = (x1 + x2) ** 2 * (x1 - x2)
+    assert _expansion_terms(small) == 6
+    assert sympy.expand(_expand(small) - (x1**3 + x1**2 * x2 - x1 * x2**2 - x2**3)) == 0
+    assert _expand(sympy.sin((x1 + x2) ** 2)) == sympy.sin(x1**2 + 2 * x1 * x2 + x2**2)

@@ -1119,8 +1119,26 @@ def _apply(model, assign: dict, library) -> None:
         sfit.fix_symbolic(model, l, i, j, f.name, params=f.params, lib=lib)
 
 
+def _expansion_terms(expr: sympy.Expr) -> int:
+    """An upper bound on the terms of ``expr``'s expansion (multinomials ``(a + b + ...)**n`` and products of sums)."""
+    if expr.is_Atom:
+        return 1
+    if isinstance(expr, sympy.Add):
+        return sum(_expansion_terms(a) for a in expr.args)
+    if isinstance(expr, sympy.Mul):
+        return math.prod(_expansion_terms(a) for a in expr.args)
+    if isinstance(expr, sympy.Pow):
+        base, n = _expansion_terms(expr.base), expr.exp
+        if n.is_Integer and abs(int(n)) > 1 and base > 1:
+            return math.comb(abs(int(n)) + base - 1, base - 1) if abs(int(n)) < 10_000 else 10**12
+        return base
+    return max((_expansion_terms(a) for a in expr.args), default=1)  # a function: its arguments expand alone
+
+
 def _expand(expr: sympy.Expr, max_ops: int = 300) -> sympy.Expr | None:
     """Polynomial expansion (also inside function arguments); ``None`` when it blows up."""
+    if _expansion_terms(expr) > 4 * max_ops:  # e.g. (x1 + 0.3*x2 + ...)**23: sympy would need gigabytes
+        return None
     try:
         e = sympy.expand(expr, deep=True, power_exp=False, power_base=False, log=False)
     except (TypeError, ValueError, RecursionError):

@@ -1079,7 +1079,9 @@ def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluato
     search.swaps(alternatives)
     timings[tag + "alternatives"] = time.perf_counter() - t
     t = time.perf_counter()
-    if not known_exact:  # an exact formula from before this run (a polynomial fit) is snapped already
+    # an exact formula from before this run (a polynomial fit) is snapped already; this run's formula is worth
+    # snapping only when it is exact too (it may be simpler: sqrt((x1 - x2)**2 + (x3 - x4)**2), not expanded)
+    if search.best.exact or not known_exact:
         _snap_views(search.best, ev, ev.variables, tag, deadline)
     timings[tag + "snap"] = time.perf_counter() - t
     return model, auto

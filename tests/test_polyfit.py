@@ -121,6 +121,17 @@ def test_max_degree_and_max_terms_bound_the_fit():
     assert polynomial_candidates(x, y, xt, yt, X[:2], floor, max_degree=5, max_terms=20) == []  # 21 monomials
 
 
+def test_large_datasets_are_cut_to_max_points():
+    import time
+
+    x, y, xt, yt, floor = _data(lambda x: x[:, 0] * x[:, 1] ** 2 - x[:, 2], 3, n=200_000)
+    t = time.process_time()
+    found = dict(polynomial_candidates(x, y, xt, yt, X[:3], floor))
+    assert time.process_time() - t < 5.0
+    assert sympy.simplify(_clean(found["identity"][0]) - (x1 * x2**2 - x3)) == 0
+    assert polynomial_candidates(x, y, xt, yt, X[:3], floor, max_points=10) == []  # 10 points: max_terms 2
+
+
 def test_pipeline_takes_an_exact_polynomial_and_stops_searching(monkeypatch):
     from kanlens.symbolic import pipeline
 

@@ -638,8 +638,10 @@ def symbolic_regression(
         polynomial: before the KAN runs, fit polynomials of total degree <= 4 in the inputs to ``y``, ``1/y``,
             ``log(y)`` and ``y**2`` (the last three for one-signed outputs) by linear least squares; a fit that
             reproduces the test data to the label noise, with the monomials it does not need eliminated, is
-            snapped and joins the candidates (``x1**3 - 2*x1*x2``, ``1/(1 + x1*x2)``). The KAN is still trained
-            (``result.model``), but its search stops once an exact formula is known.
+            snapped and joins the candidates (``x1**3 - 2*x1*x2``, ``1/(1 + x1*x2)``); when none fits, a power law
+            ``c * x1**a1 * x2**a2 ...`` with real exponents (``x1*x2/x3**2``). See
+            :func:`~kanlens.symbolic.polyfit.polynomial_candidates`. The KAN is still trained (``result.model``),
+            but its search stops once an exact formula is known.
 
     Returns:
         a :class:`SymbolicResult`.

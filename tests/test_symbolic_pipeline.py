@@ -405,3 +405,47 @@ def test_expand_refuses_multinomials_that_would_exhaust_memory():
     assert _expansion_terms(small) == 6
     assert sympy.expand(_expand(small) - (x1**3 + x1**2 * x2 - x1 * x2**2 - x2**3)) == 0
     assert _expand(sympy.sin((x1 + x2) ** 2)) == sympy.sin(x1**2 + 2 * x1 * x2 + x2**2)
+
+
+class _Exact(torch.nn.Module):
+    """A stand-in for a trained KAN: predicts ``fn(x)`` exactly (float64)."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn, self.dtype, self.device = fn, torch.float64, torch.device("cpu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)[:, None]
+
+
+def test_homogeneous_pairs_find_the_ratio_and_the_degree():
+    import numpy as np
+
+    from kanlens.symbolic.pipeline import _homogeneous_pairs, _model_predict
+
+    rng = np.random.default_rng(0)
+    x = np.column_stack([rng.uniform(1, 3, 1000), rng.uniform(1, 3, 1000), rng.uniform(-1, 1, 1000)])
+    gauss = _Exact(lambda t: torch.exp(-t[:, 0] ** 2 / (2 * t[:, 1] ** 2)) / t[:, 1] + 0 * t[:, 2])
+    pairs = _homogeneous_pairs(_model_predict(gauss), x, np.random.default_rng(0))
+    assert {(i, j, d) for i, j, d, s in pairs if s < 1e-9} == {(0, 1, -1.0), (1, 0, -1.0)}
+    angle = _Exact(lambda t: torch.atan(t[:, 2] / t[:, 0]))  # x3 changes sign: it cannot be the divisor
+    best = _homogeneous_pairs(_model_predict(angle), x, np.random.default_rng(0))[0]
+    assert best[:3] == (2, 0, 0.0) and best[3] < 1e-9
+    plain = _Exact(lambda t: t[:, 0] + t[:, 1] ** 2 + t[:, 2])
+    assert min(s for *_, s in _homogeneous_pairs(_model_predict(plain), x, np.random.default_rng(0))) > 0.05
+
+
+def test_ratio_search_recovers_a_function_of_a_ratio():
+    """atan(x2/x1): no library edge of a [2, n, 1] KAN's sums; with u = x2/x1 it is one edge."""
+    from kanlens.symbolic.formula import noise_floor
+    from kanlens.symbolic.pipeline import _Evaluator, _ratio_search
+
+    torch.set_num_threads(1)
+    ds = create_dataset(lambda x: torch.atan(x[:, [1]] / x[:, [0]]), n_var=2, ranges=[[1, 2], [-1, 1]],
+                        train_num=400, test_num=400, seed=0, dtype=torch.float64)
+    x1_, x2_ = sympy.symbols("x1 x2")
+    ev = _Evaluator(ds, [x1_, x2_], noise_floor(ds["train_label"].numpy(), torch.float64))
+    _ratio_search(_Exact(lambda t: torch.atan(t[:, 1] / t[:, 0])), ev, default_library(), [x1_, x2_], None,
+                  seed=0, dtype=torch.float64)
+    exact = [c for c in ev.seen if c.exact]
+    assert exact and any(sympy.simplify(c.expr - sympy.atan(x2_ / x1_)) == 0 for c in exact)

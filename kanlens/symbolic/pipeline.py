@@ -713,6 +713,11 @@ def symbolic_regression(
         _separable_search(splines[""], ev, library, variables, cpu_deadline, seed=seed,
                           dtype=dtype or dataset["train_input"].dtype)
         timings["separable"] = time.perf_counter() - t
+    if separable and not any(c.exact for c in ev.seen) and "" in splines and ev.ytr.shape[1] == 1:
+        t = time.perf_counter()
+        _ratio_search(splines[""], ev, library, variables, cpu_deadline, seed=seed,
+                      dtype=dtype or dataset["train_input"].dtype)
+        timings["ratio"] = time.perf_counter() - t
     front, chosen = _choose(ev.seen)
     pick = front[chosen]
     if pick.exact and pick.complexity <= 200 and any(sform.n_floats(e) for e in pick.exprs):
@@ -842,6 +847,100 @@ def _separable_search(model, ev: _Evaluator, library, variables, deadline, *, se
             _snap_views(cand, ev, variables, "separable ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
 
 
+_RATIO_DEGREES = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
+_RATIO_TOL = 2e-2  # P09 through its KAN: 8e-3; x1 + x2**2 + x3: 0.15
+
+
+def _homogeneous_pairs(predict, x: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int, float, float]]:
+    """``(i, j, d, score)``, best first, for pairs of inputs with ``f(.., l*x_i, .., l*x_j, ..) = l**d f(x)``.
+
+    Then ``f = x_j**d * g(x_i / x_j, other inputs)``: one input less (AI Feynman's symmetry test). Scaled points
+    must stay inside the training inputs' box (the KAN is not valid outside it); ``x_j`` must keep one sign away
+    from 0. ``score`` is ``RMS(f(l x) - l**d f(x)) / std(f)`` at the best degree ``d``.
+    """
+    n, dim = x.shape
+    lo, hi = x.min(0), x.max(0)
+    out = []
+    for j in range(dim):
+        if not (lo[j] > 0 or hi[j] < 0) or min(abs(lo[j]), abs(hi[j])) < 1e-3 * max(abs(lo[j]), abs(hi[j])):
+            continue
+        for i in range(dim):
+            if i == j:
+                continue
+            a = x[rng.integers(0, n, 2048)]
+            lam = rng.uniform(0.8, 1.25, len(a))
+            b = a.copy()
+            b[:, i] *= lam
+            b[:, j] *= lam
+            inside = np.all((b >= lo) & (b <= hi), axis=1)
+            if inside.sum() < 64:
+                continue
+            a, b, lam = a[inside], b[inside], lam[inside]
+            fa, fb = predict(a), predict(b)
+            # relative to f's variation, not its size: an offset must not make every pair look homogeneous
+            spread = float(np.std(fa))
+            if not (spread > 1e-9 * float(np.sqrt(np.mean(fa**2))) and np.all(np.isfinite(fa))
+                    and np.all(np.isfinite(fb))):
+                continue  # f hardly varies: nothing to learn
+            scores = [(float(np.sqrt(np.mean((fb - lam**d * fa) ** 2)) / spread), d) for d in _RATIO_DEGREES]
+            score, d = min(scores)
+            out.append((i, j, d, score))
+    return sorted(out, key=lambda t: t[3])
+
+
+def _ratio_data(x: np.ndarray, y: np.ndarray, i: int, j: int, d: float, rest: list[int]):
+    """Inputs ``(x_rest, x_i / x_j)`` and target ``y / x_j**d`` of the reduced problem."""
+    with np.errstate(all="ignore"):
+        return np.column_stack([x[:, rest], x[:, i] / x[:, j]]), y[:, 0] / x[:, j] ** d
+
+
+def _ratio_search(model, ev: _Evaluator, library, variables, deadline, *, seed: int, dtype) -> None:
+    """If the identity run's KAN is homogeneous in a pair of inputs, ``y = x_j**d * g(x_i/x_j, rest)``: recover
+    ``g`` by a smaller run on the real data ``(x_i/x_j, rest) -> y / x_j**d`` and join its formulas, substituted
+    back, to the candidates (``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``, ``atan(x2/x1)``).
+
+    At most the two best pairs are tried; each run gets half the remaining budget, at least
+    ``_SEPARABLE_MIN_SECONDS``.
+    """
+    pairs = [p for p in _homogeneous_pairs(_model_predict(model), ev.xtr, np.random.default_rng(seed))
+             if p[3] < _RATIO_TOL][:2]
+    if not pairs:
+        log.info("ratio: no pair of inputs with a homogeneous KAN found")
+        return
+    dim = ev.xtr.shape[1]
+    u = sympy.Symbol("ratio_u_")
+    for k, (i, j, d, score) in enumerate(pairs):
+        log.info("ratio: y = %s**%s * g(%s/%s, ...) (score %.2e)", variables[j], d, variables[i], variables[j], score)
+        rest = [m for m in range(dim) if m not in (i, j)]
+        (xtr, ytr), (xte, yte) = (_ratio_data(ev.xtr, ev.ytr, i, j, d, rest),
+                                  _ratio_data(ev.xte, ev.yte, i, j, d, rest))
+        if not (np.all(np.isfinite(ytr)) and np.all(np.isfinite(yte))):
+            continue
+        ds = {"train_input": torch.as_tensor(xtr, dtype=dtype), "test_input": torch.as_tensor(xte, dtype=dtype),
+              "train_label": torch.as_tensor(ytr, dtype=dtype)[:, None],
+              "test_label": torch.as_tensor(yte, dtype=dtype)[:, None]}
+        m = len(rest) + 1
+        width = [1, 1] if m == 1 else [m, 2 * m + 1, 1]
+        budget = None if deadline is None else max(
+            _SEPARABLE_MIN_SECONDS, (deadline - time.process_time()) / (len(pairs) - k))
+        names = [str(variables[r]) for r in rest] + [u.name]
+        res = symbolic_regression(ds, width, seed=seed, dtype=dtype, lib=library, var=names, time_budget=budget,
+                                  separable=True)
+        log.info("ratio: g = %s", res.formula)
+        subs = {sympy.Symbol(str(variables[r])): variables[r] for r in rest}
+        subs[u] = variables[i] / variables[j]
+        rows = list(res.table)
+        picks = dict.fromkeys([rows[res.table.chosen].expr, min(rows, key=lambda c: c.test_nmse).expr])
+        power = variables[j] ** sympy.nsimplify(d)
+        for g in picks:
+            cand = ev.refit([power * g.xreplace(subs)], "ratio")
+            if cand.test_nmse <= 1e-4:
+                _snap_views(cand, ev, variables, "ratio ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
+        if any(c.exact for c in ev.seen):
+            return
+
+
+_FACTOR_ANCHORS = 64
 _FACTOR_ANCHORS = 64
 
 

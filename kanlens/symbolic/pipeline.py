@@ -635,6 +635,10 @@ def symbolic_regression(
             and snapped on the data, joins the candidates. Products whose factors change sign
             (``sqrt(x1) * x2``), where ``log(y)`` cannot be used, and factors that need a deeper KAN than the whole
             (``x3 * sqrt(x1**2 + x2**2)``) are the target.
+            Then, still without an exact formula, the ratio test: if the KAN is homogeneous in a pair of inputs,
+            ``y(.., l*x_i, .., l*x_j, ..) = l**d * y`` (``x_j`` one-signed), ``y = x_j**d * g(x_i/x_j, rest)`` and
+            ``g`` is recovered by a smaller run on the real data (``atan(x2/x1)``,
+            ``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``). ``separable=False`` skips all of these.
         polynomial: before the KAN runs, fit polynomials of total degree <= 4 in the inputs to ``y``, ``1/y``,
             ``log(y)`` and ``y**2`` (the last three for one-signed outputs) by linear least squares; a fit that
             reproduces the test data to the label noise, with the monomials it does not need eliminated, is

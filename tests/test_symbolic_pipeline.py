@@ -427,16 +427,20 @@ def test_homogeneous_pairs_find_the_ratio_and_the_degree():
     x = np.column_stack([rng.uniform(1, 3, 1000), rng.uniform(1, 3, 1000), rng.uniform(-1, 1, 1000)])
     gauss = _Exact(lambda t: torch.exp(-t[:, 0] ** 2 / (2 * t[:, 1] ** 2)) / t[:, 1] + 0 * t[:, 2])
     pairs = _homogeneous_pairs(_model_predict(gauss), x, np.random.default_rng(0))
-    assert {(i, j, d) for i, j, d, s in pairs if s < 1e-9} == {(0, 1, -1.0), (1, 0, -1.0)}
+    assert {(i, j, d, op) for i, j, d, s, op in pairs if s < 1e-9} == {(0, 1, -1.0, "/"), (1, 0, -1.0, "/")}
     angle = _Exact(lambda t: torch.atan(t[:, 2] / t[:, 0]))  # x3 changes sign: it cannot be the divisor
     best = _homogeneous_pairs(_model_predict(angle), x, np.random.default_rng(0))[0]
-    assert best[:3] == (2, 0, 0.0) and best[3] < 1e-9
+    assert best[:3] + best[4:] == (2, 0, 0.0, "/") and best[3] < 1e-9
+    product = _Exact(lambda t: torch.sin(t[:, 0] * t[:, 2]) + t[:, 1])  # x3 changes sign: fine for a product
+    best = _homogeneous_pairs(_model_predict(product), x, np.random.default_rng(0))[0]
+    assert best[:3] + best[4:] == (0, 2, 0.0, "*") and best[3] < 1e-9
     plain = _Exact(lambda t: t[:, 0] + t[:, 1] ** 2 + t[:, 2])
-    assert min(s for *_, s in _homogeneous_pairs(_model_predict(plain), x, np.random.default_rng(0))) > 0.05
+    assert min(p[3] for p in _homogeneous_pairs(_model_predict(plain), x, np.random.default_rng(0))) > 0.05
 
 
 def test_ratio_search_recovers_a_function_of_a_ratio():
-    """atan(x2/x1): no library edge of a [2, n, 1] KAN's sums; with u = x2/x1 it is one edge."""
+    """atan(x2/x1): no library edge of a [2, n, 1] KAN's sums; with u = x2/x1 it is one edge (sin(x1*x2) likewise
+    with u = x1*x2)."""
     from kanlens.symbolic.formula import noise_floor
     from kanlens.symbolic.pipeline import _Evaluator, _ratio_search
 
@@ -449,3 +453,9 @@ def test_ratio_search_recovers_a_function_of_a_ratio():
                   seed=0, dtype=torch.float64)
     exact = [c for c in ev.seen if c.exact]
     assert exact and any(sympy.simplify(c.expr - sympy.atan(x2_ / x1_)) == 0 for c in exact)
+    ds = create_dataset(lambda x: torch.sin(x[:, [0]] * x[:, [1]]), n_var=2, ranges=[-1.5, 1.5], train_num=400,
+                        test_num=400, seed=0, dtype=torch.float64)
+    ev = _Evaluator(ds, [x1_, x2_], noise_floor(ds["train_label"].numpy(), torch.float64))
+    _ratio_search(_Exact(lambda t: torch.sin(t[:, 0] * t[:, 1])), ev, default_library(), [x1_, x2_], None,
+                  seed=0, dtype=torch.float64)
+    assert any(c.exact and sympy.simplify(c.expr - sympy.sin(x1_ * x2_)) == 0 for c in ev.seen)

@@ -636,9 +636,10 @@ def symbolic_regression(
             (``sqrt(x1) * x2``), where ``log(y)`` cannot be used, and factors that need a deeper KAN than the whole
             (``x3 * sqrt(x1**2 + x2**2)``) are the target.
             Then, still without an exact formula, the ratio test: if the KAN is homogeneous in a pair of inputs,
-            ``y(.., l*x_i, .., l*x_j, ..) = l**d * y`` (``x_j`` one-signed), ``y = x_j**d * g(x_i/x_j, rest)`` and
-            ``g`` is recovered by a smaller run on the real data (``atan(x2/x1)``,
-            ``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``). ``separable=False`` skips all of these.
+            ``y(.., l*x_i, .., l*x_j, ..) = l**d * y`` (``x_j`` one-signed), ``y = x_j**d * g(x_i/x_j, rest)``; if
+            ``y(.., l*x_i, .., x_j/l, ..) = y``, ``y = g(x_i*x_j, rest)``; ``g`` is recovered by a smaller run on the
+            real data (``atan(x2/x1)``, ``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``, ``sin(x1*x2)``).
+            ``separable=False`` skips all of these.
         polynomial: before the KAN runs, fit polynomials of total degree <= 4 in the inputs to ``y``, ``1/y``,
             ``log(y)`` and ``y**2`` (the last three for one-signed outputs) by linear least squares; a fit that
             reproduces the test data to the label noise, with the monomials it does not need eliminated, is
@@ -855,47 +856,49 @@ _RATIO_DEGREES = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
 _RATIO_TOL = 2e-2  # P09 through its KAN: 8e-3; x1 + x2**2 + x3: 0.15
 
 
-def _homogeneous_pairs(predict, x: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int, float, float]]:
-    """``(i, j, d, score)``, best first, for pairs of inputs with ``f(.., l*x_i, .., l*x_j, ..) = l**d f(x)``.
+def _homogeneous_pairs(predict, x: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int, float, float, str]]:
+    """``(i, j, d, score, op)``, best first: pairs of inputs the function depends on through ``x_i op x_j`` only.
 
-    Then ``f = x_j**d * g(x_i / x_j, other inputs)``: one input less (AI Feynman's symmetry test). Scaled points
-    must stay inside the training inputs' box (the KAN is not valid outside it); ``x_j`` must keep one sign away
-    from 0. ``score`` is ``RMS(f(l x) - l**d f(x)) / std(f)`` at the best degree ``d``.
+    ``op = "/"``: ``f(.., l*x_i, .., l*x_j, ..) = l**d f(x)``, so ``f = x_j**d * g(x_i / x_j, other inputs)``
+    (``x_j`` must keep one sign away from 0). ``op = "*"``: ``f(.., l*x_i, .., x_j/l, ..) = f(x)``, so
+    ``f = g(x_i * x_j, other inputs)`` (``d = 0``). One input less either way (AI Feynman's symmetry tests).
+    Scaled points must stay inside the training inputs' box (the KAN is not valid outside it). ``score`` is
+    ``RMS(f(scaled x) - l**d f(x)) / std(f)`` at the best degree ``d``.
     """
     n, dim = x.shape
     lo, hi = x.min(0), x.max(0)
+    one_signed = [(lo[j] > 0 or hi[j] < 0) and min(abs(lo[j]), abs(hi[j])) >= 1e-3 * max(abs(lo[j]), abs(hi[j]))
+                  for j in range(dim)]
+    tests = [(i, j, "/") for j in range(dim) if one_signed[j] for i in range(dim) if i != j]
+    tests += [(i, j, "*") for i in range(dim) for j in range(i + 1, dim)]
     out = []
-    for j in range(dim):
-        if not (lo[j] > 0 or hi[j] < 0) or min(abs(lo[j]), abs(hi[j])) < 1e-3 * max(abs(lo[j]), abs(hi[j])):
+    for i, j, op in tests:
+        a = x[rng.integers(0, n, 2048)]
+        lam = rng.uniform(0.8, 1.25, len(a))
+        b = a.copy()
+        b[:, i] *= lam
+        b[:, j] = b[:, j] * lam if op == "/" else b[:, j] / lam
+        inside = np.all((b >= lo) & (b <= hi), axis=1)
+        if inside.sum() < 64:
             continue
-        for i in range(dim):
-            if i == j:
-                continue
-            a = x[rng.integers(0, n, 2048)]
-            lam = rng.uniform(0.8, 1.25, len(a))
-            b = a.copy()
-            b[:, i] *= lam
-            b[:, j] *= lam
-            inside = np.all((b >= lo) & (b <= hi), axis=1)
-            if inside.sum() < 64:
-                continue
-            a, b, lam = a[inside], b[inside], lam[inside]
-            fa, fb = predict(a), predict(b)
-            # relative to f's variation, not its size: an offset must not make every pair look homogeneous
-            spread = float(np.std(fa))
-            if not (spread > 1e-9 * float(np.sqrt(np.mean(fa**2))) and np.all(np.isfinite(fa))
-                    and np.all(np.isfinite(fb))):
-                continue  # f hardly varies: nothing to learn
-            scores = [(float(np.sqrt(np.mean((fb - lam**d * fa) ** 2)) / spread), d) for d in _RATIO_DEGREES]
-            score, d = min(scores)
-            out.append((i, j, d, score))
+        a, b, lam = a[inside], b[inside], lam[inside]
+        fa, fb = predict(a), predict(b)
+        # relative to f's variation, not its size: an offset must not make every pair look homogeneous
+        spread = float(np.std(fa))
+        if not (spread > 1e-9 * float(np.sqrt(np.mean(fa**2))) and np.all(np.isfinite(fa))
+                and np.all(np.isfinite(fb))):
+            continue  # f hardly varies: nothing to learn
+        degrees = _RATIO_DEGREES if op == "/" else (0.0,)
+        score, d = min((float(np.sqrt(np.mean((fb - lam**d * fa) ** 2)) / spread), d) for d in degrees)
+        out.append((i, j, d, score, op))
     return sorted(out, key=lambda t: t[3])
 
 
-def _ratio_data(x: np.ndarray, y: np.ndarray, i: int, j: int, d: float, rest: list[int]):
-    """Inputs ``(x_rest, x_i / x_j)`` and target ``y / x_j**d`` of the reduced problem."""
+def _ratio_data(x: np.ndarray, y: np.ndarray, i: int, j: int, d: float, rest: list[int], op: str = "/"):
+    """Inputs ``(x_rest, x_i op x_j)`` and target ``y / x_j**d`` of the reduced problem."""
     with np.errstate(all="ignore"):
-        return np.column_stack([x[:, rest], x[:, i] / x[:, j]]), y[:, 0] / x[:, j] ** d
+        u = x[:, i] / x[:, j] if op == "/" else x[:, i] * x[:, j]
+        return np.column_stack([x[:, rest], u]), y[:, 0] / x[:, j] ** d
 
 
 def _ratio_search(model, ev: _Evaluator, library, variables, deadline, *, seed: int, dtype) -> None:
@@ -913,11 +916,12 @@ def _ratio_search(model, ev: _Evaluator, library, variables, deadline, *, seed: 
         return
     dim = ev.xtr.shape[1]
     u = sympy.Symbol("ratio_u_")
-    for k, (i, j, d, score) in enumerate(pairs):
-        log.info("ratio: y = %s**%s * g(%s/%s, ...) (score %.2e)", variables[j], d, variables[i], variables[j], score)
+    for k, (i, j, d, score, op) in enumerate(pairs):
+        log.info("ratio: y = %s**%s * g(%s%s%s, ...) (score %.2e)", variables[j], d, variables[i], op, variables[j],
+                 score)
         rest = [m for m in range(dim) if m not in (i, j)]
-        (xtr, ytr), (xte, yte) = (_ratio_data(ev.xtr, ev.ytr, i, j, d, rest),
-                                  _ratio_data(ev.xte, ev.yte, i, j, d, rest))
+        (xtr, ytr), (xte, yte) = (_ratio_data(ev.xtr, ev.ytr, i, j, d, rest, op),
+                                  _ratio_data(ev.xte, ev.yte, i, j, d, rest, op))
         if not (np.all(np.isfinite(ytr)) and np.all(np.isfinite(yte))):
             continue
         ds = {"train_input": torch.as_tensor(xtr, dtype=dtype), "test_input": torch.as_tensor(xte, dtype=dtype),
@@ -932,7 +936,7 @@ def _ratio_search(model, ev: _Evaluator, library, variables, deadline, *, seed: 
                                   separable=True)
         log.info("ratio: g = %s", res.formula)
         subs = {sympy.Symbol(str(variables[r])): variables[r] for r in rest}
-        subs[u] = variables[i] / variables[j]
+        subs[u] = variables[i] / variables[j] if op == "/" else variables[i] * variables[j]
         rows = list(res.table)
         picks = dict.fromkeys([rows[res.table.chosen].expr, min(rows, key=lambda c: c.test_nmse).expr])
         power = variables[j] ** sympy.nsimplify(d)

@@ -407,17 +407,6 @@ def test_expand_refuses_multinomials_that_would_exhaust_memory():
     assert _expand(sympy.sin((x1 + x2) ** 2)) == sympy.sin(x1**2 + 2 * x1 * x2 + x2**2)
 
 
-class _Exact(torch.nn.Module):
-    """A stand-in for a trained KAN: predicts ``fn(x)`` exactly (float64)."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn, self.dtype, self.device = fn, torch.float64, torch.device("cpu")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fn(x)[:, None]
-
-
 def test_homogeneous_pairs_find_the_ratio_and_the_degree():
     import numpy as np
 

@@ -128,6 +128,11 @@ class _Evaluator:
         self.snap_seconds = 20.0
         self.seen: list[Candidate] = []
 
+    @property
+    def exact_found(self) -> bool:
+        """Whether any candidate so far is exact."""
+        return any(c.exact for c in self.seen)
+
     def _test(self, exprs: list[sympy.Expr]) -> float:
         errs = []
         for o, e in enumerate(exprs):
@@ -401,7 +406,7 @@ class _Search:
         return exprs if self.wrap is None else [w(e) for w, e in zip(self.wrap, exprs)]
 
     def done(self) -> bool:
-        if self.best.exact or any(c.exact for c in self.ev.seen):  # e.g. a polynomial fit before the KAN run
+        if self.best.exact or self.ev.exact_found:  # e.g. a polynomial fit before the KAN run
             return True
         return self.deadline is not None and time.process_time() > self.deadline
 
@@ -688,7 +693,7 @@ def symbolic_regression(
             _snap(ev, exprs, f"polynomial {name} ")
         timings["polynomial"] = time.perf_counter() - t
     for n_run, (name, forward, wrap) in enumerate(transforms):
-        if n_run and any(c.exact for c in ev.seen):
+        if n_run and ev.exact_found:
             break  # an exact formula is found: no need to model a transformed target
         if n_run and cpu_deadline is not None and time.process_time() > cpu_deadline:
             log.info("time budget spent: target transform %r not tried", name)
@@ -706,19 +711,19 @@ def symbolic_regression(
         timings[f"run {name}"] = time.perf_counter() - t
         runs[tag] = (name, run_model, auto)
     one_to_one = dataset["train_input"].shape[1] == 1 and dataset["train_label"].shape[1] == 1
-    if separable and one_to_one and not any(c.exact for c in ev.seen):
+    if separable and one_to_one and not ev.exact_found:
         # one input: a function of a function (log(1 + x**2)) is not one edge; fit the composition directly
         t = time.perf_counter()
         for _, expr in _compositions(ev.xtr[:, 0], ev.ytr[:, 0], library, variables[0], top=3):
             if ev.refit([expr], "composition").test_nmse <= 1e-4:
                 _snap(ev, [expr], "composition ")
         timings["compositions"] = time.perf_counter() - t
-    if separable and not any(c.exact for c in ev.seen) and "" in splines:
+    if separable and not ev.exact_found and "" in splines:
         t = time.perf_counter()
         _separable_search(splines[""], ev, library, variables, cpu_deadline, seed=seed,
                           dtype=dtype or dataset["train_input"].dtype)
         timings["separable"] = time.perf_counter() - t
-    if separable and not any(c.exact for c in ev.seen) and "" in splines and ev.ytr.shape[1] == 1:
+    if separable and not ev.exact_found and "" in splines:
         t = time.perf_counter()
         _ratio_search(splines[""], ev, library, variables, cpu_deadline, seed=seed,
                       dtype=dtype or dataset["train_input"].dtype)
@@ -745,6 +750,12 @@ def symbolic_regression(
 # only time: the factors' products compete with the other candidates on the real data.
 _SEPARABLE_TOL = 3e-2
 _SEPARABLE_MIN_SECONDS = 15.0
+
+
+def _dataset(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, dtype) -> dict:
+    """A ``create_dataset``-style dict from numpy inputs ``(n, d)`` and one output ``(n,)``."""
+    return {"train_input": torch.as_tensor(xtr, dtype=dtype), "train_label": torch.as_tensor(ytr, dtype=dtype)[:, None],
+            "test_input": torch.as_tensor(xte, dtype=dtype), "test_label": torch.as_tensor(yte, dtype=dtype)[:, None]}
 
 
 def _model_predict(model):
@@ -815,10 +826,7 @@ def _separable_search(model, ev: _Evaluator, library, variables, deadline, *, se
         return
     factors = []
     for cols, (y_tr, y_te) in zip((sub, rest), data):
-        ds = {"train_input": torch.as_tensor(xtr[:, cols], dtype=dtype),
-              "train_label": torch.as_tensor(y_tr, dtype=dtype)[:, None],
-              "test_input": torch.as_tensor(xte[:, cols], dtype=dtype),
-              "test_label": torch.as_tensor(y_te, dtype=dtype)[:, None]}
+        ds = _dataset(xtr[:, cols], y_tr, xte[:, cols], y_te, dtype)
         if factors:  # the first factor's formula, if it matches its values, turns the data into the second's
             ds = _divided_data(factors[0], data[0], ev, sub, cols, good_enough, dtype) or ds
         n = len(cols)
@@ -902,13 +910,16 @@ def _ratio_data(x: np.ndarray, y: np.ndarray, i: int, j: int, d: float, rest: li
 
 
 def _ratio_search(model, ev: _Evaluator, library, variables, deadline, *, seed: int, dtype) -> None:
-    """If the identity run's KAN is homogeneous in a pair of inputs, ``y = x_j**d * g(x_i/x_j, rest)``: recover
-    ``g`` by a smaller run on the real data ``(x_i/x_j, rest) -> y / x_j**d`` and join its formulas, substituted
-    back, to the candidates (``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``, ``atan(x2/x1)``).
+    """If the identity run's KAN depends on a pair of inputs through ``u = x_i/x_j`` (``y = x_j**d * g(u, rest)``)
+    or ``u = x_i*x_j`` (``y = g(u, rest)``), see :func:`_homogeneous_pairs`: recover ``g`` by a smaller run on the
+    real data ``(rest, u) -> y / x_j**d`` and join its formulas, substituted back, to the candidates
+    (``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``, ``atan(x2/x1)``, ``sin(x1*x2)``).
 
-    At most the two best pairs are tried; each run gets half the remaining budget, at least
+    One output only. At most the two best pairs are tried; each run gets half the remaining budget, at least
     ``_SEPARABLE_MIN_SECONDS``.
     """
+    if ev.ytr.shape[1] != 1:
+        return
     pairs = [p for p in _homogeneous_pairs(_model_predict(model), ev.xtr, np.random.default_rng(seed))
              if p[3] < _RATIO_TOL][:2]
     if not pairs:
@@ -924,9 +935,7 @@ def _ratio_search(model, ev: _Evaluator, library, variables, deadline, *, seed: 
                                   _ratio_data(ev.xte, ev.yte, i, j, d, rest, op))
         if not (np.all(np.isfinite(ytr)) and np.all(np.isfinite(yte))):
             continue
-        ds = {"train_input": torch.as_tensor(xtr, dtype=dtype), "test_input": torch.as_tensor(xte, dtype=dtype),
-              "train_label": torch.as_tensor(ytr, dtype=dtype)[:, None],
-              "test_label": torch.as_tensor(yte, dtype=dtype)[:, None]}
+        ds = _dataset(xtr, ytr, xte, yte, dtype)
         m = len(rest) + 1
         width = [1, 1] if m == 1 else [m, 2 * m + 1, 1]
         budget = None if deadline is None else max(
@@ -944,7 +953,7 @@ def _ratio_search(model, ev: _Evaluator, library, variables, deadline, *, seed: 
             cand = ev.refit([power * g.xreplace(subs)], "ratio")
             if cand.test_nmse <= 1e-4:
                 _snap_views(cand, ev, variables, "ratio ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
-        if any(c.exact for c in ev.seen):
+        if ev.exact_found:
             return
 
 
@@ -975,13 +984,10 @@ def _divided_data(first: list[sympy.Expr], first_values: tuple, ev: _Evaluator, 
     keep = {key: np.abs(v) >= big for key, v in vals.items()}
     if not big > 0 or keep["train"].sum() < 20 or keep["test"].sum() < 10:
         return None
-    out = {}
-    for key, (x, y) in data.items():
-        k = keep[key]
-        out[key + "_input"] = torch.as_tensor(x[k][:, rest], dtype=dtype)
-        out[key + "_label"] = torch.as_tensor(y[k] / vals[key][k], dtype=dtype)[:, None]
+    (x_tr, y_tr), (x_te, y_te) = ((x[keep[key]][:, rest], y[keep[key]] / vals[key][keep[key]])
+                                  for key, (x, y) in data.items())
     log.info("separability: second factor's data from y / (%s) on %d points", expr, int(keep["train"].sum()))
-    return out
+    return _dataset(x_tr, y_tr, x_te, y_te, dtype)
 
 
 def _factor_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest: list[int],
@@ -1148,7 +1154,7 @@ def _fit_and_search(model, dataset: dict, forward, wrap, tag: str, ev: _Evaluato
                     normalize_labels: bool, weight_simple: float, r2_threshold: float, alternatives: int,
                     deadline: float | None, timings: dict, surrogates: dict | None = None):
     """Train the KAN on (transformed) labels, auto_symbolic, search alternatives, snap; candidates go to ``ev``."""
-    known_exact = any(c.exact for c in ev.seen)
+    known_exact = ev.exact_found
     labels = {key: dataset[key] if forward is None else forward(dataset[key]) for key in ("train_label", "test_label")}
     ds_model = {key: v.to(model.device, model.dtype) for key, v in dataset.items() if isinstance(v, torch.Tensor)}
     # Train on standardised labels so the sparsity weight means the same for every target scale (the scaling is

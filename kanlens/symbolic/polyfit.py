@@ -111,10 +111,8 @@ def _power_law(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, v
     sign = _applicable(np.concatenate([y, yte]), "log")
     if sign is None:
         return None
-    xs = np.abs(np.concatenate([x, xte]))
-    cols = [i for i in range(x.shape[1])
-            if (np.all(x[:, i] > 0) or np.all(x[:, i] < 0)) and np.sign(xte[:, i]).min() == np.sign(xte[:, i]).max()
-            == np.sign(x[0, i]) and xs[:, i].min() > 1e-6 * xs[:, i].max()]
+    xs = np.concatenate([x, xte])
+    cols = [i for i in range(x.shape[1]) if _applicable(xs[:, i], "log") is not None]  # one sign, away from 0
     if not cols:
         return None
     with np.errstate(all="ignore"):

@@ -35,6 +35,8 @@ from typing import Any
 
 import torch
 
+from .utils import usual_permissions
+
 __all__ = ["UsageError", "build_parser", "load_csv", "main", "parse_ranges", "parse_width", "prepare_out"]
 
 log = logging.getLogger("kanlens.cli")
@@ -199,7 +201,9 @@ def prepare_out(out: str | os.PathLike, overwrite: bool) -> Path:
         if contents and not (out / MARKER).exists():
             raise UsageError(f"--out {str(out)!r} is not a kanlens run folder (no {MARKER}); refusing to replace it")
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    usual_permissions(staging, directory=True)
+    return staging
 
 
 def commit_out(staging: Path, out: str | os.PathLike) -> Path:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from .utils import check_choice
+from .utils import check_choice, check_device, default_dtype
 
 __all__ = ["create_dataset"]
 
@@ -36,7 +36,7 @@ def create_dataset(
     normalize_label: bool = False,
     device: torch.device | str = "cpu",
     seed: int = 0,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | None = None,
 ) -> dict[str, torch.Tensor]:
     """Sample a formula uniformly on a box (pykan's ``create_dataset``).
 
@@ -48,6 +48,7 @@ def create_dataset(
         ranges: one ``[low, high]`` for all variables or one per variable.
         train_num, test_num: sample counts.
         seed: seed of the local generator (global RNGs are not touched).
+        dtype: float32 or float64; default: torch's default dtype (see :func:`kanlens.utils.default_dtype`).
 
     Returns:
         ``{"train_input", "train_label", "test_input", "test_label"}``.
@@ -64,9 +65,12 @@ def create_dataset(
         raise TypeError(f"f must be callable (a function of the inputs), got {type(f).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
+    if dtype is None:
+        dtype = default_dtype()
     if dtype not in (torch.float32, torch.float64):
         raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
     check_choice("f_mode", f_mode, ("col", "row"))
+    device = check_device(device)
     if isinstance(n_var, bool) or not isinstance(n_var, int) or n_var < 1:
         raise ValueError(f"n_var must be a positive int, got {n_var!r}")
     for name, num in (("train_num", train_num), ("test_num", test_num)):

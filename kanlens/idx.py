@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .utils import check_choice
+from .utils import check_choice, usual_permissions
 
 __all__ = ["MNIST_FILES", "load_mnist", "read_idx", "write_idx"]
 
@@ -118,6 +118,7 @@ def write_idx(path: str | os.PathLike, array: torch.Tensor | np.ndarray, *, comp
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
+        usual_permissions(tmp, directory=False)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

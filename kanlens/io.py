@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from .utils import usual_permissions
+
 if TYPE_CHECKING:
     from .model import KAN
     from .symbolic.library import SymbolicLibrary
@@ -216,6 +218,9 @@ def save(
 
     if not isinstance(model, KAN):
         raise TypeError(f"model must be a kanlens KAN, got {type(model).__name__}")
+    if _dtype_name(model.dtype) != model.config.dtype:
+        raise TypeError(f"checkpoints store float32 or float64 models; this one is {model.dtype}: cast it with "
+                        "model.float() or model.double() before saving")
     path = _as_path("path", path)
     if not isinstance(overwrite, bool):
         raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__}")
@@ -237,6 +242,7 @@ def save(
             )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    usual_permissions(tmp, directory=True)
     try:
         torch.save(tensors, tmp / TENSORS_FILE)
         meta = _build_meta(model, tensors, tmp / TENSORS_FILE)

@@ -17,7 +17,7 @@ from torch import nn
 from .hooks import HookPoint, run_with_cache
 from .layers.spline import KANLayer, edge_backward, edge_forward
 from .layers.symbolic import SymbolicKANLayer
-from .utils import check_tensor
+from .utils import check_device, check_tensor, default_dtype
 
 __all__ = ["KAN", "KANConfig"]
 
@@ -149,11 +149,15 @@ class KAN(nn.Module):
         k: spline order.
         seed: seed of the local generator used for initialisation (global RNGs are never touched).
         device: where parameters live.
-        dtype: ``torch.float32`` or ``torch.float64``.
+        dtype: ``torch.float32`` or ``torch.float64``; default: torch's default dtype, as for ``torch.nn`` layers
+            (float32 unless ``torch.set_default_dtype(torch.float64)``).
         save_act: keep the last inputs of every layer (detached) so edge curves can be recomputed later
             (plots, scores); ``False`` keeps nothing.
         symbolic_enabled: evaluate symbolic edges (set ``False`` to use splines only, faster).
-        **kwargs: further :class:`KANConfig` fields (``noise_scale``, ``base_fun``, ``grid_range``, ``grid_eps``...).
+        **kwargs: further :class:`KANConfig` fields (``noise_scale``, ``base_fun``, ``grid_range``, ``grid_eps``...);
+            pykan's ``sp_trainable`` / ``sb_trainable`` (freeze the spline / base scales), ``base_fun=torch.nn.SiLU()``
+            and its file options ``auto_save``, ``ckpt_path``, ``state_id``, ``round``, ``first_init`` (ignored:
+            kanlens writes files only where you ask) are accepted too.
 
     Shapes:
         ``forward``: ``(batch, width[0]) -> (batch, width[-1])``.
@@ -172,7 +176,7 @@ class KAN(nn.Module):
         *,
         seed: int = 0,
         device: torch.device | str | None = None,
-        dtype: torch.dtype | str = torch.float32,
+        dtype: torch.dtype | str | None = None,
         save_act: bool = True,
         symbolic_enabled: bool = True,
         config: KANConfig | None = None,
@@ -182,30 +186,30 @@ class KAN(nn.Module):
         if config is None:
             if width is None:
                 raise ValueError("KAN needs `width`, e.g. KAN(width=[2, 5, 1])")
+            kwargs, trainable = _pykan_options(kwargs)
             fields = [f.name for f in dataclasses.fields(KANConfig)]
             for name in kwargs:
                 if name not in fields or name in ("width", "grid", "k", "seed", "dtype", "symbolic_enabled"):
                     from .utils import did_you_mean
 
-                    raise TypeError(f"unknown KAN option {name!r}{did_you_mean(name, fields)}")
+                    known = [*fields, *_PYKAN_IGNORED, "sp_trainable", "sb_trainable"]
+                    raise TypeError(f"unknown KAN option {name!r}{did_you_mean(name, known)}")
             if isinstance(seed, bool) or not isinstance(seed, int):
                 raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
             config = KANConfig(
-                width=_normalize_width(width), grid=grid, k=k, seed=seed, dtype=_dtype_name(dtype),
+                width=_normalize_width(width), grid=grid, k=k, seed=seed,
+                dtype=_dtype_name(default_dtype() if dtype is None else dtype),
                 symbolic_enabled=symbolic_enabled, **kwargs,
             )
         else:
             config = copy.deepcopy(config)
             config.width = _normalize_width(config.width)
+            trainable = {}
         _validate_config(config)
         if not isinstance(save_act, bool):
             raise TypeError(f"save_act must be a bool, got {save_act!r}")
         if device is not None:
-            try:
-                device = torch.device(device)
-            except (RuntimeError, TypeError):
-                msg = f"device {device!r} is not a valid torch device (e.g. 'cpu', 'cuda', 'cuda:0')"
-                raise ValueError(msg) from None
+            device = check_device(device)
         self.config = config
         self.save_act = save_act
         dt = _DTYPES[config.dtype]
@@ -216,7 +220,7 @@ class KAN(nn.Module):
                 w[l], w[l + 1], config.grid, config.k, noise_scale=config.noise_scale,
                 scale_base_mu=config.scale_base_mu, scale_base_sigma=config.scale_base_sigma,
                 base_fun=config.base_fun, grid_range=config.grid_range, grid_eps=config.grid_eps,
-                generator=gen, dtype=dt,
+                generator=gen, dtype=dt, **trainable,
             )
             for l in range(len(w) - 1)
         )
@@ -358,7 +362,8 @@ class KAN(nn.Module):
         """
         if x is None:
             if not self.acts:
-                raise ValueError("the model has not seen any data yet: call model(x) first or pass x")
+                raise ValueError("the model has not seen any data yet (or keeps no activations, e.g. after speed()): "
+                                 "pass x, or call model(x) first with model.save_act = True")
             return self.acts
         with torch.no_grad():
             self._check_input(x)
@@ -531,6 +536,13 @@ class KAN(nn.Module):
 
         return load(path, map_location=map_location, library=library)
 
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        # .to(dtype) / .double() / .float() cast the tensors: keep the config (saved with them) in step
+        out = super()._apply(fn, recurse)
+        if self.dtype in _DTYPES.values():
+            self.config.dtype = _dtype_name(self.dtype)
+        return out
+
     def copy(self) -> KAN:
         """A deep copy (parameters, buffers, symbolic edges, config)."""
         return copy.deepcopy(self)
@@ -542,6 +554,36 @@ class KAN(nn.Module):
         if not any(s.is_active() for s in self.symbolic):
             self.symbolic_enabled = False  # never drop symbolic edges that are in use
         return self
+
+
+# pykan KAN options with no effect in kanlens (it never writes files on its own and keeps no history of states)
+_PYKAN_IGNORED = ("auto_save", "ckpt_path", "state_id", "round", "first_init")
+
+
+def _pykan_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:
+    """Split pykan-only ``KAN`` options off ``kwargs``: dropped (``auto_save``...) or returned as layer flags
+    (``sp_trainable``, ``sb_trainable``); clear errors for the ones kanlens cannot honour."""
+    kwargs = dict(kwargs)
+    for name in _PYKAN_IGNORED:
+        kwargs.pop(name, None)
+    mult = kwargs.pop("mult_arity", 2)
+    if mult != 2:
+        raise ValueError(f"mult_arity={mult!r}: kanlens has no multiplication nodes (width entries are sums only)")
+    base = kwargs.get("base_fun")
+    if isinstance(base, nn.Module) and not isinstance(base, type):
+        names = {nn.SiLU: "silu", nn.Identity: "identity", nn.Tanh: "tanh", nn.GELU: "gelu"}
+        if type(base) not in names:
+            raise ValueError(f"base_fun={base!r} is not supported; use one of 'silu', 'identity', 'zero', 'tanh', "
+                             "'gelu' (checkpoints store the name)")
+        kwargs["base_fun"] = names[type(base)]
+    trainable = {}
+    for name in ("sp_trainable", "sb_trainable"):
+        if name in kwargs:
+            value = kwargs.pop(name)
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be a bool, got {value!r}")
+            trainable[name] = value
+    return kwargs, trainable
 
 
 def _validate_config(c: KANConfig) -> None:

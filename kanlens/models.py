@@ -91,6 +91,12 @@ class _Skeleton(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Shapes: ``(batch, in_channels, H, W) -> (batch, num_classes)`` logits."""
+        cfg = getattr(self, "config", None)
+        if cfg is not None and isinstance(x, torch.Tensor):
+            c, size = cfg["in_channels"], cfg["image_size"]
+            if x.ndim != 4 or x.shape[1] != c or tuple(x.shape[2:]) != (size, size):
+                raise ValueError(f"{type(self).__name__} expects images of shape (batch, {c}, {size}, {size}) "
+                                 f"(in_channels={c}, image_size={size}), got shape {tuple(x.shape)}")
         for norm, conv, act in zip(self.norms, self.convs, self.acts):
             if self.act_after_pool:
                 x = act(F.max_pool2d(conv(norm(x)), 2))
@@ -353,7 +359,8 @@ def train_classifier(
     """
     x = check_tensor("x", x, ndim=4)
     if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.shape != (x.shape[0],):
-        raise ValueError(f"y must be an int64 tensor of shape ({x.shape[0]},), got {getattr(y, 'shape', y)!r}")
+        got = (f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__)
+        raise ValueError(f"y must be an int64 tensor of class labels of shape ({x.shape[0]},), got {got}")
     check_choice("schedule", schedule, ("onecycle", "cosine", "constant"))
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -48,7 +48,8 @@ class FitHistory:
     """What happened during :func:`fit`; ``history["train_loss"]`` works like pykan's results dict.
 
     Attributes:
-        train_loss, test_loss: RMSE after each successful step (pykan's convention).
+        train_loss, test_loss: RMSE after each successful step (pykan's convention; sqrt of ``loss_fn`` for class-index
+            labels).
         reg: the regularisation term per successful step.
         grid_updates: steps at which the grids were adapted to the data.
         events: human-readable notes on anything unusual (non-finite steps recovered, skipped grid updates, stops).
@@ -92,8 +93,13 @@ class FitHistory:
         return len(self.train_loss)
 
 
-def validate_dataset(dataset: object, n_in: int, n_out: int | None = None) -> dict[str, torch.Tensor]:
-    """Check a pykan-style dataset dict: keys, tensor type, shapes, matching rows, finiteness."""
+def validate_dataset(dataset: object, n_in: int, n_out: int | None = None, *,
+                     class_labels: bool = False) -> dict[str, torch.Tensor]:
+    """Check a pykan-style dataset dict: keys, tensor type, shapes, matching rows, finiteness.
+
+    ``class_labels``: also accept 1-D integer labels (class indices in ``[0, n_out)``, for a classification
+    ``loss_fn`` such as ``torch.nn.CrossEntropyLoss()``).
+    """
     if not isinstance(dataset, dict):
         raise TypeError(f"dataset must be a dict with keys {DATASET_KEYS}, got {type(dataset).__name__}")
     missing = [k for k in DATASET_KEYS if k not in dataset]
@@ -103,6 +109,13 @@ def validate_dataset(dataset: object, n_in: int, n_out: int | None = None) -> di
         x = check_tensor(f"dataset['{split}_input']", dataset[f"{split}_input"], ndim=2, last_dim=n_in)
         y = dataset[f"{split}_label"]
         name = f"dataset['{split}_label']"
+        if class_labels and isinstance(y, torch.Tensor) and _is_class_index(y):
+            _check_class_labels(name, y, x.shape[0], n_out)
+            continue
+        if isinstance(y, torch.Tensor) and _is_class_index(y) and not class_labels:
+            raise TypeError(f"{name} holds integer labels ({y.dtype}); fit them as class indices with a "
+                            "classification loss, e.g. loss_fn=torch.nn.CrossEntropyLoss() and labels of shape (num,), "
+                            "or cast regression targets to float")
         check_tensor(name, y)
         if y.ndim == 1:
             raise ValueError(f"{name} must be 2-D (num, n_out), got shape {tuple(y.shape)}; use y[:, None]")
@@ -111,6 +124,22 @@ def validate_dataset(dataset: object, n_in: int, n_out: int | None = None) -> di
             raise ValueError(f"dataset['{split}_input'] has {x.shape[0]} rows but dataset['{split}_label'] has "
                              f"{y.shape[0]} rows")
     return dataset
+
+
+def _is_class_index(y: torch.Tensor) -> bool:
+    return not y.is_floating_point() and not y.is_complex() and y.dtype != torch.bool
+
+
+def _check_class_labels(name: str, y: torch.Tensor, rows: int, n_out: int | None) -> None:
+    if y.ndim != 1:
+        raise ValueError(f"{name}: integer class labels must be 1-D (num,), got shape {tuple(y.shape)}")
+    if y.shape[0] != rows:
+        raise ValueError(f"{name} has {y.shape[0]} rows but the inputs have {rows}")
+    if y.numel() == 0:
+        raise ValueError(f"{name} is empty")
+    lo, hi = int(y.min()), int(y.max())
+    if lo < 0 or (n_out is not None and hi >= n_out):
+        raise ValueError(f"{name}: class indices must lie in [0, {n_out}) (one output per class), got {lo}..{hi}")
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -184,7 +213,9 @@ def fit(
         reg_metric: ``"abs"`` (paper: mean |phi|) or ``"std_n"`` (pykan 0.2: std(phi) / (std(x) + 0.1)).
         update_grid: adapt grids to the data every ``stop_grid_update_step // grid_update_num`` steps before
             ``stop_grid_update_step`` (needs at least 2 samples per batch).
-        loss_fn: ``loss_fn(pred, label) -> scalar``; defaults to mean squared error.
+        loss_fn: ``loss_fn(pred, label) -> scalar``; defaults to mean squared error. With a ``loss_fn`` the labels
+            may be 1-D integer class indices (pykan's classification recipe, ``torch.nn.CrossEntropyLoss()``); the
+            history then records ``sqrt(loss_fn)`` on train and test instead of the RMSE (pykan's convention).
         progress: show a tqdm bar with the losses.
         callbacks: ``cb(step, model, history)`` after each successful step; returning ``True`` stops training.
         max_nonfinite: how many consecutive non-finite steps to recover from (restore the last finite state, halve
@@ -208,7 +239,7 @@ def fit(
              "lamb_coefdiff": lamb_coefdiff}
     _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num, stop_grid_update_step,
                    loss_fn, progress, callbacks, max_nonfinite)
-    validate_dataset(dataset, model.width[0], model.width[-1])
+    validate_dataset(dataset, model.width[0], model.width[-1], class_labels=loss_fn is not None)
     n = dataset["train_input"].shape[0]
     if update_grid and n < 2:
         raise ValueError(f"dataset['train_input'] has {n} sample; update_grid=True needs at least 2 (grids are fitted "
@@ -231,8 +262,11 @@ class _Trainer:
                  lambs: dict[str, float], reg_metric: str, loss_fn: Callable, max_nonfinite: int) -> None:
         dev, dt = model.device, model.dtype
         self.model, self.opt, self.lambs, self.reg_metric, self.loss_fn = model, opt, lambs, reg_metric, loss_fn
-        self.train_x, self.train_y = dataset["train_input"].to(dev, dt), dataset["train_label"].to(dev, dt)
-        self.test_x, self.test_y = dataset["test_input"].to(dev, dt), dataset["test_label"].to(dev, dt)
+        # integer class indices stay integers (for the loss); other labels take the model's dtype
+        self.classes = _is_class_index(dataset["train_label"])
+        ydt = None if self.classes else dt
+        self.train_x, self.train_y = dataset["train_input"].to(dev, dt), dataset["train_label"].to(dev, ydt)
+        self.test_x, self.test_y = dataset["test_input"].to(dev, dt), dataset["test_label"].to(dev, ydt)
         self.n = self.train_x.shape[0]
         self.bs = self.n if batch == -1 or batch > self.n else batch
         self.gen = torch.Generator().manual_seed(model.config.seed)
@@ -393,10 +427,12 @@ class _Trainer:
             pred_test = stack_forward(self.test_x, cfg, params, no_grad)[0]
         else:
             pred_train, pred_test = model(self.train_x), model(self.test_x)
-        vals = torch.stack([
-            torch.mean((pred_train - self.train_y) ** 2), torch.mean((pred_test - self.test_y) ** 2),
-            self.cur["reg"].to(dt), flags.to(dt),
-        ]).tolist()
+        if self.classes:  # no squared error for class indices: the loss itself (its sqrt is recorded, as pykan)
+            with torch.no_grad():
+                errs = [self.loss_fn(pred_train, self.train_y), self.loss_fn(pred_test, self.test_y)]
+        else:
+            errs = [torch.mean((pred_train - self.train_y) ** 2), torch.mean((pred_test - self.test_y) ** 2)]
+        vals = torch.stack([e.to(dt) for e in errs] + [self.cur["reg"].to(dt), flags.to(dt)]).tolist()
         return vals[0], vals[1], vals[2], vals[3] == 1.0
 
     def recover(self, step: int, problem: str) -> bool:

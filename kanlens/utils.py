@@ -10,7 +10,16 @@ from collections.abc import Iterable
 
 import torch
 
-__all__ = ["check_choice", "check_tensor", "did_you_mean", "warn_user"]
+__all__ = [
+    "check_choice",
+    "check_device",
+    "check_kwargs",
+    "check_tensor",
+    "default_dtype",
+    "did_you_mean",
+    "usual_permissions",
+    "warn_user",
+]
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
@@ -28,6 +37,16 @@ def check_choice(arg: str, value: str, choices: Iterable[str]) -> str:
     if value not in choices:
         raise ValueError(f"unknown {arg} {value!r}{did_you_mean(value, choices)}")
     return value
+
+
+def check_kwargs(func: str, kwargs: dict, accepted: Iterable[str], ignored: Iterable[str] = ()) -> None:
+    """Raise ``TypeError`` for a keyword ``func`` does not take (with a hint); ``ignored`` names (pykan options
+    kanlens has no use for, e.g. ``a_range``) are accepted and dropped."""
+    ignored = set(ignored)
+    for key in kwargs:
+        if key not in ignored:
+            raise TypeError(f"{func}() got an unexpected keyword argument {key!r}"
+                            f"{did_you_mean(key, sorted(set(accepted) | ignored))}")
 
 
 def check_tensor(
@@ -65,3 +84,47 @@ def warn_user(message: str, category: type[Warning] = UserWarning) -> None:
         frame = frame.f_back
         level += 1
     warnings.warn(message, category, stacklevel=level)
+
+
+def _umask() -> int:
+    try:  # Linux: read it without changing it (os.umask is process-wide, not thread-safe)
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def usual_permissions(path: str | os.PathLike, directory: bool) -> None:
+    """Give a ``tempfile.mkdtemp`` folder (0700) or ``mkstemp`` file (0600) the permissions ``mkdir`` / ``open``
+    would have given it under the current umask (saved runs are not private by accident)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def default_dtype() -> torch.dtype:
+    """The dtype of a model or dataset created without ``dtype=``: torch's default dtype, as for ``torch.nn``
+    layers (float32 unless ``torch.set_default_dtype(torch.float64)``, as in pykan's tutorials); other defaults
+    (float16, bfloat16) give float32."""
+    dt = torch.get_default_dtype()
+    return dt if dt in (torch.float32, torch.float64) else torch.float32
+
+
+def check_device(device: object, name: str = "device") -> torch.device:
+    """``torch.device(device)``, checked to exist on this machine (a clear error instead of torch's assertion)."""
+    try:
+        dev = torch.device(device)  # type: ignore[arg-type]
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{name} {device!r} is not a valid torch device (e.g. 'cpu', 'cuda', 'cuda:0')") from None
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first if len(first) <= 100 else first[:first.find(" with arguments")] if " with arguments" in first \
+            else first[:100] + "..."
+        raise ValueError(f"{name} {str(dev)!r} is not available on this machine ({first}); use 'cpu' or "
+                         "check torch.cuda.is_available()") from None
+    return dev

@@ -190,9 +190,15 @@ def test_separability_test_finds_the_product_split():
     rng = np.random.default_rng(0)
     x = rng.uniform(0.1, 1.0, size=(500, 3))
     product = _model_predict(_Exact(lambda t: t[:, 2] * torch.sqrt(t[:, 0] ** 2 + t[:, 1] ** 2)))
-    sub, rest, score = _separable_split(product, x, rng)
-    assert (sub, rest) == ([0, 1], [2]) and score < 1e-12
-    for f in (lambda t: torch.sin(3 * (t[:, 0] + t[:, 1] + t[:, 2])),  # not a product for any split
+    sub, rest, score, op, offset = _separable_split(product, x, rng)
+    assert (sub, rest, op, offset) == ([0, 1], [2], "*", 0.0) and score < 1e-12
+    shifted = _model_predict(_Exact(lambda t: 1.5 + t[:, 2] * torch.sqrt(t[:, 0] ** 2 + t[:, 1] ** 2)))
+    sub, rest, score, op, offset = _separable_split(shifted, x, rng)
+    assert (sub, rest, op) == ([0, 1], [2], "*") and abs(offset - 1.5) < 1e-9 and score < 1e-9
+    total = _model_predict(_Exact(lambda t: torch.exp(t[:, 0]) * t[:, 2] ** 2 + t[:, 1]))
+    sub, rest, score, op, _ = _separable_split(total, x, rng)
+    assert (sub, rest, op) == ([0, 2], [1], "+") and score < 1e-12
+    for f in (lambda t: torch.sin(3 * (t[:, 0] + t[:, 1] + t[:, 2])),  # not a product or sum for any split
               # x3 is irrelevant: g(x1, x2) * 1 is no useful split, and none of the others is a product
               lambda t: 1 + t[:, 0] + 2 * torch.sqrt(t[:, 0]) * torch.cos(6 * t[:, 1]) + 0 * t[:, 2]):
         assert _separable_split(_model_predict(_Exact(f)), x, rng)[2] > 2 * _SEPARABLE_TOL
@@ -256,7 +262,7 @@ def test_second_factor_data_come_from_the_labels_once_the_first_factor_is_known(
     |g| >= max|g| / 2, exact even when the KAN's values of h are not; a g that does not match gives None."""
     import numpy as np
 
-    from kanlens.symbolic.pipeline import _divided_data, _Evaluator
+    from kanlens.symbolic.pipeline import _Evaluator, _second_part_data
 
     x3 = sympy.Symbol("x3")
     rng = np.random.default_rng(0)
@@ -269,12 +275,16 @@ def test_second_factor_data_come_from_the_labels_once_the_first_factor_is_known(
     noise = 1e-3 * rng.standard_normal(400)
     g_values = (2 * x["train"][:, 0] + noise, 2 * x["test"][:, 0])  # the KAN's values, with its error
     ev = _Evaluator(ds, [x1, x2, x3], 1e-30)
-    out = _divided_data([x1**2, 2 * x1], g_values, ev, [0], [1, 2], 1e-5, torch.float64)
+    out = _second_part_data([x1**2, 2 * x1], g_values, ev, [1, 2], 1e-5, torch.float64)
     keep = np.abs(x["train"][:, 0]) >= 0.5 * np.abs(x["train"][:, 0]).max()
     assert out["train_input"].shape == (int(keep.sum()), 2) and out["test_input"].shape[1] == 2
     h = 1 / (2 * (out["train_input"][:, 0] + out["train_input"][:, 1]))
     assert torch.allclose(out["train_label"][:, 0], h, rtol=1e-12)
-    assert _divided_data([x1**2], g_values, ev, [0], [1, 2], 1e-5, torch.float64) is None
+    assert _second_part_data([x1**2], g_values, ev, [1, 2], 1e-5, torch.float64) is None
+    # a sum: h's data are y - g on every point
+    out = _second_part_data([x1**2, 2 * x1], g_values, ev, [1, 2], 1e-5, torch.float64, op="+")
+    assert out["train_input"].shape == (400, 2)
+    assert torch.allclose(out["train_label"][:, 0], ds["train_label"][:, 0] - 2 * ds["train_input"][:, 0], rtol=1e-12)
 
 def test_formulas_overflowing_on_the_data_are_not_called_the_same():
     """exp(800 x) and 2 exp(800 x) overflow on part of the data; an infinite tolerance used to call them equal."""
@@ -407,44 +417,63 @@ def test_expand_refuses_multinomials_that_would_exhaust_memory():
     assert _expand(sympy.sin((x1 + x2) ** 2)) == sympy.sin(x1**2 + 2 * x1 * x2 + x2**2)
 
 
-def test_homogeneous_pairs_find_the_ratio_and_the_degree():
+def test_symmetric_pairs_find_the_ratio_and_the_degree():
     import numpy as np
 
-    from kanlens.symbolic.pipeline import _homogeneous_pairs, _model_predict
+    from kanlens.symbolic.pipeline import _model_predict, _symmetric_pairs
 
     rng = np.random.default_rng(0)
     x = np.column_stack([rng.uniform(1, 3, 1000), rng.uniform(1, 3, 1000), rng.uniform(-1, 1, 1000)])
     gauss = _Exact(lambda t: torch.exp(-t[:, 0] ** 2 / (2 * t[:, 1] ** 2)) / t[:, 1] + 0 * t[:, 2])
-    pairs = _homogeneous_pairs(_model_predict(gauss), x, np.random.default_rng(0))
+    pairs = _symmetric_pairs(_model_predict(gauss), x, np.random.default_rng(0))
     assert {(i, j, d, op) for i, j, d, s, op in pairs if s < 1e-9} == {(0, 1, -1.0, "/"), (1, 0, -1.0, "/")}
     angle = _Exact(lambda t: torch.atan(t[:, 2] / t[:, 0]))  # x3 changes sign: it cannot be the divisor
-    best = _homogeneous_pairs(_model_predict(angle), x, np.random.default_rng(0))[0]
+    best = _symmetric_pairs(_model_predict(angle), x, np.random.default_rng(0))[0]
     assert best[:3] + best[4:] == (2, 0, 0.0, "/") and best[3] < 1e-9
     product = _Exact(lambda t: torch.sin(t[:, 0] * t[:, 2]) + t[:, 1])  # x3 changes sign: fine for a product
-    best = _homogeneous_pairs(_model_predict(product), x, np.random.default_rng(0))[0]
+    best = _symmetric_pairs(_model_predict(product), x, np.random.default_rng(0))[0]
     assert best[:3] + best[4:] == (0, 2, 0.0, "*") and best[3] < 1e-9
     plain = _Exact(lambda t: t[:, 0] + t[:, 1] ** 2 + t[:, 2])
-    assert min(p[3] for p in _homogeneous_pairs(_model_predict(plain), x, np.random.default_rng(0))) > 0.05
+    pairs = _symmetric_pairs(_model_predict(plain), x, np.random.default_rng(0))
+    assert min(p[3] for p in pairs if p[4] in "/*") > 0.05
+    assert [p[:3] + p[4:] for p in pairs if p[3] < 1e-9] == [(0, 2, 0.0, "+")]  # y = g(x1 + x3, x2), truly
+    # x1 * g(x1 * x2) (x1 one-signed carries the power), g(x1 - x3) * x2 and g(x2 + x3)
+    energy = _Exact(lambda t: torch.sqrt(t[:, 0] ** 2 + t[:, 1] ** 2 * t[:, 0] ** 4) + 0 * t[:, 2])
+    best = _symmetric_pairs(_model_predict(energy), x, np.random.default_rng(0))[0]
+    assert best[:3] + best[4:] in {(0, 1, 1.0, "*"), (1, 0, -1.0, "*")} and best[3] < 1e-9
+    for f, pair in ((lambda t: torch.sin(t[:, 0] - t[:, 2]) * t[:, 1], (0, 2, 0.0, "-")),
+                    (lambda t: torch.exp(-((t[:, 1] + t[:, 2]) ** 2)) + t[:, 0], (1, 2, 0.0, "+"))):
+        best = _symmetric_pairs(_model_predict(_Exact(f)), x, np.random.default_rng(0))[0]
+        assert best[:3] + best[4:] == pair and best[3] < 1e-9
+    # every pair has an input the function does not depend on: such a pair passes every test, none is reported
+    only_x1 = _Exact(lambda t: torch.sin(3 * t[:, 0]) + 0 * t[:, 1] + 0 * t[:, 2])
+    assert _symmetric_pairs(_model_predict(only_x1), x, np.random.default_rng(0)) == []
 
 
-def test_ratio_search_recovers_a_function_of_a_ratio():
+def test_pair_search_recovers_a_function_of_a_ratio():
     """atan(x2/x1): no library edge of a [2, n, 1] KAN's sums; with u = x2/x1 it is one edge (sin(x1*x2) likewise
-    with u = x1*x2)."""
+    with u = x1*x2, exp(-(x1 - x2)**2) with u = x1 - x2)."""
     from kanlens.symbolic.formula import noise_floor
-    from kanlens.symbolic.pipeline import _Evaluator, _ratio_search
+    from kanlens.symbolic.pipeline import _Evaluator, _pair_search
 
     torch.set_num_threads(1)
     ds = create_dataset(lambda x: torch.atan(x[:, [1]] / x[:, [0]]), n_var=2, ranges=[[1, 2], [-1, 1]],
                         train_num=400, test_num=400, seed=0, dtype=torch.float64)
     x1_, x2_ = sympy.symbols("x1 x2")
     ev = _Evaluator(ds, [x1_, x2_], noise_floor(ds["train_label"].numpy(), torch.float64))
-    _ratio_search(_Exact(lambda t: torch.atan(t[:, 1] / t[:, 0])), ev, default_library(), [x1_, x2_], None,
-                  seed=0, dtype=torch.float64)
+    _pair_search(_Exact(lambda t: torch.atan(t[:, 1] / t[:, 0])), ev, default_library(), [x1_, x2_], None,
+                 seed=0, dtype=torch.float64)
     exact = [c for c in ev.seen if c.exact]
     assert exact and any(sympy.simplify(c.expr - sympy.atan(x2_ / x1_)) == 0 for c in exact)
     ds = create_dataset(lambda x: torch.sin(x[:, [0]] * x[:, [1]]), n_var=2, ranges=[-1.5, 1.5], train_num=400,
                         test_num=400, seed=0, dtype=torch.float64)
     ev = _Evaluator(ds, [x1_, x2_], noise_floor(ds["train_label"].numpy(), torch.float64))
-    _ratio_search(_Exact(lambda t: torch.sin(t[:, 0] * t[:, 1])), ev, default_library(), [x1_, x2_], None,
-                  seed=0, dtype=torch.float64)
+    _pair_search(_Exact(lambda t: torch.sin(t[:, 0] * t[:, 1])), ev, default_library(), [x1_, x2_], None,
+                 seed=0, dtype=torch.float64)
     assert any(c.exact and sympy.simplify(c.expr - sympy.sin(x1_ * x2_)) == 0 for c in ev.seen)
+    ds = create_dataset(lambda x: torch.exp(-((x[:, [0]] - x[:, [1]]) ** 2)), n_var=2, train_num=400,
+                        test_num=400, seed=0, dtype=torch.float64)  # a function of the difference
+    ev = _Evaluator(ds, [x1_, x2_], noise_floor(ds["train_label"].numpy(), torch.float64))
+    _pair_search(_Exact(lambda t: torch.exp(-((t[:, 0] - t[:, 1]) ** 2))), ev, default_library(), [x1_, x2_], None,
+                 seed=0, dtype=torch.float64)
+    assert any(c.exact and sympy.simplify(c.expr - sympy.exp(-(x1_ - x2_) ** 2)) == 0 for c in ev.seen)

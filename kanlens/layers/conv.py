@@ -427,6 +427,9 @@ class _KANConvNd(nn.Module):
                 f"x has {x.shape[1]} channels (shape {tuple(x.shape)}) but the layer expects in_channels="
                 f"{self.in_channels}"
             )
+        if x.dtype != self.coef.dtype or x.device != self.coef.device:
+            raise TypeError(f"x is {x.dtype} on {x.device} but the layer's weights are {self.coef.dtype} on "
+                            f"{self.coef.device}; cast one with .to()")
         spatial = x.shape[2:]
         for i, (size, (lo, hi), d, kk) in enumerate(zip(spatial, self._pad, self.dilation, self.kernel_size)):
             span = d * (kk - 1) + 1

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
+from ..utils import check_kwargs
 from .library import SymbolicFunction, SymbolicLibrary, resolve_library
 
 __all__ = [
@@ -619,7 +620,7 @@ def suggest_symbolic(
     x: torch.Tensor | None = None,
     *,
     verbose: bool = False,
-    **_ignored,
+    **pykan_options,
 ) -> SuggestionTable:
     """Rank library functions for edge ``(l, i, j)`` (layer, input, output) like pykan's ``suggest_symbolic``.
 
@@ -630,6 +631,8 @@ def suggest_symbolic(
         weight_simple: 0 ranks by fit quality only, 1 by complexity only (see :func:`rank_fits`).
         x: inputs to evaluate the edge on (default: the last batch the model saw).
         verbose: log the table at INFO level.
+        pykan_options: pykan's ``a_range``, ``b_range``, ``r2_loss_fun``, ``c_loss_fun`` are accepted and ignored
+            (kanlens fits ``a, b`` without a grid); any other keyword raises ``TypeError``.
 
     Returns:
         a :class:`SuggestionTable` (best first).
@@ -638,6 +641,8 @@ def suggest_symbolic(
         >>> model(dataset["train_input"])
         >>> model.suggest_symbolic(0, 0, 0, lib=["x", "x^2", "sin"])
     """
+    check_kwargs("suggest_symbolic", pykan_options, ("lib", "topk", "weight_simple", "x", "verbose"),
+                 _PYKAN_SUGGEST)
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise ValueError(f"topk must be a positive int, got {topk!r}")
     _check_edge(model, l, i, j)
@@ -654,6 +659,12 @@ def suggest_symbolic(
     return table
 
 
+# pykan options with no kanlens counterpart (kanlens fits a, b without pykan's grid search): accepted, ignored
+_PYKAN_SUGGEST = ("a_range", "b_range", "r2_loss_fun", "c_loss_fun")
+_PYKAN_FIX = ("a_range", "b_range", "verbose", "random", "log_history")
+_PYKAN_AUTO = ("a_range", "b_range", "r2_loss_fun", "c_loss_fun", "log_history")
+
+
 def fix_symbolic(
     model,
     l: int,
@@ -666,7 +677,7 @@ def fix_symbolic(
     params: Sequence[float] | None = None,
     lib: SymbolicLibrary | Sequence[str] | None = None,
     fit_params_bool: bool | None = None,
-    **_ignored,
+    **pykan_options,
 ) -> float | None:
     """Replace edge ``(l, i, j)`` by ``c*f(a*x+b)+d`` (pykan's ``fix_symbolic``); returns the fit's r2.
 
@@ -679,10 +690,14 @@ def fix_symbolic(
         params: explicit ``(a, b, c, d)`` (implies ``fit_params=False``).
         lib: library that knows ``name`` (default: the symbolic layer's library).
         fit_params_bool: pykan's name for ``fit_params``.
+        pykan_options: pykan's ``a_range``, ``b_range``, ``verbose``, ``random``, ``log_history`` are accepted and
+            ignored; any other keyword raises ``TypeError``.
 
     Returns:
         r2 of the fit, or ``None`` when nothing was fitted.
     """
+    check_kwargs("fix_symbolic", pykan_options, ("fit_params", "x", "params", "lib", "fit_params_bool"),
+                 _PYKAN_FIX)
     if fit_params_bool is not None:
         fit_params = bool(fit_params_bool)
     _check_edge(model, l, i, j)
@@ -709,6 +724,7 @@ def fix_symbolic(
     with torch.no_grad():
         model.layers[l].mask[j, i] = 0.0
     sym.fix(i, j, fn.name, p)
+    model.symbolic_enabled = True  # speed() may have switched the symbolic branch off; it is in use now
     return r2
 
 
@@ -791,16 +807,19 @@ def auto_symbolic(
     *,
     topk: int = 3,
     verbose: int = 0,
-    **_ignored,
+    **pykan_options,
 ) -> AutoSymbolicTable:
     """Fix every active spline edge to its best library function (pykan's ``auto_symbolic``).
 
     Edges whose best r2 is below ``r2_threshold`` stay splines (``status="kept"``); already-symbolic edges are
-    left alone.
+    left alone. pykan's ``a_range``, ``b_range``, ``r2_loss_fun``, ``c_loss_fun`` and ``log_history`` are accepted
+    and ignored; any other unknown keyword raises ``TypeError``.
 
     Returns:
         an :class:`AutoSymbolicTable` with the top ``topk`` candidates of each edge, the chosen one marked.
     """
+    check_kwargs("auto_symbolic", pykan_options, ("lib", "r2_threshold", "weight_simple", "x", "topk", "verbose"),
+                 _PYKAN_AUTO)
     if not 0.0 <= weight_simple <= 1.0:
         raise ValueError(f"weight_simple must be in [0, 1], got {weight_simple}")
     if not (isinstance(r2_threshold, (int, float)) and r2_threshold <= 1.0):

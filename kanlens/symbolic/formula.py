@@ -123,8 +123,14 @@ def ex_round(expr: sympy.Expr, n_digit: int) -> sympy.Expr:
     """Round every float in ``expr`` to ``n_digit`` decimals (pykan's ``ex_round``)."""
     if isinstance(n_digit, bool) or not isinstance(n_digit, int) or n_digit < 0:
         raise ValueError(f"n_digit must be a non-negative int, got {n_digit!r}")
-    return expr.xreplace({f: sympy.Float(builtins_round(float(f), n_digit), max(n_digit + 2, 15))
-                          for f in expr.atoms(sympy.Float)})
+    expr = sympy.sympify(expr)
+    for _ in range(8):  # rounded floats multiplied back together (0.9994*0.9999) are merged into new ones
+        floats = expr.atoms(sympy.Float)
+        rounded = {f: sympy.Float(builtins_round(float(f), n_digit), max(n_digit + 2, 15)) for f in floats}
+        if all(rounded[f] == f for f in floats):
+            break
+        expr = expr.xreplace(rounded)
+    return expr
 
 
 def _lead(add: sympy.Add) -> tuple[sympy.Expr, sympy.Expr] | None:

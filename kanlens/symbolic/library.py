@@ -22,7 +22,7 @@ import functools
 import importlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -101,6 +101,16 @@ class SymbolicFunction:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.torch_fn(x)
 
+    def __reduce__(self):
+        # built-in functions hold lambdas, which pickle cannot store: refer to them by name instead (models
+        # with symbolic edges then pickle, e.g. torch.save(model) or multiprocessing); a user function pickles
+        # only if its callables do
+        builtin = next((fn for fn in _builtin_functions() if fn.name == self.name), None)
+        items = tuple((f.name, getattr(self, f.name)) for f in fields(self))
+        if builtin is not None and all(getattr(self, c) is getattr(builtin, c) for c in _CALLABLES):
+            return (_builtin_variant, (self.name, tuple(kv for kv in items if kv[0] not in _CALLABLES)))
+        return (_rebuild_function, (items,))
+
     def numpy(self, u: np.ndarray) -> np.ndarray:
         """Evaluate on a float64 array (``numpy_fn`` when given, else ``torch_fn`` on CPU); non-finite = invalid."""
         with np.errstate(all="ignore"):
@@ -119,6 +129,18 @@ class SymbolicFunction:
             else:
                 ok &= np.floor((lo - p) / self.pole_period) == np.floor((hi - p) / self.pole_period)
         return ok
+
+
+_CALLABLES = ("torch_fn", "sympy_fn", "safe_fn")
+
+
+def _rebuild_function(items: tuple) -> SymbolicFunction:
+    return SymbolicFunction(**dict(items))
+
+
+def _builtin_variant(name: str, items: tuple) -> SymbolicFunction:
+    """A built-in function's callables with the pickled other fields."""
+    return replace(_builtin_function(name), **dict(items))
 
 
 # ---------------------------------------------------------------------------------------------- safe helpers
@@ -215,7 +237,9 @@ ALIASES: dict[str, str] = {
 SPECIAL_NAMES = ("besselj0", "besselj1", "erf", "fresnels", "fresnelc")
 
 
-def _builtin_functions() -> list[SymbolicFunction]:
+@functools.lru_cache(maxsize=1)
+def _builtin_functions() -> tuple[SymbolicFunction, ...]:
+    """The built-in functions, created once (so a pickled model can refer to them by name)."""
     S = SymbolicFunction
     pi = math.pi
     f = [
@@ -260,7 +284,12 @@ def _builtin_functions() -> list[SymbolicFunction]:
         S("fresnels", _fresnel(0), _sym("fresnels"), 5, _fresnel(0), parity="odd", special=True),
         S("fresnelc", _fresnel(1), _sym("fresnelc"), 5, _fresnel(1), parity="odd", special=True),
     ]
-    return [replace(fn, numpy_fn=fn.name) for fn in f + specials]  # numpy versions load on first fit
+    return tuple(replace(fn, numpy_fn=fn.name) for fn in f + specials)  # numpy versions load on first fit
+
+
+def _builtin_function(name: str) -> SymbolicFunction:
+    """The built-in function ``name`` (unpickling target of :meth:`SymbolicFunction.__reduce__`)."""
+    return next(fn for fn in _builtin_functions() if fn.name == name)
 
 
 @functools.lru_cache(maxsize=1)

@@ -118,6 +118,11 @@ def _check_dataset(dataset: dict) -> None:
         check_tensor(f"dataset[{key!r}]", dataset[key], ndim=2)
 
 
+# exact formulas longer than this (per problem) do not end the search: public and probe formulas are <= 26 long
+# for <= 4 inputs, P05's ten-input sum is 92
+_SETTLED_COMPLEXITY, _SETTLED_PER_INPUT = 40, 15
+
+
 class _Evaluator:
     """Refits candidate formulas on the training data and scores them on the test data."""
 
@@ -128,10 +133,16 @@ class _Evaluator:
         self.snap_seconds = 20.0
         self.seen: list[Candidate] = []
 
+    def settled(self, c: Candidate) -> bool:
+        """Exact and simple enough to end the search: a long formula with dozens of fitted constants (a trig
+        expansion of ``x3*sin(x1 - x2)``, complexity 233) can reach the label-rounding floor without being the
+        formula, so it must not stop the later stages that would find the short one."""
+        return c.exact and c.complexity <= _SETTLED_COMPLEXITY + _SETTLED_PER_INPUT * len(self.variables)
+
     @property
     def exact_found(self) -> bool:
-        """Whether any candidate so far is exact."""
-        return any(c.exact for c in self.seen)
+        """Whether any candidate so far is exact and short enough to end the search (see :meth:`settled`)."""
+        return any(self.settled(c) for c in self.seen)
 
     def _test(self, exprs: list[sympy.Expr]) -> float:
         errs = []
@@ -406,7 +417,7 @@ class _Search:
         return exprs if self.wrap is None else [w(e) for w, e in zip(self.wrap, exprs)]
 
     def done(self) -> bool:
-        if self.best.exact or self.ev.exact_found:  # e.g. a polynomial fit before the KAN run
+        if self.ev.settled(self.best) or self.ev.exact_found:  # e.g. a polynomial fit before the KAN run
             return True
         return self.deadline is not None and time.process_time() > self.deadline
 
@@ -586,7 +597,7 @@ def symbolic_regression(
     dtype: torch.dtype | None = None,
     lib: SymbolicLibrary | Sequence[str] | None = None,
     lamb: float = 0.01,
-    steps: Sequence[int] = (50, 50, 50),
+    steps: int | Sequence[int] = (50, 50, 50),
     refine_grid: int | Sequence[int] | None = (10, 20, 50),
     prune: bool = True,
     prune_rounds: int = 3,
@@ -611,7 +622,7 @@ def symbolic_regression(
         model: an existing (possibly trained) KAN to start from; it is trained further in place.
         lib: symbolic library or names (default library; add ``default_library(special=True)`` for specials).
         lamb: sparsity weight of the first fit.
-        steps: LBFGS steps of the three fits (sparse, after pruning, after refining).
+        steps: LBFGS steps of the three fits (sparse, after pruning, after refining); one int for all three.
         refine_grid: finer grid sizes tried in order (``None`` skips refinement); a finer grid is kept only while
             it lowers the test error (refinement stops after a gain below 1.5x once the error is under 0.1% of
             std(y)).
@@ -634,16 +645,18 @@ def symbolic_regression(
             run of the chosen formula (its ``model`` predicts that transform of ``y``).
         separable: when no run found an exact formula (one output): with one input, fit compositions
             ``c*F(a*G(x) + b) + d`` of two library functions directly (``log(1 + x**2)``); with more, test on the
-            trained KAN whether ``y = g(x_S) * h(x_T)`` for a split of the inputs
-            (``f(a) f(c) = f(a_S, c_T) f(c_S, a_T)``); if so, ``g`` and ``h`` are recovered by smaller runs on the
-            KAN's values (``[|S|, 2|S| + 1, 1]`` KANs, within the remaining budget) and their product, refitted
-            and snapped on the data, joins the candidates. Products whose factors change sign
-            (``sqrt(x1) * x2``), where ``log(y)`` cannot be used, and factors that need a deeper KAN than the whole
-            (``x3 * sqrt(x1**2 + x2**2)``) are the target.
-            Then, still without an exact formula, the ratio test: if the KAN is homogeneous in a pair of inputs,
-            ``y(.., l*x_i, .., l*x_j, ..) = l**d * y`` (``x_j`` one-signed), ``y = x_j**d * g(x_i/x_j, rest)``; if
-            ``y(.., l*x_i, .., x_j/l, ..) = y``, ``y = g(x_i*x_j, rest)``; ``g`` is recovered by a smaller run on the
-            real data (``atan(x2/x1)``, ``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``, ``sin(x1*x2)``).
+            trained KAN whether ``y = g(x_S) * h(x_T)`` or ``y = g(x_S) + h(x_T)`` for a split of the inputs
+            (``f(a) f(c) = f(a_S, c_T) f(c_S, a_T)``, or the same with sums); if so, ``g`` and ``h`` are recovered
+            by smaller runs (``[|S|, 2|S| + 1, 1]`` KANs, within the remaining budget; the first on the KAN's
+            values, the second on the labels divided by, or minus, the first's formula) and their combination,
+            refitted and snapped on the data, joins the candidates. Products whose factors change sign
+            (``sqrt(x1) * x2``), where ``log(y)`` cannot be used, factors that need a deeper KAN than the whole
+            (``x3 * sqrt(x1**2 + x2**2)``) and sums with a product inside (``exp(x1)*x2**2 + x3``) are the target.
+            Then, still without an exact formula, the pair tests: if moving two inputs together leaves the KAN
+            unchanged up to a power, ``y = x**d * g(u, rest)`` with ``u`` their ratio (``y(.., l*x_i, .., l*x_j, ..)
+            = l**d * y``), product (``y(.., l*x_i, .., x_j/l, ..) = l**d * y``), difference (``y(.., x_i + e, ..,
+            x_j + e, ..) = y``) or sum (``x_j - e``); ``g`` is recovered by a smaller run on the real data
+            (``atan(x2/x1)``, ``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``, ``sin(x1*x2)``, ``x3*sin(x1 - x2)``).
             ``separable=False`` skips all of these.
         polynomial: before the KAN runs, fit polynomials of total degree <= 4 in the inputs to ``y``, ``1/y``,
             ``log(y)`` and ``y**2`` (the last three for one-signed outputs) by linear least squares; a fit that
@@ -676,8 +689,10 @@ def symbolic_regression(
 
         model = KAN(width=list(width), grid=grid, k=k, seed=seed, dtype=dtype or dataset["train_input"].dtype)
     grids = [] if refine_grid is None else ([refine_grid] if isinstance(refine_grid, int) else list(refine_grid))
-    if len(steps) != 3:
-        raise ValueError(f"steps must be three step counts (sparse, after prune, after refine), got {steps!r}")
+    if isinstance(steps, int) and not isinstance(steps, bool):
+        steps = (steps, steps, steps)
+    if not isinstance(steps, Sequence) or len(steps) != 3:
+        raise ValueError(f"steps must be one step count or three (sparse, after prune, after refine), got {steps!r}")
     transforms = _resolve_transforms(target_transforms, dataset)
     initial = copy.deepcopy(model) if len(transforms) > 1 else None
     variables = sform._variables(model, var)
@@ -725,9 +740,9 @@ def symbolic_regression(
         timings["separable"] = time.perf_counter() - t
     if separable and not ev.exact_found and "" in splines:
         t = time.perf_counter()
-        _ratio_search(splines[""], ev, library, variables, cpu_deadline, seed=seed,
+        _pair_search(splines[""], ev, library, variables, cpu_deadline, seed=seed,
                       dtype=dtype or dataset["train_input"].dtype)
-        timings["ratio"] = time.perf_counter() - t
+        timings["pairs"] = time.perf_counter() - t
     front, chosen = _choose(ev.seen)
     pick = front[chosen]
     if pick.exact and pick.complexity <= 200 and any(sform.n_floats(e) for e in pick.exprs):
@@ -749,6 +764,8 @@ def symbolic_regression(
 # the non-separable public benchmark formulas (e.g. 1 + x1 + 2*sqrt(x1)*cos(x2): 6.2e-2). A false positive costs
 # only time: the factors' products compete with the other candidates on the real data.
 _SEPARABLE_TOL = 3e-2
+_FRONT_ROWS = 8  # simplest rows of a part's Pareto front combined with the other part's
+_OFFSET_PENALTY = 3.0
 _SEPARABLE_MIN_SECONDS = 15.0
 
 
@@ -769,9 +786,15 @@ def _model_predict(model):
 
 
 def _separable_split(predict, x: np.ndarray, rng: np.random.Generator):
-    """The input split ``(S, T, score)`` with the lowest multiplicative-separability score (None: not testable).
+    """The input split ``(S, T, score, op, offset)`` with the lowest separability score (None: not testable).
 
-    Splits tried: every subset containing input 0 for up to 5 inputs, otherwise single inputs against the rest.
+    ``op = "*"``: ``f = offset + g(x_S) * h(x_T)``, score ``RMS(f'(a) f'(c) - f'(a_S, c_T) f'(c_S, a_T)) / mean f'^2``
+    with ``f' = f - offset`` over random pairs of points ``a, c``; the offset is 0 when the plain product passes
+    the test, else the least-squares one (the score is linear in it: ``1 + x1*sin(x2)``, or a part of a sum, known
+    only up to a constant), and its score is then multiplied by ``_OFFSET_PENALTY``. ``op = "+"``:
+    ``f = g(x_S) + h(x_T)``, score ``RMS(f(a) + f(c) - f(a_S, c_T) - f(c_S, a_T)) / std f``. These are AI Feynman's
+    separability tests. Splits tried: every subset containing input 0 for up to 5 inputs, otherwise single inputs
+    against the rest.
     """
     n, d = x.shape
     if d < 2 or n < 8:
@@ -783,6 +806,7 @@ def _separable_split(predict, x: np.ndarray, rng: np.random.Generator):
     a, c = x[rng.integers(0, n, 512)], x[rng.integers(0, n, 512)]
     fa, fc = predict(a), predict(c)
     scale = float(np.mean(fa**2) * np.mean(fc**2)) ** 0.5
+    spread = float(np.std(np.concatenate([fa, fc])))
     if not scale > 0 or not np.all(np.isfinite(fa)) or not np.all(np.isfinite(fc)):
         return None
     best, rms = None, float(np.sqrt(np.mean(fa**2)))
@@ -793,18 +817,33 @@ def _separable_split(predict, x: np.ndarray, rng: np.random.Generator):
         fp, fq = predict(p), predict(q)
         if min(np.sqrt(np.mean((fp - fa) ** 2)), np.sqrt(np.mean((fq - fa) ** 2))) < 1e-3 * rms:
             continue  # y hardly depends on one side: a "product" with a constant factor says nothing
-        score = float(np.sqrt(np.mean((fa * fc - fp * fq) ** 2)) / scale)
-        if math.isfinite(score) and (best is None or score < best[2]):
-            best = (sub, rest, score)
+        prod, summ = fa * fc - fp * fq, fa + fc - fp - fq
+        scores = [(float(np.sqrt(np.mean(prod**2)) / scale), "*", 0.0)]
+        if spread > 0:
+            scores.append((float(np.sqrt(np.mean(summ**2)) / spread), "+", 0.0))
+        if not scores[0][0] < _SEPARABLE_TOL and np.sqrt(np.mean(summ**2)) > 1e-3 * spread:
+            # (f - c) products: prod - c * summ = 0 for the right c (summ = 0 means a sum: the test above)
+            off = float(np.dot(prod, summ) / np.dot(summ, summ))
+            shifted = float(np.mean((fa - off) ** 2) * np.mean((fc - off) ** 2)) ** 0.5
+            if shifted > 0 and abs(off) <= 10 * float(np.max(np.abs(fa))):
+                # one more constant fits more (1/(1 + x1*x2*x3) gets 3e-2): a 3x stricter test
+                scores.append((_OFFSET_PENALTY * float(np.sqrt(np.mean((prod - off * summ) ** 2)) / shifted), "*",
+                               off))
+        for score, op, off in scores:
+            if math.isfinite(score) and (best is None or score < best[2]):
+                best = (sub, rest, score, op, off)
     return best
 
 
 def _separable_search(model, ev: _Evaluator, library, variables, deadline, *, seed: int, dtype) -> None:
-    """If the identity run's KAN is a product ``g(x_S) * h(x_T)``, recover both factors; their products go to ``ev``.
+    """If the identity run's KAN is a product ``g(x_S) * h(x_T)`` or a sum ``g(x_S) + h(x_T)``, recover both parts;
+    their products (sums) go to ``ev``.
 
-    The factors' data come from the KAN: slices ``f(x_S, a_T)`` at many anchors ``a`` are averaged by a rank-1
-    fit (:func:`_factor_data`); their formulas are combined, then refitted and snapped on the real data.
-    The test costs milliseconds; each factor's run gets half of the remaining budget, at least
+    The first part's data come from the KAN: slices ``f(x_S, a_T)`` at many anchors ``a``, averaged by a rank-1 fit
+    (:func:`_factor_data`) or a mean (:func:`_summand_data`); once a formula reproduces them, the second part's
+    data come from the labels (:func:`_second_part_data`). The parts' formulas are combined, then refitted and
+    snapped on the real data. A part with several inputs is searched with these tests too (it has fewer inputs).
+    The test costs milliseconds; each part's run gets half of the remaining budget, at least
     ``_SEPARABLE_MIN_SECONDS`` (its training always completes).
     """
     if ev.ytr.shape[1] != 1:
@@ -815,20 +854,21 @@ def _separable_search(model, ev: _Evaluator, library, variables, deadline, *, se
     if split is None or not split[2] < _SEPARABLE_TOL:
         log.info("separability: no split of the inputs found (best score %s)", split and f"{split[2]:.2e}")
         return
-    sub, rest, score = split
-    log.info("separability: y = g(%s) * h(%s) (score %.2e)", [str(variables[j]) for j in sub],
-             [str(variables[j]) for j in rest], score)
+    sub, rest, score, op, offset = split
+    log.info("separability: y = %sg(%s) %s h(%s) (score %.2e)", f"{offset:.4g} + " if offset else "",
+             [str(variables[j]) for j in sub], op, [str(variables[j]) for j in rest], score)
     # the factors' data carry the KAN's error: a factor formula this close to them is as good as they can tell
     good_enough = max(1e-5, 10 * sform.nmse(predict(xte), ev.yte[:, 0]))
-    data = _factor_data(predict, xtr, xte, sub, rest, np.random.default_rng(seed))
+    parts = _factor_data if op == "*" else _summand_data
+    data = parts(lambda x: predict(x) - offset, xtr, xte, sub, rest, np.random.default_rng(seed))
     if data is None:
-        log.info("separability: the factors' data are degenerate")
+        log.info("separability: the parts' data are degenerate")
         return
     factors = []
     for cols, (y_tr, y_te) in zip((sub, rest), data):
         ds = _dataset(xtr[:, cols], y_tr, xte[:, cols], y_te, dtype)
         if factors:  # the first factor's formula, if it matches its values, turns the data into the second's
-            ds = _divided_data(factors[0], data[0], ev, sub, cols, good_enough, dtype) or ds
+            ds = _second_part_data(factors[0], data[0], ev, cols, good_enough, dtype, op, offset) or ds
         n = len(cols)
         # one input: a single edge first (a library function of an affine map), a depth-2 KAN only if that misses
         widths = [[1, 1], [1, 3, 1]] if n == 1 else [[n, 2 * n + 1, 1]]
@@ -843,49 +883,77 @@ def _separable_search(model, ev: _Evaluator, library, variables, deadline, *, se
             budget = None if deadline is None else max(
                 _SEPARABLE_MIN_SECONDS, (deadline - time.process_time()) / (2 - len(factors)) / (len(widths) - k))
             res = symbolic_regression(ds, width, seed=seed, dtype=dtype, lib=library,
-                                      var=[variables[j] for j in cols], time_budget=budget, separable=False)
-            log.info("separability: factor in %s, width %s -> %s", [str(variables[j]) for j in cols], width,
+                                      var=[variables[j] for j in cols], time_budget=budget, separable=n > 1)
+            log.info("separability: part in %s, width %s -> %s", [str(variables[j]) for j in cols], width,
                      res.formula)
             rows = list(res.table)
             chosen = rows[res.table.chosen]
-            found += [chosen.expr, min(rows, key=lambda c: c.test_nmse).expr]
+            # the whole front: on the KAN's values nothing is exact, and the chosen formula may fit the KAN's
+            # error with a complex one where a simpler row is the true part (the refit on the data decides)
+            found += [chosen.expr] + [c.expr for c in rows[:_FRONT_ROWS]]
             if chosen.test_nmse <= good_enough:
                 break
         factors.append(list(dict.fromkeys(found)))
-    cands = sorted((ev.refit([g * h], "separable") for g in factors[0] for h in factors[1]),
-                   key=lambda c: c.test_nmse)
-    log.info("separability: %d products, best test NMSE %s", len(cands), [f"{c.test_nmse:.1e}" for c in cands[:3]])
+    const = sympy.Float(offset) if offset else sympy.Integer(0)
+    cands = sorted((ev.refit([const + g * h if op == "*" else g + h], "separable") for g in factors[0]
+                    for h in factors[1]), key=lambda c: c.test_nmse)
+    log.info("separability: %d combinations, best test NMSE %s", len(cands),
+             [f"{c.test_nmse:.1e}" for c in cands[:3]])
     for cand in cands[:2]:  # snapped in every view, as the best formula of a run (a short slice of its own)
         if cand.test_nmse <= 1e-4:
             _snap_views(cand, ev, variables, "separable ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
 
 
-_RATIO_DEGREES = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
-_RATIO_TOL = 2e-2  # P09 through its KAN: 8e-3; x1 + x2**2 + x3: 0.15
+_PAIR_DEGREES = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
+_PAIR_TOL = 2e-2  # P09 through its KAN: 8e-3; x1 + x2**2 + x3: 0.15
 
 
-def _homogeneous_pairs(predict, x: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int, float, float, str]]:
+def _pair_symbol(op: str, xi, xj):
+    """``x_i op x_j`` (sympy or numpy)."""
+    return {"/": lambda: xi / xj, "*": lambda: xi * xj, "-": lambda: xi - xj, "+": lambda: xi + xj}[op]()
+
+
+def _power_base(op: str, i: int, j: int) -> int:
+    """The input whose power ``x**d`` multiplies ``g`` in a pair reduction (``x_j`` for ``/``, ``x_i`` otherwise)."""
+    return j if op == "/" else i
+
+
+def _symmetric_pairs(predict, x: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int, float, float, str]]:
     """``(i, j, d, score, op)``, best first: pairs of inputs the function depends on through ``x_i op x_j`` only.
 
-    ``op = "/"``: ``f(.., l*x_i, .., l*x_j, ..) = l**d f(x)``, so ``f = x_j**d * g(x_i / x_j, other inputs)``
-    (``x_j`` must keep one sign away from 0). ``op = "*"``: ``f(.., l*x_i, .., x_j/l, ..) = f(x)``, so
-    ``f = g(x_i * x_j, other inputs)`` (``d = 0``). One input less either way (AI Feynman's symmetry tests).
-    Scaled points must stay inside the training inputs' box (the KAN is not valid outside it). ``score`` is
-    ``RMS(f(scaled x) - l**d f(x)) / std(f)`` at the best degree ``d``.
+    * ``op = "/"``: ``f(.., l*x_i, .., l*x_j, ..) = l**d f(x)``, so ``f = x_j**d * g(x_i / x_j, other inputs)``
+      (``x_j`` must keep one sign away from 0).
+    * ``op = "*"``: ``f(.., l*x_i, .., x_j/l, ..) = l**d f(x)``, so ``f = x_i**d * g(x_i * x_j, other inputs)``
+      (``d != 0`` only for a one-signed ``x_i``).
+    * ``op = "-"``: ``f(.., x_i + e, .., x_j + e, ..) = f(x)``, so ``f = g(x_i - x_j, other inputs)``.
+    * ``op = "+"``: ``f(.., x_i + e, .., x_j - e, ..) = f(x)``, so ``f = g(x_i + x_j, other inputs)``.
+
+    One input less in every case (AI Feynman's symmetry tests). Moved points must stay inside the training
+    inputs' box (the KAN is not valid outside it), and moving ``x_i`` or ``x_j`` alone must change ``f`` (a pair
+    it does not depend on passes every test and says nothing). ``score`` is
+    ``RMS(f(moved x) - l**d f(x)) / std(f)`` at the best degree ``d``.
     """
     n, dim = x.shape
     lo, hi = x.min(0), x.max(0)
     one_signed = [(lo[j] > 0 or hi[j] < 0) and min(abs(lo[j]), abs(hi[j])) >= 1e-3 * max(abs(lo[j]), abs(hi[j]))
                   for j in range(dim)]
     tests = [(i, j, "/") for j in range(dim) if one_signed[j] for i in range(dim) if i != j]
-    tests += [(i, j, "*") for i in range(dim) for j in range(i + 1, dim)]
+    # x_i * x_j: both orders only where x_i can carry a power (d = 0 is the same test either way)
+    tests += [(i, j, "*") for i in range(dim) for j in range(dim) if i < j or (i > j and one_signed[i])]
+    tests += [(i, j, op) for op in "-+" for i in range(dim) for j in range(i + 1, dim)]
     out = []
     for i, j, op in tests:
         a = x[rng.integers(0, n, 2048)]
-        lam = rng.uniform(0.8, 1.25, len(a))
         b = a.copy()
-        b[:, i] *= lam
-        b[:, j] = b[:, j] * lam if op == "/" else b[:, j] / lam
+        if op in "/*":
+            lam = rng.uniform(0.8, 1.25, len(a))
+            b[:, i] *= lam
+            b[:, j] = b[:, j] * lam if op == "/" else b[:, j] / lam
+        else:  # shifts by up to a quarter of the narrower input's range
+            lam = np.ones(len(a))
+            e = rng.uniform(-0.25, 0.25, len(a)) * min(hi[i] - lo[i], hi[j] - lo[j])
+            b[:, i] += e
+            b[:, j] = b[:, j] + e if op == "-" else b[:, j] - e
         inside = np.all((b >= lo) & (b <= hi), axis=1)
         if inside.sum() < 64:
             continue
@@ -896,43 +964,55 @@ def _homogeneous_pairs(predict, x: np.ndarray, rng: np.random.Generator) -> list
         if not (spread > 1e-9 * float(np.sqrt(np.mean(fa**2))) and np.all(np.isfinite(fa))
                 and np.all(np.isfinite(fb))):
             continue  # f hardly varies: nothing to learn
-        degrees = _RATIO_DEGREES if op == "/" else (0.0,)
+        if any(_moved_alone(predict, a, b, fa, m) < 1e-2 * spread for m in (i, j)):
+            continue  # f (almost) does not depend on x_i or x_j
+        if op == "/" or (op == "*" and one_signed[i]):
+            degrees = _PAIR_DEGREES if i < j or op == "/" else _PAIR_DEGREES[1:]
+        else:
+            degrees = (0.0,)
         score, d = min((float(np.sqrt(np.mean((fb - lam**d * fa) ** 2)) / spread), d) for d in degrees)
         out.append((i, j, d, score, op))
     return sorted(out, key=lambda t: t[3])
 
 
-def _ratio_data(x: np.ndarray, y: np.ndarray, i: int, j: int, d: float, rest: list[int], op: str = "/"):
-    """Inputs ``(x_rest, x_i op x_j)`` and target ``y / x_j**d`` of the reduced problem."""
+def _moved_alone(predict, a: np.ndarray, b: np.ndarray, fa: np.ndarray, m: int) -> float:
+    """RMS change of ``f`` when only input ``m`` takes its moved values ``b[:, m]``."""
+    c = a.copy()
+    c[:, m] = b[:, m]
+    return float(np.sqrt(np.mean((predict(c) - fa) ** 2)))
+
+
+def _pair_data(x: np.ndarray, y: np.ndarray, i: int, j: int, d: float, rest: list[int], op: str = "/"):
+    """Inputs ``(x_rest, x_i op x_j)`` and target ``y / x_base**d`` of the reduced problem (see :func:`_power_base`)."""
     with np.errstate(all="ignore"):
-        u = x[:, i] / x[:, j] if op == "/" else x[:, i] * x[:, j]
-        return np.column_stack([x[:, rest], u]), y[:, 0] / x[:, j] ** d
+        u = _pair_symbol(op, x[:, i], x[:, j])
+        return np.column_stack([x[:, rest], u]), y[:, 0] / x[:, _power_base(op, i, j)] ** d
 
 
-def _ratio_search(model, ev: _Evaluator, library, variables, deadline, *, seed: int, dtype) -> None:
-    """If the identity run's KAN depends on a pair of inputs through ``u = x_i/x_j`` (``y = x_j**d * g(u, rest)``)
-    or ``u = x_i*x_j`` (``y = g(u, rest)``), see :func:`_homogeneous_pairs`: recover ``g`` by a smaller run on the
-    real data ``(rest, u) -> y / x_j**d`` and join its formulas, substituted back, to the candidates
-    (``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``, ``atan(x2/x1)``, ``sin(x1*x2)``).
+def _pair_search(model, ev: _Evaluator, library, variables, deadline, *, seed: int, dtype) -> None:
+    """If the identity run's KAN depends on a pair of inputs only through ``u = x_i op x_j`` (a ratio, product,
+    difference or sum, possibly times a power ``x**d``; see :func:`_symmetric_pairs`): recover ``g`` by a smaller
+    run on the real data ``(rest, u) -> y / x**d`` and join its formulas, substituted back, to the candidates
+    (``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``, ``atan(x2/x1)``, ``sin(x1*x2)``, ``x3*sin(x1 - x2)``).
 
     One output only. At most the two best pairs are tried; each run gets half the remaining budget, at least
     ``_SEPARABLE_MIN_SECONDS``.
     """
     if ev.ytr.shape[1] != 1:
         return
-    pairs = [p for p in _homogeneous_pairs(_model_predict(model), ev.xtr, np.random.default_rng(seed))
-             if p[3] < _RATIO_TOL][:2]
+    pairs = [p for p in _symmetric_pairs(_model_predict(model), ev.xtr, np.random.default_rng(seed))
+             if p[3] < _PAIR_TOL][:2]
     if not pairs:
-        log.info("ratio: no pair of inputs with a homogeneous KAN found")
+        log.info("pairs: no pair of inputs with a symmetry of the KAN found")
         return
     dim = ev.xtr.shape[1]
-    u = sympy.Symbol("ratio_u_")
+    u = sympy.Symbol("pair_u_")
     for k, (i, j, d, score, op) in enumerate(pairs):
-        log.info("ratio: y = %s**%s * g(%s%s%s, ...) (score %.2e)", variables[j], d, variables[i], op, variables[j],
-                 score)
+        base = variables[_power_base(op, i, j)]
+        log.info("pairs: y = %s**%s * g(%s %s %s, ...) (score %.2e)", base, d, variables[i], op, variables[j], score)
         rest = [m for m in range(dim) if m not in (i, j)]
-        (xtr, ytr), (xte, yte) = (_ratio_data(ev.xtr, ev.ytr, i, j, d, rest, op),
-                                  _ratio_data(ev.xte, ev.yte, i, j, d, rest, op))
+        (xtr, ytr), (xte, yte) = (_pair_data(ev.xtr, ev.ytr, i, j, d, rest, op),
+                                  _pair_data(ev.xte, ev.yte, i, j, d, rest, op))
         if not (np.all(np.isfinite(ytr)) and np.all(np.isfinite(yte))):
             continue
         ds = _dataset(xtr, ytr, xte, yte, dtype)
@@ -943,51 +1023,88 @@ def _ratio_search(model, ev: _Evaluator, library, variables, deadline, *, seed: 
         names = [str(variables[r]) for r in rest] + [u.name]
         res = symbolic_regression(ds, width, seed=seed, dtype=dtype, lib=library, var=names, time_budget=budget,
                                   separable=True)
-        log.info("ratio: g = %s", res.formula)
+        log.info("pairs: g = %s", res.formula)
         subs = {sympy.Symbol(str(variables[r])): variables[r] for r in rest}
-        subs[u] = variables[i] / variables[j] if op == "/" else variables[i] * variables[j]
+        subs[u] = _pair_symbol(op, variables[i], variables[j])
         rows = list(res.table)
         picks = dict.fromkeys([rows[res.table.chosen].expr, min(rows, key=lambda c: c.test_nmse).expr])
-        power = variables[j] ** sympy.nsimplify(d)
+        power = base ** sympy.nsimplify(d)
         for g in picks:
-            cand = ev.refit([power * g.xreplace(subs)], "ratio")
+            cand = ev.refit([power * g.xreplace(subs)], "pair")
             if cand.test_nmse <= 1e-4:
-                _snap_views(cand, ev, variables, "ratio ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
+                _snap_views(cand, ev, variables, "pair ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
         if ev.exact_found:
             return
 
 
 _FACTOR_ANCHORS = 64
-_FACTOR_ANCHORS = 64
 
 
-def _divided_data(first: list[sympy.Expr], first_values: tuple, ev: _Evaluator, sub: list[int], rest: list[int],
-                  good_enough: float, dtype) -> dict | None:
-    """The second factor's dataset ``h(x_T) = y / g(x_S)`` from the real labels, when a formula ``g`` for the first
-    factor reproduces its values (from the KAN) to ``good_enough``; None otherwise.
+def _second_part_data(first: list[sympy.Expr], first_values: tuple, ev: _Evaluator, rest: list[int],
+                      good_enough: float, dtype, op: str = "*", offset: float = 0.0) -> dict | None:
+    """The second part's dataset from the real labels, ``h(x_T) = (y - offset) / g(x_S)`` (``op = "*"``) or
+    ``y - g(x_S)`` (``op = "+"``), when a formula ``g`` for the first part reproduces its values (from the KAN) to
+    ``good_enough``; None otherwise.
 
-    The KAN's values of a factor carry the KAN's error (NMSE ~3e-4 for ``1/(x2 + x3)`` in ``x1/(x2 + x3)``, too
-    much to tell ``1/u`` from ``exp(-a*u)``), the real labels do not; only points where ``|g|`` is at least half its
-    maximum are used, so noise in ``y`` is amplified at most twice.
+    The KAN's values of a part carry the KAN's error (NMSE ~3e-4 for ``1/(x2 + x3)`` in ``x1/(x2 + x3)``, too
+    much to tell ``1/u`` from ``exp(-a*u)``), the real labels do not. For a product only points where ``|g|`` is at
+    least half its maximum are used, so noise in ``y`` is amplified at most twice.
     """
     data = {"train": (ev.xtr, ev.ytr[:, 0]), "test": (ev.xte, ev.yte[:, 0])}
     best = None
-    for expr in first:
+    for expr in first:  # the simplest formula that matches (the closest may fit the KAN's error)
         vals = {key: ev._values(expr, x) for key, (x, _) in data.items()}
         err = sform.nmse(vals["train"], first_values[0])
-        if err <= good_enough and (best is None or err < best[0]):
-            best = (err, vals, expr)
+        key = (sform.formula_complexity(expr), err)
+        if err <= good_enough and (best is None or key < best[0]):
+            best = (key, vals, expr)
     if best is None:
         return None
     _, vals, expr = best
+    if op == "+":
+        (x_tr, y_tr), (x_te, y_te) = ((x[:, rest], y - vals[key]) for key, (x, y) in data.items())
+        log.info("separability: second part's data from y - (%s)", expr)
+        return _dataset(x_tr, y_tr, x_te, y_te, dtype)
     big = 0.5 * float(np.max(np.abs(vals["train"])))
     keep = {key: np.abs(v) >= big for key, v in vals.items()}
     if not big > 0 or keep["train"].sum() < 20 or keep["test"].sum() < 10:
         return None
-    (x_tr, y_tr), (x_te, y_te) = ((x[keep[key]][:, rest], y[keep[key]] / vals[key][keep[key]])
+    (x_tr, y_tr), (x_te, y_te) = ((x[keep[key]][:, rest], (y[keep[key]] - offset) / vals[key][keep[key]])
                                   for key, (x, y) in data.items())
     log.info("separability: second factor's data from y / (%s) on %d points", expr, int(keep["train"].sum()))
     return _dataset(x_tr, y_tr, x_te, y_te, dtype)
+
+
+def _summand_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest: list[int],
+                  rng: np.random.Generator):
+    """Values of the parts of ``f = g(x_S) + h(x_T)`` at the training and test points, offset so that
+    ``g + h ~ f``: ``((g_train, g_test), (h_train, h_test))``, or None when the model is not finite there.
+
+    Each part is the mean of the slices ``f(x_S, a_T)`` (``f(a_S, x_T)``) over ``_FACTOR_ANCHORS`` training points
+    ``a_j`` (one slice carries the KAN's error at its anchor); the mean of ``f`` at the anchors is subtracted from
+    ``h``, since for a sum ``mean_j f(x_S, a_T_j) + mean_j f(a_S_j, x_T) - mean_j f(a_j) = f(x)``.
+    """
+    idx = rng.choice(len(xtr), size=min(_FACTOR_ANCHORS, len(xtr)), replace=False)
+    anchors = xtr[idx]
+    offset = float(np.mean(predict(anchors)))
+    out = []
+    for keep, shift in ((sub, 0.0), (rest, offset)):
+        vals = tuple(_slices(predict, anchors, x, keep).mean(1) - shift for x in (xtr, xte))
+        if not all(np.isfinite(v).all() for v in vals):
+            return None
+        out.append(vals)
+    return tuple(out)
+
+
+def _slices(predict, anchors: np.ndarray, x: np.ndarray, keep: list[int]) -> np.ndarray:
+    """``(n, m)``: ``f`` at the points ``x`` with the inputs outside ``keep`` taken from each of ``m`` anchors."""
+    out = np.empty((len(x), len(anchors)))
+    step = max(1, 2**16 // len(anchors))  # bounded memory for large datasets
+    for i in range(0, len(x), step):
+        xx = np.repeat(anchors[None, :, :], min(step, len(x) - i), axis=0)  # (rows, m, d)
+        xx[:, :, keep] = x[i:i + step, None, keep]
+        out[i:i + step] = predict(xx.reshape(-1, x.shape[1])).reshape(-1, len(anchors))
+    return out
 
 
 def _factor_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest: list[int],
@@ -1005,14 +1122,7 @@ def _factor_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest
     anchors = xtr[idx]
 
     def slices(x: np.ndarray, keep: list[int]) -> np.ndarray:
-        """``(n, m)``: ``f`` at ``x`` with the inputs outside ``keep`` taken from each anchor."""
-        out = np.empty((len(x), len(anchors)))
-        step = max(1, 2**16 // len(anchors))  # bounded memory for large datasets
-        for i in range(0, len(x), step):
-            xx = np.repeat(anchors[None, :, :], min(step, len(x) - i), axis=0)  # (rows, m, d)
-            xx[:, :, keep] = x[i:i + step, None, keep]
-            out[i:i + step] = predict(xx.reshape(-1, x.shape[1])).reshape(-1, len(anchors))
-        return out
+        return _slices(predict, anchors, x, keep)
 
     def coef(m: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Least-squares coefficient of every row of ``m`` on ``v``."""

@@ -259,7 +259,7 @@ def test_factor_data_average_out_a_model_error_at_the_domain_edge():
 
 def test_second_factor_data_come_from_the_labels_once_the_first_factor_is_known():
     """y = x1 / (x2 + x3): with g = 2*x1 matching its (KAN) values, h's data are y / g on the points where
-    |g| >= max|g| / 2, exact even when the KAN's values of h are not; a g that does not match gives None."""
+    |g| >= max|g| / 2, exact even when the KAN's values of h are not; a g that does not match gives none."""
     import numpy as np
 
     from kanlens.symbolic.pipeline import _Evaluator, _second_part_data
@@ -275,14 +275,19 @@ def test_second_factor_data_come_from_the_labels_once_the_first_factor_is_known(
     noise = 1e-3 * rng.standard_normal(400)
     g_values = (2 * x["train"][:, 0] + noise, 2 * x["test"][:, 0])  # the KAN's values, with its error
     ev = _Evaluator(ds, [x1, x2, x3], 1e-30)
-    out = _second_part_data([x1**2, 2 * x1], g_values, ev, [1, 2], 1e-5, torch.float64)
+    [out] = _second_part_data([x1**2, 2 * x1], g_values, ev, [1, 2], 1e-5, torch.float64)
     keep = np.abs(x["train"][:, 0]) >= 0.5 * np.abs(x["train"][:, 0]).max()
     assert out["train_input"].shape == (int(keep.sum()), 2) and out["test_input"].shape[1] == 2
     h = 1 / (2 * (out["train_input"][:, 0] + out["train_input"][:, 1]))
     assert torch.allclose(out["train_label"][:, 0], h, rtol=1e-12)
-    assert _second_part_data([x1**2], g_values, ev, [1, 2], 1e-5, torch.float64) is None
+    assert _second_part_data([x1**2], g_values, ev, [1, 2], 1e-5, torch.float64) == []
+    # two matching formulas: the simplest and the closest both give a dataset (closest first would miss a
+    # simple right factor, simplest first a close one when the simple one is an approximation)
+    bumpy = (2 * x["train"][:, 0] + 1e-3 * np.sin(37 * x["train"][:, 0]), None)  # a KAN error with structure
+    close = 2 * x1 + sympy.Float(1e-3) * sympy.sin(37 * x1)
+    assert len(_second_part_data([close, 2 * x1], bumpy, ev, [1, 2], 1e-5, torch.float64)) == 2
     # a sum: h's data are y - g on every point
-    out = _second_part_data([x1**2, 2 * x1], g_values, ev, [1, 2], 1e-5, torch.float64, op="+")
+    [out] = _second_part_data([x1**2, 2 * x1], g_values, ev, [1, 2], 1e-5, torch.float64, op="+")
     assert out["train_input"].shape == (400, 2)
     assert torch.allclose(out["train_label"][:, 0], ds["train_label"][:, 0] - 2 * ds["train_input"][:, 0], rtol=1e-12)
 

@@ -260,6 +260,9 @@ def _parametrize(expr: sympy.Expr) -> tuple[sympy.Expr, list[sympy.Symbol], np.n
     return template, params, np.array(values, dtype=np.float64)
 
 
+_SYMBOLIC_JACOBIAN = 24
+
+
 class _Problem:
     """A parametrised formula: vectorised value and Jacobian, least squares over any subset of parameters."""
 
@@ -274,7 +277,9 @@ class _Problem:
         args = [real[v] for v in [*self.params, *variables]]
         self.f = sympy.lambdify(args, template, modules=_MODULES)
         self.jac = None
-        if self.params:
+        # a symbolic Jacobian costs one sympy.diff of the whole formula per constant (minutes for a trig expansion
+        # with 60 constants); beyond _SYMBOLIC_JACOBIAN constants finite differences are far cheaper
+        if self.params and len(self.params) <= _SYMBOLIC_JACOBIAN:
             grads = [sympy.diff(template, real[p]).replace(sympy.DiracDelta, lambda *a: sympy.Integer(0))
                      for p in self.params]
             if not any(g.has(sympy.Derivative, sympy.Subs) for g in grads):
@@ -321,9 +326,11 @@ class _Problem:
 
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # huge finite residuals: the loss is inf, no warning
+                # finite differences spend idx.size evaluations per Jacobian, counted in max_nfev by MINPACK
+                nfev = max_nfev if self.jac is not None else max_nfev * (idx.size + 1)
                 res = least_squares(resid, theta[idx], jac=jac if self.jac is not None else "2-point",
                                     method="lm" if n >= idx.size else "trf",
-                                    xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=max_nfev)
+                                    xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=nfev)
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             return theta, base
         new = full(res.x)

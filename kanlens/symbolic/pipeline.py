@@ -519,6 +519,9 @@ def _derived_views(exprs: list[sympy.Expr], variables, x: np.ndarray) -> list[tu
     return out
 
 
+_LARGE_FORMULA = 200
+
+
 def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], tag: str = "",
                 deadline: float | None = None) -> None:
     """Refit and snap the best formula in several equivalent views (raw, expanded, Taylor regimes removed).
@@ -529,7 +532,7 @@ def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], 
     """
     # huge formulas, or ones far from the data (NRMSE > 1%, snapping cannot make them exact): only the raw view,
     # briefly snapped
-    large = best.complexity > 200 or not best.test_nmse <= 1e-4
+    large = best.complexity > _LARGE_FORMULA or not best.test_nmse <= 1e-4
     ev.snap_seconds = 5.0 if large else 20.0
     raw = _snap(ev, best.exprs, tag, merge=not large)
     if large:
@@ -544,6 +547,8 @@ def _snap_views(best: Candidate, ev: _Evaluator, variables: list[sympy.Symbol], 
         if deadline is not None and time.process_time() > deadline:
             log.info("time budget spent: %d view(s) not snapped", len(views))
             break
+        if sum(map(sform.formula_complexity, exprs)) > _LARGE_FORMULA:
+            continue  # an expansion far longer than the formula (trig products): no simpler constants to find
         ev.refit(exprs, tag + name.strip())
         _snap(ev, exprs, tag + name)
 
@@ -864,34 +869,16 @@ def _separable_search(model, ev: _Evaluator, library, variables, deadline, *, se
     if data is None:
         log.info("separability: the parts' data are degenerate")
         return
-    factors = []
+    factors: list[list[sympy.Expr]] = []
     for cols, (y_tr, y_te) in zip((sub, rest), data):
-        ds = _dataset(xtr[:, cols], y_tr, xte[:, cols], y_te, dtype)
-        if factors:  # the first factor's formula, if it matches its values, turns the data into the second's
-            ds = _second_part_data(factors[0], data[0], ev, cols, good_enough, dtype, op, offset) or ds
-        n = len(cols)
-        # one input: a single edge first (a library function of an affine map), a depth-2 KAN only if that misses
-        widths = [[1, 1], [1, 3, 1]] if n == 1 else [[n, 2 * n + 1, 1]]
+        datasets = [_dataset(xtr[:, cols], y_tr, xte[:, cols], y_te, dtype)]
+        if factors:  # the first part's formulas, where they match its values, turn the labels into the second's
+            datasets = _second_part_data(factors[0], data[0], ev, cols, good_enough, dtype, op, offset) or datasets
         found: list[sympy.Expr] = []
-        for k, width in enumerate(widths):
-            if k == 1:  # before a deeper KAN: two library functions composed, fitted directly
-                comps = _compositions(_np(ds["train_input"])[:, 0], _np(ds["train_label"])[:, 0], library,
-                                      variables[cols[0]])
-                found += [e for _, e in comps]
-                if comps and comps[0][0] <= good_enough:
-                    break
-            budget = None if deadline is None else max(
-                _SEPARABLE_MIN_SECONDS, (deadline - time.process_time()) / (2 - len(factors)) / (len(widths) - k))
-            res = symbolic_regression(ds, width, seed=seed, dtype=dtype, lib=library,
-                                      var=[variables[j] for j in cols], time_budget=budget, separable=n > 1)
-            log.info("separability: part in %s, width %s -> %s", [str(variables[j]) for j in cols], width,
-                     res.formula)
-            rows = list(res.table)
-            chosen = rows[res.table.chosen]
-            # the whole front: on the KAN's values nothing is exact, and the chosen formula may fit the KAN's
-            # error with a complex one where a simpler row is the true part (the refit on the data decides)
-            found += [chosen.expr] + [c.expr for c in rows[:_FRONT_ROWS]]
-            if chosen.test_nmse <= good_enough:
+        for m, ds in enumerate(datasets):
+            exact = _part_formulas(ds, cols, found, library, variables, deadline, good_enough,
+                                   share=(2 - len(factors)) * (len(datasets) - m), seed=seed, dtype=dtype)
+            if exact:
                 break
         factors.append(list(dict.fromkeys(found)))
     const = sympy.Float(offset) if offset else sympy.Integer(0)
@@ -1040,30 +1027,76 @@ def _pair_search(model, ev: _Evaluator, library, variables, deadline, *, seed: i
 _FACTOR_ANCHORS = 64
 
 
+def _part_formulas(ds: dict, cols: list[int], found: list[sympy.Expr], library, variables, deadline,
+                   good_enough: float, *, share: float, seed: int, dtype) -> bool:
+    """Formulas for one part of a separable function, fitted to ``ds``, appended to ``found``; True when one is
+    exact on ``ds``. The run gets ``1 / share`` of the remaining budget (at least ``_SEPARABLE_MIN_SECONDS``).
+
+    One input: a single edge first (a library function of an affine map), then two library functions composed,
+    fitted directly, then a ``[1, 3, 1]`` KAN; more inputs: a ``[n, 2n + 1, 1]`` run with the same tests.
+    """
+    n = len(cols)
+    widths = [[1, 1], [1, 3, 1]] if n == 1 else [[n, 2 * n + 1, 1]]
+    for k, width in enumerate(widths):
+        if k == 1:
+            comps = _compositions(_np(ds["train_input"])[:, 0], _np(ds["train_label"])[:, 0], library,
+                                  variables[cols[0]])
+            found += [e for _, e in comps]
+            if comps and comps[0][0] <= good_enough:
+                return False
+        budget = None if deadline is None else max(
+            _SEPARABLE_MIN_SECONDS, (deadline - time.process_time()) / share / (len(widths) - k))
+        res = symbolic_regression(ds, width, seed=seed, dtype=dtype, lib=library,
+                                  var=[variables[j] for j in cols], time_budget=budget, separable=n > 1)
+        log.info("separability: part in %s, width %s, budget %s CPU s -> %s", [str(variables[j]) for j in cols],
+                 width, budget and round(budget), res.formula)
+        rows = list(res.table)
+        chosen = rows[res.table.chosen]
+        # the whole front: on the KAN's values nothing is exact, and the chosen formula may fit the KAN's
+        # error with a complex one where a simpler row is the true part (the refit on the data decides)
+        found += [chosen.expr] + [c.expr for c in rows[:_FRONT_ROWS]]
+        if res.exact:
+            return True
+        if chosen.test_nmse <= good_enough:
+            return False
+    return False
+
+
 def _second_part_data(first: list[sympy.Expr], first_values: tuple, ev: _Evaluator, rest: list[int],
-                      good_enough: float, dtype, op: str = "*", offset: float = 0.0) -> dict | None:
-    """The second part's dataset from the real labels, ``h(x_T) = (y - offset) / g(x_S)`` (``op = "*"``) or
-    ``y - g(x_S)`` (``op = "+"``), when a formula ``g`` for the first part reproduces its values (from the KAN) to
-    ``good_enough``; None otherwise.
+                      good_enough: float, dtype, op: str = "*", offset: float = 0.0) -> list[dict]:
+    """Datasets for the second part from the real labels, ``h(x_T) = (y - offset) / g(x_S)`` (``op = "*"``) or
+    ``y - g(x_S)`` (``op = "+"``), for the formulas ``g`` of the first part that reproduce its values (from the
+    KAN) to ``good_enough``: the simplest and the closest one (the closest may fit the KAN's error, the simplest
+    may be an approximation of the right shape: ``exp(x1)`` vs ``exp(26*tan(0.038*x1))`` in
+    ``exp(x1)*x2**2 + x3``, a Gaussian bump vs ``exp(-sin(pi*(x1**2 + x2**2))/2)`` in P04); empty when none matches.
 
     The KAN's values of a part carry the KAN's error (NMSE ~3e-4 for ``1/(x2 + x3)`` in ``x1/(x2 + x3)``, too
     much to tell ``1/u`` from ``exp(-a*u)``), the real labels do not. For a product only points where ``|g|`` is at
     least half its maximum are used, so noise in ``y`` is amplified at most twice.
     """
     data = {"train": (ev.xtr, ev.ytr[:, 0]), "test": (ev.xte, ev.yte[:, 0])}
-    best = None
-    for expr in first:  # the simplest formula that matches (the closest may fit the KAN's error)
+    matches = []
+    for expr in first:
         vals = {key: ev._values(expr, x) for key, (x, _) in data.items()}
         err = sform.nmse(vals["train"], first_values[0])
-        key = (sform.formula_complexity(expr), err)
-        if err <= good_enough and (best is None or key < best[0]):
-            best = (key, vals, expr)
-    if best is None:
-        return None
-    _, vals, expr = best
+        if err <= good_enough:
+            matches.append((sform.formula_complexity(expr), err, vals, expr))
+    if not matches:
+        return []
+    simplest = min(matches, key=lambda m: (m[0], m[1]))
+    closest = min(matches, key=lambda m: (m[1], m[0]))
+    out = []
+    for _, _, vals, expr in [simplest] if simplest is closest else [simplest, closest]:
+        ds = _part_dataset(vals, data, rest, op, offset, dtype)
+        if ds is not None:
+            log.info("separability: second part's data from the labels and %s", expr)
+            out.append(ds)
+    return out
+
+
+def _part_dataset(vals: dict, data: dict, rest: list[int], op: str, offset: float, dtype) -> dict | None:
     if op == "+":
         (x_tr, y_tr), (x_te, y_te) = ((x[:, rest], y - vals[key]) for key, (x, y) in data.items())
-        log.info("separability: second part's data from y - (%s)", expr)
         return _dataset(x_tr, y_tr, x_te, y_te, dtype)
     big = 0.5 * float(np.max(np.abs(vals["train"])))
     keep = {key: np.abs(v) >= big for key, v in vals.items()}
@@ -1071,7 +1104,6 @@ def _second_part_data(first: list[sympy.Expr], first_values: tuple, ev: _Evaluat
         return None
     (x_tr, y_tr), (x_te, y_te) = ((x[keep[key]][:, rest], (y[keep[key]] - offset) / vals[key][keep[key]])
                                   for key, (x, y) in data.items())
-    log.info("separability: second factor's data from y / (%s) on %d points", expr, int(keep["train"].sum()))
     return _dataset(x_tr, y_tr, x_te, y_te, dtype)
 
 

@@ -651,7 +651,9 @@ def cmd_formula(args: argparse.Namespace) -> int:
     from .symbolic.export import to_latex, to_string
 
     for e in exprs:
-        print(to_latex(e, n_digit=args.round) if args.latex else to_string(e, n_digit=args.round))
+        # LaTeX is for reading: 4 decimals unless --round says otherwise (as formula.tex of a run folder)
+        print(to_latex(e, n_digit=4 if args.round is None else args.round) if args.latex
+              else to_string(e, n_digit=args.round))
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -200,6 +201,10 @@ def test_formula_command(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["formula", str(run_dir / "model"), "--round", "3"]) == 0
     out = capsys.readouterr().out.strip()
     assert sympy.sympify(out).free_symbols <= set(sympy.symbols("x1 x2"))
+    # LaTeX from the checkpoint: 4 decimals by default, as formula.tex (no 17-digit constants)
+    assert main(["formula", str(run_dir / "model"), "--latex"]) == 0
+    latex = capsys.readouterr().out
+    assert not re.search(r"\d\.\d{5,}", latex), latex
 
 
 def test_plot_command(run_dir: Path, capsys: pytest.CaptureFixture) -> None:

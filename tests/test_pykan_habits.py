@@ -176,3 +176,25 @@ def test_conv_layers_name_dtype_and_image_size_mismatches():
     net = KANConvNet(channels=(2, 3), image_size=28)
     with pytest.raises(ValueError, match=r"expects images of shape \(batch, 1, 28, 28\).*got shape \(2, 1, 8, 8\)"):
         net(torch.rand(2, 1, 8, 8))
+
+
+def test_plots_written_to_a_file_do_not_pile_up_as_open_figures(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from kanlens import plot_edge
+
+    model = KAN(width=[2, 2, 1], seed=0)
+    model(torch.rand(64, 2) * 2 - 1)
+    before = len(plt.get_fignums())
+    for k in range(3):
+        fig = model.plot(path=tmp_path / f"net{k}.png")
+        plot_edge(model, 0, 0, 0, path=tmp_path / f"edge{k}.png")
+    assert len(plt.get_fignums()) == before
+    fig.savefig(tmp_path / "again.png")  # the returned figure stays usable
+    assert (tmp_path / "again.png").stat().st_size > 1000
+    fig = model.plot()  # no path: an open pyplot figure, as before (notebooks display it)
+    assert len(plt.get_fignums()) == before + 1
+    plt.close(fig)

@@ -193,7 +193,7 @@ def plot_conv_kernels(
         fig.suptitle(head, fontsize=7, y=0.999, va="top")
     else:
         ax.set_title(head, fontsize=7)
-    save_figure(fig, path)
+    save_figure(fig, path, release=ax is None)
     return fig
 
 
@@ -307,7 +307,7 @@ def plot_conv_response(
             pax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
             pax.set_xticks([])
             pax.set_yticks([])
-    save_figure(fig, path)
+    save_figure(fig, path, release=ax is None)
     return fig
 
 
@@ -351,5 +351,5 @@ def plot_conv_responses(
             pax.set_title(f"filter {outs[i - 1]}", fontsize=8)
         pax.set_xticks([])
         pax.set_yticks([])
-    save_figure(fig, path)
+    save_figure(fig, path, release=ax is None)
     return fig

@@ -47,8 +47,13 @@ def pyplot():
     return plt
 
 
-def save_figure(fig: Figure, path: str | os.PathLike | None, *, dpi: int = 150) -> None:
-    """Write ``fig`` to ``path`` (format from the suffix: .png, .svg, .pdf) atomically; ``None`` writes nothing."""
+def save_figure(fig: Figure, path: str | os.PathLike | None, *, dpi: int = 150, release: bool = False) -> None:
+    """Write ``fig`` to ``path`` (format from the suffix: .png, .svg, .pdf) atomically; ``None`` writes nothing.
+
+    ``release``: once written, drop the figure from pyplot's list of open figures (the plotting functions do this
+    when given a ``path``, so a loop writing plots does not pile up open figures; the returned ``Figure`` stays
+    usable, e.g. for another ``savefig``).
+    """
     if path is None:
         return
     if not isinstance(path, (str, os.PathLike)):
@@ -71,6 +76,8 @@ def save_figure(fig: Figure, path: str | os.PathLike | None, *, dpi: int = 150) 
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+    if release:
+        pyplot().close(fig)
 
 
 def check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
@@ -377,5 +384,5 @@ def plot_edge(
         fig.suptitle(title)
     else:
         ax.set_title(title)
-    save_figure(fig, path, dpi=dpi)
+    save_figure(fig, path, dpi=dpi, release=own)
     return fig

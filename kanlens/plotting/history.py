@@ -104,5 +104,5 @@ def plot_history(
         ax.set_title(title)
     if own:
         fig.tight_layout()
-    save_figure(fig, path, dpi=dpi)
+    save_figure(fig, path, dpi=dpi, release=own)
     return fig

@@ -96,7 +96,7 @@ def plot_layer(
     head = title if title is not None else f"layer {l}: edges from {n_in} inputs to {n_out} outputs"
     draw = _compact_grid if compact else _axes_grid
     fig = draw(model, l, xs, ys, state, in_vars, sharey, head)
-    save_figure(fig, path, dpi=dpi)
+    save_figure(fig, path, dpi=dpi, release=True)
     return fig
 
 

@@ -137,7 +137,8 @@ def plot_kan(
     lay = _layout(model, n_edges, scale, max_per_row, title is not None)
 
     plt = pyplot()
-    if ax is None:
+    own = ax is None
+    if own:
         fig = plt.figure(figsize=(lay.width, lay.height))
         ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     else:
@@ -158,7 +159,7 @@ def plot_kan(
     if title is not None:
         ax.text(lay.width / 2, lay.height - 0.15 * scale, title, ha="center", va="top", fontsize=13 * scale,
                 gid="title")
-    save_figure(fig, path, dpi=dpi)
+    save_figure(fig, path, dpi=dpi, release=own)
     return fig
 
 

@@ -647,7 +647,8 @@ def symbolic_regression(
             (``log(y)``, formula ``exp(...)``; only when each output keeps one sign, its negative is modelled
             for negative outputs). A later transform runs only while no exact formula has been found; all
             candidates compete in one Pareto table on the original ``y``. ``result.target_transform`` names the
-            run of the chosen formula (its ``model`` predicts that transform of ``y``).
+            run of the chosen formula (its ``model`` predicts that transform of ``y``). The separability and pair
+            stages below test the identity run's network, so they need that run.
         separable: when no run found an exact formula (one output): with one input, fit compositions
             ``c*F(a*G(x) + b) + d`` of two library functions directly (``log(1 + x**2)``); with more, test on the
             trained KAN whether ``y = g(x_S) * h(x_T)`` or ``y = g(x_S) + h(x_T)`` for a split of the inputs
@@ -757,7 +758,7 @@ def symbolic_regression(
         _snap(ev, pick.exprs, pick.source + " ")
         front, chosen = _choose(ev.seen)
         pick = front[chosen]
-    tag = next((tg for tg in runs if tg and pick.source.startswith(tg)), "")
+    tag = next((tg for tg in runs if tg and pick.source.startswith(tg)), "" if "" in runs else next(iter(runs)))
     name, run_model, auto = runs[tag]
     timings["total"] = time.perf_counter() - t_start
     return SymbolicResult(pick.exprs[0], pick.exprs, pick.exact, ParetoTable(front, chosen), run_model, auto,
@@ -877,7 +878,7 @@ def _separable_search(model, ev: _Evaluator, library, variables, deadline, *, se
         found: list[sympy.Expr] = []
         for m, ds in enumerate(datasets):
             exact = _part_formulas(ds, cols, found, library, variables, deadline, good_enough,
-                                   share=(2 - len(factors)) * (len(datasets) - m), seed=seed, dtype=dtype)
+                                   share=(2 - len(factors)) * (len(datasets) - m), seed=seed, dtype=dtype, op=op)
             if exact:
                 break
         factors.append(list(dict.fromkeys(found)))
@@ -1028,12 +1029,15 @@ _FACTOR_ANCHORS = 64
 
 
 def _part_formulas(ds: dict, cols: list[int], found: list[sympy.Expr], library, variables, deadline,
-                   good_enough: float, *, share: float, seed: int, dtype) -> bool:
+                   good_enough: float, *, share: float, seed: int, dtype, op: str) -> bool:
     """Formulas for one part of a separable function, fitted to ``ds``, appended to ``found``; True when one is
     exact on ``ds``. The run gets ``1 / share`` of the remaining budget (at least ``_SEPARABLE_MIN_SECONDS``).
 
     One input: a single edge first (a library function of an affine map), then two library functions composed,
-    fitted directly, then a ``[1, 3, 1]`` KAN; more inputs: a ``[n, 2n + 1, 1]`` run with the same tests.
+    fitted directly, then a ``[1, 3, 1]`` KAN; more inputs: a ``[n, 2n + 1, 1]`` run with the same tests. A factor
+    of a product is modelled on ``log`` first (when one-signed): factors are products of powers and exponentials
+    more often than sums, and a run's budget here is often only the minimum, enough for one target
+    (``exp(sin(pi*(x1**2 + x2**2))/2)`` in P04).
     """
     n = len(cols)
     widths = [[1, 1], [1, 3, 1]] if n == 1 else [[n, 2 * n + 1, 1]]
@@ -1047,7 +1051,8 @@ def _part_formulas(ds: dict, cols: list[int], found: list[sympy.Expr], library, 
         budget = None if deadline is None else max(
             _SEPARABLE_MIN_SECONDS, (deadline - time.process_time()) / share / (len(widths) - k))
         res = symbolic_regression(ds, width, seed=seed, dtype=dtype, lib=library,
-                                  var=[variables[j] for j in cols], time_budget=budget, separable=n > 1)
+                                  var=[variables[j] for j in cols], time_budget=budget, separable=n > 1,
+                                  target_transforms=("log", "identity") if op == "*" else ("identity", "log"))
         log.info("separability: part in %s, width %s, budget %s CPU s -> %s", [str(variables[j]) for j in cols],
                  width, budget and round(budget), res.formula)
         rows = list(res.table)
@@ -1255,7 +1260,7 @@ _MIN_SEARCH_SECONDS = 10.0
 
 
 def _resolve_transforms(names: Sequence[str] | None, dataset: dict) -> list[tuple[str, object, list | None]]:
-    """``(name, label map, per-output formula wrap)`` for each usable target transform, identity first.
+    """``(name, label map, per-output formula wrap)`` for each usable target transform, in the given order.
 
     ``log`` models ``log(s*y)`` (``s`` the sign of each output, which must not change over the data): products and
     quotients of positive factors become sums, which a KAN represents with one layer less.
@@ -1287,7 +1292,6 @@ def _resolve_transforms(names: Sequence[str] | None, dataset: dict) -> list[tupl
 
         wrap = [(lambda e, s=s: sympy.exp(e) if s > 0 else -sympy.exp(e)) for s in signs]
         out.append((name, forward, wrap))
-    out.sort(key=lambda t: t[0] != "identity")
     return out
 
 

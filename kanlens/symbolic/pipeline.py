@@ -636,10 +636,11 @@ def symbolic_regression(
         prune_kwargs: passed to ``model.prune`` (``node_th``, ``edge_th``).
         weight_simple, r2_threshold: passed to ``auto_symbolic``.
         alternatives: runner-up functions tried per edge when the first formula is not exact.
-        time_budget: CPU seconds for the whole call (``time.process_time``, so a loaded machine gets the same
-            result). Training stages always complete; once the budget is spent the search for alternatives stops
-            (after a short minimum slice), only the raw formula is snapped and no further target transform is
-            tried. ``None``: no limit.
+        time_budget: CPU seconds for the whole call (``time.process_time``: less sensitive to load than wall
+            time, but a machine shared by more processes than cores still gets less done per CPU second, and a
+            formula found near the end of the budget may then be missed). Training stages always complete; once
+            the budget is spent the search for alternatives stops (after a short minimum slice), only the raw
+            formula is snapped and no further target transform is tried. ``None``: no limit.
         var: input names (default ``x1..xn``).
         normalize_labels: train the KAN on standardised labels (the sparsity penalty is not scale-invariant);
             the scaling is folded into the output nodes afterwards, so the returned model predicts ``y``.

@@ -241,6 +241,9 @@ class KANRegressor(RegressorMixin, _KANBase):
             (sparse fit, prune, refine, ``auto_symbolic``, joint refit and snapping of constants; ``steps`` LBFGS
             steps per stage, ``lamb`` defaults to 0.01 there); :meth:`predict` then evaluates the chosen formula.
         lib: names of the symbolic functions to try (default: kanlens's library); only with ``symbolic=True``.
+        time_budget: CPU seconds for the formula search with ``symbolic=True`` (training always completes; on noisy
+            data no formula is exact, so without a budget every separability and pair test runs); ``None``: no
+            limit.
         random_state: seed of the KAN's initialisation and mini-batch order (``None``: a random seed).
         device: torch device (``"cpu"``, ``"cuda"``).
         dtype: ``"float64"`` (default, matches scikit-learn's numerics) or ``"float32"``.
@@ -287,6 +290,7 @@ class KANRegressor(RegressorMixin, _KANBase):
         normalize: bool = True,
         symbolic: bool = False,
         lib: Sequence[str] | None = None,
+        time_budget: float | None = 60.0,
         random_state: int | np.random.RandomState | None = 0,
         device: str = "cpu",
         dtype: str = "float64",
@@ -299,6 +303,7 @@ class KANRegressor(RegressorMixin, _KANBase):
         )
         self.symbolic = symbolic
         self.lib = lib
+        self.time_budget = time_budget
 
     def fit(self, X: Any, y: Any) -> KANRegressor:
         """Train a new KAN on ``X, y`` and return ``self``."""
@@ -347,8 +352,11 @@ class KANRegressor(RegressorMixin, _KANBase):
         names = self._variable_names()
         model = KAN(width=[X.shape[1], *self._hidden(), Y.shape[1]], grid=self.grid, k=self.k, seed=self._seed(),
                     dtype=dt, device=self.device, input_names=names)
+        budget = self.time_budget
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0):
+            raise ValueError(f"time_budget must be a positive number of CPU seconds or None, got {budget!r}")
         res = symbolic_regression(data, model=model, lib=self.lib, lamb=self.lamb if self.lamb > 0 else 0.01,
-                                  steps=(self.steps,) * 3, var=names)
+                                  steps=(self.steps,) * 3, var=names, time_budget=budget)
         self.model_ = res.model
         self.history_ = None
         self.n_iter_ = 3 * self.steps

@@ -112,4 +112,7 @@ def test_example_runs_and_writes_images(script: Path, tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs, f"{script.name} wrote no PNG into --out"
-    assert cpu < 60, f"{script.name} used {cpu:.0f} s of CPU (budget: under a minute)"
+    # the sklearn example's formula search splits the noisy target into a sum and searches both parts (since the
+    # additive separability test, ~75 CPU s here): it gets two minutes
+    budget = 120 if "sklearn" in script.name else 60
+    assert cpu < budget, f"{script.name} used {cpu:.0f} s of CPU (budget: {budget} s)"

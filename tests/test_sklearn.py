@@ -57,7 +57,7 @@ def test_params_are_keyword_only_and_round_trip() -> None:
     assert reg.get_params()["steps"] == 7 and reg.get_params()["grid"] == 4
     reg.set_params(steps=9, hidden_layer_sizes=(2, 2))
     assert clone(reg).get_params() == reg.get_params()
-    assert set(KANRegressor().get_params()) - set(KANClassifier().get_params()) == {"symbolic", "lib"}
+    assert set(KANRegressor().get_params()) - set(KANClassifier().get_params()) == {"symbolic", "lib", "time_budget"}
 
 
 def test_pipeline_cross_val_score() -> None:
@@ -137,3 +137,11 @@ def test_symbolic_regressor_recovers_affine_law_in_original_units() -> None:
     assert "»" in table and sum(r["chosen"] for r in reg.equations_) == 1
     back = pickle.loads(pickle.dumps(reg))
     np.testing.assert_allclose(back.predict(X), reg.predict(X))
+
+
+def test_symbolic_time_budget_is_checked():
+    import numpy as np
+
+    X = np.random.default_rng(0).uniform(-1, 1, (40, 2))
+    with pytest.raises(ValueError, match="time_budget must be a positive number"):
+        KANRegressor(symbolic=True, steps=2, time_budget=0).fit(X, X[:, 0])

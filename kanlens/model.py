@@ -570,7 +570,7 @@ def _pykan_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bo
     if mult != 2:
         raise ValueError(f"mult_arity={mult!r}: kanlens has no multiplication nodes (width entries are sums only)")
     base = kwargs.get("base_fun")
-    if isinstance(base, nn.Module) and not isinstance(base, type):
+    if isinstance(base, nn.Module):
         names = {nn.SiLU: "silu", nn.Identity: "identity", nn.Tanh: "tanh", nn.GELU: "gelu"}
         if type(base) not in names:
             raise ValueError(f"base_fun={base!r} is not supported; use one of 'silu', 'identity', 'zero', 'tanh', "

@@ -109,13 +109,13 @@ def validate_dataset(dataset: object, n_in: int, n_out: int | None = None, *,
         x = check_tensor(f"dataset['{split}_input']", dataset[f"{split}_input"], ndim=2, last_dim=n_in)
         y = dataset[f"{split}_label"]
         name = f"dataset['{split}_label']"
-        if class_labels and isinstance(y, torch.Tensor) and _is_class_index(y):
+        if isinstance(y, torch.Tensor) and _is_class_index(y):
+            if not class_labels:
+                raise TypeError(f"{name} holds integer labels ({y.dtype}); fit them as class indices with a "
+                                "classification loss, e.g. loss_fn=torch.nn.CrossEntropyLoss() and labels of shape "
+                                "(num,), or cast regression targets to float")
             _check_class_labels(name, y, x.shape[0], n_out)
             continue
-        if isinstance(y, torch.Tensor) and _is_class_index(y) and not class_labels:
-            raise TypeError(f"{name} holds integer labels ({y.dtype}); fit them as class indices with a "
-                            "classification loss, e.g. loss_fn=torch.nn.CrossEntropyLoss() and labels of shape (num,), "
-                            "or cast regression targets to float")
         check_tensor(name, y)
         if y.ndim == 1:
             raise ValueError(f"{name} must be 2-D (num, n_out), got shape {tuple(y.shape)}; use y[:, None]")

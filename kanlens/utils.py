@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
@@ -39,14 +40,17 @@ def check_choice(arg: str, value: str, choices: Iterable[str]) -> str:
     return value
 
 
-def check_kwargs(func: str, kwargs: dict, accepted: Iterable[str], ignored: Iterable[str] = ()) -> None:
-    """Raise ``TypeError`` for a keyword ``func`` does not take (with a hint); ``ignored`` names (pykan options
-    kanlens has no use for, e.g. ``a_range``) are accepted and dropped."""
+def check_kwargs(func: Callable, kwargs: dict, ignored: Iterable[str] = ()) -> None:
+    """Raise ``TypeError`` for a keyword in ``kwargs`` (the ``**`` catch-all of ``func``) that is not one of
+    ``ignored`` (pykan options kanlens has no use for, e.g. ``a_range``: accepted and dropped); the hint lists
+    ``func``'s own parameters and ``ignored``."""
     ignored = set(ignored)
-    for key in kwargs:
-        if key not in ignored:
-            raise TypeError(f"{func}() got an unexpected keyword argument {key!r}"
-                            f"{did_you_mean(key, sorted(set(accepted) | ignored))}")
+    unknown = [key for key in kwargs if key not in ignored]
+    if unknown:
+        own = [p.name for p in inspect.signature(func).parameters.values()
+               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        raise TypeError(f"{func.__name__}() got an unexpected keyword argument {unknown[0]!r}"
+                        f"{did_you_mean(unknown[0], sorted(set(own) | ignored))}")
 
 
 def check_tensor(
@@ -122,9 +126,9 @@ def check_device(device: object, name: str = "device") -> torch.device:
     try:
         torch.empty(0, device=dev)
     except (RuntimeError, AssertionError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        first = first if len(first) <= 100 else first[:first.find(" with arguments")] if " with arguments" in first \
-            else first[:100] + "..."
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(" with arguments")[0]
+        if len(first) > 100:
+            first = first[:100] + "..."
         raise ValueError(f"{name} {str(dev)!r} is not available on this machine ({first}); use 'cpu' or "
                          "check torch.cuda.is_available()") from None
     return dev

@@ -100,7 +100,7 @@ def test_classification_with_integer_labels_and_cross_entropy():
         KAN(width=[2, 2]).fit(bad, steps=1, loss_fn=torch.nn.CrossEntropyLoss(), progress=False)
 
 
-def test_saved_folders_follow_the_umask(tmp_path):
+def test_checkpoint_folders_follow_the_umask(tmp_path):
     old = os.umask(0o022)
     try:
         KAN(width=[2, 1]).save(tmp_path / "ck")
@@ -164,7 +164,7 @@ def test_models_and_datasets_follow_torchs_default_dtype():
     assert KAN(width=[2, 1], dtype=torch.float64).dtype == torch.float64
 
 
-def test_symbolic_regression_steps_take_one_int_or_three():
+def test_symbolic_regression_rejects_steps_that_are_neither_one_count_nor_three():
     with pytest.raises(ValueError, match="one step count or three"):
         symbolic_regression(_data(50), [2, 1], steps=(5, 5))
 

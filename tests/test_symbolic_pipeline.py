@@ -422,7 +422,7 @@ def test_expand_refuses_multinomials_that_would_exhaust_memory():
     assert _expand(sympy.sin((x1 + x2) ** 2)) == sympy.sin(x1**2 + 2 * x1 * x2 + x2**2)
 
 
-def test_symmetric_pairs_find_the_ratio_and_the_degree():
+def test_symmetric_pairs_find_ratios_products_differences_sums_and_the_degree():
     import numpy as np
 
     from kanlens.symbolic.pipeline import _model_predict, _symmetric_pairs
@@ -455,7 +455,7 @@ def test_symmetric_pairs_find_the_ratio_and_the_degree():
     assert _symmetric_pairs(_model_predict(only_x1), x, np.random.default_rng(0)) == []
 
 
-def test_pair_search_recovers_a_function_of_a_ratio():
+def test_pair_search_recovers_functions_of_a_ratio_a_product_and_a_difference():
     """atan(x2/x1): no library edge of a [2, n, 1] KAN's sums; with u = x2/x1 it is one edge (sin(x1*x2) likewise
     with u = x1*x2, exp(-(x1 - x2)**2) with u = x1 - x2)."""
     from kanlens.symbolic.formula import noise_floor

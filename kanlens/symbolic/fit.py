@@ -641,8 +641,7 @@ def suggest_symbolic(
         >>> model(dataset["train_input"])
         >>> model.suggest_symbolic(0, 0, 0, lib=["x", "x^2", "sin"])
     """
-    check_kwargs("suggest_symbolic", pykan_options, ("lib", "topk", "weight_simple", "x", "verbose"),
-                 _PYKAN_SUGGEST)
+    check_kwargs(suggest_symbolic, pykan_options, _PYKAN_SUGGEST)
     if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
         raise ValueError(f"topk must be a positive int, got {topk!r}")
     _check_edge(model, l, i, j)
@@ -696,8 +695,7 @@ def fix_symbolic(
     Returns:
         r2 of the fit, or ``None`` when nothing was fitted.
     """
-    check_kwargs("fix_symbolic", pykan_options, ("fit_params", "x", "params", "lib", "fit_params_bool"),
-                 _PYKAN_FIX)
+    check_kwargs(fix_symbolic, pykan_options, _PYKAN_FIX)
     if fit_params_bool is not None:
         fit_params = bool(fit_params_bool)
     _check_edge(model, l, i, j)
@@ -818,8 +816,7 @@ def auto_symbolic(
     Returns:
         an :class:`AutoSymbolicTable` with the top ``topk`` candidates of each edge, the chosen one marked.
     """
-    check_kwargs("auto_symbolic", pykan_options, ("lib", "r2_threshold", "weight_simple", "x", "topk", "verbose"),
-                 _PYKAN_AUTO)
+    check_kwargs(auto_symbolic, pykan_options, _PYKAN_AUTO)
     if not 0.0 <= weight_simple <= 1.0:
         raise ValueError(f"weight_simple must be in [0, 1], got {weight_simple}")
     if not (isinstance(r2_threshold, (int, float)) and r2_threshold <= 1.0):

@@ -101,15 +101,15 @@ class SymbolicFunction:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.torch_fn(x)
 
-    def __reduce__(self):
+    def __reduce_ex__(self, protocol):
         # built-in functions hold lambdas, which pickle cannot store: refer to them by name instead (models
         # with symbolic edges then pickle, e.g. torch.save(model) or multiprocessing); a user function pickles
-        # only if its callables do
-        builtin = next((fn for fn in _builtin_functions() if fn.name == self.name), None)
-        items = tuple((f.name, getattr(self, f.name)) for f in fields(self))
+        # the usual way, if its callables do
+        builtin = _builtins_by_name().get(self.name)
         if builtin is not None and all(getattr(self, c) is getattr(builtin, c) for c in _CALLABLES):
-            return (_builtin_variant, (self.name, tuple(kv for kv in items if kv[0] not in _CALLABLES)))
-        return (_rebuild_function, (items,))
+            rest = tuple((f.name, getattr(self, f.name)) for f in fields(self) if f.name not in _CALLABLES)
+            return (_builtin_variant, (self.name, rest))
+        return super().__reduce_ex__(protocol)
 
     def numpy(self, u: np.ndarray) -> np.ndarray:
         """Evaluate on a float64 array (``numpy_fn`` when given, else ``torch_fn`` on CPU); non-finite = invalid."""
@@ -134,13 +134,9 @@ class SymbolicFunction:
 _CALLABLES = ("torch_fn", "sympy_fn", "safe_fn")
 
 
-def _rebuild_function(items: tuple) -> SymbolicFunction:
-    return SymbolicFunction(**dict(items))
-
-
 def _builtin_variant(name: str, items: tuple) -> SymbolicFunction:
-    """A built-in function's callables with the pickled other fields."""
-    return replace(_builtin_function(name), **dict(items))
+    """A built-in function's callables with the pickled other fields (unpickling target of ``__reduce_ex__``)."""
+    return replace(_builtins_by_name()[name], **dict(items))
 
 
 # ---------------------------------------------------------------------------------------------- safe helpers
@@ -287,9 +283,9 @@ def _builtin_functions() -> tuple[SymbolicFunction, ...]:
     return tuple(replace(fn, numpy_fn=fn.name) for fn in f + specials)  # numpy versions load on first fit
 
 
-def _builtin_function(name: str) -> SymbolicFunction:
-    """The built-in function ``name`` (unpickling target of :meth:`SymbolicFunction.__reduce__`)."""
-    return next(fn for fn in _builtin_functions() if fn.name == name)
+@functools.lru_cache(maxsize=1)
+def _builtins_by_name() -> dict[str, SymbolicFunction]:
+    return {fn.name: fn for fn in _builtin_functions()}
 
 
 @functools.lru_cache(maxsize=1)

@@ -16,8 +16,10 @@ groups has each factor recovered by a smaller run on its values (multiplicative 
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import math
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -825,10 +827,11 @@ def _separable_split(predict, x: np.ndarray, rng: np.random.Generator):
         if min(np.sqrt(np.mean((fp - fa) ** 2)), np.sqrt(np.mean((fq - fa) ** 2))) < 1e-3 * rms:
             continue  # y hardly depends on one side: a "product" with a constant factor says nothing
         prod, summ = fa * fc - fp * fq, fa + fc - fp - fq
+        summ_rms = float(np.sqrt(np.mean(summ**2)))
         scores = [(float(np.sqrt(np.mean(prod**2)) / scale), "*", 0.0)]
         if spread > 0:
-            scores.append((float(np.sqrt(np.mean(summ**2)) / spread), "+", 0.0))
-        if not scores[0][0] < _SEPARABLE_TOL and np.sqrt(np.mean(summ**2)) > 1e-3 * spread:
+            scores.append((summ_rms / spread, "+", 0.0))
+        if not scores[0][0] < _SEPARABLE_TOL and summ_rms > 1e-3 * spread:
             # (f - c) products: prod - c * summ = 0 for the right c (summ = 0 means a sum: the test above)
             off = float(np.dot(prod, summ) / np.dot(summ, summ))
             shifted = float(np.mean((fa - off) ** 2) * np.mean((fc - off) ** 2)) ** 0.5
@@ -897,9 +900,8 @@ _PAIR_DEGREES = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
 _PAIR_TOL = 2e-2  # P09 through its KAN: 8e-3; x1 + x2**2 + x3: 0.15
 
 
-def _pair_symbol(op: str, xi, xj):
-    """``x_i op x_j`` (sympy or numpy)."""
-    return {"/": lambda: xi / xj, "*": lambda: xi * xj, "-": lambda: xi - xj, "+": lambda: xi + xj}[op]()
+# ``x_i op x_j`` of a pair reduction, for numpy arrays and sympy symbols alike
+_PAIR_OPS = {"/": operator.truediv, "*": operator.mul, "-": operator.sub, "+": operator.add}
 
 
 def _power_base(op: str, i: int, j: int) -> int:
@@ -974,7 +976,7 @@ def _moved_alone(predict, a: np.ndarray, b: np.ndarray, fa: np.ndarray, m: int) 
 def _pair_data(x: np.ndarray, y: np.ndarray, i: int, j: int, d: float, rest: list[int], op: str = "/"):
     """Inputs ``(x_rest, x_i op x_j)`` and target ``y / x_base**d`` of the reduced problem (see :func:`_power_base`)."""
     with np.errstate(all="ignore"):
-        u = _pair_symbol(op, x[:, i], x[:, j])
+        u = _PAIR_OPS[op](x[:, i], x[:, j])
         return np.column_stack([x[:, rest], u]), y[:, 0] / x[:, _power_base(op, i, j)] ** d
 
 
@@ -1014,7 +1016,7 @@ def _pair_search(model, ev: _Evaluator, library, variables, deadline, *, seed: i
                                   separable=True)
         log.info("pairs: g = %s", res.formula)
         subs = {sympy.Symbol(str(variables[r])): variables[r] for r in rest}
-        subs[u] = _pair_symbol(op, variables[i], variables[j])
+        subs[u] = _PAIR_OPS[op](variables[i], variables[j])
         rows = list(res.table)
         picks = dict.fromkeys([rows[res.table.chosen].expr, min(rows, key=lambda c: c.test_nmse).expr])
         power = base ** sympy.nsimplify(d)
@@ -1159,13 +1161,11 @@ def _factor_data(predict, xtr: np.ndarray, xte: np.ndarray, sub: list[int], rest
     idx = rng.choice(len(xtr), size=min(_FACTOR_ANCHORS, len(xtr)), replace=False)
     anchors = xtr[idx]
 
-    def slices(x: np.ndarray, keep: list[int]) -> np.ndarray:
-        return _slices(predict, anchors, x, keep)
-
     def coef(m: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Least-squares coefficient of every row of ``m`` on ``v``."""
         return m @ v / np.dot(v, v)
 
+    slices = functools.partial(_slices, predict, anchors)  # (x, keep) -> (n, anchors)
     a_tr, b_tr = slices(xtr, sub), slices(xtr, rest)  # g(x_S) h(a_T), g(a_S) h(x_T)
     if not (np.isfinite(a_tr).all() and np.isfinite(b_tr).all()):
         return None

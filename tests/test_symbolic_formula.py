@@ -142,3 +142,29 @@ def test_refit_of_a_formula_overflowing_on_the_data_warns_nothing():
         fit = sform.refit_constants(start, [x1], x, np.sin(3 * x[:, 0]))
     assert not caught
     assert fit.nmse > 1.0  # nothing of that shape fits sin(3x): the fit says so, it does not pretend
+
+
+def test_detaylor_replaces_a_cotangent_near_its_pole_by_one_over_its_argument():
+    # tan(pi/2 + u) prints as -cot(u): a fitted tan edge near its pole; on the data only 1/u is left
+    x, _ = _data(lambda a, b: a, lo=-2.0, hi=2.0)
+    a = sympy.Float(9.08e-8)
+    u = a * sympy.exp(x2) + a * sympy.exp(-x2)
+    plain = sform.detaylor(a * x1 * sympy.cot(u), [x1, x2], x)
+    assert not plain.has(sympy.cot)
+    vals = sympy.lambdify([x1, x2], plain)(x[:, 0], x[:, 1])
+    np.testing.assert_allclose(vals, x[:, 0] / (np.exp(x[:, 1]) + np.exp(-x[:, 1])), rtol=1e-6)
+    for far in (x1 * sympy.cot(x2 + 3), x1 * sympy.csc(sympy.Float(0.3) * x2 + 1)):  # not near the pole: kept
+        assert sform.detaylor(far, [x1, x2], x) == far
+    crossing = x1 * sympy.cot(sympy.Float(1e-7) * x2)  # u changes sign: no Laurent form over the data
+    assert sform.detaylor(crossing, [x1, x2], x) == crossing
+
+
+def test_refit_with_a_time_limit_keeps_its_best_point():
+    x, y = _data(lambda a, b: 2.5 * np.exp(0.7 * np.sin(1.3 * a) + 0.4 * b**2) - 0.3)
+    start = 2.0 * sympy.exp(0.5 * sympy.sin(1.0 * x1) + 0.5 * x2**2) + 0.1
+    start_nmse = sform.nmse(sympy.lambdify([x1, x2], start)(x[:, 0], x[:, 1]), y)
+    stopped = sform.refit_constants(start, [x1, x2], x, y, max_seconds=0.0)
+    # no time at all: the start is kept, not a half step
+    assert sorted(map(float, stopped.expr.atoms(sympy.Float))) == pytest.approx([0.1, 0.5, 1.0, 2.0])  # atoms: 0.5 once
+    assert stopped.nmse == pytest.approx(start_nmse, rel=1e-9)
+    assert sform.refit_constants(start, [x1, x2], x, y, max_seconds=30.0).nmse < 1e-20

@@ -14,6 +14,7 @@ refitted loss does not get worse (beyond float rounding noise).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -263,6 +264,10 @@ def _parametrize(expr: sympy.Expr) -> tuple[sympy.Expr, list[sympy.Symbol], np.n
 _SYMBOLIC_JACOBIAN = 24
 
 
+class _OutOfTime(Exception):
+    """Raised inside a least-squares residual when the fit's CPU time is spent."""
+
+
 class _Problem:
     """A parametrised formula: vectorised value and Jacobian, least squares over any subset of parameters."""
 
@@ -296,8 +301,13 @@ class _Problem:
     def loss(self, theta: np.ndarray) -> float:
         return nmse(self.value(theta), self.y)
 
-    def solve(self, theta: np.ndarray, free: np.ndarray, max_nfev: int = 200) -> tuple[np.ndarray, float]:
-        """Least squares over ``theta[free]`` (others fixed); returns the better of start and result."""
+    def solve(self, theta: np.ndarray, free: np.ndarray, max_nfev: int = 200,
+              max_seconds: float | None = None) -> tuple[np.ndarray, float]:
+        """Least squares over ``theta[free]`` (others fixed); returns the better of start and result.
+
+        ``max_seconds``: CPU seconds after which the fit stops with the best point evaluated so far (finite
+        differences over dozens of constants of a long formula can otherwise run for many minutes).
+        """
         from scipy.optimize import least_squares
 
         theta = np.asarray(theta, dtype=np.float64).copy()
@@ -307,6 +317,8 @@ class _Problem:
             return theta, base
         big = np.full(self.y.shape, 1e6)
         n = self.y.size
+        stop = None if max_seconds is None else time.process_time() + max_seconds
+        best = [math.inf, theta[idx].copy()]
 
         def full(t):
             th = theta.copy()
@@ -314,8 +326,15 @@ class _Problem:
             return th
 
         def resid(t):
+            if stop is not None and time.process_time() > stop:
+                raise _OutOfTime
             r = (self.value(full(t)) - self.y) / self.scale
-            return r if np.isfinite(r).all() else big
+            if not np.isfinite(r).all():
+                return big
+            cost = float(r @ r)
+            if cost < best[0]:
+                best[0], best[1] = cost, np.array(t, dtype=np.float64)
+            return r
 
         def jac(t):
             with np.errstate(all="ignore"):
@@ -331,9 +350,12 @@ class _Problem:
                 res = least_squares(resid, theta[idx], jac=jac if self.jac is not None else "2-point",
                                     method="lm" if n >= idx.size else "trf",
                                     xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=nfev)
+            found = res.x
+        except _OutOfTime:
+            found = best[1]
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             return theta, base
-        new = full(res.x)
+        new = full(found)
         new_loss = self.loss(new)
         return (new, new_loss) if new_loss <= base else (theta, base)
 
@@ -351,10 +373,12 @@ def refit_constants(
     *,
     max_nfev: int = 200,
     normalized: bool = True,
+    max_seconds: float | None = None,
 ) -> ConstantFit:
     """Refit every float of ``expr`` jointly on ``(x, y)`` by least squares (float64, analytic Jacobian).
 
     With ``normalized`` the expression is first passed through :func:`normalize` (redundant constants removed).
+    ``max_seconds``: CPU-time limit of the fit (the best point so far is kept); ``None``: no limit.
     Returns the refitted expression and its NMSE (the original one if refitting does not help).
 
     Shapes:
@@ -362,7 +386,8 @@ def refit_constants(
     """
     x, y = _as_numpy(x), _as_numpy(y).reshape(-1)
     prob = _Problem(normalize(expr) if normalized else expr, list(variables), x, y)
-    theta, loss = prob.solve(prob.theta0, np.ones(prob.theta0.size, bool), max_nfev=max_nfev)
+    theta, loss = prob.solve(prob.theta0, np.ones(prob.theta0.size, bool), max_nfev=max_nfev,
+                             max_seconds=max_seconds)
     return ConstantFit(prob.expr(theta), loss)
 
 
@@ -442,13 +467,15 @@ def snap_constants(
     Shapes:
         x: ``(n, len(variables))``, y: ``(n,)``.
     """
-    import time
-
     t0 = time.process_time()  # CPU time: the same work on a loaded machine gives the same result
     x, y = _as_numpy(x), _as_numpy(y).reshape(-1)
     prob = _Problem(normalize(expr) if normalized else expr, list(variables), x, y)
     free = np.ones(prob.theta0.size, bool)
-    theta, loss = prob.solve(prob.theta0, free)
+
+    def left() -> float | None:
+        return None if max_seconds is None else max(0.0, max_seconds - (time.process_time() - t0))
+
+    theta, loss = prob.solve(prob.theta0, free, max_seconds=left())
     exact: dict[int, sympy.Expr] = {}
     rejected: set[tuple[int, str]] = set()
     for _ in range(max_tries):
@@ -470,7 +497,7 @@ def snap_constants(
         trial[k] = float(c)
         free_k = free.copy()
         free_k[k] = False
-        new_theta, new_loss = prob.solve(trial, free_k)
+        new_theta, new_loss = prob.solve(trial, free_k, max_seconds=left())
         if new_loss <= loss * (1 + slack) + floor:
             theta, loss, free = new_theta, new_loss, free_k
             exact[int(k)] = c
@@ -482,6 +509,37 @@ def snap_constants(
 # ---------------------------------------------------------------------------------------------- Taylor regimes
 _SMOOTH = (sympy.sin, sympy.cos, sympy.tan, sympy.tanh, sympy.exp, sympy.log, sympy.atan, sympy.asin, sympy.acos,
            sympy.atanh, sympy.erf, sympy.sinh, sympy.cosh)
+
+
+# functions with a simple pole at 0 (``tan(pi/2 + u)`` evaluates to ``-cot(u)``): ``t*f(t)`` is smooth there
+_POLE_AT_ZERO = (sympy.cot, sympy.csc, sympy.coth, sympy.csch)
+
+
+def _laurent(e: sympy.Expr, values, t: sympy.Dummy, rel_tol: float) -> sympy.Expr:
+    """``f(u) -> p(u) / u`` when ``u`` stays near the pole at 0 (``p``: Taylor polynomial of ``t*f(t)``, degree
+    <= 2): ``c*cot(1e-7*u)`` is ``1e7*c/u`` on the data. ``e`` itself when ``u`` crosses 0 or no degree is
+    close enough."""
+    u = e.args[0]
+    if not u.free_symbols:
+        return e
+    uv, fv = values(u), values(e)
+    if uv is None or fv is None or not float(np.std(fv)) > 0 or not (np.all(uv > 0) or np.all(uv < 0)):
+        return e
+    u0 = float(np.mean(uv))
+    h = uv - u0
+    g_t = t * e.func(t)
+    derivs = []
+    for order in range(3):
+        try:
+            derivs.append(float(sympy.diff(g_t, t, order).evalf(30, subs={t: sympy.Float(u0, 30)})))
+        except (TypeError, ValueError):
+            return e
+    for deg in (0, 1, 2):
+        approx = sum(derivs[k] * h**k / math.factorial(k) for k in range(deg + 1)) / uv
+        if float(np.sqrt(np.mean((fv - approx) ** 2))) <= rel_tol * float(np.std(fv)):
+            uu = u - sympy.Float(u0, 17)
+            return sympy.Add(*[sympy.Float(derivs[k] / math.factorial(k), 17) * uu**k for k in range(deg + 1)]) / u
+    return e
 
 
 def detaylor(
@@ -511,6 +569,8 @@ def detaylor(
         if not e.args:
             return e
         e = e.func(*[rec(a) for a in e.args])
+        if isinstance(e, _POLE_AT_ZERO) and len(e.args) == 1:
+            return _laurent(e, values, t, rel_tol)
         if isinstance(e, _SMOOTH) and len(e.args) == 1:
             u, f_t = e.args[0], e.func(t)
         elif isinstance(e, sympy.Pow) and e.exp.is_number and not e.exp.is_integer and not e.base.is_number:

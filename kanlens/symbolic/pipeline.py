@@ -133,6 +133,9 @@ class _Evaluator:
         self.xte, self.yte = _np(dataset["test_input"]), _np(dataset["test_label"])
         self.variables, self.floor = variables, floor
         self.snap_seconds = 20.0
+        # a refit of a long view with dozens of constants (finite-difference Jacobians) can run for many minutes;
+        # cut off, it keeps its best point so far and competes as it is
+        self.refit_seconds = 10.0
         self.seen: list[Candidate] = []
 
     def settled(self, c: Candidate) -> bool:
@@ -183,7 +186,8 @@ class _Evaluator:
                     r = sform.snap_constants(e, self.variables, self.xtr, self.ytr[:, o], floor=self.floor,
                                              max_seconds=self.snap_seconds)
                 else:
-                    r = sform.refit_constants(e, self.variables, self.xtr, self.ytr[:, o])
+                    r = sform.refit_constants(e, self.variables, self.xtr, self.ytr[:, o],
+                                              max_seconds=self.refit_seconds)
                 outs.append(r.expr)
                 trains.append(r.nmse)
             except Exception as err:  # one unprintable / unevaluable candidate must not end the search

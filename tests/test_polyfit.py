@@ -153,3 +153,56 @@ def test_pipeline_takes_an_exact_polynomial_and_stops_searching(monkeypatch):
     off = symbolic_regression(ds, [2, 3, 1], steps=(5, 5, 5), refine_grid=None, time_budget=2, polynomial=False,
                               target_transforms=("identity",), separable=False, alternatives=0)
     assert "polynomial" not in off.timings and not off.exact
+
+
+@pytest.mark.parametrize(
+    "f, truth, n_vars, lo, hi",
+    [
+        (lambda x: x[:, 0] * x[:, 1] / (x[:, 0] + x[:, 1] + x[:, 2]), x1 * x2 / (x1 + x2 + x3), 3, 1, 2),
+        (lambda x: (x[:, 0] + x[:, 1]) / (1 + x[:, 0] * x[:, 1]), (x1 + x2) / (1 + x1 * x2), 2, -0.9, 0.9),
+        (lambda x: x[:, 0] ** 2 / (1 + x[:, 0]), x1**2 / (1 + x1), 1, 0, 3),
+        (lambda x: x[:, 0] / (1 + x[:, 1] ** 2), x1 / (1 + x2**2), 2, -1, 1),
+    ],
+)
+def test_ratios_of_polynomials_are_found_sparse_when_no_polynomial_fits(f, truth, n_vars, lo, hi):
+    x, y, xt, yt, floor = _data(f, n_vars, lo, hi)
+    found = dict(polynomial_candidates(x, y, xt, yt, X[:n_vars], floor))
+    assert list(found) == ["rational"]
+    got = _clean(found["rational"][0])
+    assert sympy.simplify(got - truth) == 0, got
+
+
+@pytest.mark.parametrize(
+    "f, lo, hi",
+    [
+        (lambda x: np.cos(x[:, 0]) + x[:, 1], -0.5, 0.5),  # a quartic polynomial is close: 10**-0.9 floor
+        (lambda x: np.log(x[:, 0] + 2) * x[:, 1], -1, 1),
+        (lambda x: np.sin(3 * x[:, 0]) / (1 + x[:, 1] ** 2), -1, 1),
+        (lambda x: np.exp(-x[:, 0] * x[:, 1]) + x[:, 0], -1, 1),
+    ],
+)
+def test_smooth_functions_are_not_taken_for_polynomials_or_ratios(f, lo, hi):
+    x, y, xt, yt, floor = _data(f, 2, lo, hi)
+    assert polynomial_candidates(x, y, xt, yt, X[:2], floor) == []
+
+
+def test_pipeline_takes_an_exact_ratio_of_polynomials():
+    torch.set_num_threads(1)
+    ds = create_dataset(lambda x: x[:, [0]] * x[:, [1]] / (x[:, [0]] + x[:, [1]] + x[:, [2]]), n_var=3,
+                        ranges=[1, 2], train_num=300, test_num=300, seed=0)
+    res = symbolic_regression(ds, [3, 3, 1], steps=(5, 5, 5), refine_grid=None, time_budget=60)
+    assert res.exact and res.table[res.table.chosen].source.startswith("polynomial rational")
+    assert sympy.simplify(res.formula - x1 * x2 / (x1 + x2 + x3)) == 0
+    assert res.timings["alternatives"] < 2 and "log: auto_symbolic" not in res.timings  # the search ended
+
+
+def test_a_polynomial_fit_with_unsnapped_constants_does_not_end_the_search():
+    from kanlens.symbolic.pipeline import Candidate, _Evaluator
+
+    ds = create_dataset(lambda x: x[:, [0]], n_var=1, train_num=20, test_num=20, seed=0)
+    ev = _Evaluator(ds, [x1], floor=1e-12)
+    approx = Candidate([(x1 + sympy.Float(0.0659) * x1**3) / (1 + sympy.Float(0.399) * x1**2)], 19, 0.0, 0.0,
+                       "polynomial rational snapped", exact=True)
+    snapped = Candidate([x1 / (1 + x1**2)], 9, 0.0, 0.0, "polynomial rational snapped", exact=True)
+    from_kan = Candidate([sympy.Float(0.0659) * x1], 3, 0.0, 0.0, "snapped", exact=True)
+    assert [ev.settled(c) for c in (approx, snapped, from_kan)] == [False, True, True]

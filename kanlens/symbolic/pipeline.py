@@ -141,7 +141,12 @@ class _Evaluator:
     def settled(self, c: Candidate) -> bool:
         """Exact and simple enough to end the search: a long formula with dozens of fitted constants (a trig
         expansion of ``x3*sin(x1 - x2)``, complexity 233) can reach the label-rounding floor without being the
-        formula, so it must not stop the later stages that would find the short one."""
+        formula, so it must not stop the later stages that would find the short one. Neither can a polynomial-stage
+        formula whose constants stayed floats."""
+        if c.source.startswith("polynomial") and any(sform.n_floats(e) for e in c.exprs):
+            # a fitted polynomial or rational whose constants did not snap is more likely an approximation of a
+            # smooth function on a narrow range (tanh(x1) on [-0.5, 0.5] by (x1 + 0.066*x1**3)/(1 + 0.4*x1**2))
+            return False
         return c.exact and c.complexity <= _SETTLED_COMPLEXITY + _SETTLED_PER_INPUT * len(self.variables)
 
     @property
@@ -675,7 +680,9 @@ def symbolic_regression(
             ``log(y)`` and ``y**2`` (the last three for one-signed outputs) by linear least squares; a fit that
             reproduces the test data to the label noise, with the monomials it does not need eliminated, is
             snapped and joins the candidates (``x1**3 - 2*x1*x2``, ``1/(1 + x1*x2)``); when none fits, a power law
-            ``c * x1**a1 * x2**a2 ...`` with real exponents (``x1*x2/x3**2``). See
+            ``c * x1**a1 * x2**a2 ...`` with real exponents (``x1*x2/x3**2``), then a ratio of polynomials (numerator
+            degree <= 3, denominator 1 or 2: ``x1*x2/(x1 + x2 + x3)``). Such a fit ends the search only when its
+            constants snap to simple values (otherwise it may approximate a smooth function on a narrow range). See
             :func:`~kanlens.symbolic.polyfit.polynomial_candidates`. The KAN is still trained (``result.model``),
             but its search stops once an exact formula is known.
 

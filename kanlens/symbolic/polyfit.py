@@ -5,7 +5,11 @@ become one after a simple transform of the target (``1/y``, ``log(y)``, ``y**2``
 its symbolic step must then find a particular arrangement of quadratic edges (``x1*x2 = ((x1 + x2)**2 -
 (x1 - x2)**2)/4``); a linear least-squares fit over all monomials finds the polynomial in milliseconds. A fit is
 returned only when it reproduces the held-out data to the label noise, after backward elimination of the
-monomials it does not need, so a non-polynomial target returns nothing.
+monomials it does not need, so a non-polynomial target returns nothing. Ratios of polynomials
+(``x1*x2/(x1 + x2 + x3)``, ``(x1 + x2)/(1 + x1*x2)``) are fitted the same way after the linearisation
+``P - y*Q = 0``. On a narrow input range a smooth function can be approximated to the label noise (``log(x1)``
+on ``[1, 2]`` by a ratio of a cubic and a quadratic): the caller treats fits whose constants do not snap as
+approximations.
 """
 
 from __future__ import annotations
@@ -101,7 +105,97 @@ def _fit_output(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, 
         law = _power_law(x, y, xte, yte, variables, tol)
         if law is not None:
             found.append(("power law", law))
+    if not found:
+        ratio = _rational(x, y, xte, yte, variables, tol, max_terms)
+        if ratio is not None:
+            found.append(("rational", ratio))
     return found
+
+
+_RATIONAL_DEGREES = tuple((dp, dq) for dp in range(4) for dq in (1, 2))  # numerator <= 3, denominator 1 or 2
+
+
+def _rational(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, variables: Sequence[sympy.Symbol],
+              tol: float, max_terms: int) -> sympy.Expr | None:
+    """``y = P(x) / Q(x)`` with polynomials of low degree (``x1*x2/(x1 + x2 + x3)``, ``(x1 - x2)/(x1 + x2)``),
+    fitted linearly: ``P - y*Q = 0`` (the null vector of ``[P monomials, -y * Q monomials]``, so a denominator
+    without a constant term is found too), then reweighted by ``1/Q`` (Sanathanan-Koerner) so the error of
+    ``P/Q`` itself is minimised, and sparsified like the polynomials. Degree pairs are tried smallest first; the
+    first exact one on the test data, with ``Q`` keeping one sign on all data, is returned."""
+    n_vars = x.shape[1]
+    pairs = sorted(_RATIONAL_DEGREES, key=lambda d: (len(monomial_exponents(n_vars, d[0]))
+                                                     + len(monomial_exponents(n_vars, d[1])), d))
+    for dp, dq in pairs:
+        ep, eq = monomial_exponents(n_vars, dp), monomial_exponents(n_vars, dq)
+        if len(ep) + len(eq) > max_terms:
+            continue
+        fit = _rational_fit(_design(x, ep), _design(x, eq), y)
+        if fit is None:
+            continue
+        cp, cq, j0, system = fit
+        labels = [("p", e) for e in ep] + [("q", e) for k, e in enumerate(eq) if k != j0]
+        coef = np.concatenate([cp, np.delete(cq, j0)])
+        score = functools.partial(_rational_score, xte=xte, yte=yte, fixed=eq[j0], x_all=np.concatenate([x, xte]))
+        if not score(labels, coef) <= tol:
+            continue
+        labels, coef = _eliminate(*system, labels, coef, score, tol)
+        num = sum((sympy.Float(float(c)) * _monomial(variables, e) for (kind, e), c in zip(labels, coef)
+                   if kind == "p"), sympy.Integer(0))
+        den = _monomial(variables, eq[j0]) + sum((sympy.Float(float(c)) * _monomial(variables, e)
+                                                  for (kind, e), c in zip(labels, coef) if kind == "q"),
+                                                 sympy.Integer(0))
+        return num / den
+    return None
+
+
+def _monomial(variables: Sequence[sympy.Symbol], e: tuple[int, ...]) -> sympy.Expr:
+    return sympy.Mul(*(v**k for v, k in zip(variables, e)))
+
+
+def _rational_fit(mp: np.ndarray, mq: np.ndarray, y: np.ndarray, rounds: int = 3):
+    """Coefficients of ``P`` and ``Q`` (``Q``'s largest one fixed to 1, index ``j0``) and the final weighted
+    linear system ``(a, t)`` over the free coefficients; None when degenerate."""
+    a = np.concatenate([mp, -y[:, None] * mq], axis=1)
+    norms = np.linalg.norm(a, axis=0)
+    if not np.all(np.isfinite(a)) or np.any(norms == 0):
+        return None
+    try:
+        v = np.linalg.svd(a / norms, full_matrices=False)[2][-1] / norms
+    except np.linalg.LinAlgError:
+        return None
+    npn = mp.shape[1]
+    j0 = int(np.argmax(np.abs(v[npn:]) * norms[npn:]))
+    if v[npn + j0] == 0:
+        return None
+    v = v / v[npn + j0]
+    free_q = [k for k in range(mq.shape[1]) if k != j0]
+    system = None
+    for _ in range(rounds):
+        q = mq @ v[npn:]
+        if not np.all(np.isfinite(q)) or np.any(q == 0):
+            return None
+        w = 1.0 / np.abs(q)
+        design = w[:, None] * np.concatenate([mp, -y[:, None] * mq[:, free_q]], axis=1)
+        target = w * y * mq[:, j0]
+        c = _lstsq(design, target)
+        v = np.concatenate([c[:npn], np.insert(c[npn:], j0, 1.0)])
+        system = (design, target)
+    return v[:npn], v[npn:], j0, system
+
+
+def _rational_score(labels: Sequence[tuple[str, tuple[int, ...]]], coef: np.ndarray, *, xte: np.ndarray,
+                    yte: np.ndarray, fixed: tuple[int, ...], x_all: np.ndarray) -> float:
+    """Test NMSE of ``P/Q``; inf when ``Q`` changes sign (or nearly vanishes) on the data: a pole."""
+    p_exps = [e for kind, e in labels if kind == "p"]
+    q_exps = [fixed] + [e for kind, e in labels if kind == "q"]
+    p_coef = np.array([c for (kind, _), c in zip(labels, coef) if kind == "p"])
+    q_coef = np.array([1.0] + [c for (kind, _), c in zip(labels, coef) if kind == "q"])
+    q_all = _design(x_all, q_exps) @ q_coef
+    if not (np.all(q_all > 0) or np.all(q_all < 0)) or np.min(np.abs(q_all)) < 1e-9 * np.max(np.abs(q_all)):
+        return float("inf")
+    p = _design(xte, p_exps) @ p_coef if p_exps else np.zeros(len(xte))
+    with np.errstate(all="ignore"):
+        return nmse(p / (_design(xte, q_exps) @ q_coef), yte)
 
 
 def _power_law(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, variables: Sequence[sympy.Symbol],
@@ -171,14 +265,16 @@ def polynomial_candidates(
     max_points: int = 2000,
 ) -> list[tuple[str, list[sympy.Expr]]]:
     """Sparse polynomial formulas (of ``y``, ``1/y``, ``log|y|`` or ``y**2``) that fit the test data to ``floor``;
-    when none does, a power law ``c * prod x_i**a_i`` (real exponents, one-signed inputs).
+    when none does, a power law ``c * prod x_i**a_i`` (real exponents, one-signed inputs); when that fails too, a
+    ratio ``P/Q`` of polynomials (degrees <= 3 and 1-2, ``Q`` one-signed on the data).
 
     Args:
         x, y: training inputs ``(n, d)`` and labels ``(n, m)`` (float64 arrays).
         x_test, y_test: held-out data ``(n_test, d)``, ``(n_test, m)``: a fit counts only when its NMSE there is
-            at most ``floor`` (at least 1e-20, the precision of the float64 fit; every output).
+            small enough (see ``floor``; at least 1e-20, the precision of the float64 fit; every output).
         variables: sympy symbols of the inputs.
-        floor: NMSE of the label rounding (see :func:`~kanlens.symbolic.formula.noise_floor`).
+        floor: NMSE of the label rounding (see :func:`~kanlens.symbolic.formula.noise_floor`); a fit counts when
+            its test NMSE is at most ``floor / 30`` (exact fits sit ~2000x below ``floor``).
         max_degree: highest total degree tried (the lowest degree that fits is used).
         max_terms: most monomials in one fit (default ``n / 5``, at most 500, so the fit stays over-determined).
         max_points: only the first ``max_points`` training and test points are used.
@@ -193,8 +289,12 @@ def polynomial_candidates(
     x, y, x_test, y_test = x[:max_points], y[:max_points], x_test[:max_points], y_test[:max_points]
     if max_terms is None:
         max_terms = min(500, len(x) // 5)
-    tol = max(floor, 1e-20)  # exact fits sit ~1e-3 floor (float32 labels); 1e-20: float64 least squares
+    # exact fits sit at the labels' rounding, ~10**-3.3 floor (float32 labels); a polynomial or rational
+    # approximating a smooth function on a narrow range (cos(x1) + x2 on [-0.5, 0.5], log(x1) on [1, 2]) at
+    # 10**-1.4 to 10**-0.1 floor; 1e-20: float64 least squares
+    tol = max(floor / 30, 1e-20)
     per_output = [dict(_fit_output(x, y[:, o], x_test, y_test[:, o], variables, tol, max_degree, max_terms))
                   for o in range(y.shape[1])]
-    names = [n for n in [t[0] for t in _TRANSFORMS] + ["power law"] if all(n in found for found in per_output)]
+    order = [t[0] for t in _TRANSFORMS] + ["power law", "rational"]
+    names = [n for n in order if all(n in found for found in per_output)]
     return [(name, [found[name] for found in per_output]) for name in names]

@@ -391,6 +391,24 @@ def test_compositions_use_cosh_written_with_the_library_exp():
     no_exp = _compositions(x, y, default_library().subset(["x", "x^2", "1/x", "sin"]), x1)
     assert no_exp and not any(e.has(sympy.exp) for _, e in no_exp)
 
+
+def test_power_compositions_find_a_power_times_a_function_of_an_inner_function():
+    """x**3/(exp(x) - 1) (Planck) and x/(1 + x**2)**2 are x**p * F(a*G(x) + b): found among the compositions."""
+    import numpy as np
+
+    from kanlens.symbolic.pipeline import _power_compositions
+
+    rng = np.random.default_rng(0)
+    for truth, lo, hi in [(x1**3 / (sympy.exp(x1) - 1), 0.5, 3), (x1 / (1 + x1**2) ** 2, -1, 2)]:
+        x = rng.uniform(lo, hi, 600)
+        out = _power_compositions(x, sympy.lambdify(x1, truth, "numpy")(x), default_library(), x1)
+        best_nmse, best = min(out, key=lambda t: t[0])
+        assert best_nmse < 1e-20
+        fresh = rng.uniform(lo, hi, 200)
+        assert np.allclose(sympy.lambdify(x1, best, "numpy")(fresh), sympy.lambdify(x1, truth, "numpy")(fresh),
+                           rtol=1e-6, atol=1e-9)
+
+
 def test_one_input_composition_is_recovered_directly():
     """log(1 + x^2) is no single library edge; with one input the composition is fitted directly."""
     torch.set_num_threads(1)

@@ -1236,6 +1236,7 @@ def _compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top:
         for f in sorted(close, key=lambda f: (f.complexity, f.nmse))[:per_inner]:
             out.append((f.nmse, sform.edge_expr(library[f.name], f.params, inner)))
     out += _power_products(x, y, library, var, per_power=per_inner)
+    out += _power_compositions(x, y, library, var)
     return sorted(out, key=lambda t: t[0])[:top]
 
 
@@ -1264,6 +1265,47 @@ def _power_products(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, pe
         power = var ** (sympy.Rational(p).limit_denominator(2))
         for f in sorted(fits, key=lambda f: f.nmse)[:per_power]:
             out.append((f.nmse, power * sform.edge_expr(library[f.name], f.params, var)))
+    return out
+
+
+_OUTER = ("1/x", "1/x^2", "exp", "log", "sqrt", "1/sqrt(x)")
+
+
+def _power_compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol,
+                        max_points: int = 128) -> list[tuple[float, sympy.Expr]]:
+    """``(nmse, x**p * (c*F(a*G(x) + b) + d))``: a power times a reciprocal, root, exponential or logarithm of a
+    plain inner function (``x**3/(exp(x) - 1)``, ``x/(1 + x**2)**2``); the best ``F`` per power and inner function.
+
+    As :func:`_power_products`, on ``y / x**p`` where ``|x**p|`` is at least a tenth of its maximum; ``F`` only
+    from ``_OUTER`` and ``max_points`` points, since the search runs ``len(_POWERS) * len(_INNER)`` fits.
+    """
+    outer = library.subset([n for n in _OUTER if n in library])
+    if not len(outer):
+        return []
+    out = []
+    for p in _POWERS:
+        with np.errstate(all="ignore"):
+            xp = np.power(x, p)
+        if not np.isfinite(xp).all():
+            continue
+        keep = np.abs(xp) >= 0.1 * np.abs(xp).max()
+        if keep.sum() < 20:
+            continue
+        xs, zs = x[keep][:max_points], (y[keep] / xp[keep])[:max_points]
+        power = var ** (sympy.Rational(p).limit_denominator(2))
+        for name in _INNER:
+            inner = _inner_expr(name, library, var)
+            if inner is None:
+                continue
+            with np.errstate(all="ignore"):
+                u = np.asarray(sympy.lambdify([var], inner, modules="numpy")(xs), dtype=float)
+            if u.shape != xs.shape or not np.isfinite(u).all() or np.ptp(u) <= 0:
+                continue
+            with np.errstate(all="ignore"):
+                fits = _usable(sfit.rank_fits(sfit.fit_library(u, zs, outer, refine_top=2)))
+            if fits:
+                f = min(fits, key=lambda f: f.nmse)
+                out.append((f.nmse, power * sform.edge_expr(outer[f.name], f.params, inner)))
     return out
 
 

@@ -205,4 +205,6 @@ def test_a_polynomial_fit_with_unsnapped_constants_does_not_end_the_search():
                        "polynomial rational snapped", exact=True)
     snapped = Candidate([x1 / (1 + x1**2)], 9, 0.0, 0.0, "polynomial rational snapped", exact=True)
     from_kan = Candidate([sympy.Float(0.0659) * x1], 3, 0.0, 0.0, "snapped", exact=True)
-    assert [ev.settled(c) for c in (approx, snapped, from_kan)] == [False, True, True]
+    patch = Candidate([x1 + sympy.Float(0.0019) * x1**8 - sympy.Float(0.06) * x1**6 - sympy.Float(6.63) * x1**2], 20,
+                      0.0, 0.0, "taylor snapped", exact=True)  # more than two unsnapped constants
+    assert [ev.settled(c) for c in (approx, snapped, from_kan, patch)] == [False, True, True, False]

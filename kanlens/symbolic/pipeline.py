@@ -123,6 +123,7 @@ def _check_dataset(dataset: dict) -> None:
 # exact formulas longer than this (per problem) do not end the search: public and probe formulas are <= 26 long
 # for <= 4 inputs, P05's ten-input sum is 92
 _SETTLED_COMPLEXITY, _SETTLED_PER_INPUT = 40, 15
+_SETTLED_FLOATS = 2
 
 
 class _Evaluator:
@@ -141,13 +142,17 @@ class _Evaluator:
     def settled(self, c: Candidate) -> bool:
         """Exact and simple enough to end the search: a long formula with dozens of fitted constants (a trig
         expansion of ``x3*sin(x1 - x2)``, complexity 233) can reach the label-rounding floor without being the
-        formula, so it must not stop the later stages that would find the short one. Neither can a polynomial-stage
-        formula whose constants stayed floats."""
-        if c.source.startswith("polynomial") and any(sform.n_floats(e) for e in c.exprs):
+        formula, so it must not stop the later stages that would find the short one. Nor can one with more than
+        ``_SETTLED_FLOATS`` unsnapped constants (``x2**2*exp(x1) + x3`` was exact as ``x2**2*exp(x1) + x3 + x2**4 -
+        6.63*x2**2 - 0.0602*x2**6 + 0.00186*x2**8 - 22*cos(1.345*x2)/3 + 22/3``), or a polynomial-stage formula
+        with any. Such formulas stay candidates; only the search goes on."""
+        floats = sum(sform.n_floats(e) for e in c.exprs)
+        if c.source.startswith("polynomial") and floats:
             # a fitted polynomial or rational whose constants did not snap is more likely an approximation of a
             # smooth function on a narrow range (tanh(x1) on [-0.5, 0.5] by (x1 + 0.066*x1**3)/(1 + 0.4*x1**2))
             return False
-        return c.exact and c.complexity <= _SETTLED_COMPLEXITY + _SETTLED_PER_INPUT * len(self.variables)
+        return (c.exact and c.complexity <= _SETTLED_COMPLEXITY + _SETTLED_PER_INPUT * len(self.variables)
+                and floats <= _SETTLED_FLOATS)
 
     @property
     def exact_found(self) -> bool:

@@ -205,6 +205,7 @@ def test_a_polynomial_fit_with_unsnapped_constants_does_not_end_the_search():
                        "polynomial rational snapped", exact=True)
     snapped = Candidate([x1 / (1 + x1**2)], 9, 0.0, 0.0, "polynomial rational snapped", exact=True)
     from_kan = Candidate([sympy.Float(0.0659) * x1], 3, 0.0, 0.0, "snapped", exact=True)
-    patch = Candidate([x1 + sympy.Float(0.0019) * x1**8 - sympy.Float(0.06) * x1**6 - sympy.Float(6.63) * x1**2], 20,
-                      0.0, 0.0, "taylor snapped", exact=True)  # more than two unsnapped constants
+    patch = Candidate([sympy.Float(0.005) * x1**4 - sympy.Float(0.733) * x1**2
+                       - sympy.Float(99.5) * sympy.cos(sympy.Float(0.187) * x1)], 20, 0.0, 0.0, "snapped",
+                      exact=True)  # more than two unsnapped constants
     assert [ev.settled(c) for c in (approx, snapped, from_kan, patch)] == [False, True, True, False]

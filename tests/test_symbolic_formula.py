@@ -169,12 +169,3 @@ def test_refit_with_a_time_limit_keeps_its_best_point():
     assert stopped.nmse == pytest.approx(start_nmse, rel=1e-9)
     assert sform.refit_constants(start, [x1, x2], x, y, max_seconds=30.0).nmse < 1e-20
 
-
-def test_detaylor_uses_quartic_terms_that_a_fitted_formula_compensates():
-    # a KAN formula for x1**2 + sin(x2): cos(0.187*x1) in its Taylor regime, its quartic term cancelled by x1**4
-    x, _ = _data(lambda a, b: a)
-    e = sympy.sympify("0.0050249*x1**4 - 0.7333146*x1**2 - 199*cos(0.1866562*x1)/2 + 199/2 + sin(x2)")
-    plain = sympy.expand(sform.detaylor(e, [x1, x2], x))
-    assert not plain.has(sympy.cos) and plain.has(sympy.sin(x2))
-    coef = sympy.Poly(plain - sympy.sin(x2), x1).all_coeffs()[::-1]  # constant, x1, x1**2, ...
-    assert abs(float(coef[2]) - 1) < 1e-4 and all(abs(float(c)) < 1e-4 for k, c in enumerate(coef) if k != 2)

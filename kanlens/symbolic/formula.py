@@ -511,9 +511,6 @@ _SMOOTH = (sympy.sin, sympy.cos, sympy.tan, sympy.tanh, sympy.exp, sympy.log, sy
            sympy.atanh, sympy.erf, sympy.sinh, sympy.cosh)
 
 
-# up to quartic: 99.5*(1 - cos(0.187*x1)) + 0.005*x1**4 - 0.733*x1**2 is x1**2 only with cos's quartic term
-_TAYLOR_DEGREE = 4
-
 # functions with a simple pole at 0 (``tan(pi/2 + u)`` evaluates to ``-cot(u)``): ``t*f(t)`` is smooth there
 _POLE_AT_ZERO = (sympy.cot, sympy.csc, sympy.coth, sympy.csch)
 
@@ -552,7 +549,7 @@ def detaylor(
     *,
     rel_tol: float = 1e-3,
 ) -> sympy.Expr:
-    """Replace function nodes used only in their Taylor regime on the data (degree <= 4) by that polynomial.
+    """Replace function nodes used only in their linear/quadratic regime on the data by that Taylor polynomial.
 
     ``sin(0.01*x)`` over ``x in [-1, 1]`` becomes ``0.01*x`` (error ``< rel_tol`` of the node's spread). A refit
     then decides whether the simpler formula is as good (see the pipeline's candidate table).
@@ -588,12 +585,12 @@ def detaylor(
         u0 = float(np.mean(uv))
         h = uv - u0
         derivs = []
-        for order in range(_TAYLOR_DEGREE + 1):
+        for order in range(3):
             try:
                 derivs.append(float(sympy.diff(f_t, t, order).subs(t, u0)))
             except (TypeError, ValueError):
                 return e
-        for deg in range(1, _TAYLOR_DEGREE + 1):
+        for deg in (1, 2):
             approx = sum(derivs[k] * h**k / math.factorial(k) for k in range(deg + 1))
             if float(np.sqrt(np.mean((fv - approx) ** 2))) <= rel_tol * float(np.std(fv)):
                 uu = u - sympy.Float(u0, 17)

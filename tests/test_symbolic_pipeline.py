@@ -500,3 +500,16 @@ def test_pair_search_recovers_functions_of_a_ratio_a_product_and_a_difference():
     _pair_search(_Exact(lambda t: torch.exp(-((t[:, 0] - t[:, 1]) ** 2))), ev, default_library(), [x1_, x2_], None,
                  seed=0, dtype=torch.float64)
     assert any(c.exact and sympy.simplify(c.expr - sympy.exp(-(x1_ - x2_) ** 2)) == 0 for c in ev.seen)
+
+
+def test_only_the_combinations_closest_up_to_scale_and_offset_are_refitted():
+    from kanlens.symbolic.pipeline import _Evaluator, _most_promising
+
+    ds = create_dataset(lambda x: 3 * torch.sin(x[:, [0]]) * torch.exp(x[:, [1]]) + 1, n_var=2, train_num=200,
+                        test_num=50, seed=0, dtype=torch.float64)
+    ev = _Evaluator(ds, [x1, x2], 1e-30)
+    right = sympy.sin(x1) * sympy.exp(x2)  # 3 * right + 1 is the target: a line through its values fits exactly
+    wrong = [x1 * x2, sympy.cos(x1) * sympy.exp(x2), x1 + x2, sympy.sin(x1) * x2, sympy.log(x1 - 5)]  # last: NaN
+    picked = _most_promising([*wrong[:2], right, *wrong[2:]], ev, keep=3)
+    assert len(picked) == 3 and picked[0] == right and sympy.log(x1 - 5) not in picked
+    assert _most_promising(wrong[:2], ev, keep=3) == wrong[:2]

@@ -114,8 +114,9 @@ def _linear_fit(f: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
         resid = yc[None, :] - c[:, None] * fc
         nmse = np.einsum("rn,rn->r", resid, resid) / y.size / var_y
     nmse = np.where(ok, nmse, np.inf)
-    rms = np.sqrt(np.einsum("rn,rn->r", f, f) / f.shape[-1])
-    cv = np.sqrt(var_f) / np.maximum(rms, 1e-300)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values of a function far outside its range
+        rms = np.sqrt(np.einsum("rn,rn->r", f, f) / f.shape[-1])
+        cv = np.sqrt(var_f) / np.maximum(rms, 1e-300)
     return c, d, nmse, cv
 
 
@@ -369,13 +370,14 @@ def _taylor_regime(fn: SymbolicFunction, f: np.ndarray, d: _Prepared) -> bool:
         return False
     xs = (d.x - d.mx) / d.sx
     basis = np.stack([np.ones_like(xs), xs, xs * xs], 1)
-    fc = f - f.mean()
-    var = float(fc @ fc)
-    if not var > 0:
-        return False
-    coef, *_ = np.linalg.lstsq(basis, f, rcond=None)
-    resid = f - basis @ coef
-    return float(resid @ resid) / var < 1e-8
+    with np.errstate(over="ignore", invalid="ignore"):  # values overflowing float64 squares: not a quadratic
+        fc = f - f.mean()
+        var = float(fc @ fc)
+        if not (var > 0 and math.isfinite(var)):
+            return False
+        coef, *_ = np.linalg.lstsq(basis, f, rcond=None)
+        resid = f - basis @ coef
+        return float(resid @ resid) / var < 1e-8
 
 
 def _finish(fn: SymbolicFunction, d: _Prepared, p: _Param, theta: np.ndarray) -> AffineFit:

@@ -156,19 +156,22 @@ def test_pipeline_takes_an_exact_polynomial_and_stops_searching(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "f, truth, n_vars, lo, hi",
+    "f, truth, n_vars, lo, hi, name",
     [
-        (lambda x: x[:, 0] * x[:, 1] / (x[:, 0] + x[:, 1] + x[:, 2]), x1 * x2 / (x1 + x2 + x3), 3, 1, 2),
-        (lambda x: (x[:, 0] + x[:, 1]) / (1 + x[:, 0] * x[:, 1]), (x1 + x2) / (1 + x1 * x2), 2, -0.9, 0.9),
-        (lambda x: x[:, 0] ** 2 / (1 + x[:, 0]), x1**2 / (1 + x1), 1, 0, 3),
-        (lambda x: x[:, 0] / (1 + x[:, 1] ** 2), x1 / (1 + x2**2), 2, -1, 1),
+        (lambda x: x[:, 0] * x[:, 1] / (x[:, 0] + x[:, 1] + x[:, 2]), x1 * x2 / (x1 + x2 + x3), 3, 1, 2, "rational"),
+        (lambda x: (x[:, 0] + x[:, 1]) / (1 + x[:, 0] * x[:, 1]), (x1 + x2) / (1 + x1 * x2), 2, -0.9, 0.9,
+         "rational"),
+        (lambda x: x[:, 0] ** 2 / (1 + x[:, 0]), x1**2 / (1 + x1), 1, 0, 3, "rational"),
+        (lambda x: x[:, 0] / (1 + x[:, 1] ** 2), x1 / (1 + x2**2), 2, -1, 1, "rational"),
+        (lambda x: np.exp(-x[:, 0] / (1 + x[:, 1] ** 2)), sympy.exp(-x1 / (1 + x2**2)), 2, -1, 1, "rational log"),
+        (lambda x: np.sqrt(x[:, 0] / (1 + x[:, 1])), sympy.sqrt(x1 / (1 + x2)), 2, 0.5, 2, "rational square"),
     ],
 )
-def test_ratios_of_polynomials_are_found_sparse_when_no_polynomial_fits(f, truth, n_vars, lo, hi):
+def test_ratios_of_polynomials_are_found_sparse_when_no_polynomial_fits(f, truth, n_vars, lo, hi, name):
     x, y, xt, yt, floor = _data(f, n_vars, lo, hi)
     found = dict(polynomial_candidates(x, y, xt, yt, X[:n_vars], floor))
-    assert list(found) == ["rational"]
-    got = _clean(found["rational"][0])
+    assert list(found) == [name]
+    got = _clean(found[name][0])
     assert sympy.simplify(got - truth) == 0, got
 
 

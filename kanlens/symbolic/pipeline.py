@@ -686,8 +686,9 @@ def symbolic_regression(
             reproduces the test data to the label noise, with the monomials it does not need eliminated, is
             snapped and joins the candidates (``x1**3 - 2*x1*x2``, ``1/(1 + x1*x2)``); when none fits, a power law
             ``c * x1**a1 * x2**a2 ...`` with real exponents (``x1*x2/x3**2``), then a ratio of polynomials (numerator
-            degree <= 3, denominator 1 or 2: ``x1*x2/(x1 + x2 + x3)``). Such a fit ends the search only when its
-            constants snap to simple values (otherwise it may approximate a smooth function on a narrow range). See
+            degree <= 3, denominator 1 or 2: ``x1*x2/(x1 + x2 + x3)``; also of ``log(y)`` and ``y**2``). Such a
+            fit ends the search only when its constants snap to simple values (otherwise it may approximate a
+            smooth function on a narrow range). See
             :func:`~kanlens.symbolic.polyfit.polynomial_candidates`. The KAN is still trained (``result.model``),
             but its search stops once an exact formula is known.
 

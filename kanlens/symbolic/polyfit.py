@@ -105,23 +105,36 @@ def _fit_output(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, 
         law = _power_law(x, y, xte, yte, variables, tol)
         if law is not None:
             found.append(("power law", law))
-    if not found:
-        ratio = _rational(x, y, xte, yte, variables, tol, max_terms)
+    for name, fwd, inv_np, inv in _TRANSFORMS:  # ratios of y, then of log(y) (exp(-x1**2/x2)), then of y**2
+        if found or name not in _RATIONAL_TRANSFORMS:
+            continue
+        sign = _applicable(np.concatenate([y, yte]), name)
+        if sign is None:
+            continue
+        with np.errstate(all="ignore"):
+            t = fwd(y, sign)
+        if not np.all(np.isfinite(t)):
+            continue
+        ratio = _rational(x, t, xte, yte, variables, tol, max_terms, functools.partial(inv_np, s=sign))
         if ratio is not None:
-            found.append(("rational", ratio))
+            found.append((_RATIONAL_TRANSFORMS[name], inv(ratio, sign)))
     return found
+
+
+_RATIONAL_TRANSFORMS = {"identity": "rational", "log": "rational log", "square": "rational square"}
 
 
 _RATIONAL_DEGREES = tuple((dp, dq) for dp in range(4) for dq in (1, 2))  # numerator <= 3, denominator 1 or 2
 
 
 def _rational(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, variables: Sequence[sympy.Symbol],
-              tol: float, max_terms: int) -> sympy.Expr | None:
+              tol: float, max_terms: int, inverse=None) -> sympy.Expr | None:
     """``y = P(x) / Q(x)`` with polynomials of low degree (``x1*x2/(x1 + x2 + x3)``, ``(x1 - x2)/(x1 + x2)``),
     fitted linearly: ``P - y*Q = 0`` (the null vector of ``[P monomials, -y * Q monomials]``, so a denominator
     without a constant term is found too), then reweighted by ``1/Q`` (Sanathanan-Koerner) so the error of
     ``P/Q`` itself is minimised, and sparsified like the polynomials. Degree pairs are tried smallest first; the
-    first exact one on the test data, with ``Q`` keeping one sign on all data, is returned."""
+    first exact one on the test data, with ``Q`` keeping one sign on all data, is returned. ``y`` may be a
+    transform of the labels ``yte`` are scored on: ``inverse`` maps ``P/Q`` back (default: the identity)."""
     n_vars = x.shape[1]
     pairs = sorted(_RATIONAL_DEGREES, key=lambda d: (len(monomial_exponents(n_vars, d[0]))
                                                      + len(monomial_exponents(n_vars, d[1])), d))
@@ -135,7 +148,8 @@ def _rational(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, va
         cp, cq, j0, system = fit
         labels = [("p", e) for e in ep] + [("q", e) for k, e in enumerate(eq) if k != j0]
         coef = np.concatenate([cp, np.delete(cq, j0)])
-        score = functools.partial(_rational_score, xte=xte, yte=yte, fixed=eq[j0], x_all=np.concatenate([x, xte]))
+        score = functools.partial(_rational_score, xte=xte, yte=yte, fixed=eq[j0], x_all=np.concatenate([x, xte]),
+                                  inverse=inverse)
         if not score(labels, coef) <= tol:
             continue
         labels, coef = _eliminate(*system, labels, coef, score, tol)
@@ -184,7 +198,7 @@ def _rational_fit(mp: np.ndarray, mq: np.ndarray, y: np.ndarray, rounds: int = 3
 
 
 def _rational_score(labels: Sequence[tuple[str, tuple[int, ...]]], coef: np.ndarray, *, xte: np.ndarray,
-                    yte: np.ndarray, fixed: tuple[int, ...], x_all: np.ndarray) -> float:
+                    yte: np.ndarray, fixed: tuple[int, ...], x_all: np.ndarray, inverse=None) -> float:
     """Test NMSE of ``P/Q``; inf when ``Q`` changes sign (or nearly vanishes) on the data: a pole."""
     p_exps = [e for kind, e in labels if kind == "p"]
     q_exps = [fixed] + [e for kind, e in labels if kind == "q"]
@@ -195,7 +209,8 @@ def _rational_score(labels: Sequence[tuple[str, tuple[int, ...]]], coef: np.ndar
         return float("inf")
     p = _design(xte, p_exps) @ p_coef if p_exps else np.zeros(len(xte))
     with np.errstate(all="ignore"):
-        return nmse(p / (_design(xte, q_exps) @ q_coef), yte)
+        ratio = p / (_design(xte, q_exps) @ q_coef)
+        return nmse(ratio if inverse is None else inverse(ratio), yte)
 
 
 def _power_law(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, variables: Sequence[sympy.Symbol],
@@ -266,7 +281,8 @@ def polynomial_candidates(
 ) -> list[tuple[str, list[sympy.Expr]]]:
     """Sparse polynomial formulas (of ``y``, ``1/y``, ``log|y|`` or ``y**2``) that fit the test data to ``floor``;
     when none does, a power law ``c * prod x_i**a_i`` (real exponents, one-signed inputs); when that fails too, a
-    ratio ``P/Q`` of polynomials (degrees <= 3 and 1-2, ``Q`` one-signed on the data).
+    ratio ``P/Q`` of polynomials (degrees <= 3 and 1-2, ``Q`` one-signed on the data) fitted to ``y``, then to
+    ``log|y|`` and ``y**2`` (names ``"rational"``, ``"rational log"``, ``"rational square"``).
 
     Args:
         x, y: training inputs ``(n, d)`` and labels ``(n, m)`` (float64 arrays).
@@ -295,6 +311,6 @@ def polynomial_candidates(
     tol = max(floor / 30, 1e-20)
     per_output = [dict(_fit_output(x, y[:, o], x_test, y_test[:, o], variables, tol, max_degree, max_terms))
                   for o in range(y.shape[1])]
-    order = [t[0] for t in _TRANSFORMS] + ["power law", "rational"]
+    order = [t[0] for t in _TRANSFORMS] + ["power law", *_RATIONAL_TRANSFORMS.values()]
     names = [n for n in order if all(n in found for found in per_output)]
     return [(name, [found[name] for found in per_output]) for name in names]

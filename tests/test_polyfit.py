@@ -199,7 +199,7 @@ def test_pipeline_takes_an_exact_ratio_of_polynomials():
     assert res.timings["alternatives"] < 2 and "log: auto_symbolic" not in res.timings  # the search ended
 
 
-def test_a_polynomial_fit_with_unsnapped_constants_does_not_end_the_search():
+def test_exact_fits_with_unsnapped_constants_do_not_end_the_search():
     from kanlens.symbolic.pipeline import Candidate, _Evaluator
 
     ds = create_dataset(lambda x: x[:, [0]], n_var=1, train_num=20, test_num=20, seed=0)

@@ -159,7 +159,7 @@ def test_detaylor_replaces_a_cotangent_near_its_pole_by_one_over_its_argument():
     assert sform.detaylor(crossing, [x1, x2], x) == crossing
 
 
-def test_refit_with_a_time_limit_keeps_its_best_point():
+def test_refit_out_of_time_keeps_the_start_and_with_time_converges():
     x, y = _data(lambda a, b: 2.5 * np.exp(0.7 * np.sin(1.3 * a) + 0.4 * b**2) - 0.3)
     start = 2.0 * sympy.exp(0.5 * sympy.sin(1.0 * x1) + 0.5 * x2**2) + 0.1
     start_nmse = sform.nmse(sympy.lambdify([x1, x2], start)(x[:, 0], x[:, 1]), y)

@@ -502,7 +502,7 @@ def test_pair_search_recovers_functions_of_a_ratio_a_product_and_a_difference():
     assert any(c.exact and sympy.simplify(c.expr - sympy.exp(-(x1_ - x2_) ** 2)) == 0 for c in ev.seen)
 
 
-def test_only_the_combinations_closest_up_to_scale_and_offset_are_refitted():
+def test_combinations_are_ranked_by_a_line_through_their_values():
     from kanlens.symbolic.pipeline import _Evaluator, _most_promising
 
     ds = create_dataset(lambda x: 3 * torch.sin(x[:, [0]]) * torch.exp(x[:, [1]]) + 1, n_var=2, train_num=200,

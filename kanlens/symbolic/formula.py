@@ -515,33 +515,6 @@ _SMOOTH = (sympy.sin, sympy.cos, sympy.tan, sympy.tanh, sympy.exp, sympy.log, sy
 _POLE_AT_ZERO = (sympy.cot, sympy.csc, sympy.coth, sympy.csch)
 
 
-def _laurent(e: sympy.Expr, values, t: sympy.Dummy, rel_tol: float) -> sympy.Expr:
-    """``f(u) -> p(u) / u`` when ``u`` stays near the pole at 0 (``p``: Taylor polynomial of ``t*f(t)``, degree
-    <= 2): ``c*cot(1e-7*u)`` is ``1e7*c/u`` on the data. ``e`` itself when ``u`` crosses 0 or no degree is
-    close enough."""
-    u = e.args[0]
-    if not u.free_symbols:
-        return e
-    uv, fv = values(u), values(e)
-    if uv is None or fv is None or not float(np.std(fv)) > 0 or not (np.all(uv > 0) or np.all(uv < 0)):
-        return e
-    u0 = float(np.mean(uv))
-    h = uv - u0
-    g_t = t * e.func(t)
-    derivs = []
-    for order in range(3):
-        try:
-            derivs.append(float(sympy.diff(g_t, t, order).evalf(30, subs={t: sympy.Float(u0, 30)})))
-        except (TypeError, ValueError):
-            return e
-    for deg in (0, 1, 2):
-        approx = sum(derivs[k] * h**k / math.factorial(k) for k in range(deg + 1)) / uv
-        if float(np.sqrt(np.mean((fv - approx) ** 2))) <= rel_tol * float(np.std(fv)):
-            uu = u - sympy.Float(u0, 17)
-            return sympy.Add(*[sympy.Float(derivs[k] / math.factorial(k), 17) * uu**k for k in range(deg + 1)]) / u
-    return e
-
-
 def detaylor(
     expr: sympy.Expr,
     variables: Sequence[sympy.Symbol],
@@ -551,8 +524,10 @@ def detaylor(
 ) -> sympy.Expr:
     """Replace function nodes used only in their linear/quadratic regime on the data by that Taylor polynomial.
 
-    ``sin(0.01*x)`` over ``x in [-1, 1]`` becomes ``0.01*x`` (error ``< rel_tol`` of the node's spread). A refit
-    then decides whether the simpler formula is as good (see the pipeline's candidate table).
+    ``sin(0.01*x)`` over ``x in [-1, 1]`` becomes ``0.01*x`` (error ``< rel_tol`` of the node's spread). Near a
+    pole at 0, ``cot``, ``csc``, ``coth`` and ``csch`` of ``u`` become ``p(u)/u``, ``p`` the polynomial of
+    ``t*f(t)`` (degree <= 2). A refit then decides whether the simpler formula is as good (see the pipeline's
+    candidate table).
     """
     x = _as_numpy(x)
     cols = [x[:, k] for k in range(x.shape[1])]
@@ -569,12 +544,12 @@ def detaylor(
         if not e.args:
             return e
         e = e.func(*[rec(a) for a in e.args])
-        if isinstance(e, _POLE_AT_ZERO) and len(e.args) == 1:
-            return _laurent(e, values, t, rel_tol)
-        if isinstance(e, _SMOOTH) and len(e.args) == 1:
-            u, f_t = e.args[0], e.func(t)
+        pole = isinstance(e, _POLE_AT_ZERO) and len(e.args) == 1
+        if pole or (isinstance(e, _SMOOTH) and len(e.args) == 1):
+            # near a pole: the series of t*f(t), divided by u (c*cot(1e-7*u) is 1e7*c/u on the data)
+            u, g_t = e.args[0], (t * e.func(t) if pole else e.func(t))
         elif isinstance(e, sympy.Pow) and e.exp.is_number and not e.exp.is_integer and not e.base.is_number:
-            u, f_t = e.base, t**e.exp
+            u, g_t = e.base, t**e.exp
         else:
             return e
         if not u.free_symbols:
@@ -582,19 +557,24 @@ def detaylor(
         uv, fv = values(u), values(e)
         if uv is None or fv is None or not float(np.std(fv)) > 0:
             return e
+        if pole and not (np.all(uv > 0) or np.all(uv < 0)):
+            return e  # u crosses the pole
         u0 = float(np.mean(uv))
         h = uv - u0
         derivs = []
         for order in range(3):
-            try:
-                derivs.append(float(sympy.diff(f_t, t, order).subs(t, u0)))
+            try:  # 30 digits: t*cot(t) at t = 1e-7 cancels 14 of them
+                derivs.append(float(sympy.diff(g_t, t, order).evalf(30, subs={t: sympy.Float(u0, 30)})))
             except (TypeError, ValueError):
                 return e
-        for deg in (1, 2):
+        for deg in ((0, 1, 2) if pole else (1, 2)):
             approx = sum(derivs[k] * h**k / math.factorial(k) for k in range(deg + 1))
+            if pole:
+                approx = approx / uv
             if float(np.sqrt(np.mean((fv - approx) ** 2))) <= rel_tol * float(np.std(fv)):
                 uu = u - sympy.Float(u0, 17)
-                return sympy.Add(*[sympy.Float(derivs[k] / math.factorial(k), 17) * uu**k for k in range(deg + 1)])
+                series = sympy.Add(*[sympy.Float(derivs[k] / math.factorial(k), 17) * uu**k for k in range(deg + 1)])
+                return series / u if pole else series
         return e
 
     return rec(expr)

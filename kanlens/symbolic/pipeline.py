@@ -924,20 +924,19 @@ def _most_promising(exprs: list[sympy.Expr], ev: _Evaluator, keep: int) -> list[
     if len(exprs) <= keep:
         return exprs
     y = ev.ytr[:, 0]
-    scored = []
-    for k, e in enumerate(exprs):
+
+    def line_nmse(e: sympy.Expr) -> float:
         try:
             v = ev._values(e, ev.xtr)
         except Exception:  # a formula that cannot be evaluated is refitted last (and fails there with a warning)
-            scored.append((math.inf, k))
-            continue
+            return math.inf
         if not np.all(np.isfinite(v)):
-            scored.append((math.inf, k))
-            continue
+            return math.inf
         a = np.column_stack([v, np.ones_like(v)])
-        coef, *_ = np.linalg.lstsq(a, y, rcond=None)
-        scored.append((sform.nmse(a @ coef, y), k))
-    return [exprs[k] for _, k in sorted(scored)[:keep]]
+        return sform.nmse(a @ np.linalg.lstsq(a, y, rcond=None)[0], y)
+
+    order = sorted(range(len(exprs)), key=lambda k: (line_nmse(exprs[k]), k))
+    return [exprs[k] for k in order[:keep]]
 
 
 _PAIR_DEGREES = (0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5)
@@ -1250,13 +1249,9 @@ def _compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top:
     :func:`_power_products`) compete in the same list.
     """
     out = []
-    for name in _INNER:
-        inner = _inner_expr(name, library, var)
-        if inner is None:
-            continue
-        with np.errstate(all="ignore"):
-            u = np.asarray(sympy.lambdify([var], inner, modules="numpy")(x), dtype=float)
-        if u.shape != x.shape or not np.isfinite(u).all() or np.ptp(u) <= 0:
+    inners = _inner_values(x, library, var)
+    for inner, u in inners:
+        if not _varies(u):
             continue
         with np.errstate(all="ignore"):
             fits = _usable(sfit.rank_fits(sfit.fit_library(u, y, library, refine_top=None)))
@@ -1269,33 +1264,59 @@ def _compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top:
         for f in sorted(close, key=lambda f: (f.complexity, f.nmse))[:per_inner]:
             out.append((f.nmse, sform.edge_expr(library[f.name], f.params, inner)))
     out += _power_products(x, y, library, var, per_power=per_inner)
-    out += _power_compositions(x, y, library, var)
+    out += _power_compositions(x, y, library, var, inners)
     return sorted(out, key=lambda t: t[0])[:top]
 
 
+def _inner_values(x: np.ndarray, library, var: sympy.Symbol) -> list[tuple[sympy.Expr, np.ndarray]]:
+    """``(G(var), G(x))`` for each ``_INNER`` function the library can write (values may be non-finite: callers
+    check :func:`_varies` on the points they use)."""
+    out = []
+    for name in _INNER:
+        inner = _inner_expr(name, library, var)
+        if inner is None:
+            continue
+        with np.errstate(all="ignore"):
+            u = np.asarray(sympy.lambdify([var], inner, modules="numpy")(x), dtype=float)
+        if u.shape == x.shape:
+            out.append((inner, u))
+    return out
+
+
+def _varies(u: np.ndarray) -> bool:
+    """Finite everywhere and not constant: usable as the argument of a fitted function."""
+    return bool(np.isfinite(u).all() and np.ptp(u) > 0)
+
+
 _POWERS = (1, 2, 3, -1, -2, 0.5, -0.5)
+
+
+def _power_quotients(x: np.ndarray, y: np.ndarray, var: sympy.Symbol, max_points: int):
+    """``(x**p, keep, y / x**p on keep)`` for each power ``p`` in ``_POWERS`` that is finite on ``x``; ``keep``
+    selects (at most ``max_points`` of) the points where ``|x**p|`` is at least a tenth of its maximum (near
+    ``x = 0`` the quotient would amplify the data's error)."""
+    for p in _POWERS:
+        with np.errstate(all="ignore"):
+            xp = np.power(x, p)
+        if not np.isfinite(xp).all():
+            continue  # a fractional power of negative inputs, or a negative power of 0
+        keep = np.flatnonzero(np.abs(xp) >= 0.1 * np.abs(xp).max())[:max_points]
+        if keep.size < 20:
+            continue
+        yield var ** (sympy.Rational(p).limit_denominator(2)), keep, y[keep] / xp[keep]
 
 
 def _power_products(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, per_power: int = 3,
                     max_points: int = 256) -> list[tuple[float, sympy.Expr]]:
     """``(nmse, x**p * (c*F(a*x + b) + d))``: a power of the input times a library function (``x*exp(-x)``).
 
-    ``F`` is fitted to ``y / x**p`` where ``|x**p|`` is at least a tenth of its maximum (near ``x = 0`` the
-    quotient would amplify the data's error); ``nmse`` is that fit's, on a subsample of ``max_points`` points.
+    ``F`` is fitted to ``y / x**p`` (see :func:`_power_quotients`); ``nmse`` is that fit's, on a subsample of
+    ``max_points`` points.
     """
     out = []
-    for p in _POWERS:
+    for power, keep, zs in _power_quotients(x, y, var, max_points):
         with np.errstate(all="ignore"):
-            xp = np.power(x, p)
-        if not np.isfinite(xp).all():
-            continue  # a fractional power of negative inputs, or a negative power of 0
-        keep = np.abs(xp) >= 0.1 * np.abs(xp).max()
-        if keep.sum() < 20:
-            continue
-        xs, zs = x[keep][:max_points], (y[keep] / xp[keep])[:max_points]
-        with np.errstate(all="ignore"):
-            fits = _usable(sfit.rank_fits(sfit.fit_library(xs, zs, library, refine_top=None)))
-        power = var ** (sympy.Rational(p).limit_denominator(2))
+            fits = _usable(sfit.rank_fits(sfit.fit_library(x[keep], zs, library, refine_top=None)))
         for f in sorted(fits, key=lambda f: f.nmse)[:per_power]:
             out.append((f.nmse, power * sform.edge_expr(library[f.name], f.params, var)))
     return out
@@ -1305,34 +1326,24 @@ _OUTER = ("1/x", "1/x^2", "exp", "log", "sqrt", "1/sqrt(x)")
 
 
 def _power_compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol,
+                        inners: list[tuple[sympy.Expr, np.ndarray]] | None = None,
                         max_points: int = 128) -> list[tuple[float, sympy.Expr]]:
     """``(nmse, x**p * (c*F(a*G(x) + b) + d))``: a power times a reciprocal, root, exponential or logarithm of a
     plain inner function (``x**3/(exp(x) - 1)``, ``x/(1 + x**2)**2``); the best ``F`` per power and inner function.
 
-    As :func:`_power_products`, on ``y / x**p`` where ``|x**p|`` is at least a tenth of its maximum; ``F`` only
-    from ``_OUTER`` and ``max_points`` points, since the search runs ``len(_POWERS) * len(_INNER)`` fits.
+    As :func:`_power_products`, on ``y / x**p`` (:func:`_power_quotients`); ``F`` only from ``_OUTER`` and
+    ``max_points`` points, since the search runs ``len(_POWERS) * len(_INNER)`` fits. ``inners``: the values of
+    :func:`_inner_values` on ``x``, when already computed.
     """
     outer = library.subset([n for n in _OUTER if n in library])
     if not len(outer):
         return []
+    inners = _inner_values(x, library, var) if inners is None else inners
     out = []
-    for p in _POWERS:
-        with np.errstate(all="ignore"):
-            xp = np.power(x, p)
-        if not np.isfinite(xp).all():
-            continue
-        keep = np.abs(xp) >= 0.1 * np.abs(xp).max()
-        if keep.sum() < 20:
-            continue
-        xs, zs = x[keep][:max_points], (y[keep] / xp[keep])[:max_points]
-        power = var ** (sympy.Rational(p).limit_denominator(2))
-        for name in _INNER:
-            inner = _inner_expr(name, library, var)
-            if inner is None:
-                continue
-            with np.errstate(all="ignore"):
-                u = np.asarray(sympy.lambdify([var], inner, modules="numpy")(xs), dtype=float)
-            if u.shape != xs.shape or not np.isfinite(u).all() or np.ptp(u) <= 0:
+    for power, keep, zs in _power_quotients(x, y, var, max_points):
+        for inner, u_all in inners:
+            u = u_all[keep]
+            if not _varies(u):
                 continue
             with np.errstate(all="ignore"):
                 fits = _usable(sfit.rank_fits(sfit.fit_library(u, zs, outer, refine_top=2)))

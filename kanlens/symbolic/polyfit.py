@@ -78,14 +78,8 @@ def _fit_output(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, 
                 tol: float, max_degree: int, max_terms: int) -> list[tuple[str, sympy.Expr]]:
     """Exact sparse polynomial formulas of one output, one per transform that gives one."""
     found = []
-    for name, fwd, inv_np, inv in _TRANSFORMS:
-        sign = _applicable(np.concatenate([y, yte]), name)
-        if sign is None:
-            continue
-        with np.errstate(all="ignore"):
-            t = fwd(y, sign)
-        if not np.all(np.isfinite(t)):
-            continue
+    targets = list(_targets(y, yte))
+    for name, sign, t, inv_np, inv in targets:
         score = functools.partial(_score, xte=xte, yte=yte, inverse=inv_np, sign=sign)
 
         for degree in range(1, max_degree + 1):
@@ -97,28 +91,36 @@ def _fit_output(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, 
             if not score(exps, coef) <= tol:
                 continue
             exps, coef = _eliminate(a, t, exps, coef, score, tol)
-            p = sum((sympy.Float(float(c)) * sympy.Mul(*(v**k for v, k in zip(variables, e)))
-                     for c, e in zip(coef, exps)), sympy.Integer(0))
-            found.append((name, inv(p, sign)))
+            found.append((name, inv(_polynomial(variables, exps, coef), sign)))
             break  # the lowest degree that fits; higher ones only add terms to eliminate
     if not found:
         law = _power_law(x, y, xte, yte, variables, tol)
         if law is not None:
             found.append(("power law", law))
-    for name, fwd, inv_np, inv in _TRANSFORMS:  # ratios of y, then of log(y) (exp(-x1**2/x2)), then of y**2
+    for name, sign, t, inv_np, inv in targets:  # ratios of y, then of log(y) (exp(-x1**2/x2)), then of y**2
         if found or name not in _RATIONAL_TRANSFORMS:
-            continue
-        sign = _applicable(np.concatenate([y, yte]), name)
-        if sign is None:
-            continue
-        with np.errstate(all="ignore"):
-            t = fwd(y, sign)
-        if not np.all(np.isfinite(t)):
             continue
         ratio = _rational(x, t, xte, yte, variables, tol, max_terms, functools.partial(inv_np, s=sign))
         if ratio is not None:
             found.append((_RATIONAL_TRANSFORMS[name], inv(ratio, sign)))
     return found
+
+
+def _targets(y: np.ndarray, yte: np.ndarray):
+    """``(name, sign, t(y), numpy inverse, sympy inverse)`` for each transform that applies and is finite."""
+    for name, fwd, inv_np, inv in _TRANSFORMS:
+        sign = _applicable(np.concatenate([y, yte]), name)
+        if sign is None:
+            continue
+        with np.errstate(all="ignore"):
+            t = fwd(y, sign)
+        if np.all(np.isfinite(t)):
+            yield name, sign, t, inv_np, inv
+
+
+def _polynomial(variables: Sequence[sympy.Symbol], exps: Sequence[tuple[int, ...]], coef) -> sympy.Expr:
+    """``sum_k coef[k] * prod_i variables[i]**exps[k][i]`` with float coefficients."""
+    return sum((sympy.Float(float(c)) * _monomial(variables, e) for c, e in zip(coef, exps)), sympy.Integer(0))
 
 
 _RATIONAL_TRANSFORMS = {"identity": "rational", "log": "rational log", "square": "rational square"}
@@ -153,12 +155,9 @@ def _rational(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, va
         if not score(labels, coef) <= tol:
             continue
         labels, coef = _eliminate(*system, labels, coef, score, tol)
-        num = sum((sympy.Float(float(c)) * _monomial(variables, e) for (kind, e), c in zip(labels, coef)
-                   if kind == "p"), sympy.Integer(0))
-        den = _monomial(variables, eq[j0]) + sum((sympy.Float(float(c)) * _monomial(variables, e)
-                                                  for (kind, e), c in zip(labels, coef) if kind == "q"),
-                                                 sympy.Integer(0))
-        return num / den
+        (p_exps, p_coef), (q_exps, q_coef) = _split(labels, coef)
+        return _polynomial(variables, p_exps, p_coef) / (_monomial(variables, eq[j0])
+                                                         + _polynomial(variables, q_exps, q_coef))
     return None
 
 
@@ -197,13 +196,18 @@ def _rational_fit(mp: np.ndarray, mq: np.ndarray, y: np.ndarray, rounds: int = 3
     return v[:npn], v[npn:], j0, system
 
 
+def _split(labels: Sequence[tuple[str, tuple[int, ...]]], coef: np.ndarray) -> tuple[tuple[list, list], ...]:
+    """``((P exponents, P coefficients), (Q exponents, Q coefficients))`` of a ratio's labelled coefficients."""
+    return tuple(([e for (k, e) in labels if k == kind], [c for (k, _), c in zip(labels, coef) if k == kind])
+                 for kind in "pq")
+
+
 def _rational_score(labels: Sequence[tuple[str, tuple[int, ...]]], coef: np.ndarray, *, xte: np.ndarray,
                     yte: np.ndarray, fixed: tuple[int, ...], x_all: np.ndarray, inverse=None) -> float:
     """Test NMSE of ``P/Q``; inf when ``Q`` changes sign (or nearly vanishes) on the data: a pole."""
-    p_exps = [e for kind, e in labels if kind == "p"]
-    q_exps = [fixed] + [e for kind, e in labels if kind == "q"]
-    p_coef = np.array([c for (kind, _), c in zip(labels, coef) if kind == "p"])
-    q_coef = np.array([1.0] + [c for (kind, _), c in zip(labels, coef) if kind == "q"])
+    (p_exps, p_coef), (q_exps, q_coef) = _split(labels, coef)
+    q_exps, q_coef = [fixed, *q_exps], np.array([1.0, *q_coef])
+    p_coef = np.array(p_coef)
     q_all = _design(x_all, q_exps) @ q_coef
     if not (np.all(q_all > 0) or np.all(q_all < 0)) or np.min(np.abs(q_all)) < 1e-9 * np.max(np.abs(q_all)):
         return float("inf")

@@ -182,6 +182,13 @@ class _Exact(torch.nn.Module):
         return self.f(x)[:, None]
 
 
+def _exact_predict(f):
+    """``x (n, d) numpy -> f(x) (n,)``: the structure tests' view of an exact model of ``f``."""
+    from kanlens.symbolic.pipeline import _model_predict
+
+    return _model_predict(_Exact(f))
+
+
 def test_separability_test_finds_the_product_split():
     import numpy as np
 
@@ -205,6 +212,32 @@ def test_separability_test_finds_the_product_split():
     assert _separable_split(product, x[:, :1], rng) is None  # one input: nothing to split
 
 
+def test_structure_tests_use_a_candidate_formula_far_more_accurate_than_the_kan():
+    """sin(x1)*sin(x2)*sin(x3) through a KAN that fits it to a few percent fails the separability test; a candidate
+    formula 1e-7 from the labels (the sum-of-sines identity plus a tiny leftover term) passes it."""
+    import numpy as np
+
+    from kanlens.symbolic.pipeline import _SEPARABLE_TOL, Candidate, _Evaluator, _separable_split, _surrogate
+
+    f = lambda t: torch.sin(t[:, 0]) * torch.sin(t[:, 1]) * torch.sin(t[:, 2])  # noqa: E731
+    ds = create_dataset(lambda t: f(t)[:, None], n_var=3, ranges=[-1.5, 1.5], train_num=300, test_num=300,
+                        dtype=torch.float64, seed=0)
+    x1_, x2_, x3_ = sympy.symbols("x1 x2 x3")
+    ev = _Evaluator(ds, [x1_, x2_, x3_], 1e-30)
+    rough = _Exact(lambda t: f(t) + 0.03 * torch.cos(2 * t[:, 0] + t[:, 1] * t[:, 2]))  # the KAN: ~3% off
+    rng = np.random.default_rng(0)
+    assert _separable_split(_surrogate(rough, ev), ev.xtr, rng)[2] > _SEPARABLE_TOL  # no candidate yet: the KAN
+    identity = (sympy.sin(x1_ + x2_ - x3_) + sympy.sin(x2_ + x3_ - x1_) + sympy.sin(x3_ + x1_ - x2_)
+                - sympy.sin(x1_ + x2_ + x3_)) / 4 + sympy.Float(1e-7) * sympy.cos(x1_ * x2_)
+    ev.seen.append(Candidate([identity], 40, 1e-14, 1e-14, "snapped"))
+    predict = _surrogate(rough, ev)
+    np.testing.assert_allclose(predict(ev.xte), ev.yte[:, 0], atol=1e-6)
+    sub, rest, score, op, _ = _separable_split(predict, ev.xtr, np.random.default_rng(0))
+    assert op == "*" and score < 1e-4 and len(sub) + len(rest) == 3 and min(len(sub), len(rest)) == 1
+    ev.seen[-1] = Candidate([identity], 40, 1e-3, 1e-3, "snapped")  # not 100x better than the KAN: not used
+    assert _separable_split(_surrogate(rough, ev), ev.xtr, np.random.default_rng(0))[2] > _SEPARABLE_TOL
+
+
 def test_separable_factors_give_a_product_whose_factor_changes_sign():
     """sqrt(x1) * x2 changes sign (no log target); its factors are recovered one by one from the model's values."""
     import time
@@ -218,7 +251,7 @@ def test_separable_factors_give_a_product_whose_factor_changes_sign():
                         test_num=300, dtype=torch.float64, seed=1)
     ev = _Evaluator(ds, [x1, x2], sform.noise_floor(ds["train_label"].numpy(), torch.float64))
     lib = default_library().subset(["x", "x^2", "sqrt", "sin", "exp"])
-    _separable_search(_Exact(f), ev, lib, [x1, x2], time.process_time() + 5, seed=0, dtype=torch.float64)
+    _separable_search(_exact_predict(f), ev, lib, [x1, x2], time.process_time() + 5, seed=0, dtype=torch.float64)
     exact = [c for c in ev.seen if c.exact and c.source.startswith("separable")]
     assert exact and any(_same(c.expr, sympy.sqrt(x1) * x2) for c in exact)
 
@@ -484,21 +517,21 @@ def test_pair_search_recovers_functions_of_a_ratio_a_product_and_a_difference():
                         train_num=400, test_num=400, seed=0, dtype=torch.float64)
     x1_, x2_ = sympy.symbols("x1 x2")
     ev = _Evaluator(ds, [x1_, x2_], noise_floor(ds["train_label"].numpy(), torch.float64))
-    _pair_search(_Exact(lambda t: torch.atan(t[:, 1] / t[:, 0])), ev, default_library(), [x1_, x2_], None,
+    _pair_search(_exact_predict(lambda t: torch.atan(t[:, 1] / t[:, 0])), ev, default_library(), [x1_, x2_], None,
                  seed=0, dtype=torch.float64)
     exact = [c for c in ev.seen if c.exact]
     assert exact and any(sympy.simplify(c.expr - sympy.atan(x2_ / x1_)) == 0 for c in exact)
     ds = create_dataset(lambda x: torch.sin(x[:, [0]] * x[:, [1]]), n_var=2, ranges=[-1.5, 1.5], train_num=400,
                         test_num=400, seed=0, dtype=torch.float64)
     ev = _Evaluator(ds, [x1_, x2_], noise_floor(ds["train_label"].numpy(), torch.float64))
-    _pair_search(_Exact(lambda t: torch.sin(t[:, 0] * t[:, 1])), ev, default_library(), [x1_, x2_], None,
+    _pair_search(_exact_predict(lambda t: torch.sin(t[:, 0] * t[:, 1])), ev, default_library(), [x1_, x2_], None,
                  seed=0, dtype=torch.float64)
     assert any(c.exact and sympy.simplify(c.expr - sympy.sin(x1_ * x2_)) == 0 for c in ev.seen)
     ds = create_dataset(lambda x: torch.exp(-((x[:, [0]] - x[:, [1]]) ** 2)), n_var=2, train_num=400,
                         test_num=400, seed=0, dtype=torch.float64)  # a function of the difference
     ev = _Evaluator(ds, [x1_, x2_], noise_floor(ds["train_label"].numpy(), torch.float64))
-    _pair_search(_Exact(lambda t: torch.exp(-((t[:, 0] - t[:, 1]) ** 2))), ev, default_library(), [x1_, x2_], None,
-                 seed=0, dtype=torch.float64)
+    _pair_search(_exact_predict(lambda t: torch.exp(-((t[:, 0] - t[:, 1]) ** 2))), ev, default_library(),
+                 [x1_, x2_], None, seed=0, dtype=torch.float64)
     assert any(c.exact and sympy.simplify(c.expr - sympy.exp(-(x1_ - x2_) ** 2)) == 0 for c in ev.seen)
 
 

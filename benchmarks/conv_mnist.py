@@ -39,7 +39,8 @@ from kanlens.models import CNN, KANConvNet, count_parameters, evaluate, matched_
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 # hidden_range (-3, 3): the batch-normalised inputs of stage 2 leave the default (-2, 2) grid ~10% of the time
-KAN_CONFIG = dict(channels=(6, 8), grid=(1, 3), k=(1, 3), activation=(False, True), hidden_range=(-3.0, 3.0))
+KAN_CONFIG = dict(channels=(7, 13), grid=(1, 3), k=(1, 3), activation=(False, True), hidden_range=(-3.0, 3.0),
+                  shared_shape=(False, True))
 
 
 def read_filters(model: KANConvNet, images: torch.Tensor, plots: str | None) -> str:

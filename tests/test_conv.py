@@ -38,7 +38,7 @@ def _phi(layer, o: int, cl: int, kidx: tuple[int, ...], c: int, vals: torch.Tens
     """One element function on any tensor of values of channel ``c`` (Cox-de Boor basis, no shortcuts)."""
     flat = vals.reshape(-1, 1)
     basis = splines.b_spline_basis(flat, layer.grid[c : c + 1], layer.k)[:, 0]  # (m, nb)
-    spline = basis @ layer.coef[(o, cl, *kidx)]
+    spline = basis @ layer.element_coef[(o, cl, *kidx)]
     base = layer.base_fun(flat[:, 0])
     phi = layer.scale_base[(o, cl, *kidx)] * base + layer.scale_sp[(o, cl, *kidx)] * spline
     return (phi * layer.mask[(o, cl, *kidx)]).reshape(vals.shape)
@@ -146,6 +146,61 @@ def test_conv1d_matches_naive_random_configs(seed: int) -> None:
     _randomise(layer, seed)
     x = torch.randn(3, kwargs["in_channels"], *spatial, generator=torch.Generator().manual_seed(seed))
     torch.testing.assert_close(layer(x), naive_conv(layer, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_shared_shape_layers_match_naive_random_configs(seed: int) -> None:
+    """One spline per channel pair, scaled per element: every element's function is still evaluated (and summed)
+    as the naive definition says, on random 2-D and 1-D configurations, folded (inside the grid) or not."""
+    rng = random.Random(2000 + seed)
+    n = 1 + seed % 2
+    kwargs, spatial = _random_config(rng, n)
+    layer = (KANConv2d if n == 2 else KANConv1d)(**kwargs, shared_shape=True)
+    _randomise(layer, seed)
+    assert layer.coef.shape == (kwargs["out_channels"], kwargs["in_channels"] // kwargs["groups"], *[1] * n,
+                                kwargs["grid"] + kwargs["k"])
+    scale = 0.9 if seed < 4 else 1.2  # inside the grid [-1, 1] (folded last basis) or beyond it
+    x = (torch.rand(2, kwargs["in_channels"], *spatial, generator=torch.Generator().manual_seed(seed)) * 2 - 1) * scale
+    torch.testing.assert_close(layer(x), naive_conv(layer, x), atol=1e-5, rtol=1e-5)
+    el = layer.forward_elements(x).sum(dim=tuple(range(2, 3 + n)))
+    bias = 0 if layer.bias is None else layer.bias.view(1, -1, *[1] * n)
+    torch.testing.assert_close(el + bias, layer(x), atol=1e-5, rtol=1e-5)
+
+
+def test_shared_shape_parameters_gradients_grid_update_and_state() -> None:
+    layer = KANConv2d(3, 4, 3, padding=1, grid=5, k=3, bias=False, shared_shape=True)
+    assert sum(p.numel() for p in layer.parameters()) == 3 * 4 * (2 * 9 + 5 + 3)
+    assert "shared_shape=True" in repr(layer)
+    _randomise(layer, 5)
+    # each element is scale_base * silu + scale_sp * (its pair's spline): two elements of a pair differ by scales
+    xs = torch.linspace(-1, 1, 50)
+    f = layer.element_functions(xs)  # (m, out, in, 3, 3)
+    spline = f - layer.scale_base * torch.nn.functional.silu(xs).view(-1, 1, 1, 1, 1) * layer.mask
+    a, b = spline[:, 1, 2, 0, 0], spline[:, 1, 2, 2, 1]
+    ratio = (layer.scale_sp[1, 2, 2, 1] / layer.scale_sp[1, 2, 0, 0]).detach()
+    torch.testing.assert_close(b.detach(), a.detach() * ratio, atol=1e-5, rtol=1e-4)
+    x = torch.rand(4, 3, 7, 7, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    layer(x).square().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+    before = layer(x).detach()
+    layer.update_grid(x)
+    assert layer.coef.shape == (4, 3, 1, 1, 8)
+    rel = ((layer(x).detach() - before).square().mean() / before.square().mean()).sqrt()
+    assert float(rel) < 0.03
+    fine = layer.refine(10)
+    assert fine.coef.shape == (4, 3, 1, 1, 13) and fine.shared_shape
+    torch.testing.assert_close(fine(x), layer(x), atol=1e-4, rtol=1e-4)
+    buf = io.BytesIO()
+    torch.save(layer.state_dict(), buf)
+    buf.seek(0)
+    other = KANConv2d(3, 4, 3, padding=1, grid=5, k=3, bias=False, shared_shape=True,
+                      generator=torch.Generator().manual_seed(9))
+    other.load_state_dict(torch.load(buf, weights_only=True))
+    torch.testing.assert_close(other(x), layer(x), atol=0, rtol=0)
+    with pytest.raises(RuntimeError, match="size mismatch for coef"):
+        KANConv2d(3, 4, 3, padding=1, grid=5, k=3, bias=False).load_state_dict(layer.state_dict())
+    with pytest.raises(TypeError, match="shared_shape must be True or False"):
+        KANConv2d(1, 1, 3, shared_shape="yes")
 
 
 @pytest.mark.parametrize("mode", ["zeros", "replicate"])

@@ -39,6 +39,13 @@ def test_shapes_and_parameter_counts() -> None:
     assert len(act.kan_convs) == 4 and all(isinstance(m, KANConv2d) for m in act.kan_convs)
     rgb = KANConvNet(in_channels=3, num_classes=5, channels=(2, 3, 4), image_size=32, padding=1, head="kan")
     assert rgb(torch.rand(2, 3, 32, 32)).shape == (2, 5)
+    # shared shapes in stage 2: per pair 2 * K^2 + G + k (the 1x1 activations are unaffected)
+    shared = KANConvNet(channels=(4, 8), grid=5, k=3, shared_shape=(False, True))
+    assert count_parameters(shared) == (4 * 9 * 10 + 4) + (8 * 4 * (2 * 9 + 8) + 8) + (200 * 10 + 10)
+    assert [c.shared_shape for c in shared.convs] == [False, True] and shared.config["shared_shape"] == (False, True)
+    assert shared(x).shape == (3, 10)
+    with pytest.raises(ValueError, match="shared_shape must be one value or one per stage"):
+        KANConvNet(channels=(4, 8), shared_shape=(True, False, True))
 
 
 def test_activation_grid_and_position() -> None:

@@ -442,6 +442,32 @@ def test_power_compositions_find_a_power_times_a_function_of_an_inner_function()
                            rtol=1e-6, atol=1e-9)
 
 
+def test_function_plus_polynomial_finds_a_library_function_or_an_exponential_pair_plus_a_quadratic():
+    """x + sin(x) and cosh(x) - x**2/2 (two exp terms: pykan's library has no cosh) are no library edge; they are
+    found as F + polynomial, and the exponential pair snaps to the exact formula on the data."""
+    import numpy as np
+
+    from kanlens.symbolic.formula import noise_floor
+    from kanlens.symbolic.pipeline import _Evaluator, _function_plus_polynomial, _snap
+
+    rng = np.random.default_rng(0)
+    for truth, lo, hi in [(x1 + sympy.sin(x1), -3, 3), (sympy.cosh(x1) - x1**2 / 2, -2, 2)]:
+        x = rng.uniform(lo, hi, 600)
+        f = sympy.lambdify(x1, truth, "numpy")
+        best_nmse, best = _function_plus_polynomial(x, f(x), default_library(), x1)[0]
+        assert best_nmse < 1e-8
+        assert not best.has(sympy.cosh)  # written with the library's functions
+        fresh = rng.uniform(lo, hi, 200)
+        assert np.allclose(sympy.lambdify(x1, best, "numpy")(fresh), f(fresh), rtol=1e-3, atol=1e-3)
+    assert _function_plus_polynomial(x, 1 + x - 2 * x**2, default_library(), x1) == []  # a polynomial: not this
+    ds = create_dataset(lambda t: torch.cosh(t) - t**2 / 2, n_var=1, ranges=[-2, 2], train_num=300, test_num=300,
+                        dtype=torch.float32, seed=0)
+    ev = _Evaluator(ds, [x1], noise_floor(ds["train_label"].numpy(), torch.float32))
+    _, expr = _function_plus_polynomial(ev.xtr[:, 0], ev.ytr[:, 0], default_library(), x1)[0]
+    cand = _snap(ev, [expr], "function + polynomial ")
+    assert cand.exact and _same(cand.expr, sympy.cosh(x1) - x1**2 / 2)
+
+
 def test_one_input_composition_is_recovered_directly():
     """log(1 + x^2) is no single library edge; with one input the composition is fitted directly."""
     torch.set_num_threads(1)

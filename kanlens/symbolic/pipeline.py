@@ -667,7 +667,9 @@ def symbolic_regression(
             run of the chosen formula (its ``model`` predicts that transform of ``y``). The separability and pair
             stages below test the identity run's network, so they need that run.
         separable: when no run found an exact formula (one output): with one input, fit compositions
-            ``c*F(a*G(x) + b) + d`` of two library functions directly (``log(1 + x**2)``); with more, test on the
+            ``c*F(a*G(x) + b) + d`` of two library functions directly (``log(1 + x**2)``), then a library function
+            plus a quadratic, ``c*F(a*x + b) + p(x)`` (``x + sin(x)``; also two exponentials, ``cosh(x) - x**2/2``);
+            with more, test on the
             trained KAN whether ``y = g(x_S) * h(x_T)`` or ``y = g(x_S) + h(x_T)`` for a split of the inputs
             (``f(a) f(c) = f(a_S, c_T) f(c_S, a_T)``, or the same with sums; the tests ask the best candidate
             formula instead of the KAN when it is 100x more accurate: ``sin(x1)*sin(x2)*sin(x3)``); if so, ``g``
@@ -760,6 +762,10 @@ def symbolic_regression(
         for _, expr in _compositions(ev.xtr[:, 0], ev.ytr[:, 0], library, variables[0], top=3):
             if ev.refit([expr], "composition").test_nmse <= 1e-4:
                 _snap(ev, [expr], "composition ")
+        if not ev.exact_found:
+            for _, expr in _function_plus_polynomial(ev.xtr[:, 0], ev.ytr[:, 0], library, variables[0]):
+                if ev.refit([expr], "function + polynomial").test_nmse <= 1e-4:
+                    _snap(ev, [expr], "function + polynomial ")
         timings["compositions"] = time.perf_counter() - t
     if separable and not ev.exact_found and "" in splines:
         t = time.perf_counter()
@@ -1290,6 +1296,135 @@ def _compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top:
     out += _power_products(x, y, library, var, per_power=per_inner)
     out += _power_compositions(x, y, library, var, inners)
     return sorted(out, key=lambda t: t[0])[:top]
+
+
+_PLUS_DEGREE = 2  # degree of the polynomial added to a library function (a cubic: the polynomial stage's)
+_PLUS_SLOPES = np.geomspace(0.1, 10.0, 25)  # |a| of F(a*t + b) on the standardised input t
+_PLUS_SHIFTS = np.linspace(-4.0, 4.0, 33)
+_PLUS_STARTS = 4  # coarse grid points zoomed into, per function
+
+
+def _plus_functions(library) -> list[tuple[str, object, object]]:
+    """``(name, numpy F(u), sympy F(u))`` for the library functions that a low-degree polynomial does not already
+    contain."""
+    out = []
+    for name, fn in library.items():
+        if fn.kind in ("zero", "identity") or (fn.kind == "power" and float(fn.degree).is_integer()
+                                                 and 0 <= fn.degree <= _PLUS_DEGREE):
+            continue
+        out.append((name, fn.numpy, fn.sympy_fn))
+    return out
+
+
+def _function_plus_polynomial(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top: int = 3,
+                              max_points: int = 256) -> list[tuple[float, sympy.Expr]]:
+    """``(nmse, c*F(a*x + b) + p(x))``, best first: a library function plus a polynomial of degree
+    ``_PLUS_DEGREE`` (``x + sin(x)``; and a pair of exponentials, ``cosh(x) - x**2/2``).
+
+    A KAN prunes such a one-input function to one edge, and the sum is no library function. ``(a, b)`` come from a
+    grid over the standardised input (``c`` and ``p`` eliminated by least squares: the residual of ``y`` against
+    the polynomials, projected on ``F``'s); the joint refit of all constants on the real data polishes them.
+    ``nmse``: the grid optimum's, on a subsample of ``max_points`` points.
+    """
+    order = np.argsort(x)
+    keep = order[np.unique(np.round(np.linspace(0, x.size - 1, min(max_points, x.size))).astype(int))]
+    xs, ys = x[keep], y[keep]
+    mx, sx = float(xs.mean()), float(xs.std())
+    if not sx > 0:
+        return []
+    t = (xs - mx) / sx
+    q, _ = np.linalg.qr(np.vander(t, _PLUS_DEGREE + 1))
+    yr = ys - q @ (q.T @ ys)
+    var_y, var_r = float(np.sum((ys - ys.mean()) ** 2)), float(yr @ yr)
+    if not var_r > 1e-20 * var_y:
+        return []  # y is itself a low-degree polynomial: the polynomial stage's
+    def best(f_np, a: np.ndarray, b: np.ndarray, starts: int = 1) -> list[tuple[float, float, float]]:
+        """``(nmse, a, b)`` of the ``starts`` best grid points (nmse inf when none is usable)."""
+        with np.errstate(all="ignore"):
+            f = f_np(a[:, None] * t[None, :] + b[:, None])
+            ok = np.isfinite(f).all(1) & (np.abs(f).max(1) < 1e12)
+            if not ok.any():
+                return [(math.inf, 0.0, 0.0)]
+            f = f[ok]
+            fr = f - (f @ q) @ q.T
+            norm = np.einsum("gn,gn->g", fr, fr)
+            proj = fr @ yr
+            # F must add something the polynomial does not have (not a Taylor-regime quadratic)
+            new = norm > 1e-10 * np.einsum("gn,gn->g", f, f)
+            nmse = np.where(new, (var_r - proj**2 / np.maximum(norm, 1e-300)) / var_y, np.inf)
+        return [(float(nmse[k]), float(a[ok][k]), float(b[ok][k])) for k in np.argsort(nmse)[:starts]]
+
+    slopes = np.concatenate([-_PLUS_SLOPES, _PLUS_SLOPES])
+    out = []
+    for _, f_np, f_sym in _plus_functions(library):
+        err, ak, bk = math.inf, 0.0, 0.0
+        for e0, a0, b0 in best(f_np, np.repeat(slopes, _PLUS_SHIFTS.size), np.tile(_PLUS_SHIFTS, slopes.size),
+                               starts=_PLUS_STARTS):
+            if not math.isfinite(e0):
+                continue
+            # zoom in: the polynomial takes most of y, and the residual left for F is sensitive to (a, b) (cosh(x)
+            # - x**2/2: b off by one coarse step leaves nmse 7e-3, the right one 3e-14)
+            ra, rb = 0.2, float(_PLUS_SHIFTS[1] - _PLUS_SHIFTS[0])
+            for _ in range(4):
+                grid_a = a0 * np.exp(np.linspace(-ra, ra, 11))
+                grid_b = b0 + np.linspace(-rb, rb, 11)
+                e, a2, b2 = best(f_np, np.repeat(grid_a, grid_b.size), np.tile(grid_b, grid_a.size))[0]
+                if e < e0:
+                    e0, a0, b0 = e, a2, b2
+                ra, rb = ra / 4, rb / 4
+            if e0 < err:
+                err, ak, bk = e0, a0, b0
+        if not math.isfinite(err):
+            continue
+        with np.errstate(all="ignore"):
+            fk = f_np(ak * t + bk)
+        cols = np.column_stack([fk, np.vander(t, _PLUS_DEGREE + 1)])
+        coef = np.linalg.lstsq(cols, ys, rcond=None)[0]
+        tv = (var - sympy.Float(mx)) / sympy.Float(sx)
+        poly = sum(sympy.Float(c) * tv ** (_PLUS_DEGREE - j) for j, c in enumerate(coef[1:]))
+        expr = sympy.Float(coef[0]) * f_sym(sympy.Float(ak) * tv + sympy.Float(bk)) + sympy.expand(poly)
+        out.append((err, expr))
+    if "exp" in library:
+        out += _exponential_pair_plus_polynomial(t, ys, q, var_y, library["exp"].sympy_fn, var, mx, sx)
+    return sorted(out, key=lambda r: r[0])[:top]
+
+
+def _exponential_pair_plus_polynomial(t: np.ndarray, y: np.ndarray, q: np.ndarray, var_y: float, exp_sym,
+                                      var: sympy.Symbol, mx: float, sx: float) -> list[tuple[float, sympy.Expr]]:
+    """``(nmse, c1*exp(a*x) + c2*exp(-a*x) + p(x))``: cosh and sinh with any shift (``cosh(x) - x**2/2``; pykan's
+    library has neither), a 1-D search over ``a`` with ``c1``, ``c2`` and ``p`` linear (see
+    :func:`_function_plus_polynomial`, whose standardised input ``t``, polynomial basis ``q`` and data it takes)."""
+    yr = y - q @ (q.T @ y)
+
+    def err(a: float) -> tuple[float, np.ndarray]:
+        with np.errstate(all="ignore"):
+            cols = np.column_stack([np.exp(a * t), np.exp(-a * t)])
+        if not np.isfinite(cols).all() or np.abs(cols).max() > 1e12:
+            return math.inf, cols
+        cr = cols - q @ (q.T @ cols)
+        c = np.linalg.lstsq(cr, yr, rcond=None)[0]
+        r = yr - cr @ c
+        return float(r @ r) / var_y, cols
+
+    grid = np.geomspace(0.05, 10.0, 120)
+    errs = [err(float(a))[0] for a in grid]
+    k = int(np.argmin(errs))
+    if not math.isfinite(errs[k]):
+        return []
+    lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
+    for _ in range(3):  # zoom in on the bracket
+        fine = np.linspace(lo, hi, 21)
+        fe = [err(float(a))[0] for a in fine]
+        j = int(np.argmin(fe))
+        lo, hi = fine[max(j - 1, 0)], fine[min(j + 1, fine.size - 1)]
+    a = float(fine[j])
+    e, cols = err(a)
+    coef = np.linalg.lstsq(np.column_stack([cols, np.vander(t, _PLUS_DEGREE + 1)]), y, rcond=None)[0]
+    tv = (var - sympy.Float(mx)) / sympy.Float(sx)
+    poly = sum(sympy.Float(c) * tv ** (_PLUS_DEGREE - j) for j, c in enumerate(coef[2:]))
+    expr = (sympy.Float(coef[0]) * exp_sym(sympy.Float(a) * tv) + sympy.Float(coef[1]) * exp_sym(-sympy.Float(a) * tv)
+            + sympy.expand(poly))
+    return [(e, expr)]
 
 
 def _inner_values(x: np.ndarray, library, var: sympy.Symbol) -> list[tuple[sympy.Expr, np.ndarray]]:

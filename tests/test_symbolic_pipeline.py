@@ -256,6 +256,27 @@ def test_separable_factors_give_a_product_whose_factor_changes_sign():
     assert exact and any(_same(c.expr, sympy.sqrt(x1) * x2) for c in exact)
 
 
+def test_log_separable_search_recovers_a_variable_power():
+    """x1**x2 is no product or sum of parts, but log(y) = x2*log(x1) is: the search runs on log|y|."""
+    import time
+
+    from kanlens.symbolic import formula as sform
+    from kanlens.symbolic.pipeline import _Evaluator, _log_separable_search, _resolve_transforms
+
+    torch.set_num_threads(1)
+    f = lambda t: t[:, 0] ** t[:, 1]  # noqa: E731
+    ds = create_dataset(lambda t: f(t)[:, None], n_var=2, ranges=[[0.5, 2.0], [0.0, 2.0]], train_num=300,
+                        test_num=300, dtype=torch.float64, seed=1)
+    ev = _Evaluator(ds, [x1, x2], sform.noise_floor(ds["train_label"].numpy(), torch.float64))
+    (_, forward, wrap), = _resolve_transforms(["log"], ds)
+    lib = default_library().subset(["x", "x^2", "log", "exp", "sin"])
+    _log_separable_search(_exact_predict(f), ev, ds, forward, wrap, lib, [x1, x2], time.process_time() + 5,
+                          seed=0, dtype=torch.float64)
+    exact = [c for c in ev.seen if c.exact and c.source.startswith("log: separable")]
+    # exp(1.0*x2*log(x1)): its one float is snapped at the end of a pipeline run
+    assert exact and any(sympy.logcombine(sympy.nsimplify(c.expr), force=True) == x1**x2 for c in exact)
+
+
 def test_factor_data_average_out_a_model_error_at_the_domain_edge():
     """A model of x1 / (1 + x2^2) with an error bump at the edge x1 = 1: the slice through the largest |f| (on that
     edge) is several percent off, the rank-1 fit over many anchors is not; the two factors multiply back to f."""

@@ -678,7 +678,8 @@ def symbolic_regression(
             formula) and their combination, refitted and snapped on the data, joins the candidates. Products
             whose factors change sign (``sqrt(x1) * x2``), where ``log(y)`` cannot be used, factors that need a
             deeper KAN than the whole (``x3 * sqrt(x1**2 + x2**2)``) and sums with a product inside
-            (``exp(x1)*x2**2 + x3``) are the target.
+            (``exp(x1)*x2**2 + x3``) are the target. When the ``log`` run exists, the same search also runs on
+            ``log|y|`` (``x1**x2 = exp(x2*log(x1))``).
             Then, still without an exact formula, the pair tests: if moving two inputs together leaves the KAN
             unchanged up to a power, ``y = x**d * g(u, rest)`` with ``u`` their ratio (``y(.., l*x_i, .., l*x_j, ..)
             = l**d * y``), product (``y(.., l*x_i, .., x_j/l, ..) = l**d * y``), difference (``y(.., x_i + e, ..,
@@ -778,6 +779,12 @@ def symbolic_regression(
             _pair_search(predict, ev, library, variables, cpu_deadline, seed=seed,
                          dtype=dtype or dataset["train_input"].dtype)
             timings["pairs"] = time.perf_counter() - t
+        logged = next(((fw, wr) for n, fw, wr in transforms if n == "log"), None)
+        if not ev.exact_found and logged is not None:
+            t = time.perf_counter()
+            _log_separable_search(predict, ev, dataset, *logged, library, variables, cpu_deadline, seed=seed,
+                                  dtype=dtype or dataset["train_input"].dtype)
+            timings["log separable"] = time.perf_counter() - t
     front, chosen = _choose(ev.seen)
     pick = front[chosen]
     if pick.exact and pick.complexity <= 200 and any(sform.n_floats(e) for e in pick.exprs):
@@ -942,6 +949,33 @@ def _separable_search(predict, ev: _Evaluator, library, variables, deadline, *, 
     for cand in cands[:2]:  # snapped in every view, as the best formula of a run (a short slice of its own)
         if cand.test_nmse <= 1e-4 and not ev.exact_found:
             _snap_views(cand, ev, variables, "separable ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
+
+
+def _log_separable_search(predict, ev: _Evaluator, dataset: dict, forward, wrap, library, variables, deadline, *,
+                          seed: int, dtype) -> None:
+    """``y = exp(g(x_S) * h(x_T))`` (``x1**x2``): ``log|y|`` is a product, so :func:`_separable_search` runs on it
+    (``log`` of ``predict`` and of the labels); its candidates close to ``log|y|`` are exponentiated (``wrap``),
+    refitted and snapped on ``y``. One output whose sign does not change (the ``log`` target transform)."""
+    if ev.ytr.shape[1] != 1:
+        return
+    sign = 1.0 if float(ev.ytr[0, 0]) > 0 else -1.0
+    logged = dict(dataset, train_label=forward(dataset["train_label"]), test_label=forward(dataset["test_label"]))
+    eps = float(torch.finfo(dataset["train_label"].dtype).eps)
+    var = float(logged["train_label"].double().var())
+    # relative rounding of y is absolute rounding of log|y|
+    ev_log = _Evaluator(logged, variables, 100.0 * eps**2 / (var if var > 0 else 1.0))
+
+    def predict_log(x: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return np.log(sign * predict(x))
+
+    _separable_search(predict_log, ev_log, library, variables, deadline, seed=seed, dtype=dtype)
+    found = sorted((c for c in ev_log.seen if c.source.startswith("separable") and c.test_nmse <= 1e-4),
+                   key=lambda c: c.test_nmse)
+    for c in found[:2]:
+        cand = ev.refit([wrap[0](c.expr)], "log: separable")
+        if cand.test_nmse <= 1e-4 and not ev.exact_found:
+            _snap_views(cand, ev, variables, "log: separable ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
 
 
 _COMBINATION_REFITS = 12

@@ -669,13 +669,13 @@ def symbolic_regression(
         separable: when no run found an exact formula (one output): with one input, fit compositions
             ``c*F(a*G(x) + b) + d`` of two library functions directly (``log(1 + x**2)``), then a library function
             plus a quadratic, ``c*F(a*x + b) + p(x)`` (``x + sin(x)``; also two exponentials, ``cosh(x) - x**2/2``);
-            with more, test on the
-            trained KAN whether ``y = g(x_S) * h(x_T)`` or ``y = g(x_S) + h(x_T)`` for a split of the inputs
-            (``f(a) f(c) = f(a_S, c_T) f(c_S, a_T)``, or the same with sums; the tests ask the best candidate
-            formula instead of the KAN when it is 100x more accurate: ``sin(x1)*sin(x2)*sin(x3)``); if so, ``g``
-            and ``h`` are recovered by smaller runs (``[|S|, 2|S| + 1, 1]`` KANs, within the remaining budget; the
-            first on the tested model's values, the second on the labels divided by, or minus, the first's
-            formula) and their combination, refitted and snapped on the data, joins the candidates. Products
+            with more, test on the trained KAN whether ``y = g(x_S) * h(x_T)`` or ``y = g(x_S) + h(x_T)`` for a
+            split of the inputs (``f(a) f(c) = f(a_S, c_T) f(c_S, a_T)``, or the same with sums; the tests ask
+            the best candidate formula instead of the KAN when it is 100x more accurate:
+            ``sin(x1)*sin(x2)*sin(x3)``); if so, ``g`` and ``h`` are recovered by smaller runs (``[|S|, 2|S| + 1,
+            1]`` KANs, within the remaining budget; the first on the tested model's values, the second on the
+            labels divided by, or minus, the first's formula) and their combination, refitted and snapped on the
+            data, joins the candidates. Products
             whose factors change sign (``sqrt(x1) * x2``), where ``log(y)`` cannot be used, factors that need a
             deeper KAN than the whole (``x3 * sqrt(x1**2 + x2**2)``) and sums with a product inside
             (``exp(x1)*x2**2 + x3``) are the target. When the ``log`` run exists, the same search also runs on
@@ -904,8 +904,8 @@ def _separable_search(predict, ev: _Evaluator, library, variables, deadline, *, 
     """If ``predict`` (``x (n, d) -> y (n,)``, see :func:`_surrogate`) is a product ``g(x_S) * h(x_T)`` or a sum
     ``g(x_S) + h(x_T)``, recover both parts; their products (sums) go to ``ev``.
 
-    The first part's data come from ``predict``: slices ``f(x_S, a_T)`` at many anchors ``a``, averaged by a rank-1 fit
-    (:func:`_factor_data`) or a mean (:func:`_summand_data`); once a formula reproduces them, the second part's
+    The first part's data come from ``predict``: slices ``f(x_S, a_T)`` at many anchors ``a``, averaged by a rank-1
+    fit (:func:`_factor_data`) or a mean (:func:`_summand_data`); once a formula reproduces them, the second part's
     data come from the labels (:func:`_second_part_data`). The parts' formulas are combined, then refitted and
     snapped on the real data. A part with several inputs is searched with these tests too (it has fewer inputs).
     The test costs milliseconds; each part's run gets half of the remaining budget, at least

@@ -169,3 +169,22 @@ def test_refit_out_of_time_keeps_the_start_and_with_time_converges():
     assert stopped.nmse == pytest.approx(start_nmse, rel=1e-9)
     assert sform.refit_constants(start, [x1, x2], x, y, max_seconds=30.0).nmse < 1e-20
 
+
+
+def test_complex_values_of_a_candidate_score_inf_not_their_real_part():
+    """A candidate whose values are complex on the data (here ``I`` in it) must not be judged on its real part
+    (numpy's cast would drop the imaginary part with a ComplexWarning)."""
+    import math
+    import warnings
+
+    from kanlens.symbolic.formula import nmse, real_values, refit_constants
+
+    np.testing.assert_array_equal(real_values(np.array([1 + 0j, 2 + 1e-20j, 3 + 1j])), [1.0, 2.0, np.nan])
+    y = np.array([1.0, 2.0, 3.0])
+    assert nmse(np.array([1 + 0j, 2, 3]), y) == 0.0 and nmse(np.array([1 + 1j, 2, 3]), y) == math.inf
+    x1 = sympy.Symbol("x1")
+    x = np.linspace(-1, 1, 50)[:, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit = refit_constants(1.0 * sympy.sin(1.0 * x1) + 0.5 * sympy.I * x1, [x1], x, np.sin(x[:, 0]))
+    assert fit.nmse == math.inf

@@ -208,9 +208,20 @@ def n_floats(expr: sympy.Expr) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- numeric helpers
+def real_values(v: object) -> np.ndarray:
+    """Float64 values of an evaluated formula. Complex results (a formula with ``I`` in it, or a fractional power of
+    a negative number) are NaN where the imaginary part is not negligible: such a candidate must score ``inf``, not
+    be judged on its real part."""
+    a = np.asarray(v)
+    if np.iscomplexobj(a):
+        with np.errstate(all="ignore"):
+            a = np.where(np.abs(a.imag) > 1e-12 * (1.0 + np.abs(a.real)), np.nan, a.real)
+    return np.asarray(a, dtype=np.float64)
+
+
 def nmse(pred: np.ndarray, y: np.ndarray) -> float:
-    """``mean((pred - y)^2) / var(y)``; ``inf`` if anything is non-finite."""
-    pred = np.broadcast_to(np.asarray(pred, dtype=np.float64), y.shape)
+    """``mean((pred - y)^2) / var(y)``; ``inf`` if anything is non-finite (or complex)."""
+    pred = np.broadcast_to(real_values(pred), y.shape)
     if not np.isfinite(pred).all():
         return math.inf
     var = float(np.var(y))
@@ -296,7 +307,7 @@ class _Problem:
     def value(self, theta: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
             out = self.f(*theta, *self.cols)
-        return np.broadcast_to(np.asarray(out, dtype=np.float64), self.y.shape)
+        return np.broadcast_to(real_values(out), self.y.shape)
 
     def loss(self, theta: np.ndarray) -> float:
         return nmse(self.value(theta), self.y)
@@ -339,7 +350,7 @@ class _Problem:
         def jac(t):
             with np.errstate(all="ignore"):
                 parts = self.jac(*full(t), *self.cols)
-            j = np.column_stack([np.broadcast_to(np.asarray(parts[k], dtype=np.float64), (n,)) for k in idx])
+            j = np.column_stack([np.broadcast_to(real_values(parts[k]), (n,)) for k in idx])
             j = j / self.scale
             return j if np.isfinite(j).all() else np.zeros_like(j)
 
@@ -536,8 +547,7 @@ def detaylor(
 
     def values(e: sympy.Expr) -> np.ndarray | None:
         with np.errstate(all="ignore"):
-            v = np.broadcast_to(np.asarray(sympy.lambdify(variables, e, modules=_MODULES)(*cols), dtype=float),
-                                cols[0].shape)
+            v = np.broadcast_to(real_values(sympy.lambdify(variables, e, modules=_MODULES)(*cols)), cols[0].shape)
         return v if np.isfinite(v).all() else None
 
     def rec(e: sympy.Basic) -> sympy.Basic:

@@ -185,8 +185,7 @@ class _Evaluator:
     def _values(self, e: sympy.Expr, x: np.ndarray) -> np.ndarray:
         f = sympy.lambdify(self.variables, e, modules=["scipy", "numpy"])
         with np.errstate(all="ignore"):
-            return np.broadcast_to(np.asarray(f(*(x[:, k] for k in range(x.shape[1]))), dtype=float),
-                                   (x.shape[0],))
+            return np.broadcast_to(sform.real_values(f(*(x[:, k] for k in range(x.shape[1])))), (x.shape[0],))
 
     def refit(self, exprs: list[sympy.Expr], source: str, snap: bool = False) -> Candidate:
         outs, trains = [], []
@@ -1470,7 +1469,7 @@ def _inner_values(x: np.ndarray, library, var: sympy.Symbol) -> list[tuple[sympy
         if inner is None:
             continue
         with np.errstate(all="ignore"):
-            u = np.asarray(sympy.lambdify([var], inner, modules="numpy")(x), dtype=float)
+            u = sform.real_values(sympy.lambdify([var], inner, modules="numpy")(x))
         if u.shape == x.shape:
             out.append((inner, u))
     return out

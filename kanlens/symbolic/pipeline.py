@@ -957,7 +957,6 @@ def _log_separable_search(predict, ev: _Evaluator, dataset: dict, forward, wrap,
     refitted and snapped on ``y``. One output whose sign does not change (the ``log`` target transform)."""
     if ev.ytr.shape[1] != 1:
         return
-    sign = 1.0 if float(ev.ytr[0, 0]) > 0 else -1.0
     logged = dict(dataset, train_label=forward(dataset["train_label"]), test_label=forward(dataset["test_label"]))
     eps = float(torch.finfo(dataset["train_label"].dtype).eps)
     var = float(logged["train_label"].double().var())
@@ -965,8 +964,7 @@ def _log_separable_search(predict, ev: _Evaluator, dataset: dict, forward, wrap,
     ev_log = _Evaluator(logged, variables, 100.0 * eps**2 / (var if var > 0 else 1.0))
 
     def predict_log(x: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            return np.log(sign * predict(x))
+        return forward(torch.tensor(predict(x))).numpy()  # a copy: predict may return a read-only view
 
     _separable_search(predict_log, ev_log, library, variables, deadline, seed=seed, dtype=dtype)
     found = sorted((c for c in ev_log.seen if c.source.startswith("separable") and c.test_nmse <= 1e-4),
@@ -1359,9 +1357,7 @@ def _function_plus_polynomial(x: np.ndarray, y: np.ndarray, library, var: sympy.
     the polynomials, projected on ``F``'s); the joint refit of all constants on the real data polishes them.
     ``nmse``: the grid optimum's, on a subsample of ``max_points`` points.
     """
-    order = np.argsort(x)
-    keep = order[np.unique(np.round(np.linspace(0, x.size - 1, min(max_points, x.size))).astype(int))]
-    xs, ys = x[keep], y[keep]
+    xs, ys = sfit._subsample(x, y, max_points)
     mx, sx = float(xs.mean()), float(xs.std())
     if not sx > 0:
         return []
@@ -1371,6 +1367,8 @@ def _function_plus_polynomial(x: np.ndarray, y: np.ndarray, library, var: sympy.
     var_y, var_r = float(np.sum((ys - ys.mean()) ** 2)), float(yr @ yr)
     if not var_r > 1e-20 * var_y:
         return []  # y is itself a low-degree polynomial: the polynomial stage's
+    tv = (var - sympy.Float(mx)) / sympy.Float(sx)  # t as a sympy expression of var
+
     def best(f_np, a: np.ndarray, b: np.ndarray, starts: int = 1) -> list[tuple[float, float, float]]:
         """``(nmse, a, b)`` of the ``starts`` best grid points (nmse inf when none is usable)."""
         with np.errstate(all="ignore"):
@@ -1411,23 +1409,29 @@ def _function_plus_polynomial(x: np.ndarray, y: np.ndarray, library, var: sympy.
             continue
         with np.errstate(all="ignore"):
             fk = f_np(ak * t + bk)
-        cols = np.column_stack([fk, np.vander(t, _PLUS_DEGREE + 1)])
-        coef = np.linalg.lstsq(cols, ys, rcond=None)[0]
-        tv = (var - sympy.Float(mx)) / sympy.Float(sx)
-        poly = sum(sympy.Float(c) * tv ** (_PLUS_DEGREE - j) for j, c in enumerate(coef[1:]))
-        expr = sympy.Float(coef[0]) * f_sym(sympy.Float(ak) * tv + sympy.Float(bk)) + sympy.expand(poly)
-        out.append((err, expr))
+        term = f_sym(sympy.Float(ak) * tv + sympy.Float(bk))
+        out.append((err, _plus_polynomial_expr([fk], [term], t, ys, tv)))
     if "exp" in library:
-        out += _exponential_pair_plus_polynomial(t, ys, q, var_y, library["exp"].sympy_fn, var, mx, sx)
+        out += _exponential_pair_plus_polynomial(t, ys, yr, q, var_y, library["exp"].sympy_fn, tv)
     return sorted(out, key=lambda r: r[0])[:top]
 
 
-def _exponential_pair_plus_polynomial(t: np.ndarray, y: np.ndarray, q: np.ndarray, var_y: float, exp_sym,
-                                      var: sympy.Symbol, mx: float, sx: float) -> list[tuple[float, sympy.Expr]]:
+def _plus_polynomial_expr(cols: list[np.ndarray], terms: list[sympy.Expr], t: np.ndarray, y: np.ndarray,
+                          tv: sympy.Expr) -> sympy.Expr:
+    """``sum_k c_k * terms[k] + p(tv)`` with ``c`` and the polynomial ``p`` (degree ``_PLUS_DEGREE``) fitted by
+    least squares to ``y``; ``cols`` are the terms' values at the standardised inputs ``t`` (``tv`` in sympy)."""
+    coef = np.linalg.lstsq(np.column_stack([*cols, np.vander(t, _PLUS_DEGREE + 1)]), y, rcond=None)[0]
+    k = len(terms)
+    poly = sum(sympy.Float(c) * tv ** (_PLUS_DEGREE - j) for j, c in enumerate(coef[k:]))
+    return sympy.Add(*[sympy.Float(c) * e for c, e in zip(coef[:k], terms)]) + sympy.expand(poly)
+
+
+def _exponential_pair_plus_polynomial(t: np.ndarray, y: np.ndarray, yr: np.ndarray, q: np.ndarray, var_y: float,
+                                      exp_sym, tv: sympy.Expr) -> list[tuple[float, sympy.Expr]]:
     """``(nmse, c1*exp(a*x) + c2*exp(-a*x) + p(x))``: cosh and sinh with any shift (``cosh(x) - x**2/2``; pykan's
     library has neither), a 1-D search over ``a`` with ``c1``, ``c2`` and ``p`` linear (see
-    :func:`_function_plus_polynomial`, whose standardised input ``t``, polynomial basis ``q`` and data it takes)."""
-    yr = y - q @ (q.T @ y)
+    :func:`_function_plus_polynomial`, whose standardised input ``t`` (``tv`` in sympy), data ``y``, their residual
+    ``yr`` off the polynomials and the polynomial basis ``q`` it takes)."""
 
     def err(a: float) -> tuple[float, np.ndarray]:
         with np.errstate(all="ignore"):
@@ -1452,12 +1456,8 @@ def _exponential_pair_plus_polynomial(t: np.ndarray, y: np.ndarray, q: np.ndarra
         lo, hi = fine[max(j - 1, 0)], fine[min(j + 1, fine.size - 1)]
     a = float(fine[j])
     e, cols = err(a)
-    coef = np.linalg.lstsq(np.column_stack([cols, np.vander(t, _PLUS_DEGREE + 1)]), y, rcond=None)[0]
-    tv = (var - sympy.Float(mx)) / sympy.Float(sx)
-    poly = sum(sympy.Float(c) * tv ** (_PLUS_DEGREE - j) for j, c in enumerate(coef[2:]))
-    expr = (sympy.Float(coef[0]) * exp_sym(sympy.Float(a) * tv) + sympy.Float(coef[1]) * exp_sym(-sympy.Float(a) * tv)
-            + sympy.expand(poly))
-    return [(e, expr)]
+    terms = [exp_sym(sympy.Float(a) * tv), exp_sym(-sympy.Float(a) * tv)]
+    return [(e, _plus_polynomial_expr([cols[:, 0], cols[:, 1]], terms, t, y, tv))]
 
 
 def _inner_values(x: np.ndarray, library, var: sympy.Symbol) -> list[tuple[sympy.Expr, np.ndarray]]:

@@ -30,6 +30,7 @@ import torch
 
 from . import fit as sfit
 from . import formula as sform
+from . import lowrank
 from .library import SymbolicLibrary, resolve_library
 from .polyfit import polynomial_candidates
 
@@ -684,7 +685,10 @@ def symbolic_regression(
             = l**d * y``), product (``y(.., l*x_i, .., x_j/l, ..) = l**d * y``), difference (``y(.., x_i + e, ..,
             x_j + e, ..) = y``) or sum (``x_j - e``); ``g`` is recovered by a smaller run on the real data
             (``atan(x2/x1)``, ``exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)``, ``sin(x1*x2)``, ``x3*sin(x1 - x2)``).
-            ``separable=False`` skips all of these.
+            Last, for two inputs, the low-rank test: the KAN sampled on a grid is a matrix whose rank ``r <= 3``
+            means ``y = sum_ij c_ij p_i(x1) q_j(x2)`` with ``r`` products (``x1*sin(x2) + x2*cos(x1)``); library
+            functions spanning its singular subspaces and the coefficients are found without training (see
+            :mod:`kanlens.symbolic.lowrank`). ``separable=False`` skips all of these.
         polynomial: before the KAN runs, fit polynomials of total degree <= 4 in the inputs to ``y``, ``1/y``,
             ``log(y)`` and ``y**2`` (the last three for one-signed outputs) by linear least squares; a fit that
             reproduces the test data to the label noise, with the monomials it does not need eliminated, is
@@ -784,6 +788,10 @@ def symbolic_regression(
             _log_separable_search(predict, ev, dataset, *logged, library, variables, cpu_deadline, seed=seed,
                                   dtype=dtype or dataset["train_input"].dtype)
             timings["log separable"] = time.perf_counter() - t
+        if not ev.exact_found:
+            t = time.perf_counter()
+            _low_rank_search(predict, ev, library, variables)
+            timings["low rank"] = time.perf_counter() - t
     front, chosen = _choose(ev.seen)
     pick = front[chosen]
     if pick.exact and pick.complexity <= 200 and any(sform.n_floats(e) for e in pick.exprs):
@@ -973,6 +981,49 @@ def _log_separable_search(predict, ev: _Evaluator, dataset: dict, forward, wrap,
         cand = ev.refit([wrap[0](c.expr)], "log: separable")
         if cand.test_nmse <= 1e-4 and not ev.exact_found:
             _snap_views(cand, ev, variables, "log: separable ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
+
+
+_LOW_RANK_MAX = 3  # products in a sum tried by the low-rank stage
+_LOW_RANK_TAIL = 0.05  # a rank is tried when the grid matrix is this close to it (relative Frobenius norm)
+
+
+def _low_rank_search(predict, ev: _Evaluator, library, variables) -> None:
+    """Two inputs: ``y = sum_ij c_ij p_i(x1) q_j(x2)`` with up to ``_LOW_RANK_MAX`` products
+    (``x1*sin(x2) + x2*cos(x1)``), which neither the separability tests (no split makes it a sum or a product)
+    nor the pair tests see.
+
+    ``predict`` (see :func:`_surrogate`) is sampled on a grid and the SVD's rank-``r`` singular subspaces are matched
+    with library functions of each input (:mod:`kanlens.symbolic.lowrank`); sets that span them are combined by
+    linear least squares on the real data, and the best two such sums are refitted and snapped. Milliseconds to
+    a few seconds (no KAN is trained), so it runs whatever budget is left. One output only.
+    """
+    if ev.ytr.shape[1] != 1 or ev.xtr.shape[1] != 2:
+        return
+    spec = lowrank.grid_spectrum(predict, ev.xtr)
+    if spec is None:
+        return
+    xa, xb, u, s, vt = spec
+    total = float(np.linalg.norm(s))
+    for r in range(1, min(_LOW_RANK_MAX, s.size - 1) + 1):
+        tail = float(np.linalg.norm(s[r:]))
+        if not s[r - 1] > 1e-12 * s[0] or tail > _LOW_RANK_TAIL * total:
+            continue
+        # a member's distance from the subspace is up to ~ (the model's error) / (the subspace's weakest direction)
+        tol = min(max(10.0 * tail / float(s[r - 1]), 1e-6), 5e-2)
+        sides = []
+        for basis, xs, var in ((u[:, :r], xa, variables[0]), (vt[:r].T, xb, variables[1])):
+            members = lowrank.span_members(xs, basis, library, var, tol)
+            sides.append(lowrank.spanning_sets(xs, basis, members))
+        fits = [f for p in sides[0] for q in sides[1]
+                if (f := lowrank.sum_of_products(p, q, ev.xtr, ev.ytr[:, 0])) is not None and f[0] <= 1e-4]
+        log.info("low rank: rank %d (tail %.1e), %d x %d spanning sets, %d sums fit the data", r, tail / total,
+                 len(sides[0]), len(sides[1]), len(fits))
+        for _, expr in sorted(fits, key=lambda f: (f[0], sform.formula_complexity(f[1])))[:2]:
+            cand = ev.refit([expr], "low rank")
+            if cand.test_nmse <= 1e-4 and not ev.exact_found:
+                _snap_views(cand, ev, variables, "low rank ", time.process_time() + _SEPARABLE_MIN_SECONDS / 2)
+        if ev.exact_found:
+            return
 
 
 _COMBINATION_REFITS = 12

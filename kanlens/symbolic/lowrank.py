@@ -1,0 +1,280 @@
+"""Sums of products of one-input functions, ``y = sum_ij c_ij p_i(x1) q_j(x2)``: a rank test and basis matching.
+
+A function of two inputs sampled on a grid, ``M[a, b] = f(x1_a, x2_b)``, has rank ``r`` when ``f`` is a sum of
+``r`` products (``x1*sin(x2) + x2*cos(x1)``: rank 2; ``g(x1) + h(x2)``: rank 2; ``g(x1) * h(x2)``: rank 1). Its
+left singular vectors span the values of the ``p_i`` at the grid's ``x1``, but mixed (any invertible combination
+of ``x1`` and ``cos(x1)`` spans the same space). The library functions that lie in that space are found by a
+projection test (a function of an affine map ``F(a*x + b)``: ``(a, b)`` by a grid, zoom and least-squares polish of
+the projection residual), sets of ``r`` of them that span it are ranked, and the coefficients ``c_ij`` of a pair of
+sets are fitted by linear least squares on the data, unneeded products dropped.
+
+Everything here is numpy on a few thousand points (milliseconds per function): no KAN is trained.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+from scipy.optimize import least_squares
+
+from . import formula as sform
+
+__all__ = ["Member", "grid_spectrum", "span_members", "spanning_sets", "sum_of_products"]
+
+_SLOPES = np.geomspace(0.1, 10.0, 25)  # |a| of F(a*t + b) on the standardised input t
+_SHIFTS = np.linspace(-4.0, 4.0, 33)
+_STARTS = 3  # optima polished per function
+_ZOOMED = 30  # distinct coarse-grid optima zoomed into per function
+_MAX_VALUE = 1e8  # a candidate this large on the samples (a pole inside the range) is not a basis function
+_TAYLOR = 1e-4  # F(a*t + b) this close (relative) to a cubic in t is in its Taylor regime
+_NEW_DIRECTION = 1e-6  # a member this close to the span of simpler members adds nothing
+
+
+@dataclass
+class Member:
+    """A one-input function whose values lie (nearly) in a singular subspace.
+
+    Attributes:
+        expr: the function of the input symbol (sympy, float constants).
+        fn: numpy version, raw input values -> function values.
+        residual: distance of its normalised sample values from the subspace (0 = inside).
+        complexity: :func:`kanlens.symbolic.formula.formula_complexity` of ``expr``.
+    """
+
+    expr: sympy.Expr
+    fn: Callable[[np.ndarray], np.ndarray]
+    residual: float
+    complexity: int
+
+
+def grid_spectrum(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, points: int = 48):
+    """Sample ``predict`` on the grid of per-input quantiles of ``x`` and take its SVD.
+
+    Returns ``(xa, xb, u, s, vt)`` (``xa``, ``xb``: the grid values of inputs 0 and 1; ``u s vt`` the SVD of the
+    ``(len(xa), len(xb))`` matrix of values), or None when the samples are not finite or too few distinct values
+    exist.
+
+    Shapes:
+        x: ``(n, 2)``; predict: ``(m, 2) -> (m,)``.
+    """
+    qs = np.linspace(0.0, 1.0, points)
+    xa, xb = (np.unique(np.quantile(x[:, j], qs)) for j in (0, 1))
+    if min(xa.size, xb.size) < 8:
+        return None
+    grid = np.column_stack([np.repeat(xa, xb.size), np.tile(xb, xa.size)])
+    with np.errstate(all="ignore"):
+        m = np.asarray(predict(grid), dtype=float).reshape(xa.size, xb.size)
+    if not np.isfinite(m).all() or not np.abs(m).max() > 0:
+        return None
+    u, s, vt = np.linalg.svd(m, full_matrices=False)
+    return xa, xb, u, s, vt
+
+
+def _residuals(f: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """Relative distance of each row of ``f`` ``(g, m)`` from the span of the orthonormal columns of ``basis``."""
+    proj = (f @ basis) @ basis.T
+    norm = np.sqrt(np.einsum("gm,gm->g", f, f))
+    res = np.sqrt(np.einsum("gm,gm->g", f - proj, f - proj))
+    with np.errstate(all="ignore"):
+        return np.where(norm > 0, res / np.maximum(norm, 1e-300), np.inf)
+
+
+def _usable_rows(f: np.ndarray) -> np.ndarray:
+    return np.isfinite(f).all(1) & (np.abs(f).max(1) < _MAX_VALUE) & (np.ptp(f, axis=1) > 0)
+
+
+def _affine_fit(f_np, t: np.ndarray, basis: np.ndarray) -> list[tuple[float, float, float]]:
+    """``(residual, a, b)`` of the best ``F(a*t + b)`` for up to ``_STARTS`` distinct optima: a coarse grid over
+    ``(a, b)``, the ``_ZOOMED`` best distinct grid points zoomed in (vectorised finer grids), the best of those
+    polished by least squares."""
+    poly, _ = np.linalg.qr(np.vander(t, 4))
+
+    def residuals(a: np.ndarray, b: np.ndarray, relative: bool = False) -> np.ndarray:
+        """Distances from the subspace (inf in the Taylor regime); ``relative``: divided by the distance from the
+        cubics."""
+        with np.errstate(all="ignore"):
+            f = f_np(a[:, None] * t[None, :] + b[:, None])
+        ok = _usable_rows(f)
+        res = np.full(a.size, np.inf)
+        if ok.any():
+            res[ok] = _residuals(f[ok], basis)
+            # F in its Taylor regime (cos(0.003*t + pi) ~ -1 + 5e-6 * t**2) is nearly a cubic, which a subspace
+            # holding the constant matches closely without being F: such points must not crowd out the true (a, b)
+            cubic = _residuals(f[ok], poly)
+            res[np.flatnonzero(ok)[cubic < _TAYLOR]] = np.inf
+            if relative:
+                res[ok] /= np.maximum(cubic, _TAYLOR)
+        return res
+
+    slopes = np.concatenate([-_SLOPES, _SLOPES])
+    a_all, b_all = np.repeat(slopes, _SHIFTS.size), np.tile(_SHIFTS, slopes.size)
+    # coarse points ranked by how much of what makes F more than a cubic the subspace holds: a slowly varying F
+    # (cos(0.24*t + 3)) is close to any subspace with smooth functions in it, and on a coarse grid closer than the
+    # true F (cos(2.37*t), 4% off in a: residual 0.1) is
+    res = residuals(a_all, b_all, relative=True)
+    step_a, step_b = float(np.log(_SLOPES[1] / _SLOPES[0])), float(_SHIFTS[1] - _SHIFTS[0])
+    starts: list[tuple[float, float, float]] = []
+    for k in np.argsort(res):
+        if not math.isfinite(res[k]) or len(starts) >= _ZOOMED:
+            break
+        a0, b0 = float(a_all[k]), float(b_all[k])
+        if any(np.sign(a0) == np.sign(a) and abs(np.log(abs(a0 / a))) <= 2.5 * step_a and abs(b0 - b) <= 2.5 * step_b
+               for _, a, b in starts):
+            continue  # a neighbour of a grid point already taken: the same optimum
+        r0, ra, rb = float(residuals(np.array([a0]), np.array([b0]))[0]), step_a, step_b
+        for _ in range(4):
+            ga = a0 * np.exp(np.linspace(-ra, ra, 11))
+            gb = b0 + np.linspace(-rb, rb, 11)
+            aa, bb = np.repeat(ga, gb.size), np.tile(gb, ga.size)
+            rr = residuals(aa, bb)
+            j = int(np.argmin(rr))
+            if rr[j] < r0:
+                r0, a0, b0 = float(rr[j]), float(aa[j]), float(bb[j])
+            ra, rb = ra / 4, rb / 4
+        starts.append((r0, a0, b0))
+
+    def vector(p: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            v = f_np(p[0] * t + p[1])
+        if not np.isfinite(v).all() or not np.abs(v).max() < _MAX_VALUE:
+            return np.full(t.size, 1e3)
+        n = float(np.linalg.norm(v))
+        return (v - basis @ (basis.T @ v)) / n if n > 0 else np.full(t.size, 1e3)
+
+    out = []
+    for r0, a0, b0 in sorted(starts)[:_STARTS]:
+        try:
+            fit = least_squares(vector, [a0, b0], x_scale="jac", max_nfev=100)
+            p, r = fit.x, float(np.linalg.norm(fit.fun))
+        except (ValueError, FloatingPointError):
+            p, r = np.array([a0, b0]), r0
+        if not r < r0 or not math.isfinite(float(residuals(p[:1], p[1:])[0])):
+            p, r = np.array([a0, b0]), r0  # the polish failed or walked into the Taylor regime
+        out.append((r, float(p[0]), float(p[1])))
+    return out
+
+
+def span_members(x: np.ndarray, basis: np.ndarray, library, var: sympy.Symbol, tol: float) -> list[Member]:
+    """Library functions of ``var`` whose values at ``x`` lie in the span of ``basis`` (relative residual
+    ``<= tol``), best first: the constant ``1``, every library function of ``var`` itself, and each non-polynomial
+    one of an affine map, ``F(a*var + b)`` (``(a, b)`` fitted to the subspace). Near-duplicates (same values up to
+    a factor) keep the simplest.
+
+    Shapes:
+        x: ``(m,)`` sample values, basis: ``(m, r)`` orthonormal columns.
+    """
+    found: list[Member] = []
+    res1 = _residuals(np.ones((1, x.size)), basis)[0]
+    if res1 <= tol:
+        found.append(Member(sympy.Integer(1), lambda v: np.ones_like(v, dtype=float), float(res1), 0))
+    mx, sx = float(x.mean()), float(x.std())
+    if not sx > 0:
+        return found
+    t = (x - mx) / sx
+    for fn in library.values():
+        if fn.kind == "zero":
+            continue
+        with np.errstate(all="ignore"):
+            plain = fn.numpy(x)[None, :]
+        if _usable_rows(plain)[0]:
+            r = float(_residuals(plain, basis)[0])
+            if r <= tol:
+                expr = fn.sympy_fn(var)
+                found.append(Member(expr, fn.numpy, r, sform.formula_complexity(expr)))
+        if fn.kind in ("identity", "power") and float(fn.degree).is_integer() and fn.degree >= 0:
+            continue  # shifted monomials are polynomials: found as 1, x, x**2 ... themselves
+        for r, a, b in _affine_fit(fn.numpy, t, basis):
+            if r > tol:
+                continue
+            # back to the raw input: F(a*t + b) = F(a/sx * x + (b - a*mx/sx))
+            ar, br = a / sx, b - a * mx / sx
+            expr = fn.sympy_fn(sympy.Float(ar) * var + sympy.Float(br))
+            found.append(Member(expr, lambda v, f=fn.numpy, ar=ar, br=br: f(ar * v + br), r,
+                                sform.formula_complexity(expr)))
+    found.sort(key=lambda m: (m.residual, m.complexity))
+    kept: list[Member] = []
+    span = np.zeros((x.size, 0))
+    for m in sorted(found, key=lambda m: (m.complexity, m.residual)):
+        with np.errstate(all="ignore"):
+            v = np.asarray(m.fn(x), dtype=float)[None, :]
+        # cos(x1 - 1.52) next to sin(x1) and cos(x1), or sin(0.0003*x2) next to 1 and x2
+        if span.shape[1] and _residuals(v, span)[0] < _NEW_DIRECTION:
+            continue
+        kept.append(m)
+        span = np.linalg.qr(np.column_stack([span, v[0]]))[0]
+    return sorted(kept, key=lambda m: (m.residual, m.complexity))
+
+
+def spanning_sets(x: np.ndarray, basis: np.ndarray, members: list[Member], keep: int = 3,
+                  pool: int = 8) -> list[list[Member]]:
+    """Sets of ``r = basis.shape[1]`` members whose values span the subspace, best first (the largest principal
+    angle's sine, sets within 3x of the best ranked by total complexity); at most ``keep`` sets from the ``pool``
+    best members. Sets of nearly dependent functions are skipped.
+
+    Shapes:
+        x: ``(m,)``, basis: ``(m, r)`` orthonormal.
+    """
+    r = basis.shape[1]
+    cands = members[:pool]
+    if len(cands) < r:
+        return []
+    with np.errstate(all="ignore"):
+        vals = [np.asarray(m.fn(x), dtype=float) for m in cands]
+    scored = []
+    for combo in itertools.combinations(range(len(cands)), r):
+        a = np.column_stack([vals[k] / np.linalg.norm(vals[k]) for k in combo])
+        sv = np.linalg.svd(a, compute_uv=False)
+        if not sv[-1] > 1e-4 * sv[0]:
+            continue
+        q, _ = np.linalg.qr(a)
+        # the subspace's directions the set misses (largest over the basis vectors)
+        miss = float(np.linalg.norm(basis - q @ (q.T @ basis), axis=0).max())
+        scored.append((miss, sum(cands[k].complexity for k in combo), combo))
+    if not scored:
+        return []
+    best = min(s[0] for s in scored)
+    scored.sort(key=lambda s: (s[0] > 3 * best + 1e-12, s[1], s[0]))
+    return [[cands[k] for k in combo] for _, _, combo in scored[:keep]]
+
+
+def sum_of_products(p: list[Member], q: list[Member], x: np.ndarray,
+                    y: np.ndarray) -> tuple[float, sympy.Expr] | None:
+    """``(nmse, sum_ij c_ij p_i(x1) q_j(x2))`` (``p``: members in the first input's symbol, ``q``: in the second's)
+    fitted by linear least squares on the data; products whose removal does not raise the error (to ``10 x`` the
+    full fit's, plus 1e-14) are dropped, smallest first. None when the functions cannot be evaluated on the data.
+
+    Shapes:
+        x: ``(n, 2)``, y: ``(n,)``.
+    """
+    with np.errstate(all="ignore"):
+        pv = [np.broadcast_to(np.asarray(m.fn(x[:, 0]), dtype=float), (x.shape[0],)) for m in p]
+        qv = [np.broadcast_to(np.asarray(m.fn(x[:, 1]), dtype=float), (x.shape[0],)) for m in q]
+    terms = [(i, j) for i in range(len(p)) for j in range(len(q))]
+    cols = {t: pv[t[0]] * qv[t[1]] for t in terms}
+    if not all(np.isfinite(c).all() for c in cols.values()):
+        return None
+
+    def fit(ts: list[tuple[int, int]]) -> tuple[float, np.ndarray]:
+        a = np.column_stack([cols[t] for t in ts])
+        c = np.linalg.lstsq(a, y, rcond=None)[0]
+        return sform.nmse(a @ c, y), c
+
+    err, coef = fit(terms)
+    limit = 10 * err + 1e-14
+    while len(terms) > 1:
+        scale = [abs(c) * float(np.linalg.norm(cols[t])) for c, t in zip(coef, terms)]
+        for k in np.argsort(scale):
+            trial = terms[:k] + terms[k + 1:]
+            e, c = fit(trial)
+            if e <= limit:
+                terms, coef = trial, c
+                break
+        else:
+            break
+    err, coef = fit(terms)
+    return err, sympy.Add(*[sympy.Float(c) * p[i].expr * q[j].expr for c, (i, j) in zip(coef, terms)])

@@ -56,6 +56,17 @@ def test_span_members_find_the_functions_behind_mixed_singular_vectors(points):
     best = _members(_mix, points, 3, 0, x1)[0]
     exprs = [sympy.nsimplify(m.expr, tolerance=1e-8, rational=True) for m in best]
     assert sympy.Integer(1) in exprs and sympy.exp(x1) in exprs and sympy.cos(2 * x1) in exprs
+    # an affine map of x**2 inside a library function; not tan(0.0008*x1**2 - 1.5700), its pole-regime look-alike
+    lorentz = lambda x: np.cos(x[:, 1]) / (1 + x[:, 0] ** 2) + np.sin(x[:, 1])  # noqa: E731
+    (p,) = _members(lorentz, points, 2, 0, x1)[:1]
+    xs = np.linspace(-2, 2, 50)
+    ratios = [m.fn(xs) * (1 + xs**2) for m in p]  # constant for a multiple of 1/(1 + x1**2)
+    assert any(np.ptp(r) < 1e-6 * np.abs(r).max() for r in ratios) and not any(m.expr.has(sympy.tan) for m in p)
+    # exp(-x1) with its shift fixed (a scale), on a one-signed range
+    pos = points + 2
+    decay = lambda x: np.exp(-x[:, 0]) * np.cos(x[:, 1]) - np.exp(-x[:, 1]) * np.sin(x[:, 0])  # noqa: E731
+    (q,) = _members(decay, pos, 2, 1, x2)[:1]
+    assert any(m.expr.has(sympy.exp) for m in q) and any(m.expr.has(sympy.cos) for m in q)
 
 
 def test_sum_of_products_drops_the_products_it_does_not_need(points):
@@ -88,6 +99,27 @@ def test_low_rank_search_recovers_a_sum_of_cross_products(noise):
     exact = [c for c in ev.seen if c.exact and c.source.startswith("low rank")]
     assert exact and any(sympy.simplify(c.expr - (x1 * sympy.sin(x2) + x2 * sympy.cos(x1))) == 0 for c in exact)
     assert time.process_time() - t0 < 60
+
+
+def test_low_rank_search_trusts_the_model_only_to_its_own_error():
+    """A surrogate formula that is exactly rank 2 with a wrong function (cos(0.03*x1) in place of x1**2, 1e-5 off
+    the data): the membership tolerance follows the model's error on the data, not its spectrum, so x1**2 is
+    found."""
+    from kanlens.symbolic.pipeline import _Evaluator, _low_rank_search
+
+    truth = lambda x: x[:, 0] ** 2 * np.sin(x[:, 1]) + np.cos(x[:, 1])  # noqa: E731
+    ds = create_dataset(lambda t: torch.as_tensor(truth(t.numpy()))[:, None], n_var=2, ranges=[[-1, 1], [-2, 2]],
+                        train_num=400, test_num=400, dtype=torch.float64, seed=1)
+    ev = _Evaluator(ds, [x1, x2], sform.noise_floor(ds["train_label"].numpy(), torch.float64))
+    k = 0.03
+
+    def surrogate(x: np.ndarray) -> np.ndarray:
+        return 2 * (1 - np.cos(k * x[:, 0])) / k**2 * np.sin(x[:, 1]) + np.cos(x[:, 1])
+
+    assert 1e-14 < sform.nmse(surrogate(ev.xte), ev.yte[:, 0]) < 1e-8
+    _low_rank_search(surrogate, ev, LIB.subset(["x", "x^2", "sin", "cos", "exp"]), [x1, x2])
+    exact = [c for c in ev.seen if c.exact and c.source.startswith("low rank")]
+    assert exact and any(sympy.simplify(c.expr - (x1**2 * sympy.sin(x2) + sympy.cos(x2))) == 0 for c in exact)
 
 
 def test_low_rank_search_leaves_other_shapes_alone(points):

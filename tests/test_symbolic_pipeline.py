@@ -593,3 +593,25 @@ def test_combinations_are_ranked_by_a_line_through_their_values():
     picked = _most_promising([*wrong[:2], right, *wrong[2:]], ev, keep=3)
     assert len(picked) == 3 and picked[0] == right and sympy.log(x1 - 5) not in picked
     assert _most_promising(wrong[:2], ev, keep=3) == wrong[:2]
+
+
+def test_one_input_part_tries_compositions_after_a_close_edge():
+    """A part's single edge only approximates cosh(x) (no library function); when it is close but not exact, the
+    direct composition fit still runs (cheap) and finds (exp(x) + exp(-x)) / 2 on the part's exact data."""
+    import time
+
+    import numpy as np
+
+    from kanlens.symbolic.pipeline import _part_formulas
+
+    torch.set_num_threads(1)
+    ds = create_dataset(lambda t: torch.cosh(t[:, [0]]), n_var=1, ranges=[[-1.5, 1.5]], train_num=200, test_num=200,
+                        dtype=torch.float64, seed=0)
+    found: list = []
+    t0 = time.process_time()
+    exact = _part_formulas(ds, [0], found, default_library().subset(["x", "x^2", "exp", "sin"]), [x1],
+                           time.process_time() + 20, 1e-2, share=1, seed=0, dtype=torch.float64, op="*")
+    assert not exact and time.process_time() - t0 < 60
+    xs = np.linspace(-1.5, 1.5, 41)
+    values = [sympy.lambdify([x1], e, "numpy")(xs) for e in found]
+    assert any(np.allclose(v, np.cosh(xs), rtol=1e-9, atol=0) for v in values)

@@ -32,6 +32,7 @@ _STARTS = 3  # optima polished per function
 _ZOOMED = 30  # distinct coarse-grid optima zoomed into per function
 _MAX_VALUE = 1e8  # a candidate this large on the samples (a pole inside the range) is not a basis function
 _TAYLOR = 1e-4  # F(a*t + b) this close (relative) to a cubic in t is in its Taylor regime
+_MIN_WINDOW = 0.1  # F(a*t + b) must see an argument window |a| * ptp(t) at least this wide
 _NEW_DIRECTION = 1e-6  # a member this close to the span of simpler members adds nothing
 
 
@@ -88,82 +89,107 @@ def _usable_rows(f: np.ndarray) -> np.ndarray:
     return np.isfinite(f).all(1) & (np.abs(f).max(1) < _MAX_VALUE) & (np.ptp(f, axis=1) > 0)
 
 
-def _affine_fit(f_np, t: np.ndarray, basis: np.ndarray) -> list[tuple[float, float, float]]:
+def _affine_fit(f_np, t: np.ndarray, basis: np.ndarray, kind: str = "general") -> list[tuple[float, float, float]]:
     """``(residual, a, b)`` of the best ``F(a*t + b)`` for up to ``_STARTS`` distinct optima: a coarse grid over
     ``(a, b)``, the ``_ZOOMED`` best distinct grid points zoomed in (vectorised finer grids), the best of those
-    polished by least squares."""
+    polished by least squares. ``kind`` (the library's) drops the parameter a scale absorbs: ``b`` for ``exp``
+    (``exp(u + b) = e^b exp(u)``), ``|a|`` for powers (``(a*t + b)**d = a**d (t + b/a)**d``)."""
     poly, _ = np.linalg.qr(np.vander(t, 4))
 
-    def residuals(a: np.ndarray, b: np.ndarray, relative: bool = False) -> np.ndarray:
-        """Distances from the subspace (inf in the Taylor regime); ``relative``: divided by the distance from the
-        cubics."""
+    def residuals(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distances from the subspace (inf in the Taylor regime) and from the cubics."""
         with np.errstate(all="ignore"):
             f = f_np(a[:, None] * t[None, :] + b[:, None])
         ok = _usable_rows(f)
-        res = np.full(a.size, np.inf)
+        res, cubic = np.full(a.size, np.inf), np.full(a.size, np.inf)
         if ok.any():
             res[ok] = _residuals(f[ok], basis)
+            cubic[ok] = _residuals(f[ok], poly)
             # F in its Taylor regime (cos(0.003*t + pi) ~ -1 + 5e-6 * t**2) is nearly a cubic, which a subspace
             # holding the constant matches closely without being F: such points must not crowd out the true (a, b)
-            cubic = _residuals(f[ok], poly)
-            res[np.flatnonzero(ok)[cubic < _TAYLOR]] = np.inf
-            if relative:
-                res[ok] /= np.maximum(cubic, _TAYLOR)
-        return res
+            res[cubic < _TAYLOR] = np.inf
+        return res, cubic
 
-    slopes = np.concatenate([-_SLOPES, _SLOPES])
-    a_all, b_all = np.repeat(slopes, _SHIFTS.size), np.tile(_SHIFTS, slopes.size)
-    # coarse points ranked by how much of what makes F more than a cubic the subspace holds: a slowly varying F
-    # (cos(0.24*t + 3)) is close to any subspace with smooth functions in it, and on a coarse grid closer than the
-    # true F (cos(2.37*t), 4% off in a: residual 0.1) is
-    res = residuals(a_all, b_all, relative=True)
-    step_a, step_b = float(np.log(_SLOPES[1] / _SLOPES[0])), float(_SHIFTS[1] - _SHIFTS[0])
+    slopes = np.array([1.0]) if kind == "power" else _SLOPES
+    slopes = np.concatenate([-slopes, slopes])
+    shifts = np.array([0.0]) if kind == "exp" else _SHIFTS
+    a_all, b_all = np.repeat(slopes, shifts.size), np.tile(shifts, slopes.size)
+    res, cubic = residuals(a_all, b_all)
+    # two rankings of the coarse points, taken in turn: by distance, and by the distance relative to what makes F
+    # more than a cubic; a slowly varying F (cos(0.24*t + 3)) is close to any subspace with smooth functions in it,
+    # on a coarse grid closer than the true F (cos(2.37*t), 4% off in a: distance 0.1), while the second ranking
+    # would put a smooth true F (exp(-0.58*t)) behind such look-alikes
+    with np.errstate(all="ignore"):
+        rel = res / np.maximum(cubic, _TAYLOR)
+    order = [int(k) for pair in zip(np.argsort(res), np.argsort(rel)) for k in pair]
+    step_a = float(np.log(_SLOPES[1] / _SLOPES[0]))
+    step_b = float(_SHIFTS[1] - _SHIFTS[0])
+    zoom_a = step_a if slopes.size > 2 else 0.0
+    zoom_b = step_b if shifts.size > 1 else 0.0
     starts: list[tuple[float, float, float]] = []
-    for k in np.argsort(res):
-        if not math.isfinite(res[k]) or len(starts) >= _ZOOMED:
+    seen: list[tuple[float, float]] = []
+    for k in order:
+        if len(seen) >= _ZOOMED:
             break
+        if not math.isfinite(res[k]):
+            continue
         a0, b0 = float(a_all[k]), float(b_all[k])
         if any(np.sign(a0) == np.sign(a) and abs(np.log(abs(a0 / a))) <= 2.5 * step_a and abs(b0 - b) <= 2.5 * step_b
-               for _, a, b in starts):
+               for a, b in seen):
             continue  # a neighbour of a grid point already taken: the same optimum
-        r0, ra, rb = float(residuals(np.array([a0]), np.array([b0]))[0]), step_a, step_b
+        seen.append((a0, b0))
+        r0, ra, rb = float(res[k]), zoom_a, zoom_b
         for _ in range(4):
             ga = a0 * np.exp(np.linspace(-ra, ra, 11))
             gb = b0 + np.linspace(-rb, rb, 11)
             aa, bb = np.repeat(ga, gb.size), np.tile(gb, ga.size)
-            rr = residuals(aa, bb)
+            rr = residuals(aa, bb)[0]
             j = int(np.argmin(rr))
             if rr[j] < r0:
                 r0, a0, b0 = float(rr[j]), float(aa[j]), float(bb[j])
             ra, rb = ra / 4, rb / 4
         starts.append((r0, a0, b0))
 
-    def vector(p: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            v = f_np(p[0] * t + p[1])
-        if not np.isfinite(v).all() or not np.abs(v).max() < _MAX_VALUE:
-            return np.full(t.size, 1e3)
-        n = float(np.linalg.norm(v))
-        return (v - basis @ (basis.T @ v)) / n if n > 0 else np.full(t.size, 1e3)
+    def params(p: np.ndarray, a0: float, b0: float) -> tuple[float, float]:
+        """The polished parameters: both, or the one the kind leaves free (the other stays at its grid value)."""
+        if kind == "exp":
+            return float(p[0]), b0
+        if kind == "power":
+            return a0, float(p[0])
+        return float(p[0]), float(p[1])
 
     out = []
     for r0, a0, b0 in sorted(starts)[:_STARTS]:
+
+        def vector(p: np.ndarray, a0: float = a0, b0: float = b0) -> np.ndarray:
+            a, b = params(p, a0, b0)
+            with np.errstate(all="ignore"):
+                v = f_np(a * t + b)
+            if not np.isfinite(v).all() or not np.abs(v).max() < _MAX_VALUE:
+                return np.full(t.size, 1e3)
+            n = float(np.linalg.norm(v))
+            return (v - basis @ (basis.T @ v)) / n if n > 0 else np.full(t.size, 1e3)
+
+        p0 = [a0] if kind == "exp" else [b0] if kind == "power" else [a0, b0]
         try:
-            fit = least_squares(vector, [a0, b0], x_scale="jac", max_nfev=100)
-            p, r = fit.x, float(np.linalg.norm(fit.fun))
+            fit = least_squares(vector, p0, x_scale="jac", max_nfev=100)
+            (a, b), r = params(fit.x, a0, b0), float(np.linalg.norm(fit.fun))
         except (ValueError, FloatingPointError):
-            p, r = np.array([a0, b0]), r0
-        if not r < r0 or not math.isfinite(float(residuals(p[:1], p[1:])[0])):
-            p, r = np.array([a0, b0]), r0  # the polish failed or walked into the Taylor regime
-        out.append((r, float(p[0]), float(p[1])))
+            (a, b), r = (a0, b0), r0
+        if (not r < r0 or not math.isfinite(float(residuals(np.array([a]), np.array([b]))[0][0]))
+                or abs(a) * float(np.ptp(t)) < _MIN_WINDOW):
+            # the polish failed, or walked into a regime where F sees so little of its argument that it mimics a
+            # simpler function: a polynomial (Taylor), or 1/u next to a pole (tan(0.0008*x**2 - 1.5700))
+            (a, b), r = (a0, b0), r0
+        out.append((r, a, b))
     return out
 
 
 def span_members(x: np.ndarray, basis: np.ndarray, library, var: sympy.Symbol, tol: float) -> list[Member]:
     """Library functions of ``var`` whose values at ``x`` lie in the span of ``basis`` (relative residual
     ``<= tol``), best first: the constant ``1``, every library function of ``var`` itself, and each non-polynomial
-    one of an affine map, ``F(a*var + b)`` (``(a, b)`` fitted to the subspace). Near-duplicates (same values up to
-    a factor) keep the simplest.
+    one of an affine map of ``var`` or of ``var**2``, ``F(a*var + b)``, ``F(a*var**2 + b)`` (``(a, b)`` fitted to
+    the subspace; ``1/(1 + x**2)``). Members in the span of simpler ones are dropped.
 
     Shapes:
         x: ``(m,)`` sample values, basis: ``(m, r)`` orthonormal columns.
@@ -172,10 +198,10 @@ def span_members(x: np.ndarray, basis: np.ndarray, library, var: sympy.Symbol, t
     res1 = _residuals(np.ones((1, x.size)), basis)[0]
     if res1 <= tol:
         found.append(Member(sympy.Integer(1), lambda v: np.ones_like(v, dtype=float), float(res1), 0))
-    mx, sx = float(x.mean()), float(x.std())
-    if not sx > 0:
-        return found
-    t = (x - mx) / sx
+    # inner functions G of F(a*G + b): the input, and its square (when that is not an affine map of the input)
+    inners: list[tuple[sympy.Expr, Callable[[np.ndarray], np.ndarray]]] = [(var, lambda v: v)]
+    if np.ptp(np.abs(x)) < np.ptp(x):  # x changes sign: x**2 is no affine map of x on the samples
+        inners.append((var**2, np.square))
     for fn in library.values():
         if fn.kind == "zero":
             continue
@@ -188,14 +214,19 @@ def span_members(x: np.ndarray, basis: np.ndarray, library, var: sympy.Symbol, t
                 found.append(Member(expr, fn.numpy, r, sform.formula_complexity(expr)))
         if fn.kind in ("identity", "power") and float(fn.degree).is_integer() and fn.degree >= 0:
             continue  # shifted monomials are polynomials: found as 1, x, x**2 ... themselves
-        for r, a, b in _affine_fit(fn.numpy, t, basis):
-            if r > tol:
+        for g_expr, g_np in inners:
+            g = g_np(x)
+            mg, sg = float(g.mean()), float(g.std())
+            if not sg > 0:
                 continue
-            # back to the raw input: F(a*t + b) = F(a/sx * x + (b - a*mx/sx))
-            ar, br = a / sx, b - a * mx / sx
-            expr = fn.sympy_fn(sympy.Float(ar) * var + sympy.Float(br))
-            found.append(Member(expr, lambda v, f=fn.numpy, ar=ar, br=br: f(ar * v + br), r,
-                                sform.formula_complexity(expr)))
+            for r, a, b in _affine_fit(fn.numpy, (g - mg) / sg, basis, fn.kind):
+                if r > tol:
+                    continue
+                # back to the raw inner function: F(a*t + b) = F(a/sg * G + (b - a*mg/sg))
+                ar, br = a / sg, b - a * mg / sg
+                expr = fn.sympy_fn(sympy.Float(ar) * g_expr + sympy.Float(br))
+                found.append(Member(expr, lambda v, f=fn.numpy, gn=g_np, ar=ar, br=br: f(ar * gn(v) + br), r,
+                                    sform.formula_complexity(expr)))
     found.sort(key=lambda m: (m.residual, m.complexity))
     kept: list[Member] = []
     span = np.zeros((x.size, 0))

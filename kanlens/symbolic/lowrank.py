@@ -5,8 +5,9 @@ A function of two inputs sampled on a grid, ``M[a, b] = f(x1_a, x2_b)``, has ran
 left singular vectors span the values of the ``p_i`` at the grid's ``x1``, but mixed (any invertible combination
 of ``x1`` and ``cos(x1)`` spans the same space). The library functions that lie in that space are found by a
 projection test (a function of an affine map of the input or of its square, ``F(a*x + b)``, ``F(a*x**2 + b)``:
-``(a, b)`` by a grid, zoom and least-squares polish of the projection residual), sets of ``r`` of them that span it are ranked, and the coefficients ``c_ij`` of a pair of
-sets are fitted by linear least squares on the data, unneeded products dropped.
+``(a, b)`` by a grid, zoom and least-squares polish of the projection residual), sets of ``r`` of them that span
+it are ranked, and the coefficients ``c_ij`` of a pair of sets are fitted by linear least squares on the data,
+unneeded products dropped.
 
 Everything here is numpy on a few thousand points (milliseconds per function): no KAN is trained.
 """

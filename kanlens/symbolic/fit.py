@@ -183,6 +183,36 @@ def _parameterisations(fn: SymbolicFunction, mx: float, sx: float) -> list[_Para
     return [_Param(fn, "general", s, mx, sx) for s in signs]
 
 
+# coarse (a, b) grid of F(a*t + b) on a standardised input t, for searches that score many (a, b) at once with a
+# criterion of their own (a function plus a polynomial; membership of a singular subspace)
+GRID_SLOPES = np.geomspace(0.1, 10.0, 25)  # |a|
+GRID_SHIFTS = np.linspace(-4.0, 4.0, 33)
+
+
+def affine_grid(slopes: np.ndarray = GRID_SLOPES, shifts: np.ndarray = GRID_SHIFTS) -> tuple[np.ndarray, np.ndarray]:
+    """Every ``(a, b)`` with ``a`` in ``+-slopes`` and ``b`` in ``shifts``, as two flat arrays (``a`` major)."""
+    a = np.concatenate([-slopes, slopes])
+    return np.repeat(a, shifts.size), np.tile(shifts, a.size)
+
+
+def zoom_affine(score, a0: float, b0: float, e0: float, ra: float, rb: float,
+                rounds: int = 4) -> tuple[float, float, float]:
+    """``(e, a, b)``: ``(a0, b0)`` (score ``e0``) moved to the best point of ``rounds`` finer 11 x 11 grids around
+    the current best, ``a`` scaled by ``exp(+-ra)``, ``b`` shifted by ``+-rb``, both ranges shrinking 4x per round.
+
+    ``score(a, b)``: flat arrays -> scores (lower is better, ``inf`` for unusable points).
+    """
+    for _ in range(rounds):
+        ga, gb = a0 * np.exp(np.linspace(-ra, ra, 11)), b0 + np.linspace(-rb, rb, 11)
+        aa, bb = np.repeat(ga, gb.size), np.tile(gb, ga.size)
+        e = score(aa, bb)
+        j = int(np.argmin(e))
+        if e[j] < e0:
+            e0, a0, b0 = float(e[j]), float(aa[j]), float(bb[j])
+        ra, rb = ra / 4, rb / 4
+    return e0, a0, b0
+
+
 def _subsample(x: np.ndarray, y: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     if x.size <= m:
         return x, y

@@ -23,12 +23,11 @@ import numpy as np
 import sympy
 from scipy.optimize import least_squares
 
+from . import fit as sfit
 from . import formula as sform
 
-__all__ = ["Member", "grid_spectrum", "span_members", "spanning_sets", "sum_of_products"]
+__all__ = ["Member", "grid_spectrum", "membership_tol", "span_members", "spanning_sets", "sum_of_products"]
 
-_SLOPES = np.geomspace(0.1, 10.0, 25)  # |a| of F(a*t + b) on the standardised input t
-_SHIFTS = np.linspace(-4.0, 4.0, 33)
 _STARTS = 3  # optima polished per function
 _ZOOMED = 30  # distinct coarse-grid optima zoomed into per function
 _MAX_VALUE = 1e8  # a candidate this large on the samples (a pole inside the range) is not a basis function
@@ -111,10 +110,9 @@ def _affine_fit(f_np, t: np.ndarray, basis: np.ndarray, kind: str = "general") -
             res[cubic < _TAYLOR] = np.inf
         return res, cubic
 
-    slopes = np.array([1.0]) if kind == "power" else _SLOPES
-    slopes = np.concatenate([-slopes, slopes])
-    shifts = np.array([0.0]) if kind == "exp" else _SHIFTS
-    a_all, b_all = np.repeat(slopes, shifts.size), np.tile(shifts, slopes.size)
+    slopes = np.array([1.0]) if kind == "power" else sfit.GRID_SLOPES
+    shifts = np.array([0.0]) if kind == "exp" else sfit.GRID_SHIFTS
+    a_all, b_all = sfit.affine_grid(slopes, shifts)
     res, cubic = residuals(a_all, b_all)
     # two rankings of the coarse points, taken in turn: by distance, and by the distance relative to what makes F
     # more than a cubic; a slowly varying F (cos(0.24*t + 3)) is close to any subspace with smooth functions in it,
@@ -123,9 +121,9 @@ def _affine_fit(f_np, t: np.ndarray, basis: np.ndarray, kind: str = "general") -
     with np.errstate(all="ignore"):
         rel = res / np.maximum(cubic, _TAYLOR)
     order = [int(k) for pair in zip(np.argsort(res), np.argsort(rel)) for k in pair]
-    step_a = float(np.log(_SLOPES[1] / _SLOPES[0]))
-    step_b = float(_SHIFTS[1] - _SHIFTS[0])
-    zoom_a = step_a if slopes.size > 2 else 0.0
+    step_a = float(np.log(sfit.GRID_SLOPES[1] / sfit.GRID_SLOPES[0]))
+    step_b = float(sfit.GRID_SHIFTS[1] - sfit.GRID_SHIFTS[0])
+    zoom_a = step_a if slopes.size > 1 else 0.0
     zoom_b = step_b if shifts.size > 1 else 0.0
     starts: list[tuple[float, float, float]] = []
     seen: list[tuple[float, float]] = []
@@ -139,17 +137,7 @@ def _affine_fit(f_np, t: np.ndarray, basis: np.ndarray, kind: str = "general") -
                for a, b in seen):
             continue  # a neighbour of a grid point already taken: the same optimum
         seen.append((a0, b0))
-        r0, ra, rb = float(res[k]), zoom_a, zoom_b
-        for _ in range(4):
-            ga = a0 * np.exp(np.linspace(-ra, ra, 11))
-            gb = b0 + np.linspace(-rb, rb, 11)
-            aa, bb = np.repeat(ga, gb.size), np.tile(gb, ga.size)
-            rr = residuals(aa, bb)[0]
-            j = int(np.argmin(rr))
-            if rr[j] < r0:
-                r0, a0, b0 = float(rr[j]), float(aa[j]), float(bb[j])
-            ra, rb = ra / 4, rb / 4
-        starts.append((r0, a0, b0))
+        starts.append(sfit.zoom_affine(lambda a, b: residuals(a, b)[0], a0, b0, float(res[k]), zoom_a, zoom_b))
 
     def params(p: np.ndarray, a0: float, b0: float) -> tuple[float, float]:
         """The polished parameters: both, or the one the kind leaves free (the other stays at its grid value)."""
@@ -184,6 +172,20 @@ def _affine_fit(f_np, t: np.ndarray, basis: np.ndarray, kind: str = "general") -
             (a, b), r = (a0, b0), r0
         out.append((r, a, b))
     return out
+
+
+def membership_tol(s: np.ndarray, r: int, model_err: float = 0.0) -> float:
+    """Distance from the rank-``r`` subspace up to which a function counts as a member, for singular values ``s``
+    of a model with relative error ``model_err`` on the data: ten times the noise (the spectrum's tail beyond ``r``,
+    or the model's error, whichever is larger) over the subspace's weakest direction, within ``[1e-6, 0.05]``.
+
+    A surrogate formula can be exactly rank 2 with the wrong functions (``cos(0.027*x1)`` for ``x1**2``, 8e-6 off),
+    so the tail alone would make the test too strict.
+    """
+    noise = float(np.linalg.norm(s[r:]))
+    if math.isfinite(model_err):
+        noise = max(noise, model_err * float(np.linalg.norm(s)))
+    return min(max(10.0 * noise / float(s[r - 1]), 1e-6), 5e-2)
 
 
 def span_members(x: np.ndarray, basis: np.ndarray, library, var: sympy.Symbol, tol: float) -> list[Member]:
@@ -228,7 +230,6 @@ def span_members(x: np.ndarray, basis: np.ndarray, library, var: sympy.Symbol, t
                 expr = fn.sympy_fn(sympy.Float(ar) * g_expr + sympy.Float(br))
                 found.append(Member(expr, lambda v, f=fn.numpy, gn=g_np, ar=ar, br=br: f(ar * gn(v) + br), r,
                                     sform.formula_complexity(expr)))
-    found.sort(key=lambda m: (m.residual, m.complexity))
     kept: list[Member] = []
     span = np.zeros((x.size, 0))
     for m in sorted(found, key=lambda m: (m.complexity, m.residual)):
@@ -304,9 +305,8 @@ def sum_of_products(p: list[Member], q: list[Member], x: np.ndarray,
             trial = terms[:k] + terms[k + 1:]
             e, c = fit(trial)
             if e <= limit:
-                terms, coef = trial, c
+                terms, err, coef = trial, e, c
                 break
         else:
             break
-    err, coef = fit(terms)
     return err, sympy.Add(*[sympy.Float(c) * p[i].expr * q[j].expr for c, (i, j) in zip(coef, terms)])

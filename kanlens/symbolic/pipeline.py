@@ -1005,16 +1005,12 @@ def _low_rank_search(predict, ev: _Evaluator, library, variables) -> None:
         return
     xa, xb, u, s, vt = spec
     total = float(np.linalg.norm(s))
-    # the model's relative error: a surrogate formula can be exactly rank 2 with the wrong functions (cos(0.027*x1)
-    # for x1**2, 8e-6 off), so the tail of its spectrum alone would make the membership test too strict
-    model_err = math.sqrt(sform.nmse(predict(ev.xte), ev.yte[:, 0]))
+    model_err = math.sqrt(sform.nmse(predict(ev.xte), ev.yte[:, 0]))  # relative
     for r in range(1, min(_LOW_RANK_MAX, s.size - 1) + 1):
         tail = float(np.linalg.norm(s[r:]))
         if not s[r - 1] > 1e-12 * s[0] or tail > _LOW_RANK_TAIL * total:
             continue
-        # a member's distance from the subspace is up to ~ (the model's error) / (the subspace's weakest direction)
-        noise = max(tail, model_err * total) if math.isfinite(model_err) else tail
-        tol = min(max(10.0 * noise / float(s[r - 1]), 1e-6), 5e-2)
+        tol = lowrank.membership_tol(s, r, model_err)
         sides = []
         for basis, xs, var in ((u[:, :r], xa, variables[0]), (vt[:r].T, xb, variables[1])):
             members = lowrank.span_members(xs, basis, library, var, tol)
@@ -1400,8 +1396,6 @@ def _compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top:
 
 
 _PLUS_DEGREE = 2  # degree of the polynomial added to a library function (a cubic: the polynomial stage's)
-_PLUS_SLOPES = np.geomspace(0.1, 10.0, 25)  # |a| of F(a*t + b) on the standardised input t
-_PLUS_SHIFTS = np.linspace(-4.0, 4.0, 33)
 _PLUS_STARTS = 4  # coarse grid points zoomed into, per function
 
 
@@ -1439,40 +1433,35 @@ def _function_plus_polynomial(x: np.ndarray, y: np.ndarray, library, var: sympy.
         return []  # y is itself a low-degree polynomial: the polynomial stage's
     tv = (var - sympy.Float(mx)) / sympy.Float(sx)  # t as a sympy expression of var
 
-    def best(f_np, a: np.ndarray, b: np.ndarray, starts: int = 1) -> list[tuple[float, float, float]]:
-        """``(nmse, a, b)`` of the ``starts`` best grid points (nmse inf when none is usable)."""
+    def scores(f_np, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """NMSE of ``y`` against the polynomials plus ``F(a*t + b)`` at each ``(a, b)`` (inf where unusable)."""
+        nmse = np.full(a.size, np.inf)
         with np.errstate(all="ignore"):
             f = f_np(a[:, None] * t[None, :] + b[:, None])
             ok = np.isfinite(f).all(1) & (np.abs(f).max(1) < 1e12)
             if not ok.any():
-                return [(math.inf, 0.0, 0.0)]
+                return nmse
             f = f[ok]
             fr = f - (f @ q) @ q.T
             norm = np.einsum("gn,gn->g", fr, fr)
             proj = fr @ yr
             # F must add something the polynomial does not have (not a Taylor-regime quadratic)
             new = norm > 1e-10 * np.einsum("gn,gn->g", f, f)
-            nmse = np.where(new, (var_r - proj**2 / np.maximum(norm, 1e-300)) / var_y, np.inf)
-        return [(float(nmse[k]), float(a[ok][k]), float(b[ok][k])) for k in np.argsort(nmse)[:starts]]
+            nmse[ok] = np.where(new, (var_r - proj**2 / np.maximum(norm, 1e-300)) / var_y, np.inf)
+        return nmse
 
-    slopes = np.concatenate([-_PLUS_SLOPES, _PLUS_SLOPES])
+    a_all, b_all = sfit.affine_grid()
     out = []
     for _, f_np, f_sym in _plus_functions(library):
         err, ak, bk = math.inf, 0.0, 0.0
-        for e0, a0, b0 in best(f_np, np.repeat(slopes, _PLUS_SHIFTS.size), np.tile(_PLUS_SHIFTS, slopes.size),
-                               starts=_PLUS_STARTS):
-            if not math.isfinite(e0):
+        coarse = scores(f_np, a_all, b_all)
+        for k in np.argsort(coarse)[:_PLUS_STARTS]:
+            if not math.isfinite(coarse[k]):
                 continue
             # zoom in: the polynomial takes most of y, and the residual left for F is sensitive to (a, b) (cosh(x)
             # - x**2/2: b off by one coarse step leaves nmse 7e-3, the right one 3e-14)
-            ra, rb = 0.2, float(_PLUS_SHIFTS[1] - _PLUS_SHIFTS[0])
-            for _ in range(4):
-                grid_a = a0 * np.exp(np.linspace(-ra, ra, 11))
-                grid_b = b0 + np.linspace(-rb, rb, 11)
-                e, a2, b2 = best(f_np, np.repeat(grid_a, grid_b.size), np.tile(grid_b, grid_a.size))[0]
-                if e < e0:
-                    e0, a0, b0 = e, a2, b2
-                ra, rb = ra / 4, rb / 4
+            e0, a0, b0 = sfit.zoom_affine(functools.partial(scores, f_np), float(a_all[k]), float(b_all[k]),
+                                          float(coarse[k]), 0.2, float(sfit.GRID_SHIFTS[1] - sfit.GRID_SHIFTS[0]))
             if e0 < err:
                 err, ak, bk = e0, a0, b0
         if not math.isfinite(err):

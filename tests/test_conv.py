@@ -346,16 +346,14 @@ def test_input_gradcheck_all_orders(k: int) -> None:
     ("in_ch", "out_ch", "ks", "padding", "spatial", "mode"),
     [(4, 3, 3, 1, (9, 11), "zeros"), (5, 2, 2, 0, (20, 18), "replicate"), (8, 4, 3, 2, (7, 7), "circular")],
 )
-def test_wide_nnpack_path_matches_naive_and_float64_gradients(in_ch, out_ch, ks, padding, spatial, mode) -> None:
-    """C * (1 + G + k) >= 32 channels, stride 1, groups 1, float32: conv3d forward + NNPACK weight gradient.
-
-    Outputs up to 20 x 18 exercise the tiled (16 x 16 pieces) weight gradient.
-    """
+def test_fused_path_matches_naive_and_float64_gradients(in_ch, out_ch, ks, padding, spatial, mode) -> None:
+    """float32 forward and every gradient (oneDNN's channels-last kernels) against the float64 layer."""
     layer = KANConv2d(in_ch, out_ch, ks, padding=padding, padding_mode=mode, grid=5, k=3)
     _randomise(layer, in_ch)
     x = torch.randn(3, in_ch, *spatial, generator=torch.Generator().manual_seed(in_ch)) * 1.2
     feats = layer.features(layer.pad_input(x))
-    assert feats.shape[0] >= conv_mod._WIDE and layer._use_nnpack(feats) == conv_mod._nnpack_ready()
+    assert feats.shape == (3, in_ch * 9, *(s + 2 * padding for s in spatial))
+    assert feats.is_contiguous(memory_format=torch.channels_last)
     xa = x.clone().requires_grad_()
     out = layer(xa)
     assert out.is_contiguous()
@@ -371,6 +369,22 @@ def test_wide_nnpack_path_matches_naive_and_float64_gradients(in_ch, out_ch, ks,
         assert (a.double() - b).abs().max().item() <= 1e-5 * scale, name
 
 
+@pytest.mark.parametrize("conv_cls", [KANConv2d, KANConv1d])
+def test_features_and_conv_weight_reproduce_the_layer(conv_cls) -> None:
+    """The documented identity ``conv(features(pad(x)), conv_weight(), bias) == layer(x)`` (true bases)."""
+    n = 2 if conv_cls is KANConv2d else 1
+    layer = conv_cls(3, 4, 3, stride=2, padding=1, dilation=1, grid=4, k=2)
+    _randomise(layer, 5)
+    x = torch.randn(2, 3, *([9] * n), generator=torch.Generator().manual_seed(5))
+    feats = layer.features(layer.pad_input(x))
+    assert feats.shape == (2, 3 * (1 + 6), *([11] * n))
+    conv = F.conv2d if n == 2 else F.conv1d
+    out = conv(feats, layer.conv_weight(), layer.bias, layer.stride, 0, layer.dilation, layer.groups)
+    torch.testing.assert_close(out, layer(x), atol=1e-5, rtol=1e-5)
+    bases = layer.basis(layer.pad_input(x), channel_dim=1)  # (B, C, nb, *S): the Cox-de Boor-free closed form
+    torch.testing.assert_close(feats.view(2, 3, 7, *feats.shape[2:])[:, :, 1:], bases, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize(
     ("layer", "shape"), [(KANConv2d(8, 4, 3, padding=1), (0, 8, 6, 6)), (KANConv1d(8, 4, 3), (0, 8, 6))]
 )
@@ -379,26 +393,26 @@ def test_wide_path_empty_batch(layer, shape) -> None:
     assert out.shape == (0, 4, *layer.output_shape(shape[2:]))
 
 
-def test_basis_expansion_in_batch_chunks_is_exact(monkeypatch) -> None:
+def test_basis_expansion_in_pixel_chunks_is_exact(monkeypatch) -> None:
     layer = KANConv2d(3, 2, 3, padding=1, grid=4, k=3)
     _randomise(layer, 9)
     x = torch.randn(5, 3, 6, 7, generator=torch.Generator().manual_seed(9))
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     out_a = layer(xa)
     out_a.sin().sum().backward()
-    monkeypatch.setattr(conv_mod, "_CHUNK", 2000)  # one image (3 x 7 bases x 8 x 9 pixels) per chunk
+    monkeypatch.setattr(conv_mod, "_CHUNK", 250)  # 250 // (3 channels x 8 slots) = 10 pixels per chunk
     out_b = layer(xb)
     out_b.sin().sum().backward()
     torch.testing.assert_close(out_a, out_b, atol=0, rtol=0)
     torch.testing.assert_close(xa.grad, xb.grad, atol=0, rtol=0)
 
 
-def test_wide_path_gradcheck_float64() -> None:
-    """The in-place (conv3d) layout of wide inputs, with exact gradients (float64 takes oneDNN throughout)."""
-    layer = KANConv2d(4, 2, 2, padding=1, grid=4, k=3).double()  # 4 * (1 + 4 + 3) = 32 fused channels
+def test_zero_padded_path_gradcheck_float64() -> None:
+    """Zero padding through the convolution plus the border term (:meth:`_border`), with exact gradients."""
+    layer = KANConv2d(4, 2, 2, padding=1, grid=4, k=3).double()
     _randomise(layer, 11)
     x = torch.rand(2, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * 2.2 - 1.1
-    assert layer.features(layer.pad_input(x)).shape[0] >= conv_mod._WIDE
+    torch.testing.assert_close(layer(x), naive_conv(layer, x), atol=1e-12, rtol=1e-10)
     inputs = (x.requires_grad_(), layer.coef, layer.scale_base, layer.bias)
     assert torch.autograd.gradcheck(
         lambda x_, c, sb, b: torch.func.functional_call(layer, {"coef": c, "scale_base": sb, "bias": b}, (x_,)),
@@ -432,7 +446,7 @@ def test_inside_grid_path_matches_naive_and_float64_gradients(seed: int) -> None
     # uniform grid (the closed-form bases assume uniform spacing)
     ref_layer = copy.deepcopy(layer).double()
     full_layer = copy.deepcopy(ref_layer)
-    full_layer._inside_grid = lambda xp: False
+    full_layer._inside_grid = lambda xp, with_zero=False: False
     g = torch.randn(naive_conv(ref_layer, x.double()).shape, generator=gen, dtype=torch.float64)
     grads = []
     for lay, fn in ((ref_layer, ref_layer), (full_layer, full_layer), (ref_layer, lambda v: naive_conv(ref_layer, v))):
@@ -472,14 +486,14 @@ def test_inside_grid_is_not_checked_off_cpu() -> None:
     assert layer._inside_grid(torch.zeros(1, 2, 5, 5)) is True
 
 
-def test_inside_grid_nnpack_path_matches_naive_and_float64_gradients() -> None:
-    """The benchmark's 8 -> 16 layer with inputs inside the grid: 64 fused channels (not 72) on the NNPACK path."""
+def test_inside_grid_benchmark_layer_matches_naive_and_float64_gradients() -> None:
+    """The benchmark's 8 -> 16 layer with inputs inside the grid: 64 fused channels (not 72), zero padding through
+    the convolution and the border term."""
     layer = KANConv2d(8, 16, 3, padding=1, grid=5, k=3)
     _randomise(layer, 8)
     x = torch.rand(4, 8, 9, 10, generator=torch.Generator().manual_seed(8)) * 2 - 1
-    xp = layer.pad_input(x)
-    assert layer._inside_grid(xp) and layer._use_nnpack(layer._features(xp, drop_last=True))
-    assert layer._features(xp, drop_last=True).shape[0] == 8 * 8
+    assert layer._inside_grid(x, with_zero=True)
+    assert layer._features(x, drop_last=True)[0].shape == (4, 8 * 8, 9, 10)
     xa = x.clone().requires_grad_()
     out = layer(xa)
     assert out.is_contiguous()
@@ -493,18 +507,25 @@ def test_inside_grid_nnpack_path_matches_naive_and_float64_gradients() -> None:
         assert (a.double() - b).abs().max().item() <= 1e-5 * b.abs().max().item(), name
 
 
-def test_nnpack_switch_gives_the_same_gradients() -> None:
-    layer = KANConv2d(8, 16, 3, padding=1)
-    x = torch.rand(16, 8, 14, 14, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    grads = []
-    for flag in (True, False):
-        old, conv_mod.USE_NNPACK = conv_mod.USE_NNPACK, flag
-        try:
-            grads.append(torch.autograd.grad(layer(x).square().mean(), list(layer.parameters())))
-        finally:
-            conv_mod.USE_NNPACK = old
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-4)
+@pytest.mark.parametrize("inside", [True, False])
+def test_border_term_equals_expanding_the_padded_input(inside: bool) -> None:
+    """Zero padding inside the convolution + :meth:`_border` == expanding every padded pixel (values, gradients)."""
+    layer = KANConv2d(3, 4, 3, stride=2, padding=2, dilation=2, grid=5, k=3)
+    _randomise(layer, 3)
+    x = torch.rand(3, 3, 9, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    x = x * (0.9 if inside else 1.5)
+    assert layer._inside_grid(x, with_zero=True) is inside
+    results = []
+    for lay, explicit in ((layer, False), (copy.deepcopy(layer).double(), True)):
+        xa = x.to(lay.coef.dtype).requires_grad_()
+        if explicit:
+            w, b = lay._fused_weight(inside, 1 / 6)
+            out = lay._conv(lay._features(lay.pad_input(xa), inside)[0], w, b)
+        else:
+            out = lay(xa)
+        results.append((out, *torch.autograd.grad(out.sin().sum(), [xa, *lay.parameters()])))
+    for a, b in zip(*results):  # float32 through the border term vs float64 without it
+        assert (a.double() - b).abs().max().item() <= 1e-5 * b.abs().max().item()
 
 
 def test_double_backward_is_refused() -> None:

@@ -5,20 +5,22 @@ computes ``phi_ocu(x) = scale_base * b(x) + scale_sp * spline_ocu(x)``, the same
 :class:`~kanlens.layers.spline.KANLayer`, and an output pixel is the sum of ``phi_ocu`` over the input pixels
 of its window (plus a bias).
 
-Fast path ("expand, then one convolution"): the input is padded first (so borders match the definition, where
-padded pixels are *evaluated*: ``phi(0)`` is in general not 0), each pixel is expanded once into
-``1 + G + k`` feature channels ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` and a single ordinary convolution over
-``C * (1 + G + k)`` channels with the stacked weights ``[scale_base, scale_sp * coef]`` gives the output. On CPU,
-when every padded input lies inside every channel's grid range the bases sum to one there, so the last basis of each
-channel is folded into the other weights and the bias (``C * (G + k)`` channels, see
-:meth:`_KANConvNd._fused_weight`). The ``(batch, out, in, K, K, H, W)`` tensor of element activations is built only
-on demand (:meth:`forward_elements`, the ``hook_elements`` hook point, plots and scores).
+Fast path ("expand, then one convolution"): each pixel is expanded once into ``1 + G + k`` feature channels
+``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` and a single ordinary convolution over ``C * (1 + G + k)`` channels with the
+stacked weights ``[scale_base, scale_sp * coef]`` gives the output. Padded pixels are *evaluated* as in the
+definition (``phi(0)`` is in general not 0): other padding modes pad the input before the expansion; zero padding
+(equal on both sides) expands only the input's own pixels, lets the convolution zero-pad the features and adds the
+padded pixels' part, a convolution of a memoised border image of the features of ``x = 0`` (see
+:meth:`_KANConvNd._border`). On CPU, when every evaluated input lies inside every channel's grid range the bases
+sum to one there, so the last basis of each channel is folded into the other weights and the bias
+(``C * (G + k)`` channels, see :meth:`_KANConvNd._fused_weight`). The ``(batch, out, in, K, K, H, W)`` tensor of
+element activations is built only on demand (:meth:`forward_elements`, the ``hook_elements`` hook point, plots and
+scores).
 
-The expanded input is stored channel-major, ``(C * (1 + G + k), batch, *spatial)``: wide ones (>= 32 channels)
-are convolved in place (the batch axis as a depth axis of a ``conv3d``), and the weight gradient, a convolution
-of that tensor with the output gradient, runs on NNPACK's FFTs (faster and more accurate than oneDNN's, see
-:class:`_ConvNNPackWeightGrad`) when the layer has stride 1, dilation 1 and one group. Narrow ones are copied to a
-channels-last batch-major tensor for an ordinary ``conv2d``.
+On uniform grids the expanded input is stored channels-last, memory order ``(batch, *spatial, C, 1 + G + k)``,
+the layout of oneDNN's fastest CPU kernels for the forward convolution and the weight gradient. It is built without
+a transposing copy: one small GEMM spreads each pixel's channel values into their feature slots, and the closed-form
+basis passes then run over contiguous, cache-sized chunks of pixels (:func:`_expand_rows`).
 
 Grids are per *input channel* (every kernel offset of a channel sees the same pixel values), shape
 ``(in_channels, G + 2k + 1)``. On a uniform grid the basis is evaluated in closed form (cardinal B-splines,
@@ -28,7 +30,6 @@ about 5x cheaper than the Cox-de Boor recursion); non-uniform grids use :func:`k
 from __future__ import annotations
 
 import copy
-import functools
 import math
 from collections.abc import Sequence
 
@@ -44,11 +45,6 @@ from .spline import BASE_FUNCTIONS, _check_int, _check_range
 
 __all__ = ["KANConv1d", "KANConv2d", "cardinal_basis"]
 
-#: Compute the weight gradient of the fused 2-D convolution on NNPACK when it applies (float32 CPU tensors,
-#: ``groups=1``, stride 1, dilation 1). Set to ``False`` to always use the convolution's own backward (oneDNN).
-USE_NNPACK = True
-_NNPACK_MAX = 16  # NNPACK's largest kernel side; the weight gradient correlates with output tiles up to this size
-_WIDE = 32  # fused inputs with at least this many channels are convolved in place (see _channel_major_conv)
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 _AXES = "yz"  # output positions in einsum strings
@@ -110,182 +106,115 @@ def _pow_(buf: torch.Tensor, power: int) -> torch.Tensor:
     return buf.pow_(power) if power > 0 else buf.gt_(0.0)
 
 
-def _cardinal_into(t: torch.Tensor, out: torch.Tensor, k: int, derivative: bool = False) -> None:
-    """Write ``beta_k(t - c_j)`` (or its derivative in ``t``) for all ``j`` into ``out`` (axis 2 of size ``nb``).
+_CHUNK = 1 << 17  # elements per pixel chunk of the basis expansion: two 512 KB scratch buffers that stay in L2
 
-    Elementwise passes over at most two full-size buffers (11 passes for cubic splines); no autograd.
+
+def _expand_rows(
+    t: torch.Tensor, nb1: int, k: int, out: torch.Tensor | None = None, grad: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Unnormalised cardinal B-splines of every row of ``t``, or their derivative contracted with ``grad``.
+
+    Slot ``s >= 1`` of channel ``c`` holds ``k! * beta_k(t_c - (s - 1) - (k + 1) / 2)``, i.e. ``k!`` times basis
+    ``s - 1``; slot 0 is left for the base function (written by the caller; its values here are meaningless).
+    ``y = t @ spread - centres`` puts each pixel's channel values into their slots with one small GEMM, so every
+    later pass runs over contiguous, cache-sized chunks (the ``k!`` is folded into the convolution weights).
+
+    Forward (``grad`` None): writes into ``out``, ``(N, C * nb1)``, and returns it. Backward: returns ``(N, C)``,
+    ``sum_s grad[:, c * nb1 + s] * d/dt_c (k! beta)`` over slots ``s >= 1``.
 
     Shapes:
-        t: ``(batch, C, *S)``, out: ``(batch, C, nb, *S)`` (may be a strided view).
+        t: ``(N, C)`` contiguous; out, grad: ``(N, C * nb1)``.
     """
-    nb = out.shape[2]
+    n_rows, c = t.shape
+    width = c * nb1
+    spread = torch.eye(c, device=t.device, dtype=t.dtype).repeat_interleave(nb1, dim=1)  # (C, C * nb1)
+    centres = ((torch.arange(nb1, device=t.device, dtype=t.dtype) - 1 + (k + 1) / 2).repeat(c)).neg_()
     terms = _cardinal_terms(k)
-    shape = [1] * out.ndim
-    shape[2] = nb
-    centres = (torch.arange(nb, device=t.device, dtype=t.dtype) + (k + 1) / 2).view(shape)
-    y = t.unsqueeze(2) - centres
-    sign = torch.sign(y) if derivative else None
-    s0 = y.abs_().neg_().add_(terms[0][0]).clamp_min_(0.0)  # (shift_0 - |y|)_+
+    derivative = grad is not None
     power = k - 1 if derivative else k
-    rest = terms[1:]
-    tmp = s0 if len(rest) <= 1 else torch.empty_like(s0)
-    if power > 0:
-        torch.pow(s0, power, out=out)
-    else:
-        out.copy_(s0).gt_(0.0)
-    for shift, coeff in rest:
-        if tmp is s0:  # last term: reuse the buffer, (s0 - d)_+ = (shift - |y|)_+
-            s0.sub_(terms[0][0] - shift).clamp_min_(0.0)
-        else:
-            torch.sub(s0, terms[0][0] - shift, out=tmp).clamp_min_(0.0)
-        out.add_(_pow_(tmp, power), alpha=coeff)
+    step = n_rows if t.device.type != "cpu" else max(1, _CHUNK // max(1, width))
+    rows = min(step, n_rows)
+    s0_buf = t.new_empty(rows, width)
+    tmp_buf = torch.empty_like(s0_buf) if len(terms) > 2 else None
+    sign_buf = dest_buf = None
     if derivative:
-        assert sign is not None
-        out.mul_(sign).mul_(-1.0 / math.factorial(k - 1))
+        sign_buf, dest_buf = torch.empty_like(s0_buf), torch.empty_like(s0_buf)
+        result = t.new_empty(n_rows, c)
     else:
-        out.mul_(1.0 / math.factorial(k))
-
-
-_CHUNK = 1 << 19  # elements per batch chunk of the basis expansion (its scratch buffer stays ~2 MB, cache-sized)
-
-
-def _cardinal_chunked(t: torch.Tensor, out: torch.Tensor, k: int, derivative: bool = False) -> None:
-    """:func:`_cardinal_into` over batch chunks: ~2x faster than one pass over a 64-image batch (the scratch
-    buffer of each chunk stays in cache and is reused)."""
-    per_item = max(1, out[:1].numel())
-    step = max(1, _CHUNK // per_item)
-    for b0 in range(0, t.shape[0], step):
-        _cardinal_into(t[b0 : b0 + step], out[b0 : b0 + step], k, derivative=derivative)
+        assert out is not None
+        result = out
+    for r0 in range(0, n_rows, step):
+        r1 = min(n_rows, r0 + step)
+        m = r1 - r0
+        if c == 1:  # (a one-column GEMM is slower than the broadcast)
+            s0 = torch.add(t[r0:r1], centres, out=s0_buf[:m])  # y = t - centre
+        else:
+            s0 = torch.addmm(centres, t[r0:r1], spread, out=s0_buf[:m])
+        if derivative:
+            sign = torch.sign(s0, out=sign_buf[:m])
+            dest = dest_buf[:m]
+        else:
+            dest = out[r0:r1]
+        s0.abs_().neg_().add_(terms[0][0]).clamp_min_(0.0)  # (shift_0 - |y|)_+
+        if power > 0:
+            torch.pow(s0, power, out=dest)
+        else:
+            dest.copy_(s0).gt_(0.0)
+        rest = terms[1:]
+        for i, (shift, coeff) in enumerate(rest):
+            if i == len(rest) - 1:  # last term: reuse the buffer, (s0 - d)_+ = (shift - |y|)_+
+                tmp = s0.sub_(terms[0][0] - shift).clamp_min_(0.0)
+            else:
+                assert tmp_buf is not None
+                tmp = torch.sub(s0, terms[0][0] - shift, out=tmp_buf[:m]).clamp_min_(0.0)
+            dest.add_(_pow_(tmp, power), alpha=coeff)
+        if derivative:
+            dest.mul_(sign).mul_(grad[r0:r1])
+            torch.sum(dest.view(m, c, nb1)[:, :, 1:], dim=2, out=result[r0:r1])
+    if derivative:
+        result.mul_(-k)  # d/dy (s - |y|)_+^k = -k sign(y) (s - |y|)_+^(k-1)
+    return result
 
 
 class _UniformFeatures(torch.autograd.Function):
-    """``x -> [b(x), B_0(x), ..., B_{nb-1}(x)]`` on per-channel uniform grids, with an analytic backward.
+    """``x -> [b(x), k! B_0(x), ..., k! B_{nb-1}(x)]`` per channel on uniform grids, with an analytic backward.
 
-    The result is *channel-major* (input channel and feature first, batch after): the layout the fused convolution
-    and its weight gradient read without a copy (see :meth:`_KANConvNd.features`).
+    The result is ``(batch, C * (1 + nb), *S)`` stored *channels-last* (memory order ``(batch, *S, C, 1 + nb)``),
+    the layout of oneDNN's fastest CPU convolution kernels (forward and weight gradient), built without a
+    transposing copy (see :func:`_expand_rows`).
 
     Shapes:
-        x: ``(batch, C, *S)``, t0 and h: ``(C,)`` -> ``(C, 1 + nb, batch, *S)``.
+        x: ``(batch, C, *S)``, t0 and h: ``(C,)`` -> ``(batch, C * (1 + nb), *S)``.
     """
 
     @staticmethod
     def forward(ctx, x, t0, h, nb: int, k: int, base_name: str):
-        view = (1, -1) + (1,) * (x.ndim - 2)
-        hv = h.view(view)
-        t = (x - t0.view(view)) / hv
-        feats = x.new_empty(x.shape[1], 1 + nb, x.shape[0], *x.shape[2:])
-        fv = feats.movedim(2, 0)  # (batch, C, 1 + nb, *S) view
-        fv[:, :, 0] = BASE_FUNCTIONS[base_name](x)
-        _cardinal_chunked(t, fv[:, :, 1:], k)
-        ctx.save_for_backward(x, t, hv)
-        ctx.k, ctx.nb, ctx.base_name = k, nb, base_name
-        return feats
+        c, nb1 = x.shape[1], nb + 1
+        xl = x.movedim(1, -1)  # (B, *S, C) view
+        t = ((xl - t0) / h).reshape(-1, c)
+        buf = x.new_empty(*xl.shape[:-1], c * nb1)
+        _expand_rows(t, nb1, k, out=buf.view(-1, c * nb1))
+        buf.view(*xl.shape[:-1], c, nb1)[..., 0] = BASE_FUNCTIONS[base_name](xl)
+        ctx.save_for_backward(x, t, h)
+        ctx.k, ctx.nb1, ctx.base_name = k, nb1, base_name
+        return buf.movedim(-1, 1)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        x, t, hv = ctx.saved_tensors
+        x, t, h = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
-        gv = grad.movedim(2, 0)  # (batch, C, 1 + nb, *S)
-        deriv = grad.new_empty(grad.shape[0], ctx.nb, *grad.shape[2:]).movedim(2, 0)  # same layout as grad
-        _cardinal_chunked(t, deriv, ctx.k, derivative=True)
-        grad_x = (deriv.mul_(gv[:, :, 1:])).sum(2) / hv
+        c, nb1 = x.shape[1], ctx.nb1
+        gl = grad.movedim(1, -1)  # (B, *S, C * nb1)
+        g2 = gl.reshape(-1, c * nb1)  # a copy unless grad is channels-last already
+        grad_t = _expand_rows(t, nb1, ctx.k, grad=g2)  # (N, C)
+        grad_x = (grad_t / h).view(*gl.shape[:-1], c).movedim(-1, 1)
         with torch.enable_grad():
             xd = x.detach().requires_grad_()
-            (grad_base,) = torch.autograd.grad(BASE_FUNCTIONS[ctx.base_name](xd), xd, gv[:, :, 0])
+            g_base = gl.reshape(*gl.shape[:-1], c, nb1)[..., 0].movedim(-1, 1)
+            (grad_base,) = torch.autograd.grad(BASE_FUNCTIONS[ctx.base_name](xd), xd, g_base)
         return grad_x + grad_base, None, None, None, None, None
-
-
-@functools.cache
-def _nnpack_ready() -> bool:
-    """NNPACK is compiled into this torch build (the call also initialises it)."""
-    try:
-        return bool(torch._nnpack_available())
-    except (AttributeError, RuntimeError):  # pragma: no cover - builds without NNPACK
-        return False
-
-
-def _tiles(n: int) -> list[tuple[int, int]]:
-    """Split ``range(n)`` into the fewest equal-ish ``(start, stop)`` pieces of at most ``_NNPACK_MAX``."""
-    parts = -(-n // _NNPACK_MAX)
-    size = -(-n // parts)
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
-
-
-def _nnpack_conv(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, pad: tuple[int, int]) -> torch.Tensor:
-    return torch._nnpack_spatial_convolution(x, w, bias, list(pad), [1, 1])
-
-
-def _channel_major_conv(
-    feats: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    stride: Sequence[int],
-    dilation: Sequence[int],
-    groups: int,
-) -> torch.Tensor:
-    """Convolution of a channel-major input: ``(C, B, *S)`` -> ``(B, O, *S_out)`` (contiguous).
-
-    Wide inputs (``C >= 32``) are read in place: the batch axis becomes a depth axis with size-1 kernel taps
-    (``conv3d`` for 2-D images, ``conv2d`` for 1-D). Narrow ones are copied to a channels-last batch-major tensor
-    first, where oneDNN's ordinary convolution is 2-3x faster than the depth trick (measured on one AVX2 core).
-    """
-    n = feats.ndim - 2
-    if feats.shape[0] >= _WIDE and feats.shape[1] > 0:  # (conv3d refuses an empty depth axis)
-        conv = F.conv3d if n == 2 else F.conv2d
-        out = conv(feats.unsqueeze(0), weight.unsqueeze(2), bias, (1, *stride), 0, (1, *dilation), groups)
-        return out[0].transpose(0, 1).contiguous()
-    x = feats.transpose(0, 1)
-    x = x.contiguous(memory_format=torch.channels_last) if n == 2 else x.contiguous()
-    conv = F.conv2d if n == 2 else F.conv1d
-    return conv(x, weight, bias, stride, 0, dilation, groups).contiguous()
-
-
-class _ConvNNPackWeightGrad(torch.autograd.Function):
-    """:func:`_channel_major_conv` for wide 2-D inputs (stride 1, groups 1) whose *weight gradient* runs on NNPACK.
-
-    The weight gradient is itself a convolution: of the channel-major input (channels as the batch axis, batch as
-    the channel axis) with the output gradient as the kernel. NNPACK computes it with FFTs, ~1.5x faster than
-    oneDNN on the wide inputs of the fused KAN convolution (``C * (1 + G + k)`` channels) on one AVX2 core, and more
-    accurate (oneDNN sums the ``batch * H * W`` products in float32 in one long chain: max relative error ~5e-6 vs
-    ~3e-7 here). Output gradients larger than 16 x 16 (NNPACK's largest kernel) are split into tiles whose partial
-    gradients add up. The forward pass and the input gradient stay on oneDNN (NNPACK's Winograd 3x3 kernels are
-    up to ~10x less accurate there).
-
-    Shapes:
-        feats: ``(C, B, H, W)``, w: ``(O, C, Kh, Kw)``, bias: ``(O,)`` or None -> ``(B, O, H - Kh + 1, W - Kw + 1)``.
-    """
-
-    @staticmethod
-    def forward(ctx, feats, w, bias):
-        ctx.save_for_backward(feats, w)
-        ctx.has_bias = bias is not None
-        return _channel_major_conv(feats, w, bias, (1, 1), (1, 1), 1)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        feats, w = ctx.saved_tensors
-        kh, kw = w.shape[2:]
-        grad_t = grad.transpose(0, 1)  # (O, B, Ho, Wo)
-        grad_f = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:  # oneDNN, in the layout of the forward pass
-            grad_f = torch.ops.aten.convolution_backward(
-                grad_t.unsqueeze(0), feats.unsqueeze(0), w.unsqueeze(2), None, [1, 1, 1], [0, 0, 0], [1, 1, 1],
-                False, [0, 0, 0], 1, [True, False, False],
-            )[0][0]
-        if ctx.needs_input_grad[1]:
-            for h0, h1 in _tiles(grad.shape[2]):
-                for w0, w1 in _tiles(grad.shape[3]):
-                    x_tile = feats[:, :, h0 : h1 + kh - 1, w0 : w1 + kw - 1]
-                    part = _nnpack_conv(x_tile, grad_t[:, :, h0:h1, w0:w1], None, (0, 0))
-                    grad_w = part if grad_w is None else grad_w.add_(part)
-            assert grad_w is not None
-            grad_w = grad_w.transpose(0, 1)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            grad_b = grad.sum((0, 2, 3))
-        return grad_f, grad_w, grad_b
 
 
 class _KANConvNd(nn.Module):
@@ -479,21 +408,31 @@ class _KANConvNd(nn.Module):
         """``(t_0, h)`` per channel when every channel's grid is uniform, else ``None``."""
         return self._grid_info()[0]
 
+    def _grid_memo(self) -> dict:
+        """Values derived from the grid alone, kept until the grid buffer changes (a new tensor, or an in-place
+        change: ``update_grid``, ``load_state_dict``); an empty throwaway dict for inference tensors (no version
+        counter)."""
+        g = self.grid
+        try:
+            key = (g.data_ptr(), g._version, g.dtype, g.device, tuple(g.shape))
+        except RuntimeError:
+            return {}
+        memo = self.__dict__.get("_grid_memo_store")
+        if memo is None or memo[0] != key:
+            memo = (key, {})
+            self.__dict__["_grid_memo_store"] = memo
+        return memo[1]
+
     def _grid_info(self) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, float, float]:
         """``(spacing, lo, hi)``: :meth:`_uniform_spacing`'s result and the range ``[lo, hi]`` inside every channel's
         grid (``lo`` = largest first inner knot, ``hi`` = smallest last one).
 
-        Cached until the grid buffer changes (a new tensor, or an in-place change: ``update_grid``,
-        ``load_state_dict``): the uniformity test costs ~10 small ops and a sync per forward otherwise.
+        Memoised (:meth:`_grid_memo`): the uniformity test costs ~10 small ops and a sync per forward otherwise.
         """
+        memo = self._grid_memo()
+        if "info" in memo:
+            return memo["info"]
         g = self.grid
-        try:
-            key = (g.data_ptr(), g._version, g.dtype, g.device, tuple(g.shape))
-        except RuntimeError:  # inference tensors have no version counter
-            key = None
-        cached = self.__dict__.get("_grid_cache")
-        if key is not None and cached is not None and cached[0] == key:
-            return cached[1]
         with torch.no_grad():
             d = g[:, 1:] - g[:, :-1]
             h = d[:, :1]
@@ -501,10 +440,8 @@ class _KANConvNd(nn.Module):
             if bool(((d - h).abs() <= 1e-4 * h.abs()).all()):
                 spacing = g[:, 0].clone(), (g[:, -1] - g[:, 0]) / (g.shape[1] - 1)
             lo, hi = g[:, self.k].max().item(), g[:, -self.k - 1].min().item()
-        info = (spacing, lo, hi)
-        if key is not None:
-            self.__dict__["_grid_cache"] = (key, info)
-        return info
+        memo["info"] = (spacing, lo, hi)
+        return memo["info"]
 
     def basis(self, x: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
         """B-spline bases of ``x`` on each channel's grid, inserted as a new axis right after ``channel_dim``.
@@ -531,13 +468,15 @@ class _KANConvNd(nn.Module):
         """
         return self._fused_weight(False)[0]
 
-    def _fused_weight(self, drop_last: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _fused_weight(self, drop_last: bool, unit: float = 1.0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(weight, bias)`` of the fused convolution; with ``drop_last``, for features without the last basis.
 
         Inside the grid the bases sum to one, ``B_last = 1 - sum_{j < last} B_j``, so
         ``sum_j w_j B_j = sum_{j < last} (w_j - w_last) B_j + w_last``: the last basis channel of every input
         channel is folded into the other weights and into the bias (every output sums ``w_last`` over its whole
-        window, padded pixels included). ``weight``: ``(out, in_g * (1 + G + k - drop_last), *K)``.
+        window, padded pixels included). ``unit`` multiplies the spline weights, for features that hold
+        ``B_j / unit`` (the closed-form expansion leaves out the ``1 / k!``).
+        ``weight``: ``(out, in_g * (1 + G + k - drop_last), *K)``.
         """
         base = (self.scale_base * self.mask).unsqueeze(-1)
         sp = self.coef * (self.scale_sp * self.mask).unsqueeze(-1)  # (out, in_g, *K, nb)
@@ -547,11 +486,14 @@ class _KANConvNd(nn.Module):
             sp = sp[..., :-1] - last
             folded = last.flatten(1).sum(1)
             bias = folded if bias is None else bias + folded
+        if unit != 1.0:
+            sp = sp * unit
         w = torch.cat([base, sp], dim=-1).movedim(-1, 2)  # (out, in_g, nb1, *K)
         return w.reshape(self.out_channels, -1, *self.kernel_size), bias
 
-    def _inside_grid(self, xp: torch.Tensor) -> bool:
-        """Every (padded) input value lies inside every channel's grid range, where the bases sum to one.
+    def _inside_grid(self, xp: torch.Tensor, with_zero: bool = False) -> bool:
+        """Every evaluated input value (``xp``, and 0 with ``with_zero``) lies inside every channel's grid range,
+        where the bases sum to one.
 
         Only checked on CPU: the answer must reach the host, and on an accelerator that synchronisation costs
         more than the folded basis channel saves, so there the unfolded (equally exact) path always runs.
@@ -559,67 +501,109 @@ class _KANConvNd(nn.Module):
         if xp.numel() == 0 or xp.device.type != "cpu":
             return False
         _, lo, hi = self._grid_info()
+        if with_zero and not lo <= 0.0 <= hi:
+            return False
         mn, mx = torch.aminmax(xp)
         return bool(mn >= lo) and bool(mx <= hi)
 
     def features(self, xp: torch.Tensor) -> torch.Tensor:
-        """Per-pixel expansion ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` of a padded input, channel-major.
+        """Per-pixel expansion ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` of a (padded) input.
 
-        Row ``c * (1 + G + k)`` is ``b(x_c)``, the next ``G + k`` rows are ``x_c``'s bases. The batch axis comes
-        second, so the fused convolution and its weight gradient read the tensor in place.
+        Channel ``c * (1 + G + k)`` is ``b(x_c)``, the next ``G + k`` are ``x_c``'s bases, so that
+        ``F.conv2d(layer.features(layer.pad_input(x)), layer.conv_weight(), layer.bias)`` (``conv1d`` for
+        :class:`KANConv1d`, with the layer's stride, dilation and groups) equals ``layer(x)``.
 
         Shapes:
-            xp: ``(batch, C, *spatial)`` -> ``(C * (1 + G + k), batch, *spatial)``.
+            xp: ``(batch, C, *spatial)`` -> ``(batch, C * (1 + G + k), *spatial)``.
         """
-        return self._features(xp)
+        feats, unit = self._features(xp)
+        if unit == 1.0:
+            return feats
+        scale = torch.full((1 + self.num_basis,), unit, dtype=feats.dtype, device=feats.device)
+        scale[0] = 1.0
+        view = feats.view(feats.shape[0], self.in_channels, 1 + self.num_basis, *feats.shape[2:])
+        return (view * scale.view(-1, *([1] * self._n))).flatten(1, 2)
 
-    def _features(self, xp: torch.Tensor, drop_last: bool = False) -> torch.Tensor:
-        """:meth:`features`; with ``drop_last`` (uniform grids only) without each channel's last basis."""
+    def _features(self, xp: torch.Tensor, drop_last: bool = False) -> tuple[torch.Tensor, float]:
+        """``(features, unit)``: :meth:`features` with the bases divided by ``unit``; with ``drop_last`` (uniform
+        grids only) without each channel's last basis.
+
+        On uniform grids (``unit = 1 / k!``) the result is stored channels-last (see :class:`_UniformFeatures`).
+        """
         spacing = self._uniform_spacing()
         if spacing is not None and self.k >= 1:
             nb = self.num_basis - int(drop_last)
             feats = _UniformFeatures.apply(xp, *spacing, nb, self.k, self.base_fun_name)
-        else:
-            assert not drop_last
-            bases = self.basis(xp, channel_dim=1)  # (B, C, nb, *S)
-            feats = torch.cat([self.base_fun(xp).unsqueeze(2), bases], dim=2).movedim(0, 2).contiguous()
-        return feats.flatten(0, 1)
+            return feats, 1.0 / math.factorial(self.k)
+        assert not drop_last
+        bases = self.basis(xp, channel_dim=1)  # (B, C, nb, *S)
+        return torch.cat([self.base_fun(xp).unsqueeze(2), bases], dim=2).flatten(1, 2), 1.0
 
-    def _conv(self, feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        """The fused convolution of channel-major features (see :meth:`features`) -> ``(batch, out, *out_spatial)``."""
-        tail = (1,) * self._n
-        if self.groups == self.in_channels == self.out_channels and all(
-            kk == 1 and s == 1 for kk, s in zip(self.kernel_size, self.stride)
-        ):
-            # depthwise 1x1 (a learned per-channel activation): a weighted sum over each channel's own features
-            # is ~4x faster than a grouped convolution with 1 + G + k channels per group
-            per = feats.view(self.in_channels, -1, *feats.shape[1:])  # (C, nb1, B, *S)
-            out = (per * weight.view(self.in_channels, -1, 1, *tail)).sum(1).transpose(0, 1)
-            return out.contiguous() if bias is None else out + bias.view(1, -1, *tail)
-        if self._use_nnpack(feats):
-            return _ConvNNPackWeightGrad.apply(feats, weight, bias)
-        return _channel_major_conv(feats, weight, bias, self.stride, self.dilation, self.groups)
-
-    def _use_nnpack(self, feats: torch.Tensor) -> bool:
-        return (
-            USE_NNPACK
-            and self._n == 2
-            and feats.shape[0] >= _WIDE  # narrow inputs: oneDNN's channels-last weight gradient is faster
-            and feats.shape[1] > 0
-            and self.groups == 1
-            and feats.device.type == "cpu"
-            and feats.dtype == torch.float32
-            and all(s == 1 for s in self.stride)
-            and all(d == 1 for d in self.dilation)
-            and max(self.kernel_size) <= _NNPACK_MAX
-            and _nnpack_ready()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Fast path: pad, expand pixels into basis channels, one convolution.
+    def _conv(
+        self,
+        feats: torch.Tensor,
+        weight: torch.Tensor,
+        bias: torch.Tensor | None,
+        padding: Sequence[int] | None = None,
+    ) -> torch.Tensor:
+        """The fused convolution of features (see :meth:`features`), zero-padded by ``padding`` (default none).
 
         Shapes:
-            x: ``(batch, in_channels, *spatial)`` -> ``(batch, out_channels, *out_spatial)``.
+            feats: ``(batch, C * (1 + nb), *S)`` -> ``(batch, out, *out_spatial)`` in feats' memory layout.
+        """
+        n = self._n
+        padding = tuple(padding) if padding is not None else (0,) * n
+        tail = (1,) * n
+        if (
+            self.groups == self.in_channels == self.out_channels
+            and not any(padding)
+            and all(kk == 1 and s == 1 for kk, s in zip(self.kernel_size, self.stride))
+        ):
+            # depthwise 1x1 (a learned per-channel activation): a weighted sum over each channel's own features
+            # is ~4x faster than a grouped convolution with 1 + nb channels per group
+            per = feats.view(feats.shape[0], self.in_channels, -1, *feats.shape[2:])  # (B, C, nb1, *S)
+            out = (per * weight.view(1, self.in_channels, -1, *tail)).sum(2)
+            return out if bias is None else out + bias.view(1, -1, *tail)
+        if n == 1:  # as a 2-D convolution over a height-1 image: one code path, channels-last kernels included
+            out = F.conv2d(feats.unsqueeze(2), weight.unsqueeze(2), bias, (1, *self.stride), (0, *padding),
+                           (1, *self.dilation), self.groups)
+            return out.squeeze(2)
+        return F.conv2d(feats, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+    def _border(self, weight: torch.Tensor, drop: bool, spatial: Sequence[int]) -> torch.Tensor:
+        """What the zero-padded pixels add to every output: the convolution of an image that holds the features of
+        ``x = 0`` on its border (the padding) and zeros inside. It depends on the weights only; the image, on the
+        grid only, is memoised per input size.
+
+        Shapes:
+            -> ``(1, out, *out_spatial)``.
+        """
+        memo = self._grid_memo()
+        key = ("border", drop, tuple(spatial))
+        ring = memo.get(key)
+        if ring is None:
+            with torch.no_grad():
+                zero = self.grid.new_zeros(1, self.in_channels, *([1] * self._n))
+                f0, _ = self._features(zero, drop)  # (1, Cf, 1, ..)
+                padded = [size + lo + hi for size, (lo, hi) in zip(spatial, self._pad)]
+                ring = f0.reshape(1, -1, *([1] * self._n)).expand(1, f0.shape[1], *padded).clone()
+                inner = (slice(lo, lo + size) for size, (lo, _) in zip(spatial, self._pad))
+                ring[(slice(None), slice(None), *inner)] = 0
+            if sum(isinstance(k, tuple) and k[0] == "border" for k in memo) >= 8:  # many input sizes: start over
+                for k in [k for k in memo if isinstance(k, tuple) and k[0] == "border"]:
+                    del memo[k]
+            memo[key] = ring
+        return self._conv(ring, weight, None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Fast path: expand pixels into basis channels, one convolution.
+
+        With zero padding (the same amount on both sides) only the input's own pixels are expanded: the
+        convolution pads the features with zeros and :meth:`_border` adds what the padded pixels' features
+        contribute (on 14 x 14 images with padding 1 that expands 196 pixels instead of 256).
+
+        Shapes:
+            x: ``(batch, in_channels, *spatial)`` -> ``(batch, out_channels, *out_spatial)``, contiguous.
         """
         x = self._check_input(x)
         if self.hook_elements.has_hooks():
@@ -628,10 +612,18 @@ class _KANConvNd(nn.Module):
             if self.bias is not None:
                 out = out + self.bias.view(1, -1, *([1] * self._n))
             return out
-        xp = self.pad_input(x)
-        drop = self._uniform_spacing() is not None and self.k >= 1 and self._inside_grid(xp)
-        weight, bias = self._fused_weight(drop)
-        return self._conv(self._features(xp, drop), weight, bias)
+        pads = [lo for lo, _ in self._pad]
+        ring = self.padding_mode == "zeros" and any(pads) and all(lo == hi for lo, hi in self._pad)
+        xs = x if ring else self.pad_input(x)
+        uniform = self._uniform_spacing() is not None and self.k >= 1
+        drop = uniform and self._inside_grid(xs, with_zero=ring)
+        unit = 1.0 / math.factorial(self.k) if uniform else 1.0
+        weight, bias = self._fused_weight(drop, unit)
+        feats, _ = self._features(xs, drop)
+        out = self._conv(feats, weight, bias, pads if ring else None)
+        if ring:
+            out = out + self._border(weight, drop, x.shape[2:])
+        return out.contiguous()
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """Input values seen by each kernel offset at each output position (after padding).

@@ -110,25 +110,33 @@ _CHUNK = 1 << 17  # elements per pixel chunk of the basis expansion: two 512 KB 
 
 
 def _expand_rows(
-    t: torch.Tensor, nb1: int, k: int, out: torch.Tensor | None = None, grad: torch.Tensor | None = None
+    t: torch.Tensor,
+    nb1: int,
+    k: int,
+    out: torch.Tensor | None = None,
+    grad: torch.Tensor | None = None,
+    slot0: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Unnormalised cardinal B-splines of every row of ``t``, or their derivative contracted with ``grad``.
 
-    Slot ``s >= 1`` of channel ``c`` holds ``k! * beta_k(t_c - (s - 1) - (k + 1) / 2)``, i.e. ``k!`` times basis
-    ``s - 1``; slot 0 is left for the base function (written by the caller; its values here are meaningless).
-    ``y = t @ spread - centres`` puts each pixel's channel values into their slots with one small GEMM, so every
-    later pass runs over contiguous, cache-sized chunks (the ``k!`` is folded into the convolution weights).
+    ``t`` holds each pixel's knot coordinates ``t_c = (x_c - t0_c) / h_c`` and a last column of ones. Slot
+    ``s >= 1`` of channel ``c`` gets ``k! * beta_k(t_c - (s - 1) - (k + 1) / 2)``, i.e. ``k!`` times basis
+    ``s - 1``; slot 0 gets ``slot0`` (the base function, ``(N, C)``), written chunk by chunk while the chunk is
+    in cache (without ``slot0`` its values are meaningless).
+    One small GEMM, ``y = t @ [spread; -centres]``, puts each pixel's values into their slots minus the slot's
+    centre, so every later pass runs over contiguous, cache-sized chunks (the ``k!`` is folded into the weights).
 
     Forward (``grad`` None): writes into ``out``, ``(N, C * nb1)``, and returns it. Backward: returns ``(N, C)``,
     ``sum_s grad[:, c * nb1 + s] * d/dt_c (k! beta)`` over slots ``s >= 1``.
 
     Shapes:
-        t: ``(N, C)`` contiguous; out, grad: ``(N, C * nb1)``.
+        t: ``(N, C + 1)``; out, grad: ``(N, C * nb1)``.
     """
-    n_rows, c = t.shape
+    n_rows, c = t.shape[0], t.shape[1] - 1
     width = c * nb1
-    spread = torch.eye(c, device=t.device, dtype=t.dtype).repeat_interleave(nb1, dim=1)  # (C, C * nb1)
-    centres = ((torch.arange(nb1, device=t.device, dtype=t.dtype) - 1 + (k + 1) / 2).repeat(c)).neg_()
+    centres = (torch.arange(nb1, device=t.device, dtype=t.dtype) - 1 + (k + 1) / 2).repeat(c)
+    spread = torch.cat([torch.eye(c, device=t.device, dtype=t.dtype).repeat_interleave(nb1, dim=1),
+                        -centres[None]])  # (C + 1, C * nb1)
     terms = _cardinal_terms(k)
     derivative = grad is not None
     power = k - 1 if derivative else k
@@ -146,10 +154,7 @@ def _expand_rows(
     for r0 in range(0, n_rows, step):
         r1 = min(n_rows, r0 + step)
         m = r1 - r0
-        if c == 1:  # (a one-column GEMM is slower than the broadcast)
-            s0 = torch.add(t[r0:r1], centres, out=s0_buf[:m])  # y = t - centre
-        else:
-            s0 = torch.addmm(centres, t[r0:r1], spread, out=s0_buf[:m])
+        s0 = torch.mm(t[r0:r1], spread, out=s0_buf[:m])  # y = t - centre
         if derivative:
             sign = torch.sign(s0, out=sign_buf[:m])
             dest = dest_buf[:m]
@@ -168,6 +173,8 @@ def _expand_rows(
                 assert tmp_buf is not None
                 tmp = torch.sub(s0, terms[0][0] - shift, out=tmp_buf[:m]).clamp_min_(0.0)
             dest.add_(_pow_(tmp, power), alpha=coeff)
+        if slot0 is not None:
+            dest.view(m, c, nb1)[:, :, 0] = slot0[r0:r1]
         if derivative:
             dest.mul_(sign).mul_(grad[r0:r1])
             torch.sum(dest.view(m, c, nb1)[:, :, 1:], dim=2, out=result[r0:r1])
@@ -181,7 +188,7 @@ class _UniformFeatures(torch.autograd.Function):
 
     The result is ``(batch, C * (1 + nb), *S)`` stored *channels-last* (memory order ``(batch, *S, C, 1 + nb)``),
     the layout of oneDNN's fastest CPU convolution kernels (forward and weight gradient), built without a
-    transposing copy (see :func:`_expand_rows`).
+    transposing copy of the features (see :func:`_expand_rows`; only the input is transposed).
 
     Shapes:
         x: ``(batch, C, *S)``, t0 and h: ``(C,)`` -> ``(batch, C * (1 + nb), *S)``.
@@ -190,11 +197,14 @@ class _UniformFeatures(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, t0, h, nb: int, k: int, base_name: str):
         c, nb1 = x.shape[1], nb + 1
-        xl = x.movedim(1, -1)  # (B, *S, C) view
-        t = ((xl - t0) / h).reshape(-1, c)
-        buf = x.new_empty(*xl.shape[:-1], c * nb1)
-        _expand_rows(t, nb1, k, out=buf.view(-1, c * nb1))
-        buf.view(*xl.shape[:-1], c, nb1)[..., 0] = BASE_FUNCTIONS[base_name](xl)
+        lead = (x.shape[0], *x.shape[2:])
+        xpm = x.movedim(1, -1).reshape(-1, c)  # (N, C) pixel-major
+        t = x.new_empty(xpm.shape[0], c + 1)
+        t[:, c] = 1.0
+        torch.sub(xpm, t0, out=t[:, :c]).div_(h)
+        buf = x.new_empty(*lead, c * nb1)
+        flat = buf.view(-1, c * nb1)
+        _expand_rows(t, nb1, k, out=flat, slot0=BASE_FUNCTIONS[base_name](xpm))
         ctx.save_for_backward(x, t, h)
         ctx.k, ctx.nb1, ctx.base_name = k, nb1, base_name
         return buf.movedim(-1, 1)
@@ -212,7 +222,7 @@ class _UniformFeatures(torch.autograd.Function):
         grad_x = (grad_t / h).view(*gl.shape[:-1], c).movedim(-1, 1)
         with torch.enable_grad():
             xd = x.detach().requires_grad_()
-            g_base = gl.reshape(*gl.shape[:-1], c, nb1)[..., 0].movedim(-1, 1)
+            g_base = g2.view(*gl.shape[:-1], c, nb1)[..., 0].movedim(-1, 1)
             (grad_base,) = torch.autograd.grad(BASE_FUNCTIONS[ctx.base_name](xd), xd, g_base)
         return grad_x + grad_base, None, None, None, None, None
 
@@ -571,29 +581,41 @@ class _KANConvNd(nn.Module):
         return F.conv2d(feats, weight, bias, self.stride, padding, self.dilation, self.groups)
 
     def _border(self, weight: torch.Tensor, drop: bool, spatial: Sequence[int]) -> torch.Tensor:
-        """What the zero-padded pixels add to every output: the convolution of an image that holds the features of
-        ``x = 0`` on its border (the padding) and zeros inside. It depends on the weights only; the image, on the
-        grid only, is memoised per input size.
+        """What the zero-padded pixels add to every output (the features of ``x = 0`` seen through the taps that
+        land in the padding).
+
+        ``border[o, p] = sum_u (sum_c weight[o, c, u] f0[c]) * outside[u, p]``, where ``f0`` are the features of
+        ``x = 0`` and ``outside[u, p]`` says whether tap ``u`` of output ``p`` reads a padded pixel. Both depend
+        on the grid only and are memoised per input size; the rest is a GEMM of ``(out, prod(K))`` by
+        ``(prod(K), prod(out_spatial))``.
 
         Shapes:
-            -> ``(1, out, *out_spatial)``.
+            weight: ``(out, Cf / groups, *K)`` -> ``(1, out, *out_spatial)``.
         """
         memo = self._grid_memo()
         key = ("border", drop, tuple(spatial))
-        ring = memo.get(key)
-        if ring is None:
+        if key not in memo:
             with torch.no_grad():
                 zero = self.grid.new_zeros(1, self.in_channels, *([1] * self._n))
-                f0, _ = self._features(zero, drop)  # (1, Cf, 1, ..)
-                padded = [size + lo + hi for size, (lo, hi) in zip(spatial, self._pad)]
-                ring = f0.reshape(1, -1, *([1] * self._n)).expand(1, f0.shape[1], *padded).clone()
-                inner = (slice(lo, lo + size) for size, (lo, _) in zip(spatial, self._pad))
-                ring[(slice(None), slice(None), *inner)] = 0
+                f0 = self._features(zero, drop)[0].reshape(-1)  # (Cf,)
+                outside = None
+                for size, (lo, _), kk, s, d, o in zip(spatial, self._pad, self.kernel_size, self.stride,
+                                                     self.dilation, self.output_shape(spatial)):
+                    pos = torch.arange(o, device=f0.device)[None] * s + torch.arange(kk, device=f0.device)[:, None] * d
+                    inside = ((pos >= lo) & (pos < lo + size)).to(f0.dtype)  # (K_d, O_d)
+                    outside = inside if outside is None else torch.einsum("ap,bq->abpq", outside, inside).flatten(
+                        0, 1).flatten(1, 2)
+                assert outside is not None
+                outside = 1.0 - outside  # (prod K, prod O)
             if sum(isinstance(k, tuple) and k[0] == "border" for k in memo) >= 8:  # many input sizes: start over
                 for k in [k for k in memo if isinstance(k, tuple) and k[0] == "border"]:
                     del memo[k]
-            memo[key] = ring
-        return self._conv(ring, weight, None)
+            memo[key] = (f0, outside)
+        f0, outside = memo[key]
+        g = self.groups
+        w = weight.reshape(g, self.out_channels // g, -1, outside.shape[0])  # (g, O_g, Cf_g, prod K)
+        taps = torch.einsum("gock,gc->gok", w, f0.view(g, -1)).reshape(self.out_channels, -1)
+        return (taps @ outside).view(1, self.out_channels, *self.output_shape(spatial))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fast path: expand pixels into basis channels, one convolution.
@@ -620,10 +642,13 @@ class _KANConvNd(nn.Module):
         unit = 1.0 / math.factorial(self.k) if uniform else 1.0
         weight, bias = self._fused_weight(drop, unit)
         feats, _ = self._features(xs, drop)
-        out = self._conv(feats, weight, bias, pads if ring else None)
-        if ring:
-            out = out + self._border(weight, drop, x.shape[2:])
-        return out.contiguous()
+        if not ring:
+            return self._conv(feats, weight, bias).contiguous()
+        extra = self._border(weight, drop, x.shape[2:])
+        if bias is not None:
+            extra = extra + bias.view(1, -1, *([1] * self._n))
+        # (1, out, *S) first: the sum comes out contiguous in one pass, whatever the convolution's layout
+        return extra + self._conv(feats, weight, None, pads)
 
     def patches(self, x: torch.Tensor) -> torch.Tensor:
         """Input values seen by each kernel offset at each output position (after padding).

@@ -393,7 +393,9 @@ def test_wide_path_empty_batch(layer, shape) -> None:
     assert out.shape == (0, 4, *layer.output_shape(shape[2:]))
 
 
-def test_basis_expansion_in_pixel_chunks_is_exact(monkeypatch) -> None:
+def test_basis_expansion_in_pixel_chunks(monkeypatch) -> None:
+    """Chunking changes nothing in the features (exact) and only the rounding of the input gradient (whose
+    per-channel sums over basis slots are small GEMMs)."""
     layer = KANConv2d(3, 2, 3, padding=1, grid=4, k=3)
     _randomise(layer, 9)
     x = torch.randn(5, 3, 6, 7, generator=torch.Generator().manual_seed(9))
@@ -404,7 +406,7 @@ def test_basis_expansion_in_pixel_chunks_is_exact(monkeypatch) -> None:
     out_b = layer(xb)
     out_b.sin().sum().backward()
     torch.testing.assert_close(out_a, out_b, atol=0, rtol=0)
-    torch.testing.assert_close(xa.grad, xb.grad, atol=0, rtol=0)
+    torch.testing.assert_close(xa.grad, xb.grad, atol=2e-6, rtol=1e-5)
 
 
 def test_zero_padded_path_gradcheck_float64() -> None:

@@ -712,3 +712,13 @@ def test_speed_benchmark_skips_the_naive_loop_with_zero_reps(monkeypatch) -> Non
     rows = mod.run_case(2, 2, 6, 3, reps=1, input_grad=True, naive_reps=1)
     assert [r[1] for r in rows][:3] == ["nn.Conv2d+SiLU", "KANConv2d", "naive loop"]
     assert float(rows[-1][1].split(": ")[1].rstrip(")")) < 1e-5
+
+
+@pytest.mark.parametrize("rows", [0, 5])
+def test_expansion_off_cpu_runs_in_one_pass(rows: int) -> None:
+    """Off the CPU the expansion is one pass (no chunk loop), also for an empty batch; meta tensors stand in."""
+    t = torch.empty(rows, 3, device="meta")  # two channels and the column of ones
+    out = torch.empty(rows, 2 * 8, device="meta")
+    assert conv_mod._expand_rows(t, 8, 3, out=out) is out
+    grad = conv_mod._expand_rows(t, 8, 3, grad=torch.empty(rows, 16, device="meta"))
+    assert grad.shape == (rows, 2) and grad.device.type == "meta"

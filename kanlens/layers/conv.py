@@ -140,7 +140,8 @@ def _expand_rows(
     terms = _cardinal_terms(k)
     derivative = grad is not None
     power = k - 1 if derivative else k
-    step = n_rows if t.device.type != "cpu" else max(1, _CHUNK // max(1, width))
+    # one pass on accelerators (every chunk is a kernel launch there)
+    step = max(1, n_rows if t.device.type != "cpu" else _CHUNK // max(1, width))
     rows = min(step, n_rows)
     s0_buf = t.new_empty(rows, width)
     tmp_buf = torch.empty_like(s0_buf) if len(terms) > 2 else None

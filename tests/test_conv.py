@@ -203,15 +203,24 @@ def test_shared_shape_parameters_gradients_grid_update_and_state() -> None:
         KANConv2d(1, 1, 3, shared_shape="yes")
 
 
-@pytest.mark.parametrize("mode", ["zeros", "replicate"])
-def test_depthwise_1x1_shortcut_matches_naive(mode: str) -> None:
-    layer = KANConv2d(3, 3, 1, groups=3, padding=1, padding_mode=mode)
+@pytest.mark.parametrize(("mode", "padding", "uniform"),
+                         [("zeros", 1, True), ("replicate", 1, True), ("zeros", 0, True), ("zeros", 0, False)])
+def test_depthwise_1x1_shortcut_matches_naive(mode: str, padding: int, uniform: bool) -> None:
+    """The per-channel weighted sum (a block-diagonal GEMM on channels-last features, an elementwise sum on the
+    non-uniform grid's features), values and gradients."""
+    layer = KANConv2d(3, 3, 1, groups=3, padding=padding, padding_mode=mode, grid_eps=1.0 if uniform else 0.0)
     _randomise(layer, 4)
-    x = torch.randn(2, 3, 5, 4, requires_grad=True)
-    out = layer(x)
-    torch.testing.assert_close(out, naive_conv(layer, x), atol=1e-5, rtol=1e-5)
-    out.square().sum().backward()
-    assert layer.coef.grad is not None and x.grad is not None
+    x = torch.randn(2, 3, 5, 4, generator=torch.Generator().manual_seed(4))
+    if not uniform:
+        layer.update_grid(x**3)
+        assert layer._uniform_spacing() is None
+    grads = []
+    for fn in (layer, lambda v: naive_conv(layer, v)):
+        xa = x.clone().requires_grad_()
+        out = fn(xa)
+        grads.append((out, *torch.autograd.grad(out.square().sum(), [xa, layer.coef, layer.scale_base])))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_nonuniform_grid_path_matches_naive() -> None:

@@ -122,7 +122,8 @@ def _expand_rows(
     ``t`` holds each pixel's knot coordinates ``t_c = (x_c - t0_c) / h_c`` and a last column of ones. Slot
     ``s >= 1`` of channel ``c`` gets ``k! * beta_k(t_c - (s - 1) - (k + 1) / 2)``, i.e. ``k!`` times basis
     ``s - 1``; slot 0 gets ``slot0`` (the base function, ``(N, C)``), written chunk by chunk while the chunk is
-    in cache (without ``slot0`` its values are meaningless).
+    in cache (without ``slot0`` its values are meaningless). In the backward pass ``slot0`` receives the gradient's
+    slot-0 values instead.
     One small GEMM, ``y = t @ [spread; -centres]``, puts each pixel's values into their slots minus the slot's
     centre, so every later pass runs over contiguous, cache-sized chunks (the ``k!`` is folded into the weights).
 
@@ -176,8 +177,11 @@ def _expand_rows(
                 assert tmp_buf is not None
                 tmp = torch.sub(s0, terms[0][0] - shift, out=tmp_buf[:m]).clamp_min_(0.0)
             dest.add_(_pow_(tmp, power), alpha=coeff)
-        if slot0 is not None:
-            dest.view(m, c, nb1)[:, :, 0] = slot0[r0:r1]
+        if slot0 is not None:  # forward: write the base function; backward: read its gradient
+            if derivative:
+                slot0[r0:r1] = grad[r0:r1].view(m, c, nb1)[:, :, 0]
+            else:
+                dest.view(m, c, nb1)[:, :, 0] = slot0[r0:r1]
         if derivative:
             dest.mul_(sign).mul_(grad[r0:r1])
             torch.mm(dest, gather, out=result[r0:r1])
@@ -221,10 +225,10 @@ class _UniformFeatures(torch.autograd.Function):
         c, nb1 = xpm.shape[1], ctx.nb1
         gl = grad.movedim(1, -1)  # (B, *S, C * nb1)
         g2 = gl.reshape(-1, c * nb1)  # a copy unless grad is channels-last already
-        grad_t = _expand_rows(t, nb1, ctx.k, grad=g2)  # (N, C)
+        g_base = torch.empty_like(xpm)  # contiguous: on strided slices the base's backward kernels are ~15x slower
+        grad_t = _expand_rows(t, nb1, ctx.k, grad=g2, slot0=g_base)  # (N, C)
         with torch.enable_grad():
             xd = xpm.detach().requires_grad_()
-            g_base = g2.view(-1, c, nb1)[:, :, 0].contiguous()  # (strided: ~15x slower vectorised-less kernels)
             (grad_base,) = torch.autograd.grad(BASE_FUNCTIONS[ctx.base_name](xd), xd, g_base)
         grad_x = grad_base.add_(grad_t.div_(h))
         return grad_x.view(*gl.shape[:-1], c).movedim(-1, 1), None, None, None, None, None
@@ -574,8 +578,15 @@ class _KANConvNd(nn.Module):
         ):
             # depthwise 1x1 (a learned per-channel activation): a weighted sum over each channel's own features
             # is ~4x faster than a grouped convolution with 1 + nb channels per group
-            per = feats.view(feats.shape[0], self.in_channels, -1, *feats.shape[2:])  # (B, C, nb1, *S)
-            out = (per * weight.view(1, self.in_channels, -1, *tail)).sum(2)
+            c = self.in_channels
+            w = weight.view(c, -1)  # (C, nb1)
+            pixel_major = feats.movedim(1, -1)
+            if pixel_major.is_contiguous():  # channels-last features: one GEMM with a block-diagonal weight
+                block = (w.unsqueeze(-1) * torch.eye(c, dtype=w.dtype, device=w.device).unsqueeze(1)).flatten(0, 1)
+                out = (pixel_major.reshape(-1, w.numel()) @ block).view(*pixel_major.shape[:-1], c).movedim(-1, 1)
+            else:
+                per = feats.view(feats.shape[0], c, -1, *feats.shape[2:])  # (B, C, nb1, *S)
+                out = (per * w.view(1, c, -1, *tail)).sum(2)
             return out if bias is None else out + bias.view(1, -1, *tail)
         if n == 1:  # as a 2-D convolution over a height-1 image: one code path, channels-last kernels included
             out = F.conv2d(feats.unsqueeze(2), weight.unsqueeze(2), bias, (1, *self.stride), (0, *padding),

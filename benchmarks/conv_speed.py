@@ -205,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     print(env)
     print(table)
     if args.out:
-        text = f"### KANConv2d speed\n\nCommand: `{cmd.strip()}`\n\n{env}\n\n{table}\n"
+        title = "KANConv2d speed" + (" (with the input gradient)" if args.input_grad else "")
+        text = f"### {title}\n\nCommand: `{cmd.strip()}`\n\n{env}\n\n{table}\n"
         write_section(args.out, f"conv_speed_{args.threads}t{'_xgrad' if args.input_grad else ''}", text)
     return 0
 

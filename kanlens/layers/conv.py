@@ -10,12 +10,12 @@ Fast path ("expand, then one convolution"): each pixel is expanded once into ``1
 stacked weights ``[scale_base, scale_sp * coef]`` gives the output. Padded pixels are *evaluated* as in the
 definition (``phi(0)`` is in general not 0): other padding modes pad the input before the expansion; zero padding
 (equal on both sides) expands only the input's own pixels, lets the convolution zero-pad the features and adds the
-padded pixels' part, a convolution of a memoised border image of the features of ``x = 0`` (see
-:meth:`_KANConvNd._border`). On CPU, when every evaluated input lies inside every channel's grid range the bases
-sum to one there, so the last basis of each channel is folded into the other weights and the bias
-(``C * (G + k)`` channels, see :meth:`_KANConvNd._fused_weight`). The ``(batch, out, in, K, K, H, W)`` tensor of
-element activations is built only on demand (:meth:`forward_elements`, the ``hook_elements`` hook point, plots and
-scores).
+padded pixels' part: the weights' tap sums of the features of ``x = 0`` times a memoised mask of the taps that
+land in the padding (see :meth:`_KANConvNd._border`). On CPU, when every evaluated input lies inside every
+channel's grid range the bases sum to one there, so the last basis of each channel is folded into the other
+weights and the bias (``C * (G + k)`` channels, see :meth:`_KANConvNd._fused_weight`). The
+``(batch, out, in, K, K, H, W)`` tensor of element activations is built only on demand (:meth:`forward_elements`,
+the ``hook_elements`` hook point, plots and scores).
 
 On uniform grids the expanded input is stored channels-last, memory order ``(batch, *spatial, C, 1 + G + k)``,
 the layout of oneDNN's fastest CPU kernels for the forward convolution and the weight gradient. It is built without
@@ -212,7 +212,7 @@ class _UniformFeatures(torch.autograd.Function):
         buf = x.new_empty(*lead, c * nb1)
         flat = buf.view(-1, c * nb1)
         _expand_rows(t, nb1, k, out=flat, slot0=BASE_FUNCTIONS[base_name](xpm))
-        ctx.save_for_backward(xpm if xpm.data_ptr() != x.data_ptr() else xpm.clone(), t, h)
+        ctx.save_for_backward(xpm, t, h)
         ctx.k, ctx.nb1, ctx.base_name = k, nb1, base_name
         return buf.movedim(-1, 1)
 

@@ -731,3 +731,22 @@ def test_expansion_off_cpu_runs_in_one_pass(rows: int) -> None:
     assert conv_mod._expand_rows(t, 8, 3, out=out) is out
     grad = conv_mod._expand_rows(t, 8, 3, grad=torch.empty(rows, 16, device="meta"))
     assert grad.shape == (rows, 2) and grad.device.type == "meta"
+
+
+def test_grid_memo_follows_the_grid_and_is_not_pickled() -> None:
+    """Values derived from the grid (uniform spacing, border term) are rebuilt when the grid changes, in place or
+    by a new tensor, and a whole pickled layer (``torch.save(layer)``) leaves them out."""
+    layer = KANConv2d(2, 3, 3, padding=1, grid=4)
+    x = torch.rand(2, 2, 6, 6, generator=torch.Generator().manual_seed(1)) * 1.6 - 0.8
+    y = layer(x)
+    buf = io.BytesIO()
+    torch.save(layer, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    torch.testing.assert_close(loaded(x), y, atol=0, rtol=0)
+    for change in ("in place", "new tensor"):
+        if change == "in place":
+            layer.grid.mul_(1.5)
+        else:
+            layer.grid = layer.grid.clone() * 1.5
+        torch.testing.assert_close(layer(x), naive_conv(layer, x), atol=1e-5, rtol=1e-5)

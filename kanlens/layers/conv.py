@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -425,20 +426,26 @@ class _KANConvNd(nn.Module):
         """``(t_0, h)`` per channel when every channel's grid is uniform, else ``None``."""
         return self._grid_info()[0]
 
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        state.pop("_grid_memo_store", None)  # derived values (and a weak reference): rebuilt on first use
+        return state
+
     def _grid_memo(self) -> dict:
         """Values derived from the grid alone, kept until the grid buffer changes (a new tensor, or an in-place
         change: ``update_grid``, ``load_state_dict``); an empty throwaway dict for inference tensors (no version
         counter)."""
         g = self.grid
         try:
-            key = (g.data_ptr(), g._version, g.dtype, g.device, tuple(g.shape))
+            version = g._version
         except RuntimeError:
             return {}
         memo = self.__dict__.get("_grid_memo_store")
-        if memo is None or memo[0] != key:
-            memo = (key, {})
+        # a weak reference, not the address: a new grid tensor may reuse a freed one's memory and version number
+        if memo is None or memo[0]() is not g or memo[1] != version:
+            memo = (weakref.ref(g), version, {})
             self.__dict__["_grid_memo_store"] = memo
-        return memo[1]
+        return memo[2]
 
     def _grid_info(self) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, float, float]:
         """``(spacing, lo, hi)``: :meth:`_uniform_spacing`'s result and the range ``[lo, hi]`` inside every channel's

@@ -390,7 +390,9 @@ def test_features_and_conv_weight_reproduce_the_layer(conv_cls) -> None:
     conv = F.conv2d if n == 2 else F.conv1d
     out = conv(feats, layer.conv_weight(), layer.bias, layer.stride, 0, layer.dilation, layer.groups)
     torch.testing.assert_close(out, layer(x), atol=1e-5, rtol=1e-5)
-    bases = layer.basis(layer.pad_input(x), channel_dim=1)  # (B, C, nb, *S): the Cox-de Boor-free closed form
+    # the bases in the features (closed form, scaled back by 1/k!) against the Cox-de Boor recursion
+    bases = splines.b_spline_basis(layer.pad_input(x).movedim(1, -1), layer.grid, layer.k)  # (B, *S, C, nb)
+    bases = bases.movedim(-2, 1).movedim(-1, 2)  # (B, C, nb, *S)
     torch.testing.assert_close(feats.view(2, 3, 7, *feats.shape[2:])[:, :, 1:], bases, atol=1e-6, rtol=0)
 
 
@@ -724,8 +726,9 @@ def test_speed_benchmark_skips_the_naive_loop_with_zero_reps(monkeypatch) -> Non
 
 
 @pytest.mark.parametrize("rows", [0, 5])
-def test_expansion_off_cpu_runs_in_one_pass(rows: int) -> None:
-    """Off the CPU the expansion is one pass (no chunk loop), also for an empty batch; meta tensors stand in."""
+def test_expansion_runs_off_cpu_also_for_an_empty_batch(rows: int) -> None:
+    """Off the CPU the expansion takes all rows at once (no chunk loop, whose step was 0 for an empty batch);
+    meta tensors stand in for an accelerator."""
     t = torch.empty(rows, 3, device="meta")  # two channels and the column of ones
     out = torch.empty(rows, 2 * 8, device="meta")
     assert conv_mod._expand_rows(t, 8, 3, out=out) is out
@@ -743,6 +746,7 @@ def test_grid_memo_follows_the_grid_and_is_not_pickled() -> None:
     torch.save(layer, buf)
     buf.seek(0)
     loaded = torch.load(buf, weights_only=False)
+    assert "_grid_memo_store" in layer.__dict__ and "_grid_memo_store" not in loaded.__dict__
     torch.testing.assert_close(loaded(x), y, atol=0, rtol=0)
     for change in ("in place", "new tensor"):
         if change == "in place":

@@ -555,7 +555,7 @@ class _KANConvNd(nn.Module):
         On uniform grids (``unit = 1 / k!``) the result is stored channels-last (see :class:`_UniformFeatures`).
         """
         spacing = self._uniform_spacing()
-        if spacing is not None and self.k >= 1:
+        if spacing is not None:
             nb = self.num_basis - int(drop_last)
             feats = _UniformFeatures.apply(xp, *spacing, nb, self.k, self.base_fun_name)
             return feats, 1.0 / math.factorial(self.k)
@@ -613,26 +613,21 @@ class _KANConvNd(nn.Module):
         Shapes:
             weight: ``(out, Cf / groups, *K)`` -> ``(1, out, *out_spatial)``.
         """
-        memo = self._grid_memo()
-        key = ("border", drop, tuple(spatial))
-        if key not in memo:
+        cache = self._grid_memo().setdefault("border", {})
+        key = (drop, tuple(spatial))
+        if key not in cache:
             with torch.no_grad():
                 zero = self.grid.new_zeros(1, self.in_channels, *([1] * self._n))
                 f0 = self._features(zero, drop)[0].reshape(-1)  # (Cf,)
-                outside = None
+                inside = torch.ones(1, 1, dtype=f0.dtype, device=f0.device)
                 for size, (lo, _), kk, s, d, o in zip(spatial, self._pad, self.kernel_size, self.stride,
                                                      self.dilation, self.output_shape(spatial)):
                     pos = torch.arange(o, device=f0.device)[None] * s + torch.arange(kk, device=f0.device)[:, None] * d
-                    inside = ((pos >= lo) & (pos < lo + size)).to(f0.dtype)  # (K_d, O_d)
-                    outside = inside if outside is None else torch.einsum("ap,bq->abpq", outside, inside).flatten(
-                        0, 1).flatten(1, 2)
-                assert outside is not None
-                outside = 1.0 - outside  # (prod K, prod O)
-            if sum(isinstance(k, tuple) and k[0] == "border" for k in memo) >= 8:  # many input sizes: start over
-                for k in [k for k in memo if isinstance(k, tuple) and k[0] == "border"]:
-                    del memo[k]
-            memo[key] = (f0, outside)
-        f0, outside = memo[key]
+                    inside = torch.kron(inside, ((pos >= lo) & (pos < lo + size)).to(f0.dtype))  # (K_d, O_d)
+            if len(cache) >= 8:  # many input sizes: start over
+                cache.clear()
+            cache[key] = (f0, 1.0 - inside)  # (Cf,), (prod K, prod O)
+        f0, outside = cache[key]
         g = self.groups
         w = weight.reshape(g, self.out_channels // g, -1, outside.shape[0])  # (g, O_g, Cf_g, prod K)
         taps = torch.einsum("gock,gc->gok", w, f0.view(g, -1)).reshape(self.out_channels, -1)
@@ -658,11 +653,9 @@ class _KANConvNd(nn.Module):
         pads = [lo for lo, _ in self._pad]
         ring = self.padding_mode == "zeros" and any(pads) and all(lo == hi for lo, hi in self._pad)
         xs = x if ring else self.pad_input(x)
-        uniform = self._uniform_spacing() is not None and self.k >= 1
-        drop = uniform and self._inside_grid(xs, with_zero=ring)
-        unit = 1.0 / math.factorial(self.k) if uniform else 1.0
+        drop = self._uniform_spacing() is not None and self._inside_grid(xs, with_zero=ring)
+        feats, unit = self._features(xs, drop)
         weight, bias = self._fused_weight(drop, unit)
-        feats, _ = self._features(xs, drop)
         if not ring:
             return self._conv(feats, weight, bias).contiguous()
         extra = self._border(weight, drop, x.shape[2:])

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .hooks import HookPoint, run_with_cache
-from .layers.spline import KANLayer, edge_backward, edge_forward
+from .layers.spline import KANLayer, edge_backward, edge_forward, edge_reference, recompute_grads
 from .layers.symbolic import SymbolicKANLayer
 from .utils import check_device, check_tensor, default_dtype
 
@@ -43,6 +43,17 @@ def stack_forward(x, cfg, params, need):
         x = torch.addcmul(node_bias, y, node_scale)
         need_x = need_x or any(need[1 + 5 * l : 6 + 5 * l])  # x of the next layer depends on these
     return x, mags, saved
+
+
+def stack_reference(x, cfg, params) -> tuple:
+    """:func:`stack_forward`'s ``(output, *magnitudes)`` as ordinary autograd ops (differentiable to any order)."""
+    mags = []
+    for l, (mask, grid, k, base_name) in enumerate(cfg):
+        coef, scale_base, scale_sp, node_scale, node_bias = params[5 * l : 5 * l + 5]
+        y, mag = edge_reference(x, coef, scale_base, scale_sp, mask, grid, k, base_name)
+        mags.append(mag)
+        x = torch.addcmul(node_bias, y, node_scale)
+    return (x, *mags)
 
 
 def stack_backward(saved, need, g, g_mags):
@@ -75,11 +86,17 @@ class _SparseStack(torch.autograd.Function):
     def forward(ctx, x, cfg, *params):  # type: ignore[override]
         ctx.need = (ctx.needs_input_grad[0], *ctx.needs_input_grad[2:])
         out, mags, ctx.saved = stack_forward(x, cfg, params, ctx.need)
+        ctx.save_for_backward(x, *params)
+        ctx.cfg = cfg
         return (out, *mags)
 
     @staticmethod
     def backward(ctx, g, *g_mags):  # type: ignore[override]
-        g_x, *grads = stack_backward(ctx.saved, ctx.need, g, g_mags)
+        if torch.is_grad_enabled():  # create_graph: differentiate the autograd composition instead
+            g_x, *grads = recompute_grads(lambda x, *p: stack_reference(x, ctx.cfg, p), tuple(ctx.saved_tensors),
+                                          ctx.need, (g, *g_mags))
+        else:
+            g_x, *grads = stack_backward(ctx.saved, ctx.need, g, g_mags)
         return (g_x, None, *grads)
 
 

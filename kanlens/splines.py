@@ -175,14 +175,18 @@ class _BSplineBasis(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:  # type: ignore[override]
         idx, local, dlocal = _local_basis(x, grid, k, with_derivative=True)
-        ctx.save_for_backward(idx, dlocal)
+        ctx.save_for_backward(x, grid, idx, dlocal)
         ctx.k = k
         return _dense(idx, local, grid.shape[1] - k - 1, k)
 
     @staticmethod
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        idx, dlocal = ctx.saved_tensors
+        x, grid, idx, dlocal = ctx.saved_tensors
         k = ctx.k
+        if torch.is_grad_enabled():
+            # create_graph (second derivatives, e.g. a PDE residual's u_xx): the derivatives saved by the forward
+            # are constants to autograd; evaluated again from x they carry their own derivative in x
+            dlocal = _local_basis(x, grid, k, with_derivative=True)[2]
         g_local = torch.nn.functional.pad(grad_out, (k, k + 1)).gather(-1, idx)
         return (g_local * dlocal).sum(-1), None, None
 

@@ -541,14 +541,6 @@ def test_border_term_equals_expanding_the_padded_input(inside: bool) -> None:
         assert (a.double() - b).abs().max().item() <= 1e-5 * b.abs().max().item()
 
 
-def test_double_backward_is_refused() -> None:
-    layer = KANConv2d(1, 1, 3, padding=1)
-    x = torch.rand(1, 1, 4, 4, requires_grad=True)
-    (g,) = torch.autograd.grad(layer(x).sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError):
-        g.sum().backward()
-
-
 def test_update_grid_preserves_function_and_covers_data() -> None:
     layer = KANConv2d(2, 3, 3, padding=1, grid=5, k=3)
     _randomise(layer, 2)

@@ -37,12 +37,11 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from .. import splines
 from ..hooks import HookPoint
 from ..utils import check_choice, check_tensor
-from .spline import BASE_FUNCTIONS, _check_int, _check_range
+from .spline import BASE_FUNCTIONS, _check_int, _check_range, recompute_grads
 
 __all__ = ["KANConv1d", "KANConv2d", "cardinal_basis"]
 
@@ -213,19 +212,28 @@ class _UniformFeatures(torch.autograd.Function):
         buf = x.new_empty(*lead, c * nb1)
         flat = buf.view(-1, c * nb1)
         _expand_rows(t, nb1, k, out=flat, slot0=BASE_FUNCTIONS[base_name](xpm))
-        ctx.save_for_backward(xpm, t, h)
+        ctx.save_for_backward(xpm, t, h, x, t0)
         ctx.k, ctx.nb1, ctx.base_name = k, nb1, base_name
         return buf.movedim(-1, 1)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):
-        xpm, t, h = ctx.saved_tensors  # xpm: (N, C) pixel-major input
+        xpm, t, h, x, t0 = ctx.saved_tensors  # xpm: (N, C) pixel-major input
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
         c, nb1 = xpm.shape[1], ctx.nb1
         gl = grad.movedim(1, -1)  # (B, *S, C * nb1)
         g2 = gl.reshape(-1, c * nb1)  # a copy unless grad is channels-last already
+        if torch.is_grad_enabled():
+            # create_graph (second derivatives): differentiate the closed form as ordinary autograd ops instead
+            k, name = ctx.k, ctx.base_name
+
+            def expand(v: torch.Tensor) -> tuple[torch.Tensor]:
+                v = v.movedim(1, -1).reshape(-1, c)
+                bases = cardinal_basis((v - t0) / h, nb1 - 1, k) * math.factorial(k)  # (N, C, nb)
+                return (torch.cat([BASE_FUNCTIONS[name](v).unsqueeze(-1), bases], -1).flatten(1),)
+
+            return (*recompute_grads(expand, (x,), (True,), (g2,)), None, None, None, None, None)
         g_base = torch.empty_like(xpm)  # contiguous: on strided slices the base's backward kernels are ~15x slower
         grad_t = _expand_rows(t, nb1, ctx.k, grad=g2, slot0=g_base)  # (N, C)
         with torch.enable_grad():

@@ -129,6 +129,32 @@ def edge_backward(saved, g_out, g_mag, need: tuple[bool, bool, bool, bool]):
     return g_x, g_coef, g_sb, g_sp
 
 
+def edge_reference(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: str):
+    """:func:`edge_forward`'s ``(output, magnitudes)`` as ordinary autograd ops (differentiable to any order)."""
+    spline = splines.coef2curve(x, grid, coef, k)  # (batch, out, in)
+    edges = (scale_base * BASE_FUNCTIONS[base_name](x).unsqueeze(1) + scale_sp * spline) * mask
+    return edges.sum(-1), edges.abs().mean(0)
+
+
+def recompute_grads(fn, inputs: tuple, needs: tuple, grads_out: tuple) -> tuple:
+    """Gradients of ``fn(*inputs)`` (a tuple of outputs) for the outputs' gradients ``grads_out``, by evaluating
+    ``fn`` again with autograd and differentiating that with ``create_graph=True``.
+
+    The backward of a node with a hand-written backward calls this when it runs under ``create_graph=True``
+    (grad mode is on there): its own formulas treat the forward's intermediates as constants, so their result
+    would be a wrong function of the inputs for a second derivative. ``None`` for inputs not in ``needs``.
+    """
+    with torch.enable_grad():
+        outs = fn(*inputs)
+    pairs = [(o, g) for o, g in zip(outs, grads_out) if g is not None and o.requires_grad]
+    wrt = [inp for inp, need in zip(inputs, needs) if need]
+    if not pairs or not wrt:
+        return tuple(None for _ in needs)
+    got = iter(torch.autograd.grad([o for o, _ in pairs], wrt, [g for _, g in pairs], create_graph=True,
+                                   allow_unused=True))
+    return tuple(next(got) if need else None for need in needs)
+
+
 class _EdgeMagnitude(torch.autograd.Function):
     """Layer output ``(batch, out)`` and per-edge mean magnitude ``mean_b |phi_ji(x_bi)|`` ``(out, in)`` in one node.
 
@@ -143,12 +169,20 @@ class _EdgeMagnitude(torch.autograd.Function):
     def forward(ctx, x, coef, scale_base, scale_sp, mask, grid, k, base_name):  # type: ignore[override]
         y, mag, ctx.saved = edge_forward(x, coef, scale_base, scale_sp, mask, grid, k, base_name,
                                          ctx.needs_input_grad[0])
+        ctx.save_for_backward(x, coef, scale_base, scale_sp, mask, grid)
+        ctx.k, ctx.base_name = k, base_name
         return y, mag
 
     @staticmethod
     def backward(ctx, g_out, g_mag):  # type: ignore[override]
+        need = ctx.needs_input_grad[:4]
+        if torch.is_grad_enabled():  # create_graph: differentiate the autograd composition instead
+            x, coef, scale_base, scale_sp, mask, grid = ctx.saved_tensors
+            grads = recompute_grads(lambda *a: edge_reference(*a, mask, grid, ctx.k, ctx.base_name),
+                                    (x, coef, scale_base, scale_sp), need, (g_out, g_mag))
+            return (*grads, None, None, None, None)
         # ctx.saved holds intermediates only (and the coef / mask inputs, which training does not edit in place)
-        return (*edge_backward(ctx.saved, g_out, g_mag, ctx.needs_input_grad[:4]), None, None, None, None)
+        return (*edge_backward(ctx.saved, g_out, g_mag, need), None, None, None, None)
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:

@@ -85,13 +85,36 @@ def _basis_recursion(x: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch
     return basis, prev
 
 
-# id(grid) -> (weak reference to the grid, version counter, k, table). An entry dies with its grid and is only used
-# for the very same tensor object, so a new tensor that reuses a freed one's memory never sees a stale table;
-# in-place edits bump ``_version`` and force a rebuild.
-_POLY_CACHE: dict[int, tuple[weakref.ref, int, int, torch.Tensor]] = {}
+def grid_stamp(grid: torch.Tensor) -> tuple:
+    """What identifies a grid's current values for the caches of values derived from it.
+
+    ``(version counter, data address, copy of the values)``: the version counter catches in-place edits, the
+    address ``grid.data = new`` (pykan's idiom), and the copy, on CPU, in-place edits through ``.data``, which
+    bump no version counter. On accelerators no copy is compared (that would synchronise every forward), so an
+    in-place edit through ``.data`` goes unseen there: edit grids under ``torch.no_grad()`` instead. Inference
+    tensors have no version counter (``None``).
+    """
+    version = None if grid.is_inference() else grid._version
+    values = grid.detach().clone() if grid.device.type == "cpu" else None
+    return version, grid.data_ptr(), values
 
 
-# id(x) -> (weak ref to x, version, weak ref to grid, grid version, k, basis) for inputs without gradient.
+def grid_unchanged(grid: torch.Tensor, stamp: tuple) -> bool:
+    """Whether ``grid`` still holds what :func:`grid_stamp` recorded."""
+    version = None if grid.is_inference() else grid._version
+    if version != stamp[0] or grid.data_ptr() != stamp[1]:
+        return False
+    values = stamp[2]
+    return values is None or (values.shape == grid.shape and values.dtype == grid.dtype and torch.equal(values, grid))
+
+
+# id(grid) -> (weak reference to the grid, grid_stamp, k, table). An entry dies with its grid and is only used for
+# the very same tensor object, so a new tensor that reuses a freed one's memory never sees a stale table; edits
+# of the grid (see grid_stamp) force a rebuild.
+_POLY_CACHE: dict[int, tuple[weakref.ref, tuple, int, torch.Tensor]] = {}
+
+
+# id(x) -> (weak ref to x, version, weak ref to grid, grid_stamp, k, basis) for inputs without gradient.
 _BASIS_CACHE: dict[int, tuple] = {}
 
 
@@ -106,11 +129,11 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     ``s - k + r`` on knot interval ``s`` of input ``i`` (rows ``p = 0..k``), followed by the ``k`` rows of the
     derivative's coefficients, and an all-zero interval ``M - 1``. Shape ``(in_dim, M, 2k + 1, k + 1)``.
 
-    Computed once per grid (cached on the grid's storage and version counter) by sampling the Cox-de Boor
+    Computed once per grid (cached until the grid changes, see :func:`grid_stamp`) by sampling the Cox-de Boor
     recursion at ``k + 1`` points per interval and solving the Vandermonde system in float64.
     """
     hit = _POLY_CACHE.get(id(grid))
-    if hit is not None and hit[0]() is grid and hit[1] == grid._version and hit[2] == k:
+    if hit is not None and hit[0]() is grid and hit[2] == k and grid_unchanged(grid, hit[1]):
         return hit[3]
     g = grid.detach().double()
     in_dim, m = g.shape
@@ -131,7 +154,8 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     # Row M-1 is all zeros: samples outside the extended grid point there (all bases vanish).
     table = torch.nn.functional.pad(table, (0, 0, 0, 0, 0, 1)).to(grid.dtype).contiguous()
     key = id(grid)
-    _POLY_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_CACHE, r, key)), grid._version, k, table)
+    _POLY_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_CACHE, r, key)), grid_stamp(grid), k,
+                        table)
     return table
 
 
@@ -206,8 +230,8 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
     # Inputs that need no gradient (a network's data) are usually evaluated again and again on the same batch
     # (every LBFGS line-search trial): remember the last basis of each such tensor.
     hit = _BASIS_CACHE.get(id(x))
-    if (hit is not None and hit[0]() is x and hit[1] == x._version and hit[2]() is grid
-            and hit[3] == grid._version and hit[4] == k):
+    if (hit is not None and hit[0]() is x and hit[1] == x._version and hit[2]() is grid and hit[4] == k
+            and grid_unchanged(grid, hit[3])):
         return hit[5]
     with torch.no_grad():
         idx, local, _ = _local_basis(x, grid, k, with_derivative=False)
@@ -215,13 +239,13 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
     if not x.is_inference():
         key = id(x)
         _BASIS_CACHE[key] = (weakref.ref(x, lambda r, key=key: _forget(_BASIS_CACHE, r, key)), x._version,
-                             weakref.ref(grid), grid._version, k, basis)
+                             weakref.ref(grid), grid_stamp(grid), k, basis)
     return basis
 
 
-# id(x) -> (weak ref to x, version, weak ref to grid, grid version, k, basis) for :func:`basis_by_input`.
+# id(x) -> (weak ref to x, version, weak ref to grid, grid_stamp, k, basis) for :func:`basis_by_input`.
 _BASIS_BY_INPUT_CACHE: dict[int, tuple] = {}
-# id(grid) -> (weak ref to grid, version, k, table) for :func:`_poly_rows`.
+# id(grid) -> (weak ref to grid, grid_stamp, k, table) for :func:`_poly_rows`.
 _POLY_ROWS_CACHE: dict[int, tuple] = {}
 # (in_dim, M, k, device) -> (interval of a knot count (M + 1,), row offsets ``arange(in_dim) * M`` (in, 1),
 # ``arange(k + 1)`` (1, k+1, 1)).
@@ -232,13 +256,13 @@ def _poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
     """:func:`_poly_table` as ``((2k + 1) * (k + 1), in_dim * M)``: one row per (power, basis), one column per
     (input, interval), so gathering the columns of many samples leaves the samples innermost (contiguous)."""
     hit = _POLY_ROWS_CACHE.get(id(grid))
-    if hit is not None and hit[0]() is grid and hit[1] == grid._version and hit[2] == k:
+    if hit is not None and hit[0]() is grid and hit[2] == k and grid_unchanged(grid, hit[1]):
         return hit[3]
     table = _poly_table(grid, k)  # (in, M, 2k+1, k+1)
     rows = table.permute(2, 3, 0, 1).reshape((2 * k + 1) * (k + 1), -1).contiguous()
     key = id(grid)
     _POLY_ROWS_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_ROWS_CACHE, r, key)),
-                             grid._version, k, rows)
+                             grid_stamp(grid), k, rows)
     return rows
 
 
@@ -291,7 +315,7 @@ def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative
     return basis, dbasis
 
 
-# id(grid) -> (weak ref to grid, version, k, matrix) for :func:`poly_coef_matrix`.
+# id(grid) -> (weak ref to grid, grid_stamp, k, matrix) for :func:`poly_coef_matrix`.
 _POLY_MATRIX_CACHE: dict[int, tuple] = {}
 
 
@@ -301,13 +325,13 @@ def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
     For coefficients ``c`` laid out ``(in_dim, n, G + k)`` (any ``n``, e.g. one row per output),
     ``(c @ Q).view(in_dim, n, 2k + 1, M)[i, j, p, s]`` is the coefficient of ``(x - t_s)^p`` of spline ``c[i, j]`` on
     knot interval ``s`` (rows ``p = 0..k``), followed by the ``k`` coefficients of its derivative; interval
-    ``M - 1`` (outside the grid) is all zero. Cached per grid (and its version counter).
+    ``M - 1`` (outside the grid) is all zero. Cached per grid (see :func:`grid_stamp`).
 
     Shapes:
         grid: ``(in_dim, M)`` -> ``(in_dim, G + k, (2k + 1) * M)``.
     """
     hit = _POLY_MATRIX_CACHE.get(id(grid))
-    if hit is not None and hit[0]() is grid and hit[1] == grid._version and hit[2] == k:
+    if hit is not None and hit[0]() is grid and hit[2] == k and grid_unchanged(grid, hit[1]):
         return hit[3]
     table = _poly_table(grid, k)  # (in, M, 2k+1, r): basis s - k + r on interval s
     in_dim, m = grid.shape
@@ -321,7 +345,7 @@ def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
     q = q.reshape(in_dim, nb, -1).contiguous()
     key = id(grid)
     _POLY_MATRIX_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_MATRIX_CACHE, r, key)),
-                               grid._version, k, q)
+                               grid_stamp(grid), k, q)
     return q
 
 
@@ -343,14 +367,14 @@ def basis_by_input(
     if with_derivative:
         return _basis_by_input(x, grid, k, True)
     hit = _BASIS_BY_INPUT_CACHE.get(id(x))
-    if (hit is not None and hit[0]() is x and hit[1] == x._version and hit[2]() is grid
-            and hit[3] == grid._version and hit[4] == k):
+    if (hit is not None and hit[0]() is x and hit[1] == x._version and hit[2]() is grid and hit[4] == k
+            and grid_unchanged(grid, hit[3])):
         return hit[5], None
     basis = _basis_by_input(x, grid, k, False)[0]
     if not x.is_inference():
         key = id(x)
         _BASIS_BY_INPUT_CACHE[key] = (weakref.ref(x, lambda r, key=key: _forget(_BASIS_BY_INPUT_CACHE, r, key)),
-                                      x._version, weakref.ref(grid), grid._version, k, basis)
+                                      x._version, weakref.ref(grid), grid_stamp(grid), k, basis)
     return basis, None
 
 

@@ -198,3 +198,40 @@ def test_plots_written_to_a_file_do_not_pile_up_as_open_figures(tmp_path):
     fig = model.plot()  # no path: an open pyplot figure, as before (notebooks display it)
     assert len(plt.get_fignums()) == before + 1
     plt.close(fig)
+
+
+@pytest.mark.parametrize("edit", ["assign", "inplace", "one_knot"])
+def test_grid_edits_through_data_are_seen(edit):
+    """pykan code edits grids through ``.data``, which bumps no version counter: cached values must follow."""
+    from kanlens.layers.spline import KANLayer
+
+    gen = torch.Generator().manual_seed(0)
+    conv = KANConv2d(1, 2, 3, padding=1, generator=gen)
+    layer = KANLayer(2, 3)
+    with torch.no_grad():
+        conv.coef.normal_(generator=gen)
+        layer.coef.normal_(generator=gen)
+    x = torch.rand(2, 1, 6, 6, generator=gen) * 1.8 - 0.9
+    xl = torch.rand(16, 2, generator=gen) * 1.8 - 0.9
+    before = conv(x), layer(xl)  # fills the caches
+    for module in (conv, layer):
+        if edit == "assign":
+            module.grid.data = module.grid.data * 1.5
+        elif edit == "inplace":
+            module.grid.data.mul_(1.5)
+        else:  # non-uniform afterwards
+            module.grid.data[:, 5] += 0.05
+    fresh_conv, fresh_layer = pickle.loads(pickle.dumps(conv)), pickle.loads(pickle.dumps(layer))
+    assert torch.allclose(conv(x), fresh_conv(x), atol=1e-6) and torch.allclose(layer(xl), fresh_layer(xl), atol=1e-6)
+    assert (conv(x) - before[0]).abs().max() > 1e-3 and (layer(xl) - before[1]).abs().max() > 1e-3
+
+
+def test_layers_and_models_can_be_built_and_updated_in_inference_mode():
+    with torch.inference_mode():
+        conv = KANConv2d(2, 3, 3)
+        model = KAN(width=[2, 3, 1], seed=0)
+        assert conv(torch.rand(1, 2, 5, 5)).shape == (1, 3, 3, 3)
+        assert model(torch.rand(4, 2)).shape == (4, 1)
+        x = torch.rand(4, 2, 6, 6) * 4 - 2
+        conv.update_grid(x)
+        torch.testing.assert_close(conv.grid[:, conv.k], x.amin(dim=(0, 2, 3)), atol=1e-6, rtol=0)

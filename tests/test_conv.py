@@ -746,3 +746,19 @@ def test_grid_memo_follows_the_grid_and_is_not_pickled() -> None:
         else:
             layer.grid = layer.grid.clone() * 1.5
         torch.testing.assert_close(layer(x), naive_conv(layer, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 3e38])
+@pytest.mark.parametrize("shape", [(2, 2, 1, 0), (4, 4, 3, 1)])
+def test_a_non_finite_or_huge_pixel_stays_in_its_group(bad: float, shape: tuple) -> None:
+    """As in nn.Conv2d: a bad value reaches only the outputs of its own group (no 0 * inf across channels)."""
+    c, o, ksz, pad = shape
+    layer = KANConv2d(c, o, ksz, groups=2, padding=pad)
+    ref = nn.Conv2d(c, o, ksz, groups=2, padding=pad)
+    x = torch.rand(1, c, 5, 5)
+    x[0, 0, 2, 2] = bad
+    got = (~torch.isfinite(layer(x))).sum((0, 2, 3))
+    want = (~torch.isfinite(ref(x))).sum((0, 2, 3))
+    assert torch.equal(got[o // 2:], want[o // 2:]) and int(got[o // 2:].sum()) == 0  # the other group is clean
+    if bad != 3e38:
+        assert int(got[: o // 2].sum()) > 0  # and the bad value is not hidden in its own group

@@ -106,6 +106,7 @@ def _pow_(buf: torch.Tensor, power: int) -> torch.Tensor:
     return buf.pow_(power) if power > 0 else buf.gt_(0.0)
 
 
+_FAR = 1e6  # a knot coordinate far outside any grid
 _CHUNK = 1 << 17  # elements per pixel chunk of the basis expansion: two 512 KB scratch buffers that stay in L2
 
 
@@ -208,7 +209,11 @@ class _UniformFeatures(torch.autograd.Function):
         xpm = x.movedim(1, -1).reshape(-1, c)  # (N, C) pixel-major
         t = x.new_empty(xpm.shape[0], c + 1)
         t[:, c] = 1.0
-        torch.sub(xpm, t0, out=t[:, :c]).div_(h)
+        # knot coordinates of NaN, Inf or huge inputs are moved far outside the grid (all bases 0 there): the GEMM
+        # of _expand_rows would otherwise spread 0 * inf = NaN to the pixel's other channels (other groups); the
+        # base function still sees the value itself
+        tc = torch.sub(xpm, t0, out=t[:, :c]).div_(h).clamp_(-_FAR, _FAR)
+        torch.nan_to_num_(tc, nan=_FAR)
         buf = x.new_empty(*lead, c * nb1)
         flat = buf.view(-1, c * nb1)
         _expand_rows(t, nb1, k, out=flat, slot0=BASE_FUNCTIONS[base_name](xpm))
@@ -573,8 +578,10 @@ class _KANConvNd(nn.Module):
         weight: torch.Tensor,
         bias: torch.Tensor | None,
         padding: Sequence[int] | None = None,
+        finite: bool = False,
     ) -> torch.Tensor:
         """The fused convolution of features (see :meth:`features`), zero-padded by ``padding`` (default none).
+        ``finite``: the caller checked that every input value is finite.
 
         Shapes:
             feats: ``(batch, C * (1 + nb), *S)`` -> ``(batch, out, *out_spatial)`` in feats' memory layout.
@@ -582,17 +589,15 @@ class _KANConvNd(nn.Module):
         n = self._n
         padding = tuple(padding) if padding is not None else (0,) * n
         tail = (1,) * n
-        if (
-            self.groups == self.in_channels == self.out_channels
-            and not any(padding)
-            and all(kk == 1 and s == 1 for kk, s in zip(self.kernel_size, self.stride))
-        ):
+        if self._depthwise_1x1(padding):
             # depthwise 1x1 (a learned per-channel activation): a weighted sum over each channel's own features
             # is ~4x faster than a grouped convolution with 1 + nb channels per group
             c = self.in_channels
             w = weight.view(c, -1)  # (C, nb1)
             pixel_major = feats.movedim(1, -1)
-            if pixel_major.is_contiguous():  # channels-last features: one GEMM with a block-diagonal weight
+            # channels-last features: one GEMM with a block-diagonal weight; only for finite inputs, since its
+            # zero blocks would spread a NaN or Inf (0 * inf) to the pixel's other channels
+            if pixel_major.is_contiguous() and finite:
                 block = (w.unsqueeze(-1) * torch.eye(c, dtype=w.dtype, device=w.device).unsqueeze(1)).flatten(0, 1)
                 out = (pixel_major.reshape(-1, w.numel()) @ block).view(*pixel_major.shape[:-1], c).movedim(-1, 1)
             else:
@@ -604,6 +609,13 @@ class _KANConvNd(nn.Module):
                            (1, *self.dilation), self.groups)
             return out.squeeze(2)
         return F.conv2d(feats, weight, bias, self.stride, padding, self.dilation, self.groups)
+
+    def _depthwise_1x1(self, padding: Sequence[int]) -> bool:
+        return (
+            self.groups == self.in_channels == self.out_channels
+            and not any(padding)
+            and all(kk == 1 and s == 1 for kk, s in zip(self.kernel_size, self.stride))
+        )
 
     def _border(self, weight: torch.Tensor, drop: bool, spatial: Sequence[int]) -> torch.Tensor:
         """What the zero-padded pixels add to every output (the features of ``x = 0`` seen through the taps that
@@ -661,7 +673,10 @@ class _KANConvNd(nn.Module):
         feats, unit = self._features(xs, drop)
         weight, bias = self._fused_weight(drop, unit)
         if not ring:
-            return self._conv(feats, weight, bias).contiguous()
+            # the finiteness check reads the input back: CPU only (elsewhere the per-channel sum runs)
+            finite = (self._depthwise_1x1((0,) * self._n) and xs.device.type == "cpu"
+                      and bool(torch.isfinite(xs).all()))
+            return self._conv(feats, weight, bias, finite=finite).contiguous()
         extra = self._border(weight, drop, x.shape[2:])
         if bias is not None:
             extra = extra + bias.view(1, -1, *([1] * self._n))

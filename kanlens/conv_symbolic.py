@@ -239,6 +239,11 @@ def auto_symbolic_conv(
         raise TypeError(f"layer must be a KANConv2d/KANConv1d, got {type(layer).__name__}")
     if not 0.0 < linear_threshold <= 1.0:
         raise ValueError(f"linear_threshold must be in (0, 1], got {linear_threshold}")
+    if isinstance(num_points, bool) or not isinstance(num_points, int) or num_points < 3:
+        raise ValueError(f"num_points must be an int >= 3 (two points always fit a line), got {num_points!r}")
+    if max_library_fits is not None and (isinstance(max_library_fits, bool) or not isinstance(max_library_fits, int)
+                                         or max_library_fits < 0):
+        raise ValueError(f"max_library_fits must be None or an int >= 0, got {max_library_fits!r}")
     if x is not None:
         check_tensor("x", x)
     xs, ys = element_samples(layer, x, num_points)
@@ -284,6 +289,9 @@ def _library_fits(
         idx = idx[:max_fits]
     # a non-linear element is neither zero nor affine: "0" and "x" would only win on simplicity
     library = library.without([n for n in ("0", "x") if n in library])
+    if idx and not len(library):
+        raise ValueError("lib has no functions besides 0 and x, which cannot describe a non-linear element; "
+                         "give more functions (or fit_library=False)")
     chan = layer.channel_index()
     out = []
     for e in idx:

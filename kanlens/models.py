@@ -295,6 +295,10 @@ def matched_cnn(target_params: int, *, ratio: float = 2.0, **kwargs) -> CNN:
 
     Only shapes like the anchor ``(8, 16)`` are considered: ``c2 / c1`` within a factor 1.5 of ``ratio``.
     """
+    if isinstance(target_params, bool) or not isinstance(target_params, int) or target_params < 1:
+        raise ValueError(f"target_params must be a positive int, got {target_params!r}")
+    if not (isinstance(ratio, (int, float)) and not isinstance(ratio, bool) and math.isfinite(ratio) and ratio > 0):
+        raise ValueError(f"ratio must be a positive number, got {ratio!r}")
     size = kwargs.get("image_size", 28)
     ksz, pad, c_in = kwargs.get("kernel_size", 3), kwargs.get("padding", 0), kwargs.get("in_channels", 1)
     n_cls = kwargs.get("num_classes", 10)
@@ -315,7 +319,8 @@ def matched_cnn(target_params: int, *, ratio: float = 2.0, **kwargs) -> CNN:
                 best = (key, c1, c2)
             if p > target_params:
                 break
-    assert best is not None
+    if best is None:
+        raise ValueError(f"no two-stage CNN with c2 / c1 near {ratio} has about {target_params} parameters")
     cnn = CNN(channels=(best[1], best[2]), **kwargs)
     assert count_parameters(cnn) == n_params(best[1], best[2])
     return cnn
@@ -330,6 +335,11 @@ class TrainResult:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     epochs: int = 0
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def train_classifier(
@@ -368,6 +378,11 @@ def train_classifier(
         got = (f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__)
         raise ValueError(f"y must be an int64 tensor of class labels of shape ({x.shape[0]},), got {got}")
     check_choice("schedule", schedule, ("onecycle", "cosine", "constant"))
+    _positive_int("batch_size", batch_size)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
+        raise ValueError(f"max_shift must be an int >= 0, got {max_shift!r}")
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps_per_epoch = math.ceil(x.shape[0] / batch_size)
@@ -431,6 +446,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     Shapes:
         x: ``(N, C, H, W)``, y: ``(N,)``.
     """
+    x = check_tensor("x", x, allow_empty=True)
+    _positive_int("batch_size", batch_size)
+    if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],) or y.is_floating_point() or y.is_complex():
+        got = (f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__)
+        raise ValueError(f"y must be an integer tensor of class labels of shape ({x.shape[0]},), got {got}")
     was_training = model.training
     model.eval()
     correct = 0

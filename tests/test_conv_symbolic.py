@@ -101,3 +101,16 @@ def test_bad_arguments() -> None:
         auto_symbolic_conv(KANConv2d(1, 1, 3), linear_threshold=1.5)
     with pytest.raises(ValueError, match="channels"):
         auto_symbolic_conv(KANConv2d(2, 1, 3), torch.rand(1, 1, 5, 5))
+
+
+def test_report_options_are_checked():
+    layer = KANConv2d(1, 2, 3)
+    with torch.no_grad():
+        layer.coef.normal_(generator=torch.Generator().manual_seed(0))
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with pytest.raises(ValueError, match="num_points must be an int >= 3"):
+        auto_symbolic_conv(layer, x, num_points=2)
+    with pytest.raises(ValueError, match="max_library_fits must be None or an int >= 0"):
+        auto_symbolic_conv(layer, x, max_library_fits=-1)
+    with pytest.raises(ValueError, match="no functions besides 0 and x"):
+        auto_symbolic_conv(layer, x, lib=["x", "0"])

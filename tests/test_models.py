@@ -170,3 +170,19 @@ def test_bad_arguments(digits) -> None:
         train_classifier(model, x[:10, 0], y[:10], epochs=1)
     with pytest.raises(ValueError, match="schedule"):
         train_classifier(model, x[:10], y[:10], epochs=1, schedule="linear")
+
+
+def test_training_helpers_name_bad_arguments():
+    x, y = torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        train_classifier(CNN(), x, y, batch_size=0)
+    with pytest.raises(ValueError, match="epochs must be an int >= 0"):
+        train_classifier(CNN(), x, y, epochs=-1)
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        evaluate(CNN(), x, y, batch_size=0)
+    with pytest.raises(ValueError, match=r"class labels of shape \(4,\)"):
+        evaluate(CNN(), x, y[:3])
+    with pytest.raises(ValueError, match="target_params must be a positive int"):
+        matched_cnn(0)
+    with pytest.raises(ValueError, match="no two-stage CNN"):
+        matched_cnn(5)

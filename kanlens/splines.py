@@ -85,36 +85,37 @@ def _basis_recursion(x: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch
     return basis, prev
 
 
-def grid_stamp(grid: torch.Tensor) -> tuple:
-    """What identifies a grid's current values for the caches of values derived from it.
+def value_stamp(t: torch.Tensor) -> tuple:
+    """What identifies a tensor's current values for the caches of values derived from it (a grid's polynomial
+    tables, a data batch's bases).
 
     ``(version counter, data address, copy of the values)``: the version counter catches in-place edits, the
-    address ``grid.data = new`` (pykan's idiom), and the copy, on CPU, in-place edits through ``.data``, which
-    bump no version counter. On accelerators no copy is compared (that would synchronise every forward), so an
-    in-place edit through ``.data`` goes unseen there: edit grids under ``torch.no_grad()`` instead. Inference
+    address ``grid.data = new`` (pykan's idiom), and the copy, on CPU, in-place edits through ``.data`` or a
+    shared numpy buffer, which bump no version counter. On accelerators no copy is compared (that would
+    synchronise every forward), so such edits go unseen there: edit under ``torch.no_grad()`` instead. Inference
     tensors have no version counter (``None``).
     """
-    version = None if grid.is_inference() else grid._version
-    values = grid.detach().clone() if grid.device.type == "cpu" else None
-    return version, grid.data_ptr(), values
+    version = None if t.is_inference() else t._version
+    values = t.detach().clone() if t.device.type == "cpu" else None
+    return version, t.data_ptr(), values
 
 
-def grid_unchanged(grid: torch.Tensor, stamp: tuple) -> bool:
-    """Whether ``grid`` still holds what :func:`grid_stamp` recorded."""
-    version = None if grid.is_inference() else grid._version
-    if version != stamp[0] or grid.data_ptr() != stamp[1]:
+def value_unchanged(t: torch.Tensor, stamp: tuple) -> bool:
+    """Whether ``t`` still holds what :func:`value_stamp` recorded."""
+    version = None if t.is_inference() else t._version
+    if version != stamp[0] or t.data_ptr() != stamp[1]:
         return False
     values = stamp[2]
-    return values is None or (values.shape == grid.shape and values.dtype == grid.dtype and torch.equal(values, grid))
+    return values is None or (values.shape == t.shape and values.dtype == t.dtype and torch.equal(values, t))
 
 
-# id(grid) -> (weak reference to the grid, grid_stamp, k, table). An entry dies with its grid and is only used for
+# id(grid) -> (weak reference to the grid, value_stamp, k, table). An entry dies with its grid and is only used for
 # the very same tensor object, so a new tensor that reuses a freed one's memory never sees a stale table; edits
-# of the grid (see grid_stamp) force a rebuild.
+# of the grid (see value_stamp) force a rebuild.
 _POLY_CACHE: dict[int, tuple[weakref.ref, tuple, int, torch.Tensor]] = {}
 
 
-# id(x) -> (weak ref to x, version, weak ref to grid, grid_stamp, k, basis) for inputs without gradient.
+# id(x) -> (weak ref to x, value_stamp(x), weak ref to grid, value_stamp(grid), k, basis) for inputs without gradient.
 _BASIS_CACHE: dict[int, tuple] = {}
 
 
@@ -129,11 +130,11 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     ``s - k + r`` on knot interval ``s`` of input ``i`` (rows ``p = 0..k``), followed by the ``k`` rows of the
     derivative's coefficients, and an all-zero interval ``M - 1``. Shape ``(in_dim, M, 2k + 1, k + 1)``.
 
-    Computed once per grid (cached until the grid changes, see :func:`grid_stamp`) by sampling the Cox-de Boor
+    Computed once per grid (cached until the grid changes, see :func:`value_stamp`) by sampling the Cox-de Boor
     recursion at ``k + 1`` points per interval and solving the Vandermonde system in float64.
     """
     hit = _POLY_CACHE.get(id(grid))
-    if hit is not None and hit[0]() is grid and hit[2] == k and grid_unchanged(grid, hit[1]):
+    if hit is not None and hit[0]() is grid and hit[2] == k and value_unchanged(grid, hit[1]):
         return hit[3]
     g = grid.detach().double()
     in_dim, m = g.shape
@@ -154,7 +155,7 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     # Row M-1 is all zeros: samples outside the extended grid point there (all bases vanish).
     table = torch.nn.functional.pad(table, (0, 0, 0, 0, 0, 1)).to(grid.dtype).contiguous()
     key = id(grid)
-    _POLY_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_CACHE, r, key)), grid_stamp(grid), k,
+    _POLY_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_CACHE, r, key)), value_stamp(grid), k,
                         table)
     return table
 
@@ -230,22 +231,22 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
     # Inputs that need no gradient (a network's data) are usually evaluated again and again on the same batch
     # (every LBFGS line-search trial): remember the last basis of each such tensor.
     hit = _BASIS_CACHE.get(id(x))
-    if (hit is not None and hit[0]() is x and hit[1] == x._version and hit[2]() is grid and hit[4] == k
-            and grid_unchanged(grid, hit[3])):
+    if (hit is not None and hit[0]() is x and hit[2]() is grid and hit[4] == k and value_unchanged(x, hit[1])
+            and value_unchanged(grid, hit[3])):
         return hit[5]
     with torch.no_grad():
         idx, local, _ = _local_basis(x, grid, k, with_derivative=False)
         basis = _dense(idx, local, grid.shape[1] - k - 1, k)
     if not x.is_inference():
         key = id(x)
-        _BASIS_CACHE[key] = (weakref.ref(x, lambda r, key=key: _forget(_BASIS_CACHE, r, key)), x._version,
-                             weakref.ref(grid), grid_stamp(grid), k, basis)
+        _BASIS_CACHE[key] = (weakref.ref(x, lambda r, key=key: _forget(_BASIS_CACHE, r, key)), value_stamp(x),
+                             weakref.ref(grid), value_stamp(grid), k, basis)
     return basis
 
 
-# id(x) -> (weak ref to x, version, weak ref to grid, grid_stamp, k, basis) for :func:`basis_by_input`.
+# id(x) -> (weak ref to x, value_stamp(x), weak ref to grid, value_stamp(grid), k, basis) for :func:`basis_by_input`.
 _BASIS_BY_INPUT_CACHE: dict[int, tuple] = {}
-# id(grid) -> (weak ref to grid, grid_stamp, k, table) for :func:`_poly_rows`.
+# id(grid) -> (weak ref to grid, value_stamp, k, table) for :func:`_poly_rows`.
 _POLY_ROWS_CACHE: dict[int, tuple] = {}
 # (in_dim, M, k, device) -> (interval of a knot count (M + 1,), row offsets ``arange(in_dim) * M`` (in, 1),
 # ``arange(k + 1)`` (1, k+1, 1)).
@@ -256,13 +257,13 @@ def _poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
     """:func:`_poly_table` as ``((2k + 1) * (k + 1), in_dim * M)``: one row per (power, basis), one column per
     (input, interval), so gathering the columns of many samples leaves the samples innermost (contiguous)."""
     hit = _POLY_ROWS_CACHE.get(id(grid))
-    if hit is not None and hit[0]() is grid and hit[2] == k and grid_unchanged(grid, hit[1]):
+    if hit is not None and hit[0]() is grid and hit[2] == k and value_unchanged(grid, hit[1]):
         return hit[3]
     table = _poly_table(grid, k)  # (in, M, 2k+1, k+1)
     rows = table.permute(2, 3, 0, 1).reshape((2 * k + 1) * (k + 1), -1).contiguous()
     key = id(grid)
     _POLY_ROWS_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_ROWS_CACHE, r, key)),
-                             grid_stamp(grid), k, rows)
+                             value_stamp(grid), k, rows)
     return rows
 
 
@@ -315,7 +316,7 @@ def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative
     return basis, dbasis
 
 
-# id(grid) -> (weak ref to grid, grid_stamp, k, matrix) for :func:`poly_coef_matrix`.
+# id(grid) -> (weak ref to grid, value_stamp, k, matrix) for :func:`poly_coef_matrix`.
 _POLY_MATRIX_CACHE: dict[int, tuple] = {}
 
 
@@ -325,13 +326,13 @@ def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
     For coefficients ``c`` laid out ``(in_dim, n, G + k)`` (any ``n``, e.g. one row per output),
     ``(c @ Q).view(in_dim, n, 2k + 1, M)[i, j, p, s]`` is the coefficient of ``(x - t_s)^p`` of spline ``c[i, j]`` on
     knot interval ``s`` (rows ``p = 0..k``), followed by the ``k`` coefficients of its derivative; interval
-    ``M - 1`` (outside the grid) is all zero. Cached per grid (see :func:`grid_stamp`).
+    ``M - 1`` (outside the grid) is all zero. Cached per grid (see :func:`value_stamp`).
 
     Shapes:
         grid: ``(in_dim, M)`` -> ``(in_dim, G + k, (2k + 1) * M)``.
     """
     hit = _POLY_MATRIX_CACHE.get(id(grid))
-    if hit is not None and hit[0]() is grid and hit[2] == k and grid_unchanged(grid, hit[1]):
+    if hit is not None and hit[0]() is grid and hit[2] == k and value_unchanged(grid, hit[1]):
         return hit[3]
     table = _poly_table(grid, k)  # (in, M, 2k+1, r): basis s - k + r on interval s
     in_dim, m = grid.shape
@@ -345,7 +346,7 @@ def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
     q = q.reshape(in_dim, nb, -1).contiguous()
     key = id(grid)
     _POLY_MATRIX_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_MATRIX_CACHE, r, key)),
-                               grid_stamp(grid), k, q)
+                               value_stamp(grid), k, q)
     return q
 
 
@@ -367,14 +368,14 @@ def basis_by_input(
     if with_derivative:
         return _basis_by_input(x, grid, k, True)
     hit = _BASIS_BY_INPUT_CACHE.get(id(x))
-    if (hit is not None and hit[0]() is x and hit[1] == x._version and hit[2]() is grid and hit[4] == k
-            and grid_unchanged(grid, hit[3])):
+    if (hit is not None and hit[0]() is x and hit[2]() is grid and hit[4] == k and value_unchanged(x, hit[1])
+            and value_unchanged(grid, hit[3])):
         return hit[5], None
     basis = _basis_by_input(x, grid, k, False)[0]
     if not x.is_inference():
         key = id(x)
         _BASIS_BY_INPUT_CACHE[key] = (weakref.ref(x, lambda r, key=key: _forget(_BASIS_BY_INPUT_CACHE, r, key)),
-                                      x._version, weakref.ref(grid), grid_stamp(grid), k, basis)
+                                      value_stamp(x), weakref.ref(grid), value_stamp(grid), k, basis)
     return basis, None
 
 

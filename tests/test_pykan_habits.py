@@ -235,3 +235,18 @@ def test_layers_and_models_can_be_built_and_updated_in_inference_mode():
         x = torch.rand(4, 2, 6, 6) * 4 - 2
         conv.update_grid(x)
         torch.testing.assert_close(conv.grid[:, conv.k], x.amin(dim=(0, 2, 3)), atol=1e-6, rtol=0)
+
+
+def test_a_batch_edited_behind_autograds_back_is_not_served_from_the_cache():
+    """The bases of a data batch are cached; edits through a shared numpy buffer or ``.data`` must be seen."""
+    import numpy as np
+
+    model = KAN(width=[2, 3, 1], seed=0)
+    arr = np.random.default_rng(0).random((6, 2)).astype(np.float32)
+    x = torch.from_numpy(arr)
+    model(x)
+    arr[:] = np.random.default_rng(1).random((6, 2))
+    assert torch.allclose(model(x), model(torch.from_numpy(arr.copy())))
+    model(x)
+    x.data.copy_(torch.rand(6, 2, generator=torch.Generator().manual_seed(2)))
+    assert torch.allclose(model(x), model(x.clone()))

@@ -447,12 +447,12 @@ class _KANConvNd(nn.Module):
     def _grid_memo(self) -> dict:
         """Values derived from the grid alone, kept until the grid changes (a new tensor, an in-place change such
         as ``update_grid`` or ``load_state_dict``, or an edit through ``.data``: see
-        :func:`kanlens.splines.grid_stamp`)."""
+        :func:`kanlens.splines.value_stamp`)."""
         g = self.grid
         memo = self.__dict__.get("_grid_memo_store")
         # a weak reference, not the address: a new grid tensor may reuse a freed one's memory and version number
-        if memo is None or memo[0]() is not g or not splines.grid_unchanged(g, memo[1]):
-            memo = (weakref.ref(g), splines.grid_stamp(g), {})
+        if memo is None or memo[0]() is not g or not splines.value_unchanged(g, memo[1]):
+            memo = (weakref.ref(g), splines.value_stamp(g), {})
             self.__dict__["_grid_memo_store"] = memo
         return memo[2]
 

@@ -106,7 +106,18 @@ def value_unchanged(t: torch.Tensor, stamp: tuple) -> bool:
     if version != stamp[0] or t.data_ptr() != stamp[1]:
         return False
     values = stamp[2]
-    return values is None or (values.shape == t.shape and values.dtype == t.dtype and torch.equal(values, t))
+    return values is None or (values.shape == t.shape and values.dtype == t.dtype
+                              and torch.equal(_bits(values), _bits(t.detach())))
+
+
+_INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The tensor's bits as integers (a view): equal bits compare equal, NaN included."""
+    if t.is_floating_point() and t.element_size() in _INT_OF_SIZE:
+        return t.view(_INT_OF_SIZE[t.element_size()])
+    return t
 
 
 # id(grid) -> (weak reference to the grid, value_stamp, k, table). An entry dies with its grid and is only used for

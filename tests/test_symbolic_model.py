@@ -9,7 +9,7 @@ import pytest
 import sympy
 import torch
 
-from kanlens import KAN
+from kanlens import KAN, create_dataset
 from kanlens.splines import curve2coef
 from kanlens.symbolic import fit as sfit
 from kanlens.symbolic import formula as sform
@@ -129,3 +129,17 @@ def test_bad_input_errors():
     fresh = KAN(width=[2, 1], seed=0)
     with pytest.raises(ValueError, match="model\\(x\\) first"):
         sfit.suggest_symbolic(fresh, 0, 0, 0)
+
+
+def test_fix_symbolic_warns_about_a_taylor_limit_fit_and_reports_r2_in_the_models_dtype():
+    """sin fitted to a small quadratic needs a tiny slope and huge cancelling constants: in float32 the edge then
+    evaluates to something else, and the returned r2 must say so (not the float64 fit's 0.998)."""
+    ds = create_dataset(lambda x: 0.01 * x**2 - 0.001 * x**3, 1, train_num=200, test_num=100, seed=0)
+    model = KAN(width=[1, 1], seed=0)
+    model.fit(ds, steps=20, progress=False)
+    model(ds["train_input"])
+    with pytest.warns(UserWarning, match="only as a Taylor limit"):
+        r2 = model.fix_symbolic(0, 0, 0, "sin")
+    assert r2 < 0.9
+    model.unfix_symbolic(0, 0, 0)
+    assert model.fix_symbolic(0, 0, 0, "x^2") > 0.99  # a well-conditioned fit: no warning, r2 as fitted

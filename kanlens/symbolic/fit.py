@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..utils import check_kwargs
+from ..utils import check_kwargs, warn_user
 from .library import SymbolicFunction, SymbolicLibrary, resolve_library
 
 __all__ = [
@@ -748,7 +748,12 @@ def fix_symbolic(
         if not fit.valid:
             raise ValueError(f"{fn.name!r} cannot be fitted to edge (l={l}, i={i}, j={j}): its argument leaves the "
                              f"function's domain for every candidate (a, b); try another function")
-        p, r2 = fit.params, fit.r2
+        p, r2 = fit.params, _r2_in_dtype(fn, fit.params, xs, ys, model.dtype)
+        if fit.degenerate:
+            warn_user(f"{fn.name!r} fits edge (l={l}, i={i}, j={j}) only as a Taylor limit (a = {p[0]:.3g}, "
+                      f"c = {p[2]:.3g}, d = {p[3]:.3g}): the edge looks like a low-degree polynomial, and constants "
+                      f"that cancel lose digits in {model.dtype}; r2 as the model computes it: {r2:.6g}. Try a "
+                      f"polynomial (x^2, x^3) or auto_symbolic")
     else:
         p = (1.0, 0.0, 1.0, 0.0)
     with torch.no_grad():
@@ -756,6 +761,22 @@ def fix_symbolic(
     sym.fix(i, j, fn.name, p)
     model.symbolic_enabled = True  # speed() may have switched the symbolic branch off; it is in use now
     return r2
+
+
+def _r2_in_dtype(fn: SymbolicFunction, params: Sequence[float], xs: np.ndarray, ys: np.ndarray,
+                 dtype: torch.dtype) -> float:
+    """r2 of ``c*f(a*x+b)+d`` against ``ys`` with the function evaluated in ``dtype``, as the model will: for
+    constants that nearly cancel (a Taylor-limit fit) float32 loses what float64 fitting found."""
+    with torch.no_grad():
+        xt = torch.as_tensor(xs, dtype=dtype)
+        a, b, c, d = (torch.tensor(v, dtype=dtype) for v in params)
+        yt = (c * fn.torch_fn(a * xt + b) + d).double().numpy()
+    yc = ys - ys.mean()
+    sst = float(yc @ yc)
+    if not sst > 0:
+        return 1.0 if np.allclose(yt, ys) else -math.inf
+    resid = yt - ys
+    return 1.0 - float(resid @ resid) / sst
 
 
 def _structural(fn: SymbolicFunction) -> dict:

@@ -17,7 +17,7 @@ from torch import nn
 from .hooks import HookPoint, run_with_cache
 from .layers.spline import KANLayer, edge_backward, edge_forward, edge_reference, recompute_grads
 from .layers.symbolic import SymbolicKANLayer
-from .utils import check_device, check_tensor, default_dtype
+from .utils import check_device, check_tensor, default_dtype, warn_user
 
 __all__ = ["KAN", "KANConfig"]
 
@@ -381,6 +381,17 @@ class KAN(nn.Module):
             if not self.acts:
                 raise ValueError("the model has not seen any data yet (or keeps no activations, e.g. after speed()): "
                                  "pass x, or call model(x) first with model.save_act = True")
+            n = self.acts[0].shape[0]
+            intervals = max(layer.grid.shape[1] - 2 * layer.k - 1 for layer in self.layers)
+            few = max(20, 2 * intervals)
+            hint = ("pass x= (e.g. the training inputs), or call model(train_input) first: the last forward pass "
+                    "decides what grids, fits, plots and scores see")
+            if n < 2:
+                raise ValueError(f"the last batch the model saw has {n} sample(s) (a prediction on a single input?); "
+                                 + hint)
+            if n < few:
+                warn_user(f"using the last batch the model saw, which has only {n} samples (fewer than {few}); "
+                          + hint)
             return self.acts
         with torch.no_grad():
             self._check_input(x)

@@ -67,7 +67,7 @@ def _batch(model: KAN, x: torch.Tensor | None) -> torch.Tensor:
                 "x is None and the model has not seen any data yet (or keeps no activations, e.g. after "
                 "speed()): pass x=<a (batch, n_in) tensor>, or call model(x) first"
             )
-        x = model.acts[0]
+        x = model.layer_inputs(None)[0]  # the last batch, with its warning / error when it is too small
     check_tensor("x", x, ndim=2, last_dim=model.width[0])
     if x.shape[0] < 2:
         raise ValueError(f"x needs at least 2 samples to measure spreads, got shape {tuple(x.shape)}")

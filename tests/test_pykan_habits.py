@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import warnings
 
 import pytest
 import sympy
@@ -39,8 +40,8 @@ def test_models_with_symbolic_edges_pickle():
     ds = _data()
     model = KAN(width=[2, 3, 1], seed=0)
     model(ds["train_input"])
-    model.fix_symbolic(0, 0, 0, "sin")
-    model.auto_symbolic(lib=["x", "x^2", "sin"])
+    model.fix_symbolic(0, 0, 0, "tanh")
+    model.auto_symbolic(lib=["x", "x^2", "sin", "tanh"])
     x = ds["test_input"]
     for back in (pickle.loads(pickle.dumps(model)), _torch_roundtrip(model)):
         assert torch.equal(back(x), model(x))
@@ -121,7 +122,7 @@ def test_symbolic_helpers_reject_misspelled_options_and_accept_pykan_ones():
         model.suggest_symbolic(0, 0, 0, top_k=3)
     # pykan's grid-search options have no kanlens counterpart: accepted, no effect
     assert len(model.suggest_symbolic(0, 0, 0, a_range=(-5, 5), b_range=(-5, 5), topk=2)) == 2
-    r2 = model.fix_symbolic(0, 0, 0, "sin", a_range=(-5, 5), verbose=False, log_history=False)
+    r2 = model.fix_symbolic(0, 0, 0, "tanh", a_range=(-5, 5), verbose=False, log_history=False)
     assert r2 > 0.99
 
 
@@ -250,3 +251,18 @@ def test_a_batch_edited_behind_autograds_back_is_not_served_from_the_cache():
     model(x)
     x.data.copy_(torch.rand(6, 2, generator=torch.Generator().manual_seed(2)))
     assert torch.allclose(model(x), model(x.clone()))
+
+
+def test_a_small_last_batch_is_not_used_silently_for_grids_fits_and_plots():
+    ds = _data()
+    model = KAN(width=[2, 3, 1], seed=0)
+    model(ds["test_input"][:5])  # checking a few predictions leaves them in model.acts
+    with pytest.warns(UserWarning, match="only 5 samples"):
+        model.refine(10)
+    model(ds["test_input"][:1])
+    with pytest.raises(ValueError, match="has 1 sample"):
+        model.prune()
+    model(ds["train_input"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.refine(12)  # a full batch: no warning

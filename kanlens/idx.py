@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import tempfile
@@ -37,6 +38,8 @@ _TYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _CODES = {np.dtype(v).newbyteorder("=") if v.itemsize > 1 else v: k for k, v in _TYPES.items()}
+_TORCH_TYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.float32, torch.float64)
+_SUPPORTED = "uint8, int8, int16, int32, float32, float64"
 _GZIP_MAGIC = b"\x1f\x8b"
 
 #: File names of the MNIST-style splits (a ``.gz`` suffix is also accepted).
@@ -85,7 +88,8 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
         raise ValueError(f"{str(path)!r} is truncated inside its header ({len(data)} of {header} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _TYPES[code]
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    count = math.prod(dims)  # a Python int: a crafted header cannot overflow it
+    expected = header + count * dtype.itemsize
     if len(data) < expected:
         raise ValueError(
             f"{str(path)!r} is truncated: header says shape {dims} ({expected} bytes), the file has {len(data)} bytes"
@@ -94,27 +98,52 @@ def read_idx(path: str | os.PathLike) -> torch.Tensor:
         raise ValueError(
             f"{str(path)!r} has {len(data) - expected} unexpected trailing bytes after shape {dims}; corrupt file?"
         )
-    arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(dims)), offset=header).reshape(dims)
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(dims)
     return torch.from_numpy(arr.astype(dtype.newbyteorder("="), copy=True))
 
 
-def write_idx(path: str | os.PathLike, array: torch.Tensor | np.ndarray, *, compress: bool | None = None) -> Path:
+def write_idx(
+    path: str | os.PathLike,
+    array: torch.Tensor | np.ndarray,
+    *,
+    compress: bool | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write ``array`` as an IDX file (atomically: temp file then rename). Gzip when ``compress`` or the name ends
     in ``.gz``. Supported dtypes: uint8, int8, int16, int32, float32, float64.
+
+    Raises:
+        TypeError: an unsupported dtype.
+        FileNotFoundError: the folder of ``path`` does not exist.
+        FileExistsError: ``path`` exists and ``overwrite`` is false (nothing saved is replaced without asking).
     """
     path = Path(path)
-    arr = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    if isinstance(array, torch.Tensor):
+        if array.dtype not in _TORCH_TYPES:
+            raise TypeError(f"write_idx: unsupported dtype {array.dtype}; use one of {_SUPPORTED}")
+        arr = array.detach().cpu().numpy()
+    else:
+        arr = np.asarray(array)
     native = arr.dtype.newbyteorder("=") if arr.dtype.itemsize > 1 else arr.dtype
     if native not in _CODES:
-        raise TypeError(f"write_idx: unsupported dtype {arr.dtype}; use one of uint8, int8, int16, int32, float32/64")
+        raise TypeError(f"write_idx: unsupported dtype {arr.dtype}; use one of {_SUPPORTED}")
     if arr.ndim == 0 or arr.ndim > 255:
         raise ValueError(f"write_idx: array must have 1 to 255 dimensions, got {arr.ndim}")
+    if max(arr.shape) > 0xFFFFFFFF:
+        raise ValueError(f"write_idx: IDX sizes are uint32; shape {arr.shape} does not fit")
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"write_idx: folder {str(folder)!r} of {str(path)!r} does not exist")
+    if path.is_dir():
+        raise IsADirectoryError(f"write_idx: {str(path)!r} is a folder, not a file name")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"write_idx: {str(path)!r} already exists; pass overwrite=True to replace it")
     code = _CODES[native]
     payload = struct.pack(f">HBB{arr.ndim}I", 0, code, arr.ndim, *arr.shape)
     payload += np.ascontiguousarray(arr, dtype=_TYPES[code]).tobytes()
     if compress or (compress is None and path.suffix == ".gz"):
         payload = gzip.compress(payload, mtime=0)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=path.name, suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(payload)
@@ -147,11 +176,24 @@ def load_mnist(
         root: folder holding ``t10k-images-idx3-ubyte[.gz]`` etc.
         split: ``"train"`` or ``"test"``.
         normalize: scale pixels to ``[0, 1]`` (else raw 0..255 values in ``dtype``).
+        dtype: of the images; a floating dtype when ``normalize`` (integer dtypes need ``normalize=False``).
+
+    Raises:
+        FileNotFoundError: a file is missing (nothing is downloaded).
+        ValueError: a corrupt file, images and labels that do not match, labels that are not non-negative
+            integers, or an integer ``dtype`` with ``normalize=True``.
 
     Shapes:
         returns images ``(N, 1, H, W)`` and int64 labels ``(N,)``.
     """
     check_choice("split", split, MNIST_FILES)
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"load_mnist: dtype must be a torch.dtype, got {type(dtype).__name__}")
+    if normalize and not dtype.is_floating_point:
+        raise ValueError(
+            f"load_mnist: normalize=True scales pixels to [0, 1], which needs a floating dtype, got {dtype}; "
+            "pass normalize=False for raw 0..255 values"
+        )
     root = Path(root)
     img_path, lbl_path = (_find(root, stem) for stem in MNIST_FILES[split])
     images, labels = read_idx(img_path), read_idx(lbl_path)
@@ -162,6 +204,10 @@ def load_mnist(
             f"{str(lbl_path)!r}: expected {images.shape[0]} labels for {images.shape[0]} images, got shape "
             f"{tuple(labels.shape)}"
         )
+    if labels.is_floating_point():
+        raise ValueError(f"{str(lbl_path)!r}: labels must be integers, the file stores {labels.dtype}")
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError(f"{str(lbl_path)!r}: labels must be >= 0, the file has label {int(labels.min())}")
     x = images.to(dtype).unsqueeze(1)
     if normalize:
         x = x / 255.0

@@ -101,3 +101,76 @@ def test_write_idx_rejects_bad_dtype(tmp_path) -> None:
     with pytest.raises(ValueError, match="dimensions"):
         write_idx(tmp_path / "d", np.float32(1.0))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("code", "dims"),
+    [(0x08, (65536, 65536, 65536, 65536, 1)), (0x0E, (2**32 - 1,) * 4)],  # products overflow int64
+)
+def test_crafted_huge_header_is_reported_as_truncated(tmp_path, code, dims) -> None:
+    path = tmp_path / "crafted-idx"
+    path.write_bytes(struct.pack(f">HBB{len(dims)}I", 0, code, len(dims), *dims))
+    with pytest.raises(ValueError, match=r"crafted-idx' is truncated: header says shape") as info:
+        read_idx(path)
+    assert "trailing" not in str(info.value)
+
+
+def test_write_idx_missing_folder_names_the_folder(tmp_path) -> None:
+    target = tmp_path / "no-such-folder" / "a-idx1"
+    with pytest.raises(FileNotFoundError, match="no-such-folder") as info:
+        write_idx(target, np.zeros(3, np.uint8))
+    assert ".tmp" not in str(info.value) and str(target) in str(info.value)
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        write_idx(tmp_path, np.zeros(3, np.uint8), overwrite=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.int64, torch.bool, torch.complex64])
+def test_write_idx_unsupported_torch_dtype(tmp_path, dtype) -> None:
+    with pytest.raises(TypeError, match=r"unsupported dtype torch\.\w+; use one of uint8, int8"):
+        write_idx(tmp_path / "t", torch.ones(3, dtype=dtype))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_idx_does_not_overwrite_without_asking(tmp_path) -> None:
+    first, second = np.arange(4, dtype=np.uint8), np.arange(6, dtype=np.int16)
+    path = write_idx(tmp_path / "a-idx1", first)
+    with pytest.raises(FileExistsError, match=r"a-idx1' already exists; pass overwrite=True"):
+        write_idx(path, second)
+    np.testing.assert_array_equal(read_idx(path).numpy(), first)  # untouched
+    assert write_idx(path, second, overwrite=True) == path
+    np.testing.assert_array_equal(read_idx(path).numpy(), second)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-idx1"]  # no temp files left
+
+
+def test_load_mnist_integer_dtype_needs_normalize_false(tmp_path) -> None:
+    images, _ = _mnist_like(tmp_path)
+    with pytest.raises(ValueError, match=r"floating dtype, got torch\.uint8; pass normalize=False"):
+        load_mnist(tmp_path, dtype=torch.uint8)
+    with pytest.raises(TypeError, match=r"dtype must be a torch\.dtype"):
+        load_mnist(tmp_path, dtype="float32")
+    x, _ = load_mnist(tmp_path, dtype=torch.uint8, normalize=False)
+    assert x.dtype == torch.uint8
+    np.testing.assert_array_equal(x[:, 0].numpy(), images)
+    assert load_mnist(tmp_path, dtype=torch.float64)[0].dtype == torch.float64
+
+
+@pytest.mark.parametrize(
+    ("labels", "msg"),
+    [
+        (np.array([0.7, 1.7, 2.0], np.float32), "labels must be integers, the file stores torch.float32"),
+        (np.array([1.0, 2.0, 3.0], np.float64), "labels must be integers, the file stores torch.float64"),
+        (np.array([3, -2, 1], np.int8), "labels must be >= 0, the file has label -2"),
+        (np.array([3, -7, 1], np.int32), "labels must be >= 0, the file has label -7"),
+    ],
+)
+def test_load_mnist_rejects_bad_labels(tmp_path, labels, msg) -> None:
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", labels)
+    with pytest.raises(ValueError, match=r"t10k-labels-idx1-ubyte': " + msg):
+        load_mnist(tmp_path)
+
+
+def test_load_mnist_accepts_wide_integer_labels(tmp_path) -> None:
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.array([0, 25, 46], np.int32))  # e.g. EMNIST classes
+    assert load_mnist(tmp_path)[1].tolist() == [0, 25, 46]

@@ -274,6 +274,37 @@ def test_formats_by_suffix(tutorial, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.pdf", "k.svg"]  # no temp files left
 
 
+
+@pytest.mark.parametrize("bad", ["k.jpg", "missing/k.png"])
+def test_failed_save_leaves_no_open_figure(tutorial, tmp_path, bad):
+    model, x = tutorial
+    history = FitHistory(train_loss=[1.0, 0.5], test_loss=[1.1, 0.6], reg=[2.0, 1.0])
+    calls = {
+        "plot_kan": lambda path: plot_kan(model, x, path=path),
+        "plot_layer": lambda path: plot_layer(model, 0, x, path=path),
+        "plot_edge": lambda path: plot_edge(model, 0, 0, 0, x, symbolic=0, path=path),
+        "plot_history": lambda path: plot_history(history, path=path),
+    }
+    before = plt.get_fignums()
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"must end in|does not exist"):
+            call(tmp_path / bad)
+        assert plt.get_fignums() == before, f"{name} left an open figure"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_figure_keeps_a_figure_it_does_not_own(tmp_path):
+    from kanlens.plotting.edge import save_figure
+
+    fig, _ = plt.subplots()
+    with pytest.raises(ValueError, match="must end in"):
+        save_figure(fig, tmp_path / "f.jpg")  # release=False: the caller's figure stays open
+    assert fig.number in plt.get_fignums()
+    with pytest.raises(TypeError, match="path must be a str"):
+        save_figure(fig, 3, release=True)
+    assert fig.number not in plt.get_fignums()
+
+
 # ------------------------------------------------------------------------------------------------ plot_edge
 def test_plot_edge_with_symbolic_candidates(tutorial, tmp_path):
     pytest.importorskip("kanlens.symbolic.fit")

@@ -45,16 +45,73 @@ def _check_layer(layer: object) -> KANConv2d:
     raise TypeError(f"layer must be a KANConv2d (or a model with .kan_convs), got {type(layer).__name__}")
 
 
-def _channels(name: str, value: int | Sequence[int] | None, n: int) -> list[int]:
+def _index(name: str, value: object, what: str = "an integer channel index") -> int:
+    """``value`` as a Python int: ints and numpy / torch integer scalars (0-d arrays too); no bools or floats."""
+    v = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name} must be {what}, got {type(value).__name__} {value!r}")
+    return int(v)
+
+
+def _channel(name: str, value: object, n: int, hint: str = "") -> int:
+    """One channel index in ``[0, n)``."""
+    v = _index(name, value)
+    if not 0 <= v < n:
+        raise ValueError(f"{name} must be in [0, {n}){hint}, got {v}")
+    return v
+
+
+def _channels(name: str, value: object, n: int) -> list[int]:
+    """Channel indices in ``[0, n)``: one index, a sequence of them, or a 1-D integer array / tensor."""
     if value is None:
         return list(range(n))
-    vals = [value] if isinstance(value, int) else list(value)
-    if not vals:
+    v = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
+    if isinstance(v, np.ndarray):
+        if v.ndim > 1:
+            raise ValueError(f"{name} must be one index or a 1-D list of them, got shape {v.shape}")
+        items = [v[()]] if v.ndim == 0 else list(v)
+    elif isinstance(v, (int, np.integer)):
+        items = [v]
+    elif isinstance(v, Sequence) and not isinstance(v, str):
+        items = list(v)
+    else:
+        raise TypeError(f"{name} must be a channel index or a list of them, got {type(value).__name__} {value!r}")
+    if not items:
         raise ValueError(f"{name} is empty")
-    for v in vals:
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
-            raise ValueError(f"{name} must be channel indices in [0, {n}), got {value!r}")
-    return vals
+    out = [_index(name, item) for item in items]
+    bad = [i for i in out if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"{name} must be channel indices in [0, {n}), got {bad[0]} (in {value!r})")
+    return out
+
+
+def _count(name: str, value: object, minimum: int = 1) -> int:
+    """A positive (``>= minimum``) integer argument, numpy integers included."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def _real(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """A finite number ``> 0`` (``>= 0`` with ``allow_zero``), numpy scalars included."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and (v >= 0 if allow_zero else v > 0)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+    return v
+
+
+def _check_common(ax: object, path: object) -> None:
+    """``ax`` (an Axes or None) and the type of ``path``, checked before any drawing."""
+    if ax is not None and not hasattr(ax, "inset_axes"):
+        raise TypeError(f"ax must be a matplotlib Axes or None, got {type(ax).__name__}")
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
 
 
 def _image(name: str, x: torch.Tensor, layer: KANConv2d) -> torch.Tensor:
@@ -107,7 +164,7 @@ def _blocks(n: int, ncols: int, kh: int, kw: int, top: float = 0.93) -> list[lis
 
 def plot_conv_kernels(
     layer: KANConv2d,
-    out_channels: int | Sequence[int] | None = None,
+    out_channels: int | Sequence[int] | np.ndarray | torch.Tensor | None = None,
     in_channel: int = 0,
     x: torch.Tensor | None = None,
     *,
@@ -124,13 +181,14 @@ def plot_conv_kernels(
 
     Args:
         layer: a trained :class:`~kanlens.layers.conv.KANConv2d` (or a model with ``.kan_convs``: its first).
-        out_channels: filters to show (default: all).
+        out_channels: filters to show (default: all): an index, a list, or a 1-D integer array / tensor.
         in_channel: which input channel (of the filter's group) the kernels are read for.
         x: example inputs ``(batch, C, H, W)``: the x-range of the curves is that of the data and importance is
             the mean ``|phi|`` over it. Without ``x``: the grid range and the sweep.
         ax: draw inside this axes' area (it is hidden); default: a new figure.
         path: write the figure there (``.png``/``.svg``/``.pdf``); nothing is written without it.
-        ncols: filters per row (default: about square).
+        ncols: filters per row, an int >= 1 (default: about square; at most the number of filters).
+        num_points: samples per curve (>= 2).
         beta: fading: ``alpha = tanh(beta * m / m_max) / tanh(beta)`` for an element of mean ``|phi| = m``.
         tint: tint each panel by the slope of the element's affine fit (the equivalent ordinary kernel).
         panel_size: inches per panel.
@@ -139,12 +197,18 @@ def plot_conv_kernels(
         The figure, with ``len(out_channels) * K * K`` panel axes (plus ``ax`` when given).
     """
     layer = _check_layer(layer)
+    _check_common(ax, path)
     outs = _channels("out_channels", out_channels, layer.out_channels)
-    in_g = layer.in_channels // layer.groups
-    if isinstance(in_channel, bool) or not isinstance(in_channel, int) or not 0 <= in_channel < in_g:
-        raise ValueError(f"in_channel must be in [0, {in_g}) (channels per group), got {in_channel!r}")
+    in_channel = _channel("in_channel", in_channel, layer.in_channels // layer.groups, " (channels per group)")
+    num_points = _count("num_points", num_points, 2)
+    beta = _real("beta", beta, allow_zero=True)
+    panel_size = _real("panel_size", panel_size)
+    if title is not None and not isinstance(title, str):
+        raise TypeError(f"title must be a str or None, got {type(title).__name__}")
     kh, kw = layer.kernel_size
-    ncols = ncols or max(1, math.ceil(math.sqrt(len(outs) * kh / kw)))
+    if ncols is None:
+        ncols = max(1, math.ceil(math.sqrt(len(outs) * kh / kw)))
+    ncols = min(_count("ncols", ncols), len(outs))
     nrows = math.ceil(len(outs) / ncols)
 
     with torch.no_grad():
@@ -244,16 +308,23 @@ def plot_conv_response(
         image: ``(C, H, W)`` or ``(1, C, H, W)``.
         out_channel: the filter.
         position: output pixel ``(row, col)``; default: the one with the largest ``|output|``.
+        in_channel: which input channel (of the filter's group) is shown.
 
     Returns:
         The figure: 4 image panels, a text panel and ``K * K`` curve panels (plus ``ax`` when given).
     """
     layer = _check_layer(layer)
+    _check_common(ax, path)
     img = _image("image", image, layer)
-    (o,) = _channels("out_channel", out_channel, layer.out_channels)
-    in_g = layer.in_channels // layer.groups
-    if not 0 <= in_channel < in_g:
-        raise ValueError(f"in_channel must be in [0, {in_g}), got {in_channel!r}")
+    o = _channel("out_channel", out_channel, layer.out_channels)
+    in_channel = _channel("in_channel", in_channel, layer.in_channels // layer.groups, " (channels per group)")
+    num_points = _count("num_points", num_points, 2)
+    if position is not None:
+        pos = position.detach().cpu().numpy() if isinstance(position, torch.Tensor) else position
+        pos = list(pos) if isinstance(pos, np.ndarray) and pos.ndim == 1 else pos
+        if isinstance(pos, (str, bytes)) or not isinstance(pos, Sequence) or len(pos) != 2:
+            raise TypeError(f"position must be an output pixel (row, col), got {position!r}")
+        position = tuple(_index("position", p, "two integers (row, col)") for p in pos)
     kh, kw = layer.kernel_size
     with torch.no_grad():
         out_map = layer(img)[0, o]
@@ -314,7 +385,7 @@ def plot_conv_response(
 def plot_conv_responses(
     layer: KANConv2d,
     image: torch.Tensor,
-    out_channels: int | Sequence[int] | None = None,
+    out_channels: int | Sequence[int] | np.ndarray | torch.Tensor | None = None,
     *,
     in_channel: int = 0,
     ax: Axes | None = None,
@@ -323,18 +394,25 @@ def plot_conv_responses(
 ) -> Figure:
     """The input image and the output map of every (chosen) filter.
 
+    Args:
+        out_channels: filters to show (default: all): an index, a list, or a 1-D integer array / tensor.
+        in_channel: the input channel shown as the image.
+        ncols: panels per row, an int >= 1 (default: up to 8; at most the number of panels).
+
     Returns:
         The figure with ``1 + len(out_channels)`` image axes (plus ``ax`` when given).
     """
     layer = _check_layer(layer)
+    _check_common(ax, path)
     img = _image("image", image, layer)
     outs = _channels("out_channels", out_channels, layer.out_channels)
-    if not 0 <= in_channel < layer.in_channels:
-        raise ValueError(f"in_channel must be in [0, {layer.in_channels}), got {in_channel!r}")
+    in_channel = _channel("in_channel", in_channel, layer.in_channels)
+    n = 1 + len(outs)
+    if ncols is None:
+        ncols = n if n <= 8 else math.ceil(n / math.ceil(n / 8))
+    ncols = min(_count("ncols", ncols), n)
     with torch.no_grad():
         maps = layer(img)[0].cpu().numpy()
-    n = 1 + len(outs)
-    ncols = ncols or (n if n <= 8 else math.ceil(n / math.ceil(n / 8)))
     nrows = math.ceil(n / ncols)
     fig, new_axes = _canvas(ax, (1.7 * ncols, 1.8 * nrows))
     w, h = 0.96 / ncols, 0.92 / nrows

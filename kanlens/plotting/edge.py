@@ -52,32 +52,35 @@ def save_figure(fig: Figure, path: str | os.PathLike | None, *, dpi: int = 150, 
 
     ``release``: once written, drop the figure from pyplot's list of open figures (the plotting functions do this
     when given a ``path``, so a loop writing plots does not pile up open figures; the returned ``Figure`` stays
-    usable, e.g. for another ``savefig``).
+    usable, e.g. for another ``savefig``). With ``release``, a failed write (bad path...) drops it too, so a
+    failing call leaves no open figure behind.
     """
     if path is None:
         return
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
-    path = os.fspath(path)
-    suffix = os.path.splitext(path)[1].lower()
-    if suffix not in FORMATS:
-        raise ValueError(f"path {path!r} must end in one of {', '.join(FORMATS)} (the suffix picks the format)")
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"path {path!r}: folder {folder!r} does not exist")
-    # a temp file next to the target, created with the usual permissions (0o666 minus umask), then renamed
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=suffix[1:], dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    if release:
-        pyplot().close(fig)
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
+        path = os.fspath(path)
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix not in FORMATS:
+            raise ValueError(f"path {path!r} must end in one of {', '.join(FORMATS)} (the suffix picks the format)")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise ValueError(f"path {path!r}: folder {folder!r} does not exist")
+        # a temp file next to the target, created with the usual permissions (0o666 minus umask), then renamed
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fig.savefig(fh, format=suffix[1:], dpi=dpi)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise
+    finally:
+        if release:
+            pyplot().close(fig)
 
 
 def check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:

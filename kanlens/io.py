@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .utils import usual_permissions
+from .utils import check_device, usual_permissions
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -392,10 +392,7 @@ def _resolve_map_location(map_location: object) -> torch.device | None:
         return None
     if not isinstance(map_location, (str, torch.device)):
         raise TypeError(f"map_location must be a str or torch.device, got {type(map_location).__name__}")
-    try:
-        return torch.device(map_location)
-    except (RuntimeError, ValueError) as e:
-        raise ValueError(f"map_location {map_location!r} is not a valid device ({e})") from None
+    return check_device(map_location, "map_location")  # a clear error for a device this machine lacks
 
 
 def _merged_library(base: SymbolicLibrary, extra: SymbolicLibrary) -> SymbolicLibrary:

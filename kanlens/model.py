@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .hooks import HookPoint, run_with_cache
-from .layers.spline import KANLayer, edge_backward, edge_forward, edge_reference, recompute_grads
+from .layers.spline import KANLayer, base_fun_name, edge_backward, edge_forward, edge_reference, recompute_grads
 from .layers.symbolic import SymbolicKANLayer
 from .utils import check_device, check_tensor, default_dtype, warn_user
 
@@ -597,13 +597,8 @@ def _pykan_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bo
     mult = kwargs.pop("mult_arity", 2)
     if mult != 2:
         raise ValueError(f"mult_arity={mult!r}: kanlens has no multiplication nodes (width entries are sums only)")
-    base = kwargs.get("base_fun")
-    if isinstance(base, nn.Module):
-        names = {nn.SiLU: "silu", nn.Identity: "identity", nn.Tanh: "tanh", nn.GELU: "gelu"}
-        if type(base) not in names:
-            raise ValueError(f"base_fun={base!r} is not supported; use one of 'silu', 'identity', 'zero', 'tanh', "
-                             "'gelu' (checkpoints store the name)")
-        kwargs["base_fun"] = names[type(base)]
+    if "base_fun" in kwargs:
+        kwargs["base_fun"] = base_fun_name(kwargs["base_fun"])
     trainable = {}
     for name in ("sp_trainable", "sb_trainable"):
         if name in kwargs:

@@ -436,6 +436,13 @@ def curve2coef(
     return coef.permute(2, 0, 1).to(y.dtype).contiguous()
 
 
+def check_grid_eps(grid_eps: object) -> float:
+    """``grid_eps`` as a float in ``[0, 1]`` (the weight of the uniform grid in the mix), else ``ValueError``."""
+    if isinstance(grid_eps, bool) or not isinstance(grid_eps, (int, float)) or not 0.0 <= grid_eps <= 1.0:
+        raise ValueError(f"grid_eps must be a number in [0, 1] (0: quantiles, 1: uniform), got {grid_eps!r}")
+    return float(grid_eps)
+
+
 def grid_from_samples(x: torch.Tensor, num: int, k: int, *, grid_eps: float = 0.02) -> torch.Tensor:
     """Grid adapted to the sample distribution (pykan's ``grid_eps`` rule).
 
@@ -445,6 +452,7 @@ def grid_from_samples(x: torch.Tensor, num: int, k: int, *, grid_eps: float = 0.
     Shapes:
         x: ``(batch, in_dim)`` -> ``(in_dim, num + 2k + 1)``.
     """
+    check_grid_eps(grid_eps)
     if x.shape[0] < 2:
         raise ValueError(f"grid_from_samples needs at least 2 samples, got {x.shape[0]}")
     if not torch.isfinite(x).all():

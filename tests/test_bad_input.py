@@ -199,3 +199,54 @@ def test_table_is_large_and_unique():
 def test_bad_input_raises_clear_error(tmp_path, name, call, exc, pattern):
     with pytest.raises(exc, match=pattern):
         call(tmp_path)
+
+
+def test_layers_check_their_inputs_and_options():
+    layer = KANLayer(3, 2)
+    with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
+        layer(torch.rand(4, 2))
+    with pytest.raises(ValueError, match=r"shape \(batch, 3\)"):
+        layer(torch.rand(3))
+    with pytest.raises(TypeError, match=r"float64 on cpu but the layer is torch\.float32"):
+        layer(torch.rand(4, 3, dtype=torch.float64))
+    sym = SymbolicKANLayer(2, 1)
+    with pytest.raises(ValueError, match=r"shape \(batch, 2\)"):
+        sym(torch.rand(4, 3))
+    with pytest.raises(ValueError, match="grid_eps must be a number in"):
+        KANLayer(2, 2, grid_eps=2)
+    with pytest.raises(ValueError, match="grid_eps must be a number in"):
+        KANConv2d(1, 1, 3, grid_eps=-1)
+    with pytest.raises(TypeError, match=r"dtype must be a floating torch\.dtype"):
+        KANConv2d(1, 1, 3, dtype=torch.int64)
+    # pykan's spellings
+    assert KANLayer(2, 2, num=7, base_fun=torch.nn.SiLU()).grid.shape == (2, 7 + 2 * 3 + 1)
+
+
+def test_layers_follow_the_default_dtype():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        assert KANLayer(2, 2).coef.dtype == torch.float64
+        assert KANConv2d(1, 1, 3).coef.dtype == torch.float64
+    finally:
+        torch.set_default_dtype(old)
+
+
+def test_conv_padding_changed_after_construction_takes_effect():
+    conv = KANConv2d(1, 2, 3, padding=1)
+    ref = torch.nn.Conv2d(1, 2, 3, padding=1)
+    x = torch.rand(2, 1, 6, 6) * 1.8 - 0.9
+    conv(x)  # fills the border memo for padding 1
+    conv.padding, ref.padding = (2, 2), (2, 2)
+    fresh = KANConv2d(1, 2, 3, padding=2)
+    fresh.load_state_dict(conv.state_dict())
+    assert conv(x).shape == ref(x).shape and torch.allclose(conv(x), fresh(x))
+
+
+def test_loading_onto_a_missing_device_names_it(tmp_path):
+    KAN(width=[2, 1], seed=0).save(tmp_path / "ck")
+    with pytest.raises(ValueError, match="map_location 'bogus' is not a valid torch device"):
+        KAN.load(tmp_path / "ck", map_location="bogus")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="map_location 'cuda' is not available on this machine"):
+            KAN.load(tmp_path / "ck", map_location="cuda")

@@ -277,10 +277,13 @@ class _KANConvNd(nn.Module):
         shared_shape: bool = False,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         n = self._n
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         self.in_channels = _check_int("in_channels", in_channels, 1)
         self.out_channels = _check_int("out_channels", out_channels, 1)
         self.groups = _check_int("groups", groups, 1)
@@ -300,12 +303,11 @@ class _KANConvNd(nn.Module):
             self.padding = padding
         else:
             self.padding = _ntuple("padding", padding, n, 0)
-        self._pad = self._pad_amounts()
         self.num = _check_int("grid", grid, 1)
         self.k = _check_int("k", k, 1)
         check_choice("base_fun", base_fun, BASE_FUNCTIONS)
         self.base_fun_name = base_fun
-        self.grid_eps = float(grid_eps)
+        self.grid_eps = splines.check_grid_eps(grid_eps)
         if not isinstance(shared_shape, bool):
             raise TypeError(f"shared_shape must be True or False, got {shared_shape!r}")
         self.shared_shape = shared_shape
@@ -358,14 +360,18 @@ class _KANConvNd(nn.Module):
     def base_fun(self):
         return BASE_FUNCTIONS[self.base_fun_name]
 
-    def _pad_amounts(self) -> tuple[tuple[int, int], ...]:
-        """``(before, after)`` padding per spatial dim, nn.Conv's rules (``'same'`` puts the extra pixel after)."""
+    @property
+    def _pad(self) -> tuple[tuple[int, int], ...]:
+        """``(before, after)`` padding per spatial dim, nn.Conv's rules (``'same'`` puts the extra pixel after).
+
+        Derived from ``padding``, ``dilation`` and ``kernel_size`` on every use, so changing those attributes
+        after construction takes effect (as for ``nn.Conv2d``)."""
         if self.padding == "valid":
             return tuple((0, 0) for _ in range(self._n))
         if self.padding == "same":
             total = [d * (kk - 1) for d, kk in zip(self.dilation, self.kernel_size)]
             return tuple((t // 2, t - t // 2) for t in total)
-        return tuple((p, p) for p in self.padding)  # type: ignore[union-attr]
+        return tuple((p, p) for p in _ntuple("padding", self.padding, self._n, 0))
 
     def _to_channel_major(self, t: torch.Tensor) -> torch.Tensor:
         """``(out, in_g, *K, *rest)`` -> ``(out_g * prod(K), in_channels, *rest)`` (elements grouped per channel)."""
@@ -630,7 +636,7 @@ class _KANConvNd(nn.Module):
             weight: ``(out, Cf / groups, *K)`` -> ``(1, out, *out_spatial)``.
         """
         cache = self._grid_memo().setdefault("border", {})
-        key = (drop, tuple(spatial))
+        key = (drop, tuple(spatial), self._pad, tuple(self.stride), tuple(self.dilation))
         if key not in cache:
             with torch.no_grad():
                 zero = self.grid.new_zeros(1, self.in_channels, *([1] * self._n))

@@ -185,6 +185,28 @@ class _EdgeMagnitude(torch.autograd.Function):
         return (*edge_backward(ctx.saved, g_out, g_mag, need), None, None, None, None)
 
 
+def base_fun_name(base: object) -> object:
+    """pykan's ``base_fun=torch.nn.SiLU()`` (a module) as kanlens's name (``"silu"``); names pass through."""
+    if isinstance(base, nn.Module):
+        names = {nn.SiLU: "silu", nn.Identity: "identity", nn.Tanh: "tanh", nn.GELU: "gelu"}
+        if type(base) not in names:
+            raise ValueError(f"base_fun={base!r} is not supported; use one of 'silu', 'identity', 'zero', 'tanh', "
+                             "'gelu' (checkpoints store the name)")
+        return names[type(base)]
+    return base
+
+
+def check_layer_input(x: object, in_dim: int, like: torch.Tensor) -> None:
+    """A layer's input: a ``(batch, in_dim)`` tensor of the layer's dtype and device (cheap: no value checks)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 2 or x.shape[1] != in_dim:
+        raise ValueError(f"x must have shape (batch, {in_dim}) for a layer with in_dim={in_dim}, got {tuple(x.shape)}")
+    if x.dtype != like.dtype or x.device != like.device:
+        raise TypeError(f"x is {x.dtype} on {x.device} but the layer is {like.dtype} on {like.device}; cast one "
+                        "with .to()")
+
+
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
@@ -217,10 +239,13 @@ class KANLayer(nn.Module):
         noise_scale: amplitude of the random initial spline coefficients.
         scale_base_mu, scale_base_sigma: initial base scale is ``(mu + sigma * U(-1, 1)) / sqrt(in_dim)``.
         scale_sp: initial spline scale (divided by ``sqrt(in_dim)``).
-        base_fun: name of the base function (``"silu"``, ``"identity"``, ``"zero"``, ``"tanh"``, ``"gelu"``).
+        base_fun: name of the base function (``"silu"``, ``"identity"``, ``"zero"``, ``"tanh"``, ``"gelu"``), or
+            pykan's module form (``torch.nn.SiLU()``).
         grid_range: initial range covered by the grid.
         grid_eps: 0 = fully adaptive grid updates, 1 = uniform (see :func:`kanlens.splines.grid_from_samples`).
         generator: local random generator used for initialisation (global RNGs are never touched).
+        dtype: of the parameters (default: torch's default dtype).
+        num: pykan's name for ``grid``.
 
     Shapes:
         ``forward``: ``(batch, in_dim) -> (batch, out_dim)``;
@@ -243,26 +268,35 @@ class KANLayer(nn.Module):
         scale_base_mu: float = 0.0,
         scale_base_sigma: float = 1.0,
         scale_sp: float = 1.0,
-        base_fun: str = "silu",
+        base_fun: str | nn.Module = "silu",
         grid_range: tuple[float, float] = (-1.0, 1.0),
         grid_eps: float = 0.02,
         sp_trainable: bool = True,
         sb_trainable: bool = True,
         generator: torch.Generator | None = None,
         device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
+        num: int | None = None,
     ) -> None:
         super().__init__()
         self.in_dim = _check_int("in_dim", in_dim, 1)
         self.out_dim = _check_int("out_dim", out_dim, 1)
+        if num is not None:  # pykan's name for grid
+            if grid != 5 and grid != num:
+                raise ValueError(f"grid={grid} and num={num} disagree; pass one of them (num is pykan's name)")
+            grid = num
         self.num = _check_int("grid", grid, 1)
         self.k = _check_int("k", k, 1)
-        if base_fun not in BASE_FUNCTIONS:
+        base_fun = base_fun_name(base_fun)
+        dtype = torch.get_default_dtype() if dtype is None else dtype
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        if not isinstance(base_fun, str) or base_fun not in BASE_FUNCTIONS:
             from ..utils import did_you_mean
 
             raise ValueError(f"unknown base_fun {base_fun!r}{did_you_mean(base_fun, BASE_FUNCTIONS)}")
         self.base_fun_name = base_fun
-        self.grid_eps = float(grid_eps)
+        self.grid_eps = splines.check_grid_eps(grid_eps)
         grid_range = _check_range(grid_range)
         if generator is None:
             generator = torch.Generator().manual_seed(0)
@@ -299,6 +333,7 @@ class KANLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fast path: ``b(x) @ Wb^T + basis(x) @ Ws^T``; never builds ``(batch, out, in)`` unless hooked."""
+        check_layer_input(x, self.in_dim, self.coef)
         if self.hook_edges.has_hooks():
             edges = self.hook_edges(self.forward_edges(x))
             return edges.sum(-1)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..symbolic.library import SymbolicLibrary, default_library
+from .spline import check_layer_input
 
 __all__ = ["SymbolicKANLayer", "Symbolic_KANLayer"]
 
@@ -187,6 +188,7 @@ class SymbolicKANLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Sum of symbolic edges per output (non-symbolic edges contribute 0)."""
+        check_layer_input(x, self.in_dim, self.mask)
         batch = x.shape[0]
         out = x.new_zeros(batch, self.out_dim)
         if not self._fixed:
@@ -198,6 +200,7 @@ class SymbolicKANLayer(nn.Module):
 
     def forward_edges(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge values ``mask * (c * f(a * x + b) + d)``, shape ``(batch, out_dim, in_dim)``."""
+        check_layer_input(x, self.in_dim, self.mask)
         batch = x.shape[0]
         out = x.new_zeros(batch, self.out_dim * self.in_dim)
         if not self._fixed:

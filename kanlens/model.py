@@ -459,6 +459,14 @@ class KAN(nn.Module):
         return [p for p in self.parameters() if p.requires_grad and id(p) not in skip]
 
     # ------------------------------------------------------------------ training (training.py)
+    def train(self, mode: bool = True, **kwargs: Any) -> KAN:  # type: ignore[override]
+        """``nn.Module.train`` (training mode on or off). pykan 0.1 trained with ``model.train(dataset, ...)``:
+        that call is refused with a pointer to :meth:`fit` rather than torch's "mode is expected to be boolean"."""
+        if isinstance(mode, dict) or kwargs:
+            raise TypeError("model.train(dataset, ...) was pykan 0.1's training call; in kanlens (and pykan 0.2) "
+                            "use model.fit(dataset, ...). model.train(mode) only switches training mode")
+        return super().train(mode)
+
     def fit(self, dataset: dict[str, torch.Tensor], **kwargs: Any):
         """Train on ``dataset`` (pykan's ``fit``); see :func:`kanlens.training.fit` for all options."""
         from .training import fit

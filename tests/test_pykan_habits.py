@@ -266,3 +266,10 @@ def test_a_small_last_batch_is_not_used_silently_for_grids_fits_and_plots():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.refine(12)  # a full batch: no warning
+
+
+def test_pykan_01_train_call_points_to_fit():
+    model = KAN(width=[2, 1], seed=0)
+    with pytest.raises(TypeError, match=r"use model\.fit\(dataset"):
+        model.train(_data(), steps=5)
+    assert model.train(False) is model and not model.training and model.train().training

@@ -42,6 +42,17 @@ __all__ = ["UsageError", "build_parser", "load_csv", "main", "parse_ranges", "pa
 log = logging.getLogger("kanlens.cli")
 MARKER = ".kanlens-run"
 
+# generous upper bounds of numeric flags: beyond them a run would overflow float32 or exhaust memory (a one-line
+# usage error up front instead of an OverflowError / allocator traceback minutes later)
+MAX_GRID = 1000  # --grid and --refine
+MAX_K = 10  # spline order; k = 20 already gives NaN losses in float32
+MAX_STEPS = 1_000_000
+MAX_SAMPLES = 10_000_000  # --train-num, --test-num
+MAX_WIDTH = 10_000  # nodes per layer
+MAX_LAMB = 1e30  # the penalty is computed in float32 (max ~3.4e38)
+MAX_ROUND = 50  # decimals of `kanlens formula --round`
+SEED_RANGE = (-(2**63), 2**63 - 1)  # torch.Generator.manual_seed
+
 
 class UsageError(ValueError):
     """Bad command-line input; reported as one line with exit code 2."""
@@ -56,6 +67,8 @@ def parse_width(text: str) -> list[int]:
         raise UsageError(f"--width must be comma-separated integers such as 2,5,1, got {text!r}") from None
     if len(width) < 2 or any(w < 1 for w in width):
         raise UsageError(f"--width needs at least two positive integers such as 2,5,1, got {text!r}")
+    if max(width) > MAX_WIDTH:
+        raise UsageError(f"--width: at most {MAX_WIDTH} nodes per layer, got {max(width)}")
     return width
 
 
@@ -378,7 +391,7 @@ def run_fit(
             final.fit(dataset, steps=opts.steps, update_grid=False, progress=False, callbacks=[rec])
         else:
             log.info("training and pruning (splines only)")
-            rec.label = "sparse"
+            rec.label = "spline"  # named "sparse spline" (as in the symbolic pipeline) while the penalty is on
             model.fit(dataset, steps=opts.steps, lamb=opts.lamb, progress=False, callbacks=[rec])
             final = model.prune(x=dataset["train_input"].to(model.device)) if opts.prune else model
             rec.label = "spline"
@@ -597,13 +610,17 @@ def _report(m: dict[str, Any], folder: Path) -> str:
 def cmd_fit(args: argparse.Namespace) -> int:
     if (args.formula is None) == (args.csv is None):
         raise UsageError("give exactly one of --formula or --csv")
-    for flag, value, low in (("--steps", args.steps, 1), ("--grid", args.grid, 1), ("-k", args.k, 1),
-                             ("--train-num", args.train_num, 1), ("--test-num", args.test_num, 1),
-                             ("--refine", args.refine, 0)):
+    for flag, value, low, high in (
+        ("--steps", args.steps, 1, MAX_STEPS), ("--grid", args.grid, 1, MAX_GRID), ("-k", args.k, 1, MAX_K),
+        ("--train-num", args.train_num, 1, MAX_SAMPLES), ("--test-num", args.test_num, 1, MAX_SAMPLES),
+        ("--refine", args.refine, 0, MAX_GRID), ("--seed", args.seed, *SEED_RANGE),
+    ):
         if value < low:
             raise UsageError(f"{flag} must be >= {low}, got {value}")
-    if not (math.isfinite(args.lamb) and args.lamb >= 0):
-        raise UsageError(f"--lamb must be a finite number >= 0, got {args.lamb}")
+        if value > high:
+            raise UsageError(f"{flag} must be <= {high}, got {value}")
+    if not (math.isfinite(args.lamb) and 0 <= args.lamb <= MAX_LAMB):
+        raise UsageError(f"--lamb must be a finite number in [0, {MAX_LAMB:g}], got {args.lamb}")
     if args.csv is not None and args.target is None:
         raise UsageError("--csv needs --target COLUMN")
     staging = prepare_out(args.out, args.overwrite)
@@ -635,6 +652,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_formula(args: argparse.Namespace) -> int:
+    if args.round is not None and not 0 <= args.round <= MAX_ROUND:
+        raise UsageError(f"--round must be a number of decimals in [0, {MAX_ROUND}], got {args.round}")
     path = Path(args.path)
     name = "formula.tex" if args.latex else "formula.txt"
     if (path / name).is_file() and args.round is None:

@@ -11,7 +11,8 @@ tokenizes the string with Python's own tokenizer and accepts only
 Anything else (attribute access ``.``, strings, brackets, ``lambda``, ``import``, ``__dunder__`` names, unknown
 names, keyword arguments, unbalanced parentheses) raises :class:`FormulaError` *before* sympy is called. sympy
 then evaluates the token stream with empty builtins and a namespace holding only the allowed names, and the result
-is checked again (only allowed symbols, no huge numeric powers).
+is checked again (only allowed symbols, no huge numeric powers or numbers, no complex constants such as
+``sqrt(-2)``).
 
 Example:
     >>> expr, symbols = parse_formula("exp(sin(pi*x1) + x2^2)")
@@ -38,6 +39,7 @@ __all__ = ["CONSTANTS", "FUNCTIONS", "FormulaError", "formula_function", "parse_
 
 MAX_LENGTH = 2000
 MAX_POWER = 100  # |numeric exponent| above this is refused (no 9**9**9 bombs)
+MAX_BITS = 1100  # exact integers / rationals beyond this are refused (gamma(100)**100; float64 ends at 2**1024)
 
 FUNCTIONS: dict[str, sympy.FunctionClass] = {
     "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "cot": sympy.cot,
@@ -141,6 +143,8 @@ def _check_expr(expr: sympy.Basic, allowed: set[sympy.Symbol]) -> None:
     for node in sympy.postorder_traversal(expr):  # inner powers first
         if isinstance(node, sympy.core.function.AppliedUndef):
             raise FormulaError(f"unknown function {node.func}")
+        if isinstance(node, sympy.Rational) and max(abs(node.p), node.q).bit_length() > MAX_BITS:
+            raise FormulaError(f"a number in the formula is too large (more than {MAX_BITS} bits, beyond float64)")
         if isinstance(node, sympy.Pow) and node.exp.is_number:
             try:
                 big = abs(float(node.exp)) > MAX_POWER
@@ -209,6 +213,7 @@ def parse_formula(text: str, variables: Sequence[str] | None = None) -> tuple[sy
     except Exception as e:  # sympy raises many types for malformed input (SyntaxError, TypeError, ...)
         raise FormulaError(f"malformed formula: {_one_line(f'{type(e).__name__}: {e}')}") from None
     _check_expr(expr, set(symbols))
+    _fold_constants(expr)  # refuses complex constants such as sqrt(-2) or log(-1)
     return expr, symbols
 
 
@@ -218,8 +223,61 @@ def _torch_namespace() -> dict[str, object]:
         "asin": torch.asin, "acos": torch.acos, "atan": torch.atan, "sinh": torch.sinh, "cosh": torch.cosh,
         "tanh": torch.tanh, "asinh": torch.asinh, "acosh": torch.acosh, "atanh": torch.atanh, "exp": torch.exp,
         "log": torch.log, "sqrt": torch.sqrt, "Abs": torch.abs, "sign": torch.sign, "erf": torch.erf,
-        "pi": math.pi, "E": math.e,
     }
+
+
+_BIG_INT = 2**53  # integers beyond this are not exact in float64 (and beyond 2**63 torch refuses them)
+
+
+def _short(node: sympy.Expr) -> str:
+    text = str(node)
+    return text if len(text) <= 60 else f"{text[:40]}...({len(text)} characters)"
+
+
+def _constant(node: sympy.Expr) -> sympy.Float:
+    """The float64 value of a numeric sub-expression (as a Float that prints back exactly).
+
+    Computed with numpy/scipy in float64, never with sympy's arbitrary precision: ``exp(exp(exp(100)))`` must not
+    hang. A complex, undefined or overflowing value is a :class:`FormulaError`.
+    """
+    big = {r: sympy.Float(r, 17) for r in node.atoms(sympy.Rational) if abs(r.p) > _BIG_INT or r.q > _BIG_INT}
+    fn = sympy.lambdify([], node.xreplace(big), modules=["scipy", "numpy"])  # numpy has no ufuncs for huge ints
+    with np.errstate(all="ignore"):
+        try:
+            value = complex(fn())
+        except (ArithmeticError, TypeError, ValueError):
+            value = complex(math.nan)
+    if value.imag != 0 and abs(value.imag) > 1e-12 * max(1.0, abs(value.real)):
+        raise FormulaError(f"the constant {_short(node)} is not a real number (e.g. the square root or log of a "
+                           "negative number)")
+    if math.isnan(value.real):
+        raise FormulaError(f"the constant {_short(node)} is undefined or not a real number")
+    if math.isinf(value.real):
+        raise FormulaError(f"the constant {_short(node)} overflows float64")
+    return sympy.Float(value.real, 17)  # 17 digits: printed and read back as the same float64
+
+
+def _fold_constants(expr: sympy.Expr) -> sympy.Expr:
+    """Replace every constant sub-expression (``sqrt(2)``, ``log(2)``, ``cos(1)``, ``pi``...) by its float value.
+
+    torch functions take tensors only (``torch.sqrt(2)`` is a TypeError), so the torch code must never call them
+    on constants. Integers and rationals stay exact (``x1**2`` keeps its integer power) unless they are too big
+    for float64 / torch; each sum or product gets at most one folded constant.
+    """
+    if isinstance(expr, sympy.Rational):  # Integer included
+        return _constant(expr) if abs(expr.p) > _BIG_INT or expr.q > _BIG_INT else expr
+    if isinstance(expr, sympy.Float):
+        return expr if math.isfinite(float(expr)) else _constant(expr)
+    if expr.is_number:  # pi, E, sqrt(2), log(2), cos(1), sqrt(2)*I (refused)...
+        return _constant(expr)
+    if not expr.args:  # a variable
+        return expr
+    args = list(expr.args)
+    if isinstance(expr, (sympy.Add, sympy.Mul)):  # one constant per sum / product: sqrt(2)*I, not I alone
+        numbers = [a for a in args if a.is_number]
+        if len(numbers) > 1:
+            args = [expr.func(*numbers)] + [a for a in args if not a.is_number]
+    return expr.func(*(_fold_constants(a) for a in args))
 
 
 def formula_function(
@@ -229,15 +287,20 @@ def formula_function(
 
     Evaluated with torch in the dtype of its input (so ``exp(sin(pi*x1)+x2**2)`` gives the same labels, bit for
     bit, as the hand-written ``torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)``); formulas with
-    ``gamma`` or ``besselj`` are evaluated with numpy/scipy in float64. The code is generated by
-    ``sympy.lambdify`` from the validated expression tree, never from user text.
+    ``gamma`` or ``besselj`` are evaluated with numpy/scipy in float64. Constant sub-expressions (``sqrt(2*pi)``,
+    ``log(2)``, ``cos(1)``) are computed once in float64, so torch functions only ever see tensors. The code is
+    generated by ``sympy.lambdify`` from the validated expression tree, never from user text.
 
     Shapes:
         ``(batch, len(symbols)) -> (batch, 1)``.
     """
     symbols = list(symbols)
     use_numpy = expr.has(sympy.gamma, sympy.besselj)
-    fn = sympy.lambdify(symbols, expr, modules=["scipy", "numpy"] if use_numpy else [_torch_namespace()])
+    if use_numpy:
+        fn = sympy.lambdify(symbols, expr, modules=["scipy", "numpy"])
+    else:  # constants folded to floats (torch functions take tensors only); sign printed as a call, not Python's
+        plain = _fold_constants(expr).replace(sympy.sign, sympy.Function("sign"))  # `0 if x == 0 else copysign`
+        fn = sympy.lambdify(symbols, plain, modules=[_torch_namespace()])
 
     def f(x: torch.Tensor) -> torch.Tensor:
         if use_numpy:

@@ -79,6 +79,17 @@ def test_bad_formulas_exit_2_with_one_line(formula: str, tmp_path: Path, monkeyp
         (["fit", "--formula", "x1", "--lamb", "nan", "--out", "r"], "--lamb must be"),
         (["formula", "nowhere"], "neither a kanlens run folder"),
         (["plot", "nowhere"], "neither a kanlens run folder"),
+        # out-of-range numbers: one line up front, not an OverflowError / allocator traceback later
+        (["fit", "--formula", "x1", "--lamb", "1e308", "--out", "r"], "--lamb must be a finite number in [0, 1e+30]"),
+        (["fit", "--formula", "x1", "--grid", "100000", "--out", "r"], "--grid must be <= 1000"),
+        (["fit", "--formula", "x1", "--refine", "100000", "--out", "r"], "--refine must be <= 1000"),
+        (["fit", "--formula", "x1", "--steps", "100000000000000000000", "--out", "r"], "--steps must be <= 1000000"),
+        (["fit", "--formula", "x1", "--train-num", "100000000000", "--out", "r"], "--train-num must be <="),
+        (["fit", "--formula", "x1", "-k", "50", "--out", "r"], "-k must be <= 10"),
+        (["fit", "--formula", "x1", "--seed", str(2**70), "--out", "r"], "--seed must be <="),
+        (["fit", "--formula", "x1", "--width", "1,100000,1", "--out", "r"], "at most 10000 nodes per layer"),
+        (["fit", "--formula", "sqrt(-2)*x1", "--out", "r"], "not a real number"),
+        (["formula", "nowhere", "--round", "-1"], "--round must be a number of decimals in [0, 50], got -1"),
     ],
 )
 def test_usage_errors(argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -201,6 +212,9 @@ def test_formula_command(run_dir: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["formula", str(run_dir / "model"), "--round", "3"]) == 0
     out = capsys.readouterr().out.strip()
     assert sympy.sympify(out).free_symbols <= set(sympy.symbols("x1 x2"))
+    assert main(["formula", str(run_dir / "model"), "--round", "-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "kanlens: error: --round must be a number of decimals in [0, 50], got -1"
     # LaTeX from the checkpoint: 4 decimals by default, as formula.tex (no 17-digit constants)
     assert main(["formula", str(run_dir / "model"), "--latex"]) == 0
     latex = capsys.readouterr().out
@@ -250,6 +264,32 @@ def test_overwrite_replaces_run_and_empty_dir_is_fine(tmp_path: Path) -> None:
     m2 = json.loads((out / "metrics.json").read_text())
     assert m2["settings"]["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_formula_with_constant_calls_and_stage_names(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """sqrt(2*pi) is a constant (torch.sqrt(2) was a TypeError); --no-symbolic stages are named as in the pipeline
+    ("1: sparse spline", not "1: sparse sparse")."""
+    out = tmp_path / "r"
+    assert main(["fit", "--formula", "exp(-x1**2/2)/sqrt(2*pi)", "--no-symbolic", "--out", str(out), *FAST]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    names = list(m["stages"])
+    assert names[0] == "1: sparse spline [1, 5, 1] grid=5", names
+    assert names[1].startswith("2: spline ") and names[-1] == "final model"
+    assert not any("sparse sparse" in n for n in names)
+    assert "1: sparse spline [1, 5, 1] grid=5" in capsys.readouterr().out
+    assert m["stages"]["final model"]["test_rmse"] < 0.1  # labels are the Gaussian density (max 0.399), not NaN
+
+
+def test_python_dash_m_kanlens(tmp_path: Path) -> None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "kanlens", "--help"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: kanlens ") and "{fit,formula,plot,demo}" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "kanlens", "formula", "nowhere"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=300, env=env)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().startswith("kanlens: error:") and "\n" not in r.stderr.strip()
 
 
 # ---------------------------------------------------------------------------------------------- acceptance (slow)

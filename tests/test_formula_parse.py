@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 
+import numpy as np
 import pytest
 import sympy
 import torch
@@ -157,3 +158,55 @@ def test_random_text_either_parses_or_is_refused(text: str) -> None:
     assert isinstance(expr, sympy.Expr)
     assert {s.name for s in expr.free_symbols} <= {s.name for s in symbols}
     assert all(s.name.startswith("x") for s in symbols)
+
+
+CONSTANT_CALLS = [
+    "sqrt(2)*x1", "x1 + log(2)", "sin(pi*x1) + cos(1)", "log(x1 + 2, 2)", "sign(x1)", "abs(x1)*sign(x1) - sign(-3)",
+    "exp(-x1**2/2)/sqrt(2*pi)", "x1*2**100", "x1**2*e**2 + erf(1)", "cot(1)*acosh(x1 + 2) + atanh(0.5)",
+    "tanh(exp(exp(exp(100))))*x1", "x1 - x1 + sqrt(2)",
+]
+
+
+@pytest.mark.parametrize("text", CONSTANT_CALLS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_formula_function_constant_calls_match_numpy(text: str, dtype: torch.dtype) -> None:
+    """torch functions take tensors only: constants such as sqrt(2), log(2), cos(1) are folded to floats first, and
+    sign is torch.sign (sympy's Python printer writes `0 if x == 0 else copysign(1, x)`, which fails on tensors)."""
+    import numpy as np
+
+    expr, symbols = parse_formula(text)
+    x = torch.tensor([[-0.9], [-0.3], [0.0], [0.4], [0.9]], dtype=dtype)
+    out = formula_function(expr, symbols)(x)
+    assert out.shape == (5, 1) and out.dtype == dtype
+    with np.errstate(over="ignore"):
+        ref = np.broadcast_to(sympy.lambdify(symbols, expr, modules=["scipy", "numpy"])(x[:, 0].double().numpy()), (5,))
+    tol = {"rtol": 1e-6, "atol": 1e-6} if dtype == torch.float32 else {"rtol": 1e-13, "atol": 1e-13}
+    torch.testing.assert_close(out[:, 0].double(), torch.tensor(np.array(ref), dtype=torch.float64), **tol)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("sqrt(-2)*x1", r"constant sqrt\(2\)\*I is not a real number"),
+        ("log(-1) + x1", "not a real number"),
+        ("asin(2)*x1", r"constant asin\(2\) is undefined or not a real number"),
+        ("exp(exp(exp(100)))*x1", "overflows float64"),  # evaluated in float64, never by sympy (would hang)
+        ("x1 + 1e400", "overflows float64"),
+        ("x1*gamma(100)**100", "too large"),
+    ],
+)
+def test_complex_or_overflowing_constants_are_refused(text: str, message: str) -> None:
+    with pytest.raises(FormulaError, match=message) as info:
+        parse_formula(text)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 200
+
+
+@pytest.mark.parametrize("text", ["sqrt(2)*x1 + x2", "x1 + log(2) + x2", "sin(pi*x1) + cos(1)*x2", "sign(x1) + x2",
+                                  "fresnels(x1) + besselj(1, x2)"])
+def test_lambdify_torch_matches_numpy_with_constant_calls(text):
+    from kanlens import lambdify
+
+    x = torch.rand(6, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    got = lambdify(text, ["x1", "x2"], backend="torch")(x.double()).numpy()
+    want = lambdify(text, ["x1", "x2"])(x.double().numpy())
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)

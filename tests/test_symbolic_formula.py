@@ -159,6 +159,21 @@ def test_detaylor_replaces_a_cotangent_near_its_pole_by_one_over_its_argument():
     assert sform.detaylor(crossing, [x1, x2], x) == crossing
 
 
+def test_detaylor_shifts_a_tangent_next_to_a_pole_away_from_zero():
+    """A fitted ``c*x1*tan(a*x2 + 11/7)`` (11/7 just past pi/2) is ``x1/(x2 + 2)`` on the data: it must reach the
+    1/u form too, while a tangent that crosses its pole or stays away from it is left alone."""
+    x, _ = _data(lambda a, b: a)
+    a = sympy.Float(0.000316)
+    near = -a * x1 * sympy.tan(a * x2 + sympy.Rational(11, 7)) + sympy.sin(x1)
+    plain = sform.detaylor(near, [x1, x2], x)
+    assert not plain.has(sympy.tan) and not plain.has(sympy.cot)
+    vals = sympy.lambdify([x1, x2], plain)(x[:, 0], x[:, 1])
+    want = sympy.lambdify([x1, x2], near)(x[:, 0], x[:, 1])
+    np.testing.assert_allclose(vals, want, rtol=1e-5, atol=1e-6 * np.std(want))
+    for kept in (sympy.tan(sympy.Float(0.3) * x1 + sympy.Float(1.5707)), x2 + sympy.tan(x1)):
+        assert sform.detaylor(kept, [x1, x2], x) == kept
+
+
 def test_refit_out_of_time_keeps_the_start_and_with_time_converges():
     x, y = _data(lambda a, b: 2.5 * np.exp(0.7 * np.sin(1.3 * a) + 0.4 * b**2) - 0.3)
     start = 2.0 * sympy.exp(0.5 * sympy.sin(1.0 * x1) + 0.5 * x2**2) + 0.1

@@ -537,7 +537,8 @@ def detaylor(
 
     ``sin(0.01*x)`` over ``x in [-1, 1]`` becomes ``0.01*x`` (error ``< rel_tol`` of the node's spread). Near a
     pole at 0, ``cot``, ``csc``, ``coth`` and ``csch`` of ``u`` become ``p(u)/u``, ``p`` the polynomial of
-    ``t*f(t)`` (degree <= 2). A refit then decides whether the simpler formula is as good (see the pipeline's
+    ``t*f(t)`` (degree <= 2); ``tan`` and ``cot`` next to a pole elsewhere (``tan(1e-4*x + 11/7)``) are shifted
+    there first. A refit then decides whether the simpler formula is as good (see the pipeline's
     candidate table).
     """
     x = _as_numpy(x)
@@ -550,10 +551,23 @@ def detaylor(
             v = np.broadcast_to(real_values(sympy.lambdify(variables, e, modules=_MODULES)(*cols)), cols[0].shape)
         return v if np.isfinite(v).all() else None
 
-    def rec(e: sympy.Basic) -> sympy.Basic:
-        if not e.args:
-            return e
-        e = e.func(*[rec(a) for a in e.args])
+    def at_zero(e: sympy.Basic) -> tuple[int, sympy.Expr] | None:
+        """``tan(u)`` near one of its poles ``pi/2 + k*pi`` as ``-cot(u - pi/2 - k*pi)``, ``cot(u)`` near ``k*pi``
+        as ``cot(u - k*pi)``, i.e. ``(sign, cot(shifted u))``; None when ``e`` is neither (or needs no shift)."""
+        if not (isinstance(e, (sympy.tan, sympy.cot)) and len(e.args) == 1 and e.args[0].free_symbols):
+            return None
+        uv = values(e.args[0])
+        if uv is None:
+            return None
+        half = 0.5 if isinstance(e, sympy.tan) else 0.0
+        k = round(float(np.mean(uv)) / math.pi - half)
+        if (k == 0 and half == 0.0) or not float(np.max(np.abs(uv - (k + half) * math.pi))) < 0.5:
+            return None  # already at 0, or not near a pole
+        # the pole as a 30-digit float: with an exact pi/2 sympy would turn cot(u - pi/2) straight back into -tan(u)
+        shifted = e.args[0] - sympy.Float((k + half) * sympy.pi.evalf(40), 30)
+        return (-1 if half else 1), sympy.cot(shifted)
+
+    def expand(e: sympy.Basic) -> sympy.Basic:
         pole = isinstance(e, _POLE_AT_ZERO) and len(e.args) == 1
         if pole or (isinstance(e, _SMOOTH) and len(e.args) == 1):
             # near a pole: the series of t*f(t), divided by u (c*cot(1e-7*u) is 1e7*c/u on the data)
@@ -586,5 +600,16 @@ def detaylor(
                 series = sympy.Add(*[sympy.Float(derivs[k] / math.factorial(k), 17) * uu**k for k in range(deg + 1)])
                 return series / u if pole else series
         return e
+
+    def rec(e: sympy.Basic) -> sympy.Basic:
+        if not e.args:
+            return e
+        e = e.func(*[rec(a) for a in e.args])
+        shifted = at_zero(e)
+        if shifted is not None:  # a tan / cot next to a pole away from 0: expanded there, or left as it was
+            sign, cot = shifted
+            series = expand(cot)
+            return e if series is cot else sign * series
+        return expand(e)
 
     return rec(expr)

@@ -172,6 +172,10 @@ def test_detaylor_shifts_a_tangent_next_to_a_pole_away_from_zero():
     np.testing.assert_allclose(vals, want, rtol=1e-5, atol=1e-6 * np.std(want))
     for kept in (sympy.tan(sympy.Float(0.3) * x1 + sympy.Float(1.5707)), x2 + sympy.tan(x1)):
         assert sform.detaylor(kept, [x1, x2], x) == kept
+    # a 1/u form comes out with a unit leading coefficient (snappable), and a saturated node as its constant
+    saturated = sympy.sin(x1) * sympy.tanh(231 * sympy.pi * x2 + 240 * sympy.pi)
+    assert sform.detaylor(saturated, [x1, x2], x) == sympy.sin(x1)
+    assert sform.detaylor(sympy.cot(sympy.Float(0.001) * x1 + sympy.Float(0.01)), [x1, x2], x).has(x1 + 10.0)
 
 
 def test_refit_out_of_time_keeps_the_start_and_with_time_converges():

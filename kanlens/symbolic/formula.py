@@ -538,8 +538,8 @@ def detaylor(
     ``sin(0.01*x)`` over ``x in [-1, 1]`` becomes ``0.01*x`` (error ``< rel_tol`` of the node's spread). Near a
     pole at 0, ``cot``, ``csc``, ``coth`` and ``csch`` of ``u`` become ``p(u)/u``, ``p`` the polynomial of
     ``t*f(t)`` (degree <= 2); ``tan`` and ``cot`` next to a pole elsewhere (``tan(1e-4*x + 11/7)``) are shifted
-    there first. A refit then decides whether the simpler formula is as good (see the pipeline's
-    candidate table).
+    there first. A function node that is constant on the data (a saturated ``tanh``) becomes that constant. A
+    refit then decides whether the simpler formula is as good (see the pipeline's candidate table).
     """
     x = _as_numpy(x)
     cols = [x[:, k] for k in range(x.shape[1])]
@@ -579,7 +579,12 @@ def detaylor(
         if not u.free_symbols:
             return e
         uv, fv = values(u), values(e)
-        if uv is None or fv is None or not float(np.std(fv)) > 0:
+        if uv is None or fv is None:
+            return e
+        if not pole and float(np.ptp(fv)) <= 1e-12 * max(1.0, float(np.abs(fv).max())):
+            value = float(np.mean(fv))  # constant on the data (a saturated tanh(231*pi*x + 240*pi))
+            return sympy.Integer(int(value)) if value.is_integer() else sympy.Float(value, 17)
+        if not float(np.std(fv)) > 0:
             return e
         if pole and not (np.all(uv > 0) or np.all(uv < 0)):
             return e  # u crosses the pole
@@ -598,7 +603,16 @@ def detaylor(
             if float(np.sqrt(np.mean((fv - approx) ** 2))) <= rel_tol * float(np.std(fv)):
                 uu = u - sympy.Float(u0, 17)
                 series = sympy.Add(*[sympy.Float(derivs[k] / math.factorial(k), 17) * uu**k for k in range(deg + 1)])
-                return series / u if pole else series
+                if not pole:
+                    return series
+                # 1/u with u scaled to a unit leading coefficient: c/(a*x2 + b) as (c/a)/(x2 + b/a), whose constants
+                # can snap (c and a alone are only known up to a common factor)
+                lead = next((t.as_coeff_Mul()[0] for t in sympy.Add.make_args(sympy.expand(u)) if t.free_symbols),
+                            sympy.Integer(1))
+                if lead.is_number and lead != 0:
+                    monic = sympy.expand(u / lead).xreplace({sympy.Float(1.0): sympy.Integer(1)})
+                    return sympy.expand(series / lead) / monic
+                return series / u
         return e
 
     def rec(e: sympy.Basic) -> sympy.Basic:

@@ -123,6 +123,11 @@ def validate_dataset(dataset: object, n_in: int, n_out: int | None = None, *,
         if y.shape[0] != x.shape[0]:
             raise ValueError(f"dataset['{split}_input'] has {x.shape[0]} rows but dataset['{split}_label'] has "
                              f"{y.shape[0]} rows")
+    for kind in ("input", "label"):  # a split in another precision would be scored in it (float32 test data)
+        a, b = dataset[f"train_{kind}"], dataset[f"test_{kind}"]
+        if a.is_floating_point() and b.is_floating_point() and a.dtype != b.dtype:
+            raise TypeError(f"dataset['train_{kind}'] is {a.dtype} but dataset['test_{kind}'] is {b.dtype}; cast "
+                            "both splits to one dtype")
     return dataset
 
 

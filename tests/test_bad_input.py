@@ -250,3 +250,10 @@ def test_loading_onto_a_missing_device_names_it(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="map_location 'cuda' is not available on this machine"):
             KAN.load(tmp_path / "ck", map_location="cuda")
+
+
+def test_dataset_splits_in_different_precisions_are_named():
+    ds = create_dataset(lambda x: x[:, [0]] * x[:, [1]], n_var=2, train_num=20, test_num=20, seed=0)
+    ds["train_input"], ds["train_label"] = ds["train_input"].double(), ds["train_label"].double()
+    with pytest.raises(TypeError, match=r"dataset\['train_input'\] is torch\.float64 but dataset\['test_input'\]"):
+        KAN(width=[2, 1], seed=0).double().fit(ds, steps=1, progress=False)

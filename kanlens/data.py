@@ -65,12 +65,13 @@ def _normalize(train: torch.Tensor, test: torch.Tensor, what: str, item: str) ->
         raise ValueError(f"cannot normalize {what} with train_num=1 (the standard deviation of one sample is "
                          "undefined); use train_num >= 2")
     mu, sd = train.mean(0), train.std(0)
-    for k in range(sd.shape[0]):
-        if not bool(torch.isfinite(mu[k]) & torch.isfinite(sd[k])):
-            raise ValueError(f"cannot normalize {what}: the mean or standard deviation of {item} {k} overflows "
-                             f"{train.dtype}")
-        if float(sd[k]) == 0:
-            raise ValueError(f"cannot normalize {what}: {item} {k} is constant on the training set (std 0)")
+    overflow = (~(torch.isfinite(mu) & torch.isfinite(sd))).nonzero()
+    if overflow.numel():
+        raise ValueError(f"cannot normalize {what}: the mean or standard deviation of {item} {int(overflow[0])} "
+                         f"overflows {train.dtype}")
+    constant = (sd == 0).nonzero()
+    if constant.numel():
+        raise ValueError(f"cannot normalize {what}: {item} {int(constant[0])} is constant on the training set (std 0)")
     train, test = (train - mu) / sd, (test - mu) / sd
     if not bool(torch.isfinite(train).all() & torch.isfinite(test).all()):
         raise ValueError(f"normalizing {what} produced NaN or Inf (values too large for {train.dtype})")

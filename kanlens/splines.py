@@ -120,20 +120,38 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-# id(grid) -> (weak reference to the grid, value_stamp, k, table). An entry dies with its grid and is only used for
-# the very same tensor object, so a new tensor that reuses a freed one's memory never sees a stale table; edits
-# of the grid (see value_stamp) force a rebuild.
-_POLY_CACHE: dict[int, tuple[weakref.ref, tuple, int, torch.Tensor]] = {}
-
-
-# id(x) -> (weak ref to x, value_stamp(x), weak ref to grid, value_stamp(grid), k, basis) for inputs without gradient.
-_BASIS_CACHE: dict[int, tuple] = {}
+# The caches below map id(key tensor) -> (k, ((weak ref, value_stamp) of the key tensor and of each tensor the value
+# depends on), value); see _cached / _remember. An entry dies with its key tensor and is only used for the very
+# same tensor objects, so a new tensor that reuses a freed one's memory never sees a stale value; edits of any of
+# them (see value_stamp) force a rebuild.
+_POLY_CACHE: dict[int, tuple] = {}  # grid -> _poly_table
+_BASIS_CACHE: dict[int, tuple] = {}  # x (no gradient), grid -> b_spline_basis
 
 
 def _forget(cache: dict, ref: weakref.ref, key: int) -> None:
     entry = cache.get(key)
-    if entry is not None and entry[0] is ref:
+    if entry is not None and entry[1][0][0] is ref:
         del cache[key]
+
+
+def _cached(cache: dict, k: int, *tensors: torch.Tensor) -> torch.Tensor | None:
+    """The value remembered for ``tensors`` (the first is the key) and ``k``, if none of them changed since."""
+    hit = cache.get(id(tensors[0]))
+    if hit is None or hit[0] != k or len(hit[1]) != len(tensors):
+        return None
+    for (ref, stamp), t in zip(hit[1], tensors):
+        if ref() is not t or not value_unchanged(t, stamp):
+            return None
+    return hit[2]
+
+
+def _remember(cache: dict, value: torch.Tensor, k: int, *tensors: torch.Tensor) -> torch.Tensor:
+    """Store ``value`` for :func:`_cached`; returns it."""
+    key = id(tensors[0])
+    first = weakref.ref(tensors[0], lambda r, key=key: _forget(cache, r, key))
+    cache[key] = (k, ((first, value_stamp(tensors[0])), *((weakref.ref(t), value_stamp(t)) for t in tensors[1:])),
+                  value)
+    return value
 
 
 def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
@@ -144,9 +162,9 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     Computed once per grid (cached until the grid changes, see :func:`value_stamp`) by sampling the Cox-de Boor
     recursion at ``k + 1`` points per interval and solving the Vandermonde system in float64.
     """
-    hit = _POLY_CACHE.get(id(grid))
-    if hit is not None and hit[0]() is grid and hit[2] == k and value_unchanged(grid, hit[1]):
-        return hit[3]
+    hit = _cached(_POLY_CACHE, k, grid)
+    if hit is not None:
+        return hit
     g = grid.detach().double()
     in_dim, m = g.shape
     lo, h = g[:, :-1], g[:, 1:] - g[:, :-1]  # (in, M-1)
@@ -165,10 +183,7 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     table = torch.cat([coef, deriv], dim=2)
     # Row M-1 is all zeros: samples outside the extended grid point there (all bases vanish).
     table = torch.nn.functional.pad(table, (0, 0, 0, 0, 0, 1)).to(grid.dtype).contiguous()
-    key = id(grid)
-    _POLY_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_CACHE, r, key)), value_stamp(grid), k,
-                        table)
-    return table
+    return _remember(_POLY_CACHE, table, k, grid)
 
 
 def _local_basis(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: bool):
@@ -241,24 +256,17 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
         return _BSplineBasis.apply(x, grid, k)
     # Inputs that need no gradient (a network's data) are usually evaluated again and again on the same batch
     # (every LBFGS line-search trial): remember the last basis of each such tensor.
-    hit = _BASIS_CACHE.get(id(x))
-    if (hit is not None and hit[0]() is x and hit[2]() is grid and hit[4] == k and value_unchanged(x, hit[1])
-            and value_unchanged(grid, hit[3])):
-        return hit[5]
+    hit = _cached(_BASIS_CACHE, k, x, grid)
+    if hit is not None:
+        return hit
     with torch.no_grad():
         idx, local, _ = _local_basis(x, grid, k, with_derivative=False)
         basis = _dense(idx, local, grid.shape[1] - k - 1, k)
-    if not x.is_inference():
-        key = id(x)
-        _BASIS_CACHE[key] = (weakref.ref(x, lambda r, key=key: _forget(_BASIS_CACHE, r, key)), value_stamp(x),
-                             weakref.ref(grid), value_stamp(grid), k, basis)
-    return basis
+    return basis if x.is_inference() else _remember(_BASIS_CACHE, basis, k, x, grid)
 
 
-# id(x) -> (weak ref to x, value_stamp(x), weak ref to grid, value_stamp(grid), k, basis) for :func:`basis_by_input`.
-_BASIS_BY_INPUT_CACHE: dict[int, tuple] = {}
-# id(grid) -> (weak ref to grid, value_stamp, k, table) for :func:`_poly_rows`.
-_POLY_ROWS_CACHE: dict[int, tuple] = {}
+_BASIS_BY_INPUT_CACHE: dict[int, tuple] = {}  # x, grid -> basis_by_input (see _cached)
+_POLY_ROWS_CACHE: dict[int, tuple] = {}  # grid -> _poly_rows
 # (in_dim, M, k, device) -> (interval of a knot count (M + 1,), row offsets ``arange(in_dim) * M`` (in, 1),
 # ``arange(k + 1)`` (1, k+1, 1)).
 _INDEX_CONSTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -267,15 +275,12 @@ _INDEX_CONSTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 def _poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
     """:func:`_poly_table` as ``((2k + 1) * (k + 1), in_dim * M)``: one row per (power, basis), one column per
     (input, interval), so gathering the columns of many samples leaves the samples innermost (contiguous)."""
-    hit = _POLY_ROWS_CACHE.get(id(grid))
-    if hit is not None and hit[0]() is grid and hit[2] == k and value_unchanged(grid, hit[1]):
-        return hit[3]
+    hit = _cached(_POLY_ROWS_CACHE, k, grid)
+    if hit is not None:
+        return hit
     table = _poly_table(grid, k)  # (in, M, 2k+1, k+1)
     rows = table.permute(2, 3, 0, 1).reshape((2 * k + 1) * (k + 1), -1).contiguous()
-    key = id(grid)
-    _POLY_ROWS_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_ROWS_CACHE, r, key)),
-                             value_stamp(grid), k, rows)
-    return rows
+    return _remember(_POLY_ROWS_CACHE, rows, k, grid)
 
 
 def _index_consts(in_dim: int, m: int, k: int, device: torch.device):
@@ -327,8 +332,7 @@ def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative
     return basis, dbasis
 
 
-# id(grid) -> (weak ref to grid, value_stamp, k, matrix) for :func:`poly_coef_matrix`.
-_POLY_MATRIX_CACHE: dict[int, tuple] = {}
+_POLY_MATRIX_CACHE: dict[int, tuple] = {}  # grid -> poly_coef_matrix (see _cached)
 
 
 def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
@@ -342,9 +346,9 @@ def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
     Shapes:
         grid: ``(in_dim, M)`` -> ``(in_dim, G + k, (2k + 1) * M)``.
     """
-    hit = _POLY_MATRIX_CACHE.get(id(grid))
-    if hit is not None and hit[0]() is grid and hit[2] == k and value_unchanged(grid, hit[1]):
-        return hit[3]
+    hit = _cached(_POLY_MATRIX_CACHE, k, grid)
+    if hit is not None:
+        return hit
     table = _poly_table(grid, k)  # (in, M, 2k+1, r): basis s - k + r on interval s
     in_dim, m = grid.shape
     nb = m - k - 1
@@ -355,10 +359,7 @@ def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
         ok = (j >= 0) & (j < nb)
         q[:, j[ok], :, s[ok]] = table[:, s[ok], :, r].permute(1, 0, 2)
     q = q.reshape(in_dim, nb, -1).contiguous()
-    key = id(grid)
-    _POLY_MATRIX_CACHE[key] = (weakref.ref(grid, lambda r, key=key: _forget(_POLY_MATRIX_CACHE, r, key)),
-                               value_stamp(grid), k, q)
-    return q
+    return _remember(_POLY_MATRIX_CACHE, q, k, grid)
 
 
 @torch.no_grad()
@@ -378,16 +379,11 @@ def basis_by_input(
     """
     if with_derivative:
         return _basis_by_input(x, grid, k, True)
-    hit = _BASIS_BY_INPUT_CACHE.get(id(x))
-    if (hit is not None and hit[0]() is x and hit[2]() is grid and hit[4] == k and value_unchanged(x, hit[1])
-            and value_unchanged(grid, hit[3])):
-        return hit[5], None
+    hit = _cached(_BASIS_BY_INPUT_CACHE, k, x, grid)
+    if hit is not None:
+        return hit, None
     basis = _basis_by_input(x, grid, k, False)[0]
-    if not x.is_inference():
-        key = id(x)
-        _BASIS_BY_INPUT_CACHE[key] = (weakref.ref(x, lambda r, key=key: _forget(_BASIS_BY_INPUT_CACHE, r, key)),
-                                      value_stamp(x), weakref.ref(grid), value_stamp(grid), k, basis)
-    return basis, None
+    return (basis if x.is_inference() else _remember(_BASIS_BY_INPUT_CACHE, basis, k, x, grid)), None
 
 
 def coef2curve(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:

@@ -41,7 +41,7 @@ from torch import nn
 from .. import splines
 from ..hooks import HookPoint
 from ..utils import check_choice, check_tensor
-from .spline import BASE_FUNCTIONS, _check_int, _check_range, recompute_grads
+from .spline import _BASE_DERIVATIVES, BASE_FUNCTIONS, _check_int, _check_range, recompute_grads
 
 __all__ = ["KANConv1d", "KANConv2d", "cardinal_basis"]
 
@@ -140,6 +140,7 @@ def _expand_rows(
     spread = torch.cat([torch.eye(c, device=t.device, dtype=t.dtype).repeat_interleave(nb1, dim=1),
                         -centres[None]])  # (C + 1, C * nb1)
     terms = _cardinal_terms(k)
+    rest = terms[1:]
     derivative = grad is not None
     power = k - 1 if derivative else k
     # one pass on accelerators (every chunk is a kernel launch there)
@@ -170,7 +171,6 @@ def _expand_rows(
             torch.pow(s0, power, out=dest)
         else:
             dest.copy_(s0).gt_(0.0)
-        rest = terms[1:]
         for i, (shift, coeff) in enumerate(rest):
             if i == len(rest) - 1:  # last term: reuse the buffer, (s0 - d)_+ = (shift - |y|)_+
                 tmp = s0.sub_(terms[0][0] - shift).clamp_min_(0.0)
@@ -241,10 +241,8 @@ class _UniformFeatures(torch.autograd.Function):
             return (*recompute_grads(expand, (x,), (True,), (g2,)), None, None, None, None, None)
         g_base = torch.empty_like(xpm)  # contiguous: on strided slices the base's backward kernels are ~15x slower
         grad_t = _expand_rows(t, nb1, ctx.k, grad=g2, slot0=g_base)  # (N, C)
-        with torch.enable_grad():
-            xd = xpm.detach().requires_grad_()
-            (grad_base,) = torch.autograd.grad(BASE_FUNCTIONS[ctx.base_name](xd), xd, g_base)
-        grad_x = grad_base.add_(grad_t.div_(h))
+        base = BASE_FUNCTIONS[ctx.base_name]
+        grad_x = g_base.mul_(_BASE_DERIVATIVES[ctx.base_name](xpm, base(xpm))).add_(grad_t.div_(h))
         return grad_x.view(*gl.shape[:-1], c).movedim(-1, 1), None, None, None, None, None
 
 
@@ -371,7 +369,8 @@ class _KANConvNd(nn.Module):
         if self.padding == "same":
             total = [d * (kk - 1) for d, kk in zip(self.dilation, self.kernel_size)]
             return tuple((t // 2, t - t // 2) for t in total)
-        return tuple((p, p) for p in _ntuple("padding", self.padding, self._n, 0))
+        pad = self.padding if isinstance(self.padding, tuple) else _ntuple("padding", self.padding, self._n, 0)
+        return tuple((p, p) for p in pad)
 
     def _to_channel_major(self, t: torch.Tensor) -> torch.Tensor:
         """``(out, in_g, *K, *rest)`` -> ``(out_g * prod(K), in_channels, *rest)`` (elements grouped per channel)."""
@@ -584,10 +583,10 @@ class _KANConvNd(nn.Module):
         weight: torch.Tensor,
         bias: torch.Tensor | None,
         padding: Sequence[int] | None = None,
-        finite: bool = False,
+        source: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The fused convolution of features (see :meth:`features`), zero-padded by ``padding`` (default none).
-        ``finite``: the caller checked that every input value is finite.
+        ``source``: the values the features were expanded from (lets a depthwise 1x1 layer take its GEMM path).
 
         Shapes:
             feats: ``(batch, C * (1 + nb), *S)`` -> ``(batch, out, *out_spatial)`` in feats' memory layout.
@@ -595,15 +594,21 @@ class _KANConvNd(nn.Module):
         n = self._n
         padding = tuple(padding) if padding is not None else (0,) * n
         tail = (1,) * n
-        if self._depthwise_1x1(padding):
+        if (
+            self.groups == self.in_channels == self.out_channels
+            and not any(padding)
+            and all(kk == 1 and s == 1 for kk, s in zip(self.kernel_size, self.stride))
+        ):
             # depthwise 1x1 (a learned per-channel activation): a weighted sum over each channel's own features
             # is ~4x faster than a grouped convolution with 1 + nb channels per group
             c = self.in_channels
             w = weight.view(c, -1)  # (C, nb1)
             pixel_major = feats.movedim(1, -1)
             # channels-last features: one GEMM with a block-diagonal weight; only for finite inputs, since its
-            # zero blocks would spread a NaN or Inf (0 * inf) to the pixel's other channels
-            if pixel_major.is_contiguous() and finite:
+            # zero blocks would spread a NaN or Inf (0 * inf) to the pixel's other channels (a check that reads
+            # the input back: CPU only, elsewhere the per-channel sum runs)
+            if (pixel_major.is_contiguous() and source is not None and source.device.type == "cpu"
+                    and bool(torch.isfinite(source).all())):
                 block = (w.unsqueeze(-1) * torch.eye(c, dtype=w.dtype, device=w.device).unsqueeze(1)).flatten(0, 1)
                 out = (pixel_major.reshape(-1, w.numel()) @ block).view(*pixel_major.shape[:-1], c).movedim(-1, 1)
             else:
@@ -615,13 +620,6 @@ class _KANConvNd(nn.Module):
                            (1, *self.dilation), self.groups)
             return out.squeeze(2)
         return F.conv2d(feats, weight, bias, self.stride, padding, self.dilation, self.groups)
-
-    def _depthwise_1x1(self, padding: Sequence[int]) -> bool:
-        return (
-            self.groups == self.in_channels == self.out_channels
-            and not any(padding)
-            and all(kk == 1 and s == 1 for kk, s in zip(self.kernel_size, self.stride))
-        )
 
     def _border(self, weight: torch.Tensor, drop: bool, spatial: Sequence[int]) -> torch.Tensor:
         """What the zero-padded pixels add to every output (the features of ``x = 0`` seen through the taps that
@@ -636,13 +634,14 @@ class _KANConvNd(nn.Module):
             weight: ``(out, Cf / groups, *K)`` -> ``(1, out, *out_spatial)``.
         """
         cache = self._grid_memo().setdefault("border", {})
-        key = (drop, tuple(spatial), self._pad, tuple(self.stride), tuple(self.dilation))
+        pad = self._pad
+        key = (drop, tuple(spatial), pad, tuple(self.stride), tuple(self.dilation))
         if key not in cache:
             with torch.no_grad():
                 zero = self.grid.new_zeros(1, self.in_channels, *([1] * self._n))
                 f0 = self._features(zero, drop)[0].reshape(-1)  # (Cf,)
                 inside = torch.ones(1, 1, dtype=f0.dtype, device=f0.device)
-                for size, (lo, _), kk, s, d, o in zip(spatial, self._pad, self.kernel_size, self.stride,
+                for size, (lo, _), kk, s, d, o in zip(spatial, pad, self.kernel_size, self.stride,
                                                      self.dilation, self.output_shape(spatial)):
                     pos = torch.arange(o, device=f0.device)[None] * s + torch.arange(kk, device=f0.device)[:, None] * d
                     inside = torch.kron(inside, ((pos >= lo) & (pos < lo + size)).to(f0.dtype))  # (K_d, O_d)
@@ -672,17 +671,15 @@ class _KANConvNd(nn.Module):
             if self.bias is not None:
                 out = out + self.bias.view(1, -1, *([1] * self._n))
             return out
-        pads = [lo for lo, _ in self._pad]
-        ring = self.padding_mode == "zeros" and any(pads) and all(lo == hi for lo, hi in self._pad)
+        pad = self._pad
+        pads = [lo for lo, _ in pad]
+        ring = self.padding_mode == "zeros" and any(pads) and all(lo == hi for lo, hi in pad)
         xs = x if ring else self.pad_input(x)
         drop = self._uniform_spacing() is not None and self._inside_grid(xs, with_zero=ring)
         feats, unit = self._features(xs, drop)
         weight, bias = self._fused_weight(drop, unit)
         if not ring:
-            # the finiteness check reads the input back: CPU only (elsewhere the per-channel sum runs)
-            finite = (self._depthwise_1x1((0,) * self._n) and xs.device.type == "cpu"
-                      and bool(torch.isfinite(xs).all()))
-            return self._conv(feats, weight, bias, finite=finite).contiguous()
+            return self._conv(feats, weight, bias, source=xs).contiguous()
         extra = self._border(weight, drop, x.shape[2:])
         if bias is not None:
             extra = extra + bias.view(1, -1, *([1] * self._n))

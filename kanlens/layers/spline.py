@@ -129,10 +129,19 @@ def edge_backward(saved, g_out, g_mag, need: tuple[bool, bool, bool, bool]):
     return g_x, g_coef, g_sb, g_sp
 
 
+def edge_values(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: str) -> torch.Tensor:
+    """Per-edge activations ``mask * (scale_base * b(x_i) + scale_sp * spline_ji(x_i))`` as ordinary autograd ops.
+
+    Shapes:
+        x: ``(batch, in)`` -> ``(batch, out, in)``.
+    """
+    spline = splines.coef2curve(x, grid, coef, k)  # (batch, out, in)
+    return (scale_base * BASE_FUNCTIONS[base_name](x).unsqueeze(1) + scale_sp * spline) * mask
+
+
 def edge_reference(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: str):
     """:func:`edge_forward`'s ``(output, magnitudes)`` as ordinary autograd ops (differentiable to any order)."""
-    spline = splines.coef2curve(x, grid, coef, k)  # (batch, out, in)
-    edges = (scale_base * BASE_FUNCTIONS[base_name](x).unsqueeze(1) + scale_sp * spline) * mask
+    edges = edge_values(x, coef, scale_base, scale_sp, mask, grid, k, base_name)
     return edges.sum(-1), edges.abs().mean(0)
 
 
@@ -344,9 +353,8 @@ class KANLayer(nn.Module):
 
     def forward_edges(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge activations ``mask * phi_ji(x_i)``, shape ``(batch, out_dim, in_dim)``."""
-        spline = splines.coef2curve(x, self.grid, self.coef, self.k)  # (batch, out, in)
-        base = self.base_fun(x).unsqueeze(1)  # (batch, 1, in)
-        return (self.scale_base * base + self.scale_sp * spline) * self.mask
+        return edge_values(x, self.coef, self.scale_base, self.scale_sp, self.mask, self.grid, self.k,
+                           self.base_fun_name)
 
     def fused_ok(self) -> bool:
         """Whether the fused sparsity path applies (no hooks on the edges, a base function with known derivative)."""

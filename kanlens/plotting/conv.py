@@ -25,7 +25,7 @@ import torch
 
 from ..conv_symbolic import element_linear_fits, element_samples
 from ..layers.conv import KANConv2d
-from .edge import pyplot, save_figure
+from .edge import check_positive, pyplot, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -94,16 +94,6 @@ def _count(name: str, value: object, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value}")
     return int(value)
-
-
-def _real(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """A finite number ``> 0`` (``>= 0`` with ``allow_zero``), numpy scalars included."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    v = float(value)
-    if not (math.isfinite(v) and (v >= 0 if allow_zero else v > 0)):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
-    return v
 
 
 def _check_common(ax: object, path: object) -> None:
@@ -201,8 +191,8 @@ def plot_conv_kernels(
     outs = _channels("out_channels", out_channels, layer.out_channels)
     in_channel = _channel("in_channel", in_channel, layer.in_channels // layer.groups, " (channels per group)")
     num_points = _count("num_points", num_points, 2)
-    beta = _real("beta", beta, allow_zero=True)
-    panel_size = _real("panel_size", panel_size)
+    beta = check_positive("beta", beta, allow_zero=True)
+    panel_size = check_positive("panel_size", panel_size)
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a str or None, got {type(title).__name__}")
     kh, kw = layer.kernel_size

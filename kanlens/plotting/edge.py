@@ -84,8 +84,10 @@ def save_figure(fig: Figure, path: str | os.PathLike | None, *, dpi: int = 150, 
 
 
 def check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    """A finite number ``> 0`` (``>= 0`` with ``allow_zero``), numpy scalars included."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
     ok = value >= 0 if allow_zero else value > 0
     if not (ok and math.isfinite(value)):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")

@@ -89,7 +89,7 @@ def save(model: Any, path: str, **kwargs: Any) -> None:
     if rank == 0:
         try:
             model.save(path, **kwargs)
-        except Exception as e:  # noqa: BLE001 - re-raised on rank 0 after the barrier; others learn of it too
+        except Exception as e:  # re-raised on rank 0 after the barrier; the other ranks learn of it too
             error = e
     if world > 1:
         failed = _all_sum([1.0 if error is not None else 0.0], _device_of(model))[0]
@@ -351,3 +351,72 @@ def setup_fit(model: Any, dataset: Any, options: dict[str, Any], validate: Calla
     train, test = [s["rows"][0] for s in sigs], [s["rows"][1] for s in sigs]
     log.info("data-parallel fit on rank %d of %d: %d of %d train rows", rank, world, train[rank], sum(train))
     return dataset, FitGroup(rank, train, test, device)
+
+
+# ---------------------------------------------------------------------------------------------- train_classifier
+class ClassifierGroup(GlobalBatches):
+    """Data-parallel state of :func:`kanlens.models.train_classifier`: global batches and the gradient sum."""
+
+    def gather(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The images of the global index set ``idx`` from all ranks (for grid updates)."""
+        mine, sizes = self.split(idx)
+        return gather_rows(x[mine.to(x.device)], sizes)
+
+    def __init__(self, counts: Sequence[int], rank: int, device: torch.device) -> None:
+        super().__init__(counts, rank)
+        self.device = device
+
+    def step(self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor,
+             shifts: torch.Tensor | None, max_shift: int) -> float:
+        """Gradient of the global batch ``idx`` (mean cross-entropy over all its images) in every ``.grad``; the
+        summed loss of this rank's images."""
+        import torch.nn.functional as F
+
+        from .models import _shift
+
+        inside = (idx >= self.offsets[self.rank]) & (idx < self.offsets[self.rank] + self.counts[self.rank])
+        mine = (idx[inside] - self.offsets[self.rank]).to(x.device)
+        loss_sum = 0.0
+        if mine.numel():
+            xb = x[mine] if shifts is None else _shift(x[mine], max_shift, shifts[:, inside])
+            loss = F.cross_entropy(model(xb), y[mine], reduction="sum")
+            (loss / idx.numel()).backward()
+            loss_sum = float(loss.detach())
+        all_reduce_grads([p for p in model.parameters() if p.requires_grad])
+        return loss_sum
+
+    def epoch_end(self, model: torch.nn.Module, loss_sum: float) -> float:
+        """The epoch's summed loss over all ranks; rank 0's buffers (batch-norm statistics) for every rank."""
+        for b in model.buffers():
+            dist.broadcast(b.data, src=0)
+        return _all_sum([loss_sum], self.device)[0]
+
+    def mean(self, value: float, rows: int) -> float:
+        """The row-weighted mean of a per-rank mean (e.g. validation accuracy)."""
+        s, n = _all_sum([value * rows, rows], self.device)
+        return s / max(n, 1)
+
+
+def setup_classifier(model: torch.nn.Module, data: dict[str, torch.Tensor | None], options: dict[str, Any],
+                     validate: Callable[[], None], shard_full: bool) -> tuple[dict[str, Any], ClassifierGroup]:
+    """:func:`setup_fit` for :func:`kanlens.models.train_classifier`: checks on every rank at once, this rank's
+    shard of ``data`` (``x``, ``y``, ``x_val``, ``y_val``), rank 0's parameters everywhere."""
+    rank, world = rank_and_world()
+    device, error, sig = _device_of(model), None, {}
+    try:
+        validate()
+        params = [p for p in model.parameters() if p.requires_grad]
+        sig = {"model": type(model).__name__, "parameters": f"{len(params)} tensors, "
+               f"{sum(p.numel() for p in params)} numbers", "dtype": str(params[0].dtype) if params else "",
+               "image shape": list(data["x"].shape[1:]), "options": options}
+        if shard_full:
+            sig["full data"] = [int(data["x"].shape[0]), float(data["x"].double().sum()), int(data["y"].sum())]
+            data = {k: v if v is None else shard(v, rank, world) for k, v in data.items()}
+        sig["rows"] = int(data["x"].shape[0])
+        if sig["rows"] < 1:
+            raise ValueError("this rank holds no training images; every rank needs at least one")
+    except (TypeError, ValueError, AttributeError, KeyError) as e:
+        error = f"{type(e).__name__}: {e}"
+    sigs = check_consistent(sig, error, device)
+    broadcast_module(model)
+    return data, ClassifierGroup([s["rows"] for s in sigs], rank, device)

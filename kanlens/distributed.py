@@ -303,7 +303,7 @@ class FitGroup:
 
     def errors(self, train: torch.Tensor, test: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Train and test losses over all rows (each a mean over this rank's rows)."""
-        buf = torch.stack([train * self.w_train, test * self.w_test])
+        buf = torch.stack([train * self.w_train, test.to(train.dtype) * self.w_test])
         dist.all_reduce(buf)
         return buf[0], buf[1]
 

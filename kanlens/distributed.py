@@ -307,6 +307,10 @@ class FitGroup:
         dist.all_reduce(buf)
         return buf[0], buf[1]
 
+    def any(self, flag: bool) -> bool:
+        """Whether ``flag`` is true on any rank (e.g. a callback asked to stop)."""
+        return _all_sum([float(bool(flag))], self.device)[0] > 0
+
     def grid_samples(self, x: torch.Tensor) -> torch.Tensor:
         """The current batch's rows of all ranks (what one process would fit its grids to)."""
         mine = self.batch_sizes[self.rank]

@@ -550,7 +550,10 @@ class _Trainer:
                 h.reg.append(reg)
                 if progress:
                     bar.set_postfix(train=f"{train_rmse:.2e}", test=f"{test_rmse:.2e}", reg=f"{reg:.2e}")
-                if any(cb(step, self.model, h) for cb in callbacks):
+                stop = any(cb(step, self.model, h) for cb in callbacks)
+                if self.group is not None:
+                    stop = self.group.any(stop)  # a callback that stops one rank stops all
+                if stop:
                     h.stopped_early, h.stop_reason = True, "callback"
                     h.events.append(f"step {step}: stopped by a callback")
                     break

@@ -87,6 +87,10 @@ def _rank_checks(rank: int, out: Path) -> dict:
     tiny = {k: v[:97] if rank == 0 else v[97:] for k, v in d.items() if k.startswith("train")}
     tiny.update({k: v for k, v in d.items() if k.startswith("test")})
     res["adam_tiny"] = _fit_result(model, model.fit(tiny, **dict(ADAM, batch=4)))
+    # 3c. a callback that stops rank 1 only stops both
+    h = _kan().fit(_data(), distributed=True, callbacks=[lambda step, m, h: rank == 1 and step == 1],
+                   **dict(ADAM, steps=5))
+    res["stopped"] = (len(h), h.stop_reason)
     # 4. mismatches: one clear error on both ranks, and the group stays usable
     for name, width, data in (("width", (2, 4, 1) if rank == 1 else (2, 3, 1), _data()),
                               ("dataset", (2, 3, 1), {"train_input": d["train_input"]} if rank == 1 else _data())):
@@ -186,6 +190,10 @@ def test_batches_without_rows_on_a_rank_equal_one_process(ranks) -> None:
                       **dict(ADAM, batch=4))
     for r in ranks:
         _assert_same_fit(r["adam_tiny"], ref, history, tol=1e-9)
+
+
+def test_a_callback_stopping_one_rank_stops_all(ranks) -> None:
+    assert ranks[0]["stopped"] == ranks[1]["stopped"] == (2, "callback")
 
 
 def test_rank_mismatch_is_one_clear_error_on_every_rank(ranks) -> None:

@@ -13,8 +13,8 @@ take exactly the steps one process would take on all of them (up to floating-poi
 * every decision (LBFGS line search, non-finite safety, stopping) uses all-reduced values, so ranks never diverge;
 * only rank 0 shows progress; :func:`save` writes on rank 0 only.
 
-A program that never initialises a process group pays nothing: :func:`group_for` returns ``None`` after one
-``is_initialized()`` check and training runs its single-process code. Nothing here is imported by ``import kanlens``.
+A program that never initialises a process group pays nothing: ``fit`` checks ``torch.distributed.is_initialized()``
+once, runs its single-process code and never imports this module (nor does ``import kanlens``).
 
 Example:
     >>> # torchrun --nproc-per-node 2 script.py
@@ -35,12 +35,12 @@ import torch.distributed as dist
 __all__ = [
     "DistributedMismatchError",
     "gather_rows",
-    "group_for",
     "is_main_process",
     "rank_and_world",
     "save",
     "shard",
     "shard_dataset",
+    "use_data_parallel",
 ]
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ class DistributedMismatchError(RuntimeError):
     """
 
 
-def group_for(distributed: bool | None) -> bool:
+def use_data_parallel(distributed: bool | None) -> bool:
     """Whether a call runs data-parallel: a process group with more than one process is initialised and the
     caller did not opt out (``distributed=False``). ``distributed=True`` without a group is an error."""
     if distributed is not None and not isinstance(distributed, bool):

@@ -388,7 +388,7 @@ def train_classifier(
     if distributed is not None or (torch.distributed.is_available() and torch.distributed.is_initialized()):
         from . import distributed as dp
 
-        if dp.group_for(distributed):
+        if dp.use_data_parallel(distributed):
             options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
                        "schedule": schedule, "grid_update_epochs": list(grid_update_epochs), "max_shift": max_shift,
                        "seed": seed, "validation": x_val is not None}

@@ -253,7 +253,7 @@ def fit(
     if distributed is not None or _torch_distributed_running():  # one cheap check for users who never use it
         from . import distributed as dp
 
-        if dp.group_for(distributed):
+        if dp.use_data_parallel(distributed):
             options = dict(lambs, opt=opt, steps=steps, lr=lr, batch=batch, reg_metric=reg_metric,
                            update_grid=update_grid, grid_update_num=grid_update_num,
                            stop_grid_update_step=stop_grid_update_step, max_nonfinite=max_nonfinite,

@@ -59,6 +59,8 @@ _LAZY: dict[str, tuple[str, str]] = {
     "auto_symbolic_conv": ("kanlens.conv_symbolic", "auto_symbolic_conv"),
     "read_idx": ("kanlens.idx", "read_idx"),
     "load_mnist": ("kanlens.idx", "load_mnist"),
+    # data-parallel training (torch.distributed)
+    "DistributedMismatchError": ("kanlens.distributed", "DistributedMismatchError"),
     # scikit-learn front end (optional extra)
     "KANRegressor": ("kanlens.sklearn", "KANRegressor"),
     "KANClassifier": ("kanlens.sklearn", "KANClassifier"),

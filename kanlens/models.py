@@ -358,6 +358,7 @@ def train_classifier(
     y_val: torch.Tensor | None = None,
     seed: int = 0,
     callback: Callable[[int, TrainResult], None] | None = None,
+    distributed: bool | None = None,
 ) -> TrainResult:
     """Train with Adam (cross-entropy, shuffled mini-batches from a local generator).
 
@@ -369,23 +370,37 @@ def train_classifier(
             pixels in each direction (zero fill); 0 disables it.
         x_val, y_val: evaluated after every epoch when given.
         callback: ``callback(epoch, result)`` after every epoch.
+        distributed: data-parallel on an initialised ``torch.distributed`` process group (e.g. under ``torchrun``):
+            ``None`` (default) when a group of several processes runs, each rank passing its shard of the images;
+            ``True``: every rank passes all images and keeps its shard; ``False``: train alone. Every rank takes
+            the batches one process would take on all images, computes on the images of each batch it holds and
+            the gradients are summed over ranks (see :mod:`kanlens.distributed`). Batch-norm statistics stay per
+            rank (as in DDP without ``SyncBatchNorm``), so steps equal one process's only for models without
+            batch norm in training mode.
 
     Shapes:
         x: ``(N, C, H, W)`` float, y: ``(N,)`` int64 class labels.
     """
-    x = check_tensor("x", x, ndim=4)
-    if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.shape != (x.shape[0],):
-        got = (f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__)
-        raise ValueError(f"y must be an int64 tensor of class labels of shape ({x.shape[0]},), got {got}")
-    check_choice("schedule", schedule, ("onecycle", "cosine", "constant"))
-    _positive_int("batch_size", batch_size)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
-        raise ValueError(f"max_shift must be an int >= 0, got {max_shift!r}")
+    def validate() -> None:
+        _check_train_args(x, y, schedule, batch_size, epochs, max_shift)
+
+    group = None
+    if distributed is not None or (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        from . import distributed as dp
+
+        if dp.use_data_parallel(distributed):
+            options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                       "schedule": schedule, "grid_update_epochs": list(grid_update_epochs), "max_shift": max_shift,
+                       "seed": seed, "validation": x_val is not None}
+            data = {"x": x, "y": y, "x_val": x_val, "y_val": y_val}
+            data, group = dp.setup_classifier(model, data, options, validate, shard_full=distributed is True)
+            x, y, x_val, y_val = data["x"], data["y"], data["x_val"], data["y_val"]
+    if group is None:
+        validate()
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps_per_epoch = math.ceil(x.shape[0] / batch_size)
+    n = x.shape[0] if group is None else group.total
+    steps_per_epoch = math.ceil(n / batch_size)
     total = epochs * steps_per_epoch
     if schedule == "onecycle":
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.15)
@@ -398,23 +413,30 @@ def train_classifier(
     for epoch in range(epochs):
         model.train()
         if epoch in grid_update_epochs and hasattr(model, "update_grid"):
-            idx = torch.randperm(x.shape[0], generator=gen)[:1024]
-            model.update_grid(x[idx])
-        perm = torch.randperm(x.shape[0], generator=gen)
+            idx = torch.randperm(n, generator=gen)[:1024]
+            model.update_grid(x[idx] if group is None else group.gather(x, idx))
+        perm = torch.randperm(n, generator=gen)
         total_loss = 0.0
         for i in range(steps_per_epoch):
             idx = perm[i * batch_size : (i + 1) * batch_size]
-            xb = random_shift(x[idx], max_shift, gen) if max_shift else x[idx]
-            loss = F.cross_entropy(model(xb), y[idx])
+            shifts = torch.randint(0, 2 * max_shift + 1, (2, idx.numel()), generator=gen) if max_shift else None
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if group is not None:  # this rank's images of the global batch; gradients summed over ranks
+                total_loss += group.step(model, x, y, idx, shifts, max_shift)
+            else:
+                xb = x[idx] if shifts is None else _shift(x[idx], max_shift, shifts)
+                loss = F.cross_entropy(model(xb), y[idx])
+                loss.backward()
+                total_loss += float(loss.detach()) * idx.numel()
             opt.step()
             if sched is not None:
                 sched.step()
-            total_loss += float(loss.detach()) * idx.numel()
-        result.losses.append(total_loss / x.shape[0])
+        if group is not None:
+            total_loss = group.epoch_end(model, total_loss)
+        result.losses.append(total_loss / n)
         if x_val is not None and y_val is not None:
-            result.val_accuracy.append(evaluate(model, x_val, y_val))
+            acc = evaluate(model, x_val, y_val)
+            result.val_accuracy.append(acc if group is None else group.mean(acc, x_val.shape[0]))
         result.epochs = epoch + 1
         result.seconds = time.perf_counter() - t0
         result.cpu_seconds = time.process_time() - c0
@@ -424,15 +446,33 @@ def train_classifier(
     return result
 
 
+def _check_train_args(x, y, schedule, batch_size, epochs, max_shift) -> None:
+    check_tensor("x", x, ndim=4)
+    if not isinstance(y, torch.Tensor) or y.dtype != torch.long or y.shape != (x.shape[0],):
+        got = (f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__)
+        raise ValueError(f"y must be an int64 tensor of class labels of shape ({x.shape[0]},), got {got}")
+    check_choice("schedule", schedule, ("onecycle", "cosine", "constant"))
+    _positive_int("batch_size", batch_size)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
+    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
+        raise ValueError(f"max_shift must be an int >= 0, got {max_shift!r}")
+
+
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
     """Shift each image by its own random offset in ``[-max_shift, max_shift]^2`` (zero fill).
 
     Shapes:
         ``(B, C, H, W) -> (B, C, H, W)``.
     """
-    b, _, h, w = x.shape
     m = int(max_shift)
-    shifts = torch.randint(0, 2 * m + 1, (2, b), generator=generator).to(x.device)
+    return _shift(x, m, torch.randint(0, 2 * m + 1, (2, x.shape[0]), generator=generator))
+
+
+def _shift(x: torch.Tensor, m: int, shifts: torch.Tensor) -> torch.Tensor:
+    """Shift image ``i`` by ``shifts[:, i] - m`` pixels (rows, columns); zero fill."""
+    b, _, h, w = x.shape
+    shifts = shifts.to(x.device)
     xp = F.pad(x, (m, m, m, m)).permute(0, 2, 3, 1)  # (B, H + 2m, W + 2m, C)
     rows = (shifts[0, :, None] + torch.arange(h, device=x.device))[:, :, None]
     cols = (shifts[1, :, None] + torch.arange(w, device=x.device))[:, None, :]

@@ -202,6 +202,7 @@ def fit(
     progress: bool = True,
     callbacks: Sequence[Callable[[int, KAN, FitHistory], bool | None]] = (),
     max_nonfinite: int = 3,
+    distributed: bool | None = None,
 ) -> FitHistory:
     """Train ``model`` in place on a pykan-style dataset.
 
@@ -225,6 +226,11 @@ def fit(
         callbacks: ``cb(step, model, history)`` after each successful step; returning ``True`` stops training.
         max_nonfinite: how many consecutive non-finite steps to recover from (restore the last finite state, halve
             lr) before stopping with a ``RuntimeWarning``.
+        distributed: data-parallel training on an initialised ``torch.distributed`` process group (e.g. under
+            ``torchrun``), the same steps as one process on the rows of all ranks (see
+            :mod:`kanlens.distributed`). ``None`` (default): data-parallel when a group of several processes is
+            initialised, each rank passing its own shard of the rows; ``True``: every rank passes the full dataset
+            and keeps its shard; ``False``: train this process's model alone. ``loss_fn`` must be a mean over rows.
 
     Returns:
         :class:`FitHistory` with per-step train/test RMSE, regularisation and events.
@@ -236,12 +242,43 @@ def fit(
         >>> history = model.fit(dataset, opt="LBFGS", steps=50, lamb=0.001)
         >>> history["test_loss"][-1]
     """
+    lambs = {"lamb": lamb, "lamb_l1": lamb_l1, "lamb_entropy": lamb_entropy, "lamb_coef": lamb_coef,
+             "lamb_coefdiff": lamb_coefdiff}
+
+    def validate() -> None:
+        _validate_fit(model, dataset, opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num,
+                      stop_grid_update_step, loss_fn, progress, callbacks, max_nonfinite)
+
+    group = None
+    if distributed is not None or _torch_distributed_running():  # one cheap check for users who never use it
+        from . import distributed as dp
+
+        if dp.use_data_parallel(distributed):
+            options = dict(lambs, opt=opt, steps=steps, lr=lr, batch=batch, reg_metric=reg_metric,
+                           update_grid=update_grid, grid_update_num=grid_update_num,
+                           stop_grid_update_step=stop_grid_update_step, max_nonfinite=max_nonfinite,
+                           loss_fn=None if loss_fn is None else type(loss_fn).__name__)
+            dataset, group = dp.setup_fit(model, dataset, options, validate, shard_full=distributed is True)
+            progress = progress and dp.is_main_process()
+    if group is None:
+        validate()
+    trainer = _Trainer(model, dataset, opt=opt, lr=lr, batch=batch, lambs=lambs, reg_metric=reg_metric,
+                       loss_fn=loss_fn or _mse, max_nonfinite=max_nonfinite, group=group)
+    schedule = max(1, stop_grid_update_step // grid_update_num) if update_grid else 0
+    return trainer.run(steps, schedule, stop_grid_update_step, progress, callbacks)
+
+
+def _torch_distributed_running() -> bool:
+    dist = getattr(torch, "distributed", None)
+    return dist is not None and dist.is_available() and dist.is_initialized()
+
+
+def _validate_fit(model, dataset, opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num,
+                  stop_grid_update_step, loss_fn, progress, callbacks, max_nonfinite) -> None:
     from .model import KAN
 
     if not isinstance(model, KAN):
         raise TypeError(f"model must be a kanlens KAN, got {type(model).__name__}")
-    lambs = {"lamb": lamb, "lamb_l1": lamb_l1, "lamb_entropy": lamb_entropy, "lamb_coef": lamb_coef,
-             "lamb_coefdiff": lamb_coefdiff}
     _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num, stop_grid_update_step,
                    loss_fn, progress, callbacks, max_nonfinite)
     validate_dataset(dataset, model.width[0], model.width[-1], class_labels=loss_fn is not None)
@@ -254,17 +291,14 @@ def fit(
                          "pass update_grid=False")
     if not _all_finite(list(model.parameters()) + list(model.buffers())):
         raise ValueError("model has NaN or Inf parameters before training; load a finite checkpoint or re-create it")
-    trainer = _Trainer(model, dataset, opt=opt, lr=lr, batch=batch, lambs=lambs, reg_metric=reg_metric,
-                       loss_fn=loss_fn or _mse, max_nonfinite=max_nonfinite)
-    schedule = max(1, stop_grid_update_step // grid_update_num) if update_grid else 0
-    return trainer.run(steps, schedule, stop_grid_update_step, progress, callbacks)
 
 
 class _Trainer:
     """State of one :func:`fit` call: data on the model's device, optimizer, last finite state, history."""
 
     def __init__(self, model: KAN, dataset: dict[str, torch.Tensor], *, opt: str, lr: float | None, batch: int,
-                 lambs: dict[str, float], reg_metric: str, loss_fn: Callable, max_nonfinite: int) -> None:
+                 lambs: dict[str, float], reg_metric: str, loss_fn: Callable, max_nonfinite: int,
+                 group: Any = None) -> None:
         dev, dt = model.device, model.dtype
         self.model, self.opt, self.lambs, self.reg_metric, self.loss_fn = model, opt, lambs, reg_metric, loss_fn
         # integer class indices stay integers (for the loss); other labels take the model's dtype
@@ -272,7 +306,8 @@ class _Trainer:
         ydt = None if self.classes else dt
         self.train_x, self.train_y = dataset["train_input"].to(dev, dt), dataset["train_label"].to(dev, ydt)
         self.test_x, self.test_y = dataset["test_input"].to(dev, dt), dataset["test_label"].to(dev, ydt)
-        self.n = self.train_x.shape[0]
+        self.group = group  # a kanlens.distributed.FitGroup in a data-parallel fit
+        self.n = self.train_x.shape[0] if group is None else group.train.total
         self.bs = self.n if batch == -1 or batch > self.n else batch
         self.gen = torch.Generator().manual_seed(model.config.seed)
         self.params = model.trainable_parameters()
@@ -295,6 +330,8 @@ class _Trainer:
         model, lambs, xb = self.model, self.lambs, self.cur["x"]
         if lambs["lamb"] > 0 and self.reg_metric == "abs":
             pred, mags = model._forward_with_magnitudes(xb)
+            if self.group is not None:
+                mags = self.group.magnitudes(mags)
             reg = magnitude_reg(mags, [layer.coef for layer in model.layers], lamb_l1=lambs["lamb_l1"],
                                 lamb_entropy=lambs["lamb_entropy"], lamb_coef=lambs["lamb_coef"],
                                 lamb_coefdiff=lambs["lamb_coefdiff"])
@@ -335,6 +372,8 @@ class _Trainer:
         cfg, params, need = stack
         lambs, cur = self.lambs, self.cur
         pred, mags, saved = stack_forward(cur["x"], cfg, params, need)
+        if self.group is not None:
+            mags = self.group.magnitudes(mags)
         diff = pred - cur["y"]
         reg, g_mags = l1_entropy_with_grad(mags, lambs["lamb_l1"], lambs["lamb_entropy"])
         cur["reg"] = reg
@@ -354,34 +393,36 @@ class _Trainer:
         stack = cur.get("stack")
         if stack is not None:
             total, backward = self._fused_objective(stack)
-            cur["evals"] += 1
-            value = float(total)
-            if math.isfinite(value):
-                if cur["evals"] == 1:
-                    cur["f0"] = value
-                backward()
-                return total
-            self.flat.zero_grad()
-            return self._nonfinite(total)
-        if self.flat is not None:
-            self.flat.zero_grad()
         else:
-            self.optimizer.zero_grad()
-        loss, reg = self.objective()
-        total = loss + self.lambs["lamb"] * reg
-        cur["reg"] = reg.detach()
+            self._zero_grad()
+            loss, reg = self.objective()
+            total = loss + self.lambs["lamb"] * reg
+            cur["reg"] = reg.detach()
+            backward = total.backward
         cur["evals"] += 1
+        if self.group is not None:  # every decision below is made on the all-reduced value and gradient
+            backward()
+            total, backward = self.group.value_and_grads(total, [self.flat.flat] if self.flat else self.params), None
         if self.opt == "Adam":  # checked together with the gradients, in one sync, before optimizer.step()
-            total.backward()
+            if backward is not None:
+                backward()
             cur["total"] = total.detach()
             return total
         value = float(total.detach())  # the one sync per evaluation that LBFGS makes anyway
         if not math.isfinite(value):
+            self._zero_grad()
             return self._nonfinite(total)
         if cur["evals"] == 1:
             cur["f0"] = value
-        total.backward()
+        if backward is not None:
+            backward()
         return total
+
+    def _zero_grad(self) -> None:
+        if self.flat is not None:
+            self.flat.zero_grad()
+        else:
+            self.optimizer.zero_grad()
 
     def _nonfinite(self, total: torch.Tensor) -> torch.Tensor:
         """What LBFGS sees for a non-finite objective (the gradient is already zero)."""
@@ -437,6 +478,8 @@ class _Trainer:
                 errs = [self.loss_fn(pred_train, self.train_y), self.loss_fn(pred_test, self.test_y)]
         else:
             errs = [torch.mean((pred_train - self.train_y) ** 2), torch.mean((pred_test - self.test_y) ** 2)]
+        if self.group is not None:
+            errs = self.group.errors(*errs)
         vals = torch.stack([e.to(dt) for e in errs] + [self.cur["reg"].to(dt), flags.to(dt)]).tolist()
         return vals[0], vals[1], vals[2], vals[3] == 1.0
 
@@ -462,12 +505,17 @@ class _Trainer:
 
     def step(self, step: int, grid_every: int, grid_stop: int) -> tuple[float, float, float] | None:
         """Batch, grid update, optimizer step, checks. Returns (train_mse, test_mse, reg) or None if rolled back."""
-        idx = torch.randperm(self.n, generator=self.gen)[: self.bs].to(self.model.device) if self.bs < self.n else None
+        if self.group is not None:  # the single-process batch of all ranks' rows; this rank's part of it
+            idx = self.group.batch(self.gen, self.bs)
+        else:
+            idx = torch.randperm(self.n, generator=self.gen)[: self.bs] if self.bs < self.n else None
+        idx = None if idx is None else idx.to(self.model.device)
         self.cur.update(x=self.train_x if idx is None else self.train_x[idx],
                         y=self.train_y if idx is None else self.train_y[idx], evals=0, bad_evals=0, start_bad=False)
-        if grid_every and step % grid_every == 0 and step < grid_stop and _safe_grid_update(
-                self.model, self.cur["x"], step, self.history, self.good_state):
-            self.history.grid_updates.append(step)
+        if grid_every and step % grid_every == 0 and step < grid_stop:
+            samples = self.cur["x"] if self.group is None else self.group.grid_samples(self.cur["x"])
+            if _safe_grid_update(self.model, samples, step, self.history, self.good_state):
+                self.history.grid_updates.append(step)
         problem = self.optimizer_step()
         train_mse, test_mse, reg, params_ok = self.measure()
         if problem is None and not params_ok:
@@ -502,7 +550,10 @@ class _Trainer:
                 h.reg.append(reg)
                 if progress:
                     bar.set_postfix(train=f"{train_rmse:.2e}", test=f"{test_rmse:.2e}", reg=f"{reg:.2e}")
-                if any(cb(step, self.model, h) for cb in callbacks):
+                stop = any(cb(step, self.model, h) for cb in callbacks)
+                if self.group is not None:
+                    stop = self.group.any(stop)  # a callback that stops one rank stops all
+                if stop:
                     h.stopped_early, h.stop_reason = True, "callback"
                     h.events.append(f"step {step}: stopped by a callback")
                     break

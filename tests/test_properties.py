@@ -136,7 +136,7 @@ def test_prune_edge_changes_outputs_by_exactly_the_removed_variation(model, thre
     x = _inputs(model, 64, seed)
     with torch.no_grad():
         y = model(x)
-        pruned = model.prune_edge(threshold, x=x)
+        pruned = model.copy().prune_edge(threshold, x=x)
         removed = (model.layers[0].mask != 0) & (pruned.layers[0].mask == 0)
         edges = model.edge_activations_layer(0, x)  # (batch, out, in)
         centred = ((edges - edges.mean(0)) * removed).sum(-1)

@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import splines
 from ..hooks import HookPoint
+from ..utils import as_int
 
 __all__ = ["BASE_FUNCTIONS", "KANLayer"]
 
@@ -217,11 +218,7 @@ def check_layer_input(x: object, in_dim: int, like: torch.Tensor) -> None:
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return as_int(name, value, minimum)
 
 
 def _check_range(grid_range: tuple[float, float]) -> tuple[float, float]:

@@ -172,8 +172,8 @@ def test_symbolic_formula_equals_symbolic_model(model, data, seed):
     with torch.no_grad():
         y = model(x).numpy()
     exprs, variables = model.symbolic_formula()
-    assert [str(v) for v in variables] == [f"x{k + 1}" for k in range(model.width[0])]
-    symbols = [sympy.Symbol(f"x{k + 1}") for k in range(model.width[0])]
+    assert [str(v) for v in variables] == [f"x_{k + 1}" for k in range(model.width[0])]  # pykan's names
+    symbols = variables
     for j, expr in enumerate(exprs):
         f = sympy.lambdify(symbols, expr, modules="numpy")
         got = np.broadcast_to(np.asarray(f(*[x[:, k].numpy() for k in range(model.width[0])]), dtype=float),

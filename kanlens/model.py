@@ -599,7 +599,7 @@ def _pykan_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bo
     if "base_fun" in kwargs:
         kwargs["base_fun"] = base_fun_name(kwargs["base_fun"])
     trainable = {}
-    for name in ("sp_trainable", "sb_trainable"):
+    for name in ("sp_trainable", "sb_trainable", "sparse_init"):
         if name in kwargs:
             value = kwargs.pop(name)
             if not isinstance(value, bool):

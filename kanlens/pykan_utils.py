@@ -164,15 +164,10 @@ def extend_grid(grid: torch.Tensor, k_extend: int = 0) -> torch.Tensor:
 
 def sparse_mask(in_dim: int, out_dim: int) -> torch.Tensor:
     """pykan's ``sparse_mask`` ``(in_dim, out_dim)``: each node connected to its nearest node(s) of the other layer
-    (nodes evenly spaced in ``[0, 1]``); used by ``KAN(..., sparse_init=True)`` in pykan."""
-    in_dim, out_dim = as_int("in_dim", in_dim, 1), as_int("out_dim", out_dim, 1)
-    pin = (torch.arange(in_dim) + 0.5) / in_dim
-    pout = (torch.arange(out_dim) + 0.5) / out_dim
-    dist = (pout[:, None] - pin[None, :]).abs()
-    mask = torch.zeros(in_dim, out_dim)
-    mask[torch.arange(in_dim), dist.argmin(0)] = 1.0
-    mask[dist.argmin(1), torch.arange(out_dim)] = 1.0
-    return mask
+    (nodes evenly spaced in ``[0, 1]``); ``KAN(..., sparse_init=True)`` starts from it."""
+    from .layers.spline import _sparse_mask
+
+    return _sparse_mask(as_int("in_dim", in_dim, 1), as_int("out_dim", out_dim, 1))
 
 
 def batch_jacobian(func: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, create_graph: bool = False,
@@ -180,7 +175,7 @@ def batch_jacobian(func: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor
     """Per-sample gradients of ``func`` (rows are independent): ``mode="scalar"`` the gradient of the first
     output ``(batch, d)``; ``"vector"`` every output ``(batch, n_out, d)`` (pykan's ``batch_jacobian``)."""
     check_choice("mode", mode, ("scalar", "vector"))
-    x = x.detach().requires_grad_(True)
+    x = x if x.requires_grad else x.detach().requires_grad_(True)  # keep the graph of an outer derivative
     with torch.enable_grad():
         y = func(x)
         outs = range(1) if mode == "scalar" else range(y.shape[1])
@@ -196,7 +191,7 @@ def batch_hessian(func: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
     Shapes:
         x: ``(batch, d)`` -> ``(batch, d, d)``.
     """
-    x = x.detach().requires_grad_(True)
+    x = x if x.requires_grad else x.detach().requires_grad_(True)
     with torch.enable_grad():
         g = torch.autograd.grad(func(x)[:, 0].sum(), x, create_graph=True)[0]
         rows = [torch.autograd.grad(g[:, i].sum(), x, create_graph=True, allow_unused=True)[0]

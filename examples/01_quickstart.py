@@ -16,7 +16,6 @@ import argparse
 import time
 from pathlib import Path
 
-import sympy
 import torch
 
 from kanlens import KAN, create_dataset, ex_round

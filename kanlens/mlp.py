@@ -107,7 +107,7 @@ class MLP(nn.Module):
     def connection_cost(self) -> torch.Tensor:
         """``sum |pos(out) - pos(in)| * |w|`` over layers (pykan's MLP connection cost)."""
         total = torch.zeros(())
-        for w in self.w:
+        for w in (w.detach() for w in self.w):
             po = (torch.arange(w.shape[0]) + 0.5) / w.shape[0]
             pi = (torch.arange(w.shape[1]) + 0.5) / w.shape[1]
             total = total + ((po[:, None] - pi[None, :]).abs() * w.abs()).sum()

@@ -83,7 +83,7 @@ def augment_input(orig_vars: Sequence[Any], aux_vars: Sequence[Any], x):
     for expr in aux_vars:
         fn = sympy.lambdify(list(orig_vars), expr, "numpy")
         args = [x[:, i].detach().cpu().numpy() for i in range(len(orig_vars))]
-        value = np.broadcast_to(np.asarray(fn(*args), dtype=np.float64), (x.shape[0],))
+        value = np.array(np.broadcast_to(np.asarray(fn(*args), dtype=np.float64), (x.shape[0],)))
         cols.append(torch.as_tensor(value, dtype=x.dtype, device=x.device)[:, None])
     return torch.cat([*cols, x], dim=1)
 

@@ -179,7 +179,7 @@ def test_inspection_names(trained):
 
 
 def test_set_mode_remove_edge_remove_node(trained):
-    model, dataset = trained
+    model, _dataset = trained
     m = model.copy()
     m.set_mode(0, 1, 2, "s")
     assert m.act_fun[0].mask[2, 1] == 0 and m.symbolic_fun[0].mask[2, 1] == 1
@@ -258,13 +258,13 @@ def test_checkpoints_rewind_checkout_history(trained, tmp_path):
     assert m.history() == ["0.0 => fit => 0.1", "### Round 1 ###"]
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["0.0", "0.1", "1.0", "history.txt"]
     assert m.checkout("0.1").width == m.width
-    with pytest.raises(ValueError, match="round.state"):
+    with pytest.raises(ValueError, match=r"round\.state"):
         m.checkout("latest")
 
 
 def test_no_files_without_a_folder(trained, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    model, dataset = trained
+    model, _dataset = trained
     m = model.copy()
     m.log_history("fit")  # no folder named: pykan's auto_save=False behaviour
     m.plot()
@@ -272,7 +272,7 @@ def test_no_files_without_a_folder(trained, tmp_path, monkeypatch):
 
 
 def test_plot_pykan_arguments(trained, tmp_path):
-    model, dataset = trained
+    model, _dataset = trained
     for metric in ("forward_n", "forward_u", "backward"):
         fig = model.plot(metric=metric, in_vars=["a", "b"], out_vars=["y"], title="T", varscale=0.8, sample=True,
                          beta=10, scale=0.5)

@@ -39,6 +39,7 @@ y = m(x)
 print("OUT", y[:4, 0].tolist())
 for metric in ["edge_forward_spline_n", "edge_forward_sum", "edge_forward_spline_u"]:
     print("REG", metric, m.get_reg(metric, 1.0, 2.0, 0.0, 0.0).item())
+print("REGCOEF", m.get_reg("edge_forward_spline_n", 1.0, 2.0, 0.5, 0.25).item())
 m.attribute(plot=False)
 print("REG edge_backward", m.get_reg("edge_backward", 1.0, 2.0, 0.0, 0.0).item())
 m.node_attribute()

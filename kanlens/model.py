@@ -574,13 +574,14 @@ class KAN(PykanMethods, nn.Module):
         """A deep copy (parameters, buffers, symbolic edges, config)."""
         return copy.deepcopy(self)
 
-    def speed(self) -> KAN:
-        """pykan compatibility: stop keeping activations and skip the (unused) symbolic branch."""
+    def speed(self, compile: bool = False) -> KAN:
+        """pykan compatibility: stop keeping activations and skip the (unused) symbolic branch (``compile=True``:
+        return ``torch.compile(self)``, as pykan)."""
         self.save_act = False
         self.acts = []
         if not any(s.is_active() for s in self.symbolic):
             self.symbolic_enabled = False  # never drop symbolic edges that are in use
-        return self
+        return torch.compile(self) if compile else self
 
 
 # pykan KAN options with no effect in kanlens (it never writes files on its own and keeps no history of states)

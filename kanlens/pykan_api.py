@@ -23,6 +23,14 @@ __all__ = ["PykanMethods"]
 class PykanMethods:
     """pykan's ``MultKAN`` methods (mixed into :class:`kanlens.KAN`)."""
 
+    def __call__(self, *args: Any, singularity_avoiding: bool = False, y_th: float = 10.0, **kwargs: Any):
+        """``model(x)``; pykan's ``model(x, singularity_avoiding=True, y_th=...)`` is accepted too: kanlens always
+        evaluates symbolic functions in their singularity-safe form (see
+        :class:`kanlens.symbolic.library.SymbolicFunction`), so the options change nothing."""
+        if not isinstance(singularity_avoiding, bool):
+            raise TypeError(f"singularity_avoiding must be a bool, got {singularity_avoiding!r}")
+        return super().__call__(*args, **kwargs)  # type: ignore[misc]
+
     # ------------------------------------------------------------------ pykan's attribute names
     @property
     def act_fun(self) -> nn.ModuleList:

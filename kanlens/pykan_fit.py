@@ -10,8 +10,10 @@ understands (callbacks, a progress-bar selection) and computes the sparsity pena
 * ``"node_backward"``: for every layer ``l >= 1`` the attribution of its nodes to the inputs (pykan's
   ``node_attribute``), a ``(width[l], width[0])`` matrix per layer.
 
-Each score matrix ``m`` adds ``lamb_l1 * sum(m) + lamb_entropy * (row + column entropy)``, as in pykan, plus the
-coefficient penalties of :func:`kanlens.regularization.coef_penalty`.
+Each score matrix ``m`` adds ``lamb_l1 * sum(m) + lamb_entropy * (row + column entropy)``, and every layer
+``lamb_coef * sum_{i,b} mean_j |c_jib| + lamb_coefdiff * sum_{i,b} mean_j |c_ji(b+1) - c_jib|`` (pykan's
+coefficient penalties, averaged over outputs; kanlens's own ``"abs"`` / ``"std_n"`` use
+:func:`kanlens.regularization.coef_penalty`, averaged over the basis).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .regularization import coef_penalty, l1_entropy
+from .regularization import l1_entropy
 from .utils import as_int, did_you_mean
 
 if TYPE_CHECKING:
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
 
 __all__ = ["PYKAN_REG_METRICS", "PykanFitOptions", "pykan_objective", "pykan_options", "pykan_reg", "score_matrices"]
 
-PYKAN_REG_METRICS = ("edge_forward_sum", "edge_forward_spline_u", "edge_backward", "node_backward")
+PYKAN_REG_METRICS = ("edge_forward_spline_n", "edge_forward_sum", "edge_forward_spline_u", "edge_backward",
+                     "node_backward")
 _EPS = 1e-4
 _OPTIONS = ("metrics", "display_metrics", "log", "save_fig", "save_fig_freq", "img_folder", "in_vars", "out_vars",
             "beta", "singularity_avoiding", "y_th")
@@ -109,7 +112,10 @@ def _reg(model: KAN, mats: Sequence[torch.Tensor], lamb_l1: float, lamb_entropy:
          lamb_coefdiff: float) -> torch.Tensor:
     reg = sum((l1_entropy(m, lamb_l1, lamb_entropy) for m in mats), mats[0].new_zeros(()))
     for layer in model.layers:
-        reg = reg + coef_penalty(layer.coef, lamb_coef, lamb_coefdiff)
+        if lamb_coef:
+            reg = reg + lamb_coef * layer.coef.abs().mean(0).sum()
+        if lamb_coefdiff:
+            reg = reg + lamb_coefdiff * layer.coef.diff(dim=-1).abs().mean(0).sum()
     return reg
 
 

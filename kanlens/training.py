@@ -222,7 +222,8 @@ def fit(
         lamb_l1, lamb_entropy: weights of the L1 and entropy terms on per-edge magnitudes.
         lamb_coef, lamb_coefdiff: penalties on spline coefficients and their differences.
         reg_metric: ``"abs"`` (paper: mean |phi|) or ``"std_n"`` (pykan 0.2: std(phi) / (std(x) + 0.1)); pykan's
-            names work too: ``"edge_forward_spline_n"`` (= ``"std_n"``, pykan's default), ``"edge_forward_sum"``
+            names work too, with pykan's coefficient penalties: ``"edge_forward_spline_n"`` (pykan's default, the
+            magnitudes of ``"std_n"``), ``"edge_forward_sum"``
             (symbolic edges included), ``"edge_forward_spline_u"`` (std(phi), not normalised), ``"edge_backward"``
             (attribution edge scores) and ``"node_backward"`` (node attribution), see :mod:`kanlens.pykan_fit`.
         update_grid: adapt grids to the data every ``stop_grid_update_step // grid_update_num`` steps from
@@ -262,8 +263,6 @@ def fit(
     extra = pykan_options(pykan, progress)
     callbacks = [*extra.callbacks, *callbacks] if isinstance(callbacks, (list, tuple)) else callbacks
     start_grid_update_step = as_int("start_grid_update_step", start_grid_update_step, -1)
-    if reg_metric == "edge_forward_spline_n":
-        reg_metric = "std_n"  # the same quantity
     _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num, stop_grid_update_step,
                    loss_fn, progress, callbacks, max_nonfinite)
     validate_dataset(dataset, model.width[0], model.width[-1], class_labels=loss_fn is not None)

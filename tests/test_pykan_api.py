@@ -25,6 +25,7 @@ REF_OUT = [0.04097692844819584, -0.07364020221592107, -0.06666575888263687, -0.2
 REF_REG = {"edge_forward_spline_n": 6.320441119149423, "edge_forward_sum": 6.320441119149423,
            "edge_forward_spline_u": 4.078568657505298, "edge_backward": 9.20747069213099,
            "node_backward": 9.597194888127753}
+REF_REG_COEF = 9.781219336331722  # get_reg("edge_forward_spline_n", 1.0, 2.0, 0.5, 0.25): pykan's coef penalties
 REF_FEATURE = [0.9539239844093113, 0.6721583163681419]
 REF_EDGE0 = [[0.8295171275931517, 0.3123617340611543], [0.07247264811118909, 0.04394102206706763],
              [0.05193420870497053, 0.31585556023992006]]
@@ -65,6 +66,12 @@ def test_get_reg_equals_pykan(ref_model, metric):
     model, _ = ref_model
     reg = model.get_reg(metric, 1.0, 2.0, 0.0, 0.0)
     assert abs(float(reg.detach()) - REF_REG[metric]) < RTOL * REF_REG[metric]
+
+
+def test_get_reg_coefficient_penalties_equal_pykan(ref_model):
+    model, _ = ref_model
+    reg = float(model.reg("edge_forward_spline_n", 1.0, 2.0, 0.5, 0.25).detach())
+    assert abs(reg - REF_REG_COEF) < RTOL * REF_REG_COEF
 
 
 def test_attribution_names_equal_pykan(ref_model):
@@ -334,3 +341,34 @@ def test_formula_subs_x_1_acts():
     f = model.symbolic_formula()[0][0]
     assert f.free_symbols == {sympy.Symbol("x_1"), sympy.Symbol("x_2")}
     assert f.subs("x_1", 0.3).free_symbols == {sympy.Symbol("x_2")}
+
+
+def test_model_basics_under_pykan_names(trained):
+    model, dataset = trained
+    x = dataset["test_input"]
+    m = model.copy().to("cpu")
+    assert m is not model and torch.equal(m(x), model(x))
+    torch.testing.assert_close(m(x, singularity_avoiding=True, y_th=10.0), m(x), atol=0, rtol=0)
+    m.update_grid_from_samples(dataset["train_input"])
+    m.update_grid(dataset["train_input"])
+    other = KAN(width=[2, 5, 1], grid=5, k=3, seed=0)
+    old_grid = other.act_fun[0].grid.clone()
+    other.initialize_grid_from_another_model(m, dataset["train_input"])
+    lo, hi = dataset["train_input"].min(0).values, dataset["train_input"].max(0).values
+    g = other.act_fun[0].grid[:, 3:-3]  # the knots inside (pykan's grid_eps=0.02 rule, from m's inputs)
+    assert not torch.equal(other.act_fun[0].grid, old_grid)
+    torch.testing.assert_close(g[:, 0], lo, atol=0.02, rtol=0)
+    torch.testing.assert_close(g[:, -1], hi, atol=0.02, rtol=0)
+    m(dataset["train_input"])
+    m.fix_symbolic(0, 0, 0, "sin")
+    m.fix_symbolic(0, 1, 0, "x^2")
+    assert len(m.symbolic_fun[0].fixed_edges()) == 2
+    m.unfix_symbolic(0, 1, 0)
+    m.unfix_symbolic_all()
+    assert not m.symbolic_fun[0].is_active() and not m.symbolic_fun[1].is_active()
+    assert m.disable_symbolic_in_fit(0.0) == (m.save_act, m.config.symbolic_enabled)
+    assert sum(p.numel() for p in m.get_params()) == sum(p.numel() for p in m.parameters())
+    m(dataset["train_input"])
+    m.auto_swap_l(1)
+    fast = m.speed()
+    assert fast is m and not m.save_act

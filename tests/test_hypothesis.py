@@ -65,6 +65,13 @@ def test_symmetry_as_pykan():
     assert test_symmetry(f1, x, []) is True
 
 
+def test_get_dependence():
+    x = _x(3)
+    dep = hyp.get_dependence(f1, x, [1, 2])  # grad_(1,2) f1 = x0^2 (1, 1): its direction ignores x0
+    assert dep.shape == (2, 1) and float(dep.max()) < 1e-4  # (the 1e-6 guard in the norm leaves ~4e-6)
+    assert float(hyp.get_dependence(f1, x, [0, 2]).max()) > 1e-2
+
+
 def test_general_separability_as_pykan():
     x = _x(3)
     assert test_general_separability(f2, x, [[1], [0, 2]]) is False  # pykan: False

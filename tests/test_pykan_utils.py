@@ -18,6 +18,8 @@ from kanlens import (
     B_batch,
     add_symbolic,
     augment_input,
+    batch_hessian,
+    batch_jacobian,
     create_dataset,
     create_dataset_from_data,
     extend_grid,
@@ -141,3 +143,17 @@ def test_mlp_and_lbfgs():
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def test_batch_jacobian_and_hessian():
+    x = torch.tensor([[0.5, -1.0], [2.0, 3.0]], dtype=torch.float64)
+
+    def f(z):
+        return torch.cat([z[:, [0]] ** 2 * z[:, [1]], z[:, [0]] + z[:, [1]]], 1)
+
+    jac = batch_jacobian(f, x)  # first output: (2 x0 x1, x0^2)
+    torch.testing.assert_close(jac, torch.tensor([[-1.0, 0.25], [12.0, 4.0]], dtype=torch.float64))
+    assert batch_jacobian(f, x, mode="vector").shape == (2, 2, 2)
+    hess = batch_hessian(f, x)  # [[2 x1, 2 x0], [2 x0, 0]]
+    torch.testing.assert_close(hess, torch.tensor([[[-2.0, 1.0], [1.0, 0.0]], [[6.0, 4.0], [4.0, 0.0]]],
+                                                  dtype=torch.float64))

@@ -44,16 +44,6 @@ class PykanMethods:
         return self.symbolic  # type: ignore[attr-defined]
 
     @property
-    def grid(self) -> int:
-        """pykan's ``model.grid``: the number of grid intervals."""
-        return self.config.grid  # type: ignore[attr-defined]
-
-    @property
-    def k(self) -> int:
-        """pykan's ``model.k``: the spline order."""
-        return self.config.k  # type: ignore[attr-defined]
-
-    @property
     def feature_score(self):
         """pykan's ``model.feature_score``: input attribution on the last batch, a tensor ``(width[0],)`` that can
         also be called, ``model.feature_score(x)``, to score another batch (kanlens's method form). pykan averages

@@ -117,6 +117,12 @@ def trained():
 def test_numpy_integers_everywhere(trained):
     model, dataset = trained
     assert model.width == [2, 5, 1] and type(model.config.grid) is int and model.grid == 3 and model.k == 3
+    m = model.copy()
+    m.fix_symbolic(np.int64(0), np.int64(1), np.int64(0), "x", fit_params=False)
+    assert m.symbolic_fun[0].function_name(1, 0) == "x"
+    from kanlens import ex_round
+
+    assert str(ex_round(sympy.Float(1.23456) * sympy.Symbol("x_1"), np.int64(2))) == "1.23*x_1"
     finer = model.refine(np.int64(5))
     assert finer.grid == 5
     x = dataset["test_input"]

@@ -2,14 +2,16 @@
 kanlens's safe format (:mod:`kanlens.io`: JSON + tensors, no pickle).
 
 pykan saves a new version into ``./model`` after every change (``auto_save=True`` by default). kanlens writes only
-where you ask: versions are kept once you name a folder, with :func:`track` (or ``model.ckpt_path = "runs/a"``),
-and a version is written when you call :func:`log_history` (``model.log_history("fit")``). Version ids are pykan's
+where you ask: versions are kept once you name a folder with :func:`track`; then ``fit`` and the in-place edits of
+:mod:`kanlens.surgery` (``prune_edge``, ``remove_edge``, ``swap``, ``perturb``...) save a version each, and
+:func:`log_history` (``model.log_history("note")``) saves one by hand. Methods that return a new model
+(``prune``, ``refine``, ``auto_symbolic``'s edits) do not log by themselves. Version ids are pykan's
 ``"round.state"`` strings; each version is the checkpoint folder ``{ckpt_path}/{round}.{state}`` and
 ``{ckpt_path}/history.txt`` holds pykan's log lines (``0.0 => fit => 0.1``).
 
 Example:
     >>> track(model, "runs/a")            # version 0.0 written
-    >>> model.fit(dataset, steps=20); model.log_history("fit")   # 0.1
+    >>> model.fit(dataset, steps=20)      # 0.1 (history.txt: "0.0 => fit => 0.1")
     >>> old = model.rewind("0.0")         # round 1 starts from version 0.0, saved as 1.0
 """
 

@@ -156,7 +156,9 @@ class PykanMethods:
         the model itself. See :func:`kanlens.pruning.prune_edge`."""
         from . import pruning
 
-        return pruning.prune_edge(self, threshold=threshold, **kwargs)
+        out = pruning.prune_edge(self, threshold=threshold, **kwargs)
+        self._logged("prune_edge", log_history)
+        return out
 
     def set_mode(self, l: int, i: int, j: int, mode: str, mask_n: float | None = None) -> None:
         """pykan's ``set_mode``: edge ``(l, i, j)`` spline (``"n"``), symbolic (``"s"``), both or neither."""
@@ -168,19 +170,22 @@ class PykanMethods:
         """pykan's ``remove_edge``: mask spline edge ``(l, i, j)`` in place."""
         from .surgery import remove_edge
 
-        return remove_edge(self, l, i, j)
+        remove_edge(self, l, i, j)
+        self._logged("remove_edge", log_history)
 
     def remove_node(self, l: int, i: int, mode: str = "all", log_history: bool = True) -> None:
         """pykan's ``remove_node``: mask every edge into (``"down"``) and/or out of (``"up"``) node ``(l, i)``."""
         from .surgery import remove_node
 
-        return remove_node(self, l, i, mode)
+        remove_node(self, l, i, mode)
+        self._logged("remove_node", log_history)
 
     def swap(self, l: int, i1: int, i2: int, log_history: bool = True) -> None:
         """pykan's ``swap``: exchange nodes ``i1`` and ``i2`` of hidden layer ``l`` (the function is unchanged)."""
         from .surgery import swap
 
-        return swap(self, l, i1, i2)
+        swap(self, l, i1, i2)
+        self._logged("swap", log_history)
 
     def auto_swap_l(self, l: int) -> None:
         """pykan's ``auto_swap_l``: reorder the nodes of layer ``l`` to lower :attr:`connection_cost`."""
@@ -192,32 +197,37 @@ class PykanMethods:
         """pykan's ``auto_swap``: :meth:`auto_swap_l` on every hidden layer."""
         from .surgery import auto_swap
 
-        return auto_swap(self)
+        auto_swap(self)
+        self._logged("auto_swap")
 
     def expand_depth(self) -> None:
         """pykan's ``expand_depth``: append an identity layer (symbolic ``x`` edges), in place."""
         from .surgery import expand_depth
 
-        return expand_depth(self)
+        expand_depth(self)
+        self._logged("expand_depth")
 
     def expand_width(self, layer_id: int, n_added_nodes: int, sum_bool: bool = True, mult_arity: int = 2) -> None:
         """pykan's ``expand_width``: add ``n_added_nodes`` unconnected sum nodes to layer ``layer_id``, in place."""
         from .surgery import expand_width
 
-        return expand_width(self, layer_id, n_added_nodes, sum_bool=sum_bool, mult_arity=mult_arity)
+        expand_width(self, layer_id, n_added_nodes, sum_bool=sum_bool, mult_arity=mult_arity)
+        self._logged("expand_width")
 
     def perturb(self, mag: float = 1.0, mode: str = "non-intrusive") -> None:
         """pykan's ``perturb``: switch spline edges back on around symbolic ones (``"all"``, ``"non-intrusive"``,
         ``"minimal"``)."""
         from .surgery import perturb
 
-        return perturb(self, mag=mag, mode=mode)
+        perturb(self, mag=mag, mode=mode)
+        self._logged("perturb")
 
     def module(self, start_layer: int, chain: str) -> None:
         """pykan's ``module``: cut the edges between a group of nodes and the rest, e.g. ``"[0,1]->[1]->[0]"``."""
         from .surgery import module
 
-        return module(self, start_layer, chain)
+        module(self, start_layer, chain)
+        self._logged("module")
 
     def initialize_from_another_model(self, another_model: KAN, x: torch.Tensor) -> KAN:
         """pykan's ``initialize_from_another_model``: this model (same widths, any grid) takes over the other's
@@ -245,6 +255,11 @@ class PykanMethods:
         return self.save_act, self.config.symbolic_enabled  # type: ignore[attr-defined]
 
     # ------------------------------------------------------------------ checkpoints (checkpoints.py)
+    def _logged(self, method_name: str, log_history: bool = True) -> None:
+        """pykan's automatic version after an edit, only for a model with a version folder (``track``)."""
+        if log_history and getattr(self, "ckpt_path", None) is not None:
+            self.log_history(method_name)
+
     def saveckpt(self, path: str = "model", *, overwrite: bool = False) -> None:
         """pykan's ``saveckpt``: write the model to the checkpoint folder ``path`` (JSON + tensors, no pickle)."""
         from .checkpoints import saveckpt

@@ -279,7 +279,10 @@ def fit(
                        loss_fn=loss_fn or _mse, max_nonfinite=max_nonfinite)
     trainer.grid_start, trainer.display, trainer.log_every = start_grid_update_step, extra.display, extra.log
     schedule = max(1, stop_grid_update_step // grid_update_num) if update_grid else 0
-    return trainer.run(steps, schedule, stop_grid_update_step, progress, callbacks)
+    history = trainer.run(steps, schedule, stop_grid_update_step, progress, callbacks)
+    if getattr(model, "ckpt_path", None) is not None:  # a model tracked with kanlens.checkpoints.track
+        model.log_history("fit")
+    return history
 
 
 class _Trainer:

@@ -48,8 +48,9 @@ STATUS: dict[str, tuple[str, str, str]] = {
     "MultKAN.feature_score": (DIFF, "KAN.feature_score", "a tensor on the last batch that can also be called, "
                               "`model.feature_score(x)`; summed over outputs where pykan averages (same for 1 output)"),
     "MultKAN.initialize_from_another_model": (SAME, "KAN.initialize_from_another_model", ""),
-    "MultKAN.log_history": (DIFF, "KAN.log_history", "writes a version only after you name a folder "
-                            "(`kanlens.checkpoints.track(model, folder)`); `fit`, `prune`... do not log by themselves"),
+    "MultKAN.log_history": (DIFF, "KAN.log_history", "versions only after you name a folder "
+                            "(`kanlens.checkpoints.track(model, folder)`); then `fit` and in-place edits log "
+                            "themselves, methods returning a new model (`prune`, `refine`) do not"),
     "MultKAN.refine": (SAME, "KAN.refine", "returns a new model; numpy ints accepted"),
     "MultKAN.saveckpt": (DIFF, "KAN.saveckpt", "a checkpoint folder (JSON + tensors, no pickle); refuses to overwrite "
                          "unless `overwrite=True`"),

@@ -16,7 +16,6 @@ import argparse
 import time
 from pathlib import Path
 
-import sympy
 import torch
 
 from kanlens import KAN, create_dataset, ex_round
@@ -63,7 +62,7 @@ def main() -> None:
     #    worse than float32 rounding of the labels allows
     y = dataset["train_label"]
     floor = noise_floor(y.double().numpy(), y.dtype)
-    snapped = snap_constants(model.symbolic_formula()[0][0], sympy.symbols("x1 x2"), x, y, floor=floor)
+    snapped = snap_constants(model.symbolic_formula()[0][0], model.symbolic_formula()[1], x, y, floor=floor)
     print("formula (snapped):      ", snapped.expr)
     print(f"done in {time.perf_counter() - t0:.1f} s; images in {out}/")
 

@@ -17,7 +17,8 @@ from torch import nn
 from .hooks import HookPoint, run_with_cache
 from .layers.spline import KANLayer, base_fun_name, edge_backward, edge_forward, edge_reference, recompute_grads
 from .layers.symbolic import SymbolicKANLayer
-from .utils import check_device, check_tensor, default_dtype, warn_user
+from .pykan_api import PykanMethods
+from .utils import as_int, check_device, check_tensor, default_dtype, is_int, warn_user
 
 __all__ = ["KAN", "KANConfig"]
 
@@ -110,8 +111,9 @@ def _normalize_width(width: object) -> list[int]:
             if len(w) != 2 or w[1] != 0:
                 raise ValueError(f"width entry {w!r}: multiplication nodes are not supported; use plain ints")
             w = w[0]
-        if isinstance(w, bool) or not isinstance(w, int):
+        if not is_int(w):
             raise TypeError(f"width entries must be ints, got {w!r} in {width!r}")
+        w = int(w)
         if w < 1:
             raise ValueError(f"width entries must be positive, got {w} in {list(width)!r}")
         out.append(w)
@@ -157,7 +159,7 @@ class KANConfig:
         return cls(**d)
 
 
-class KAN(nn.Module):
+class KAN(PykanMethods, nn.Module):
     """Kolmogorov-Arnold Network (pykan-compatible vocabulary).
 
     Args:
@@ -211,10 +213,9 @@ class KAN(nn.Module):
 
                     known = [*fields, *_PYKAN_IGNORED, "sp_trainable", "sb_trainable"]
                     raise TypeError(f"unknown KAN option {name!r}{did_you_mean(name, known)}")
-            if isinstance(seed, bool) or not isinstance(seed, int):
-                raise TypeError(f"seed must be an int, got {type(seed).__name__} ({seed!r})")
             config = KANConfig(
-                width=_normalize_width(width), grid=grid, k=k, seed=seed,
+                width=_normalize_width(width), grid=as_int("grid", grid, 1), k=as_int("k", k, 1),
+                seed=as_int("seed", seed),
                 dtype=_dtype_name(default_dtype() if dtype is None else dtype),
                 symbolic_enabled=symbolic_enabled, **kwargs,
             )
@@ -444,9 +445,10 @@ class KAN(nn.Module):
             check_tensor("x", x)
             if x.shape[0] < 2:
                 raise ValueError(f"x needs at least 2 samples to adapt grids, got {x.shape[0]}")
+        new_grid = as_int("new_grid", new_grid, 1)
         acts = self.layer_inputs(x) if (x is not None or self.acts) else None
         new = copy.deepcopy(self)
-        new.config.grid = int(new_grid)
+        new.config.grid = new_grid
         for l in range(self.depth):
             new.layers[l] = self.layers[l].refine(new_grid, None if acts is None else acts[l])
         new.acts = []
@@ -474,16 +476,6 @@ class KAN(nn.Module):
         return fit(self, dataset, **kwargs)
 
     # ------------------------------------------------------------------ pruning & scores (pruning.py)
-    def attribute(self, x: torch.Tensor | None = None, **kwargs: Any):
-        from . import pruning
-
-        return pruning.attribute(self, x, **kwargs)
-
-    def feature_score(self, x: torch.Tensor | None = None) -> torch.Tensor:
-        from . import pruning
-
-        return pruning.feature_score(self, x)
-
     def edge_scores(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
         from . import pruning
 
@@ -503,11 +495,6 @@ class KAN(nn.Module):
         from . import pruning
 
         return pruning.prune_node(self, threshold=threshold, **kwargs)
-
-    def prune_edge(self, threshold: float = 3e-2, **kwargs: Any) -> KAN:
-        from . import pruning
-
-        return pruning.prune_edge(self, threshold=threshold, **kwargs)
 
     def prune_input(self, threshold: float = 1e-2, **kwargs: Any) -> KAN:
         from . import pruning
@@ -543,12 +530,16 @@ class KAN(nn.Module):
     def symbolic_formula(self, var=None, **kwargs: Any):
         """pykan's pair ``(formulas, variables)``: one sympy expression per output and the input symbols.
 
-        ``model.symbolic_formula()[0][0]`` is the first output's formula, as in pykan's tutorials;
+        ``model.symbolic_formula()[0][0]`` is the first output's formula, as in pykan's tutorials, in pykan's
+        variables ``x_1, x_2, ...`` (so ``f.subs('x_1', 0.3)`` works);
         :func:`kanlens.symbolic.formula.symbolic_formula` returns just the list. Options: ``var`` (input names),
         ``simplify``, ``round``.
         """
         from .symbolic import formula
 
+        if var is None:  # pykan's names x_1, x_2, ... (kanlens's formula functions say x1, x2, ...)
+            ids = self.config.input_ids if self.config.input_ids is not None else range(self.width[0])
+            var = [f"x_{int(k) + 1}" for k in ids]
         exprs = formula.symbolic_formula(self, var=var, **kwargs)
         return exprs, formula._variables(self, var)
 
@@ -583,13 +574,14 @@ class KAN(nn.Module):
         """A deep copy (parameters, buffers, symbolic edges, config)."""
         return copy.deepcopy(self)
 
-    def speed(self) -> KAN:
-        """pykan compatibility: stop keeping activations and skip the (unused) symbolic branch."""
+    def speed(self, compile: bool = False) -> KAN:
+        """pykan compatibility: stop keeping activations and skip the (unused) symbolic branch (``compile=True``:
+        return ``torch.compile(self)``, as pykan)."""
         self.save_act = False
         self.acts = []
         if not any(s.is_active() for s in self.symbolic):
             self.symbolic_enabled = False  # never drop symbolic edges that are in use
-        return self
+        return torch.compile(self) if compile else self
 
 
 # pykan KAN options with no effect in kanlens (it never writes files on its own and keeps no history of states)
@@ -608,7 +600,7 @@ def _pykan_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bo
     if "base_fun" in kwargs:
         kwargs["base_fun"] = base_fun_name(kwargs["base_fun"])
     trainable = {}
-    for name in ("sp_trainable", "sb_trainable"):
+    for name in ("sp_trainable", "sb_trainable", "sparse_init"):
         if name in kwargs:
             value = kwargs.pop(name)
             if not isinstance(value, bool):

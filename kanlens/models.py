@@ -31,7 +31,7 @@ from torch import nn
 
 from .layers.conv import KANConv2d
 from .layers.spline import KANLayer
-from .utils import check_choice, check_tensor
+from .utils import check_choice, check_tensor, is_int
 
 __all__ = [
     "CNN",
@@ -338,7 +338,7 @@ class TrainResult:
 
 
 def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 

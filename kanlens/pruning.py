@@ -380,12 +380,13 @@ def _remove_nodes(model: KAN, x: torch.Tensor, keep: list[list[int]]) -> KAN:
 
 @torch.no_grad()
 def prune_edge(model: KAN, threshold: float = 3e-2, *, x: torch.Tensor | None = None) -> KAN:
-    """A new KAN (same widths) whose edges with attribution score ``<= threshold`` are removed (mask 0).
+    """Remove (mask) the edges with attribution score ``<= threshold`` in place, as pykan does; returns ``model``.
 
-    Each removed edge's mean on the data is folded into the bias of the node it fed.
+    Each removed edge's mean on the data is folded into the bias of the node it fed. Widths are unchanged (use
+    :func:`prune` for a physically smaller model); ``model.copy().prune_edge()`` keeps the original.
 
     Args:
-        model: the KAN (left unchanged).
+        model: the KAN (changed in place).
         threshold: edges with ``attribute(...).edge_scores <= threshold`` are removed.
         x: the data (default: the last batch the model saw).
 
@@ -395,7 +396,7 @@ def prune_edge(model: KAN, threshold: float = 3e-2, *, x: torch.Tensor | None = 
     threshold = _check_threshold("threshold", threshold)
     x = _batch(model, x)
     remove = [s <= threshold for s in attribute(model, x).edge_scores]
-    work = model.copy()
+    work = model
     for l in range(work.depth):
         _fold_edges(work, l, work.layer_inputs(x)[l], remove[l] & _active_edges(work, l))
     n = sum(int(r.sum()) for r in remove)

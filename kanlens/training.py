@@ -27,11 +27,13 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from .model import stack_backward, stack_forward
+from .pykan_fit import PYKAN_REG_METRICS, pykan_objective, pykan_options
 from .regularization import REG_METRICS, l1_entropy_with_grad, magnitude_reg, total_reg
-from .utils import check_choice, check_tensor, warn_user
+from .utils import as_int, check_choice, check_tensor, is_int, warn_user
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -59,6 +61,11 @@ class FitHistory:
         lr: the learning rate at the end (halved after every non-finite step).
         seconds: wall time.
         stopped_early: whether training stopped before ``steps``.
+        metrics: the values of ``fit(metrics=[f, ...])`` per successful step, by ``f.__name__`` (pykan's
+            ``results[f.__name__]``; ``history["train_acc"]`` works too).
+
+    Recorded values are ``numpy.float64`` (a ``float`` subclass), so pykan's ``history["train_loss"][-1].item()``
+    works as well as plain float arithmetic and JSON.
     """
 
     train_loss: list[float] = dataclasses.field(default_factory=list)
@@ -72,22 +79,23 @@ class FitHistory:
     lr: float = math.nan
     seconds: float = 0.0
     stopped_early: bool = False
+    metrics: dict[str, list[float]] = dataclasses.field(default_factory=dict)
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.keys():
             from .utils import did_you_mean
 
             raise KeyError(f"FitHistory has no field {key!r}{did_you_mean(key, self.keys())}")
-        return getattr(self, key)
+        return self.metrics[key] if key in self.metrics else getattr(self, key)
 
     def __contains__(self, key: object) -> bool:
         return key in self.keys()
 
     def get(self, key: str, default: Any = None) -> Any:
-        return getattr(self, key) if key in self.keys() else default
+        return self[key] if key in self.keys() else default
 
     def keys(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self)]
+        return [f.name for f in dataclasses.fields(self)] + [k for k in self.metrics if not hasattr(self, k)]
 
     def __len__(self) -> int:
         return len(self.train_loss)
@@ -148,18 +156,14 @@ def _check_class_labels(name: str, y: torch.Tensor, rows: int, n_out: int | None
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return as_int(name, value, minimum)
 
 
 def _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num, stop_grid_update_step,
                    loss_fn, progress, callbacks, max_nonfinite) -> None:
     check_choice("opt", opt, OPTIMIZERS)
-    check_choice("reg_metric", reg_metric, REG_METRICS)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+    check_choice("reg_metric", reg_metric, (*REG_METRICS, *PYKAN_REG_METRICS))
+    if not is_int(steps) or steps < 0:
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     for name, val in lambs.items():
         if isinstance(val, bool) or not (isinstance(val, (int, float)) and math.isfinite(val) and val >= 0):
@@ -167,7 +171,7 @@ def _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_u
     if lr is not None and (isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr)
                                                           and lr > 0)):
         raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if isinstance(batch, bool) or not isinstance(batch, int) or (batch < 1 and batch != -1):
+    if not is_int(batch) or (batch < 1 and batch != -1):
         raise ValueError(f"batch must be -1 (full batch) or a positive int, got {batch!r}")
     for name, val in (("update_grid", update_grid), ("progress", progress)):
         if not isinstance(val, bool):
@@ -203,6 +207,8 @@ def fit(
     callbacks: Sequence[Callable[[int, KAN, FitHistory], bool | None]] = (),
     max_nonfinite: int = 3,
     distributed: bool | None = None,
+    start_grid_update_step: int = -1,
+    **pykan: Any,
 ) -> FitHistory:
     """Train ``model`` in place on a pykan-style dataset.
 
@@ -216,9 +222,13 @@ def fit(
         lamb: overall sparsity weight; with ``lamb == 0`` the fast path runs and no per-edge tensor is built.
         lamb_l1, lamb_entropy: weights of the L1 and entropy terms on per-edge magnitudes.
         lamb_coef, lamb_coefdiff: penalties on spline coefficients and their differences.
-        reg_metric: ``"abs"`` (paper: mean |phi|) or ``"std_n"`` (pykan 0.2: std(phi) / (std(x) + 0.1)).
-        update_grid: adapt grids to the data every ``stop_grid_update_step // grid_update_num`` steps before
-            ``stop_grid_update_step`` (needs at least 2 samples per batch).
+        reg_metric: ``"abs"`` (paper: mean |phi|) or ``"std_n"`` (pykan 0.2: std(phi) / (std(x) + 0.1)); pykan's
+            names work too, with pykan's coefficient penalties: ``"edge_forward_spline_n"`` (pykan's default, the
+            magnitudes of ``"std_n"``), ``"edge_forward_sum"``
+            (symbolic edges included), ``"edge_forward_spline_u"`` (std(phi), not normalised), ``"edge_backward"``
+            (attribution edge scores) and ``"node_backward"`` (node attribution), see :mod:`kanlens.pykan_fit`.
+        update_grid: adapt grids to the data every ``stop_grid_update_step // grid_update_num`` steps from
+            ``start_grid_update_step`` until ``stop_grid_update_step`` (needs at least 2 samples per batch).
         loss_fn: ``loss_fn(pred, label) -> scalar``; defaults to mean squared error. With a ``loss_fn`` the labels
             may be 1-D integer class indices (pykan's classification recipe, ``torch.nn.CrossEntropyLoss()``); the
             history then records ``sqrt(loss_fn)`` on train and test instead of the RMSE (pykan's convention).
@@ -231,6 +241,14 @@ def fit(
             :mod:`kanlens.distributed`). ``None`` (default): data-parallel when a group of several processes is
             initialised, each rank passing its own shard of the rows; ``True``: every rank passes the full dataset
             and keeps its shard; ``False``: train this process's model alone. ``loss_fn`` must be a mean over rows.
+        start_grid_update_step: no grid update before this step (pykan's option).
+        **pykan: pykan's other ``fit`` options: ``metrics`` (functions without arguments, recorded per step under
+            their ``__name__``), ``display_metrics`` (names shown in the progress bar), ``log`` (progress bar
+            refresh every ``log`` steps), ``save_fig`` / ``save_fig_freq`` / ``img_folder`` / ``in_vars`` /
+            ``out_vars`` / ``beta`` (a PNG of ``model.plot`` every ``save_fig_freq`` steps into ``img_folder``,
+            written only with ``save_fig=True``), ``singularity_avoiding`` / ``y_th`` (accepted: kanlens's symbolic
+            functions are always evaluated in their singularity-safe form, see
+            :class:`kanlens.symbolic.library.SymbolicFunction`). See :func:`kanlens.pykan_fit.pykan_options`.
 
     Returns:
         :class:`FitHistory` with per-step train/test RMSE, regularisation and events.
@@ -244,6 +262,9 @@ def fit(
     """
     lambs = {"lamb": lamb, "lamb_l1": lamb_l1, "lamb_entropy": lamb_entropy, "lamb_coef": lamb_coef,
              "lamb_coefdiff": lamb_coefdiff}
+    extra = pykan_options(pykan, progress)
+    callbacks = [*extra.callbacks, *callbacks] if isinstance(callbacks, (list, tuple)) else callbacks
+    start_grid_update_step = as_int("start_grid_update_step", start_grid_update_step, -1)
 
     def validate() -> None:
         _validate_fit(model, dataset, opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num,
@@ -257,6 +278,7 @@ def fit(
             options = dict(lambs, opt=opt, steps=steps, lr=lr, batch=batch, reg_metric=reg_metric,
                            update_grid=update_grid, grid_update_num=grid_update_num,
                            stop_grid_update_step=stop_grid_update_step, max_nonfinite=max_nonfinite,
+                           start_grid_update_step=start_grid_update_step,
                            loss_fn=None if loss_fn is None else type(loss_fn).__name__)
             dataset, group = dp.setup_fit(model, dataset, options, validate, shard_full=distributed is True)
             progress = progress and dp.is_main_process()
@@ -264,8 +286,13 @@ def fit(
         validate()
     trainer = _Trainer(model, dataset, opt=opt, lr=lr, batch=batch, lambs=lambs, reg_metric=reg_metric,
                        loss_fn=loss_fn or _mse, max_nonfinite=max_nonfinite, group=group)
+    trainer.grid_start, trainer.display, trainer.log_every = start_grid_update_step, extra.display, extra.log
     schedule = max(1, stop_grid_update_step // grid_update_num) if update_grid else 0
-    return trainer.run(steps, schedule, stop_grid_update_step, progress, callbacks)
+    history = trainer.run(steps, schedule, stop_grid_update_step, progress, callbacks)
+    # a model tracked with kanlens.checkpoints.track logs a version; in a data-parallel fit only rank 0 writes
+    if getattr(model, "ckpt_path", None) is not None and (group is None or group.rank == 0):
+        model.log_history("fit")
+    return history
 
 
 def _torch_distributed_running() -> bool:
@@ -318,6 +345,7 @@ class _Trainer:
         self.optimizer = self.make_opt(self.lr)
         self.max_nonfinite, self.streak = max_nonfinite, 0
         self.history = FitHistory(lr=self.lr)
+        self.grid_start, self.display, self.log_every = -1, None, 1
         self.good_state = _snapshot(model)
         self.cur: dict[str, Any] = {}
         # LBFGS with the default loss and the paper's sparsity penalty: objective and gradient by hand (see
@@ -335,6 +363,8 @@ class _Trainer:
             reg = magnitude_reg(mags, [layer.coef for layer in model.layers], lamb_l1=lambs["lamb_l1"],
                                 lamb_entropy=lambs["lamb_entropy"], lamb_coef=lambs["lamb_coef"],
                                 lamb_coefdiff=lambs["lamb_coefdiff"])
+        elif lambs["lamb"] > 0 and self.reg_metric in PYKAN_REG_METRICS:
+            pred, reg = pykan_objective(model, xb, self.reg_metric, lambs)
         elif lambs["lamb"] > 0:
             pred, edges, inputs = model.forward_with_edges(xb)
             reg = total_reg(edges, inputs, [layer.coef for layer in model.layers], lamb_l1=lambs["lamb_l1"],
@@ -512,7 +542,7 @@ class _Trainer:
         idx = None if idx is None else idx.to(self.model.device)
         self.cur.update(x=self.train_x if idx is None else self.train_x[idx],
                         y=self.train_y if idx is None else self.train_y[idx], evals=0, bad_evals=0, start_bad=False)
-        if grid_every and step % grid_every == 0 and step < grid_stop:
+        if grid_every and step % grid_every == 0 and self.grid_start <= step < grid_stop:
             samples = self.cur["x"] if self.group is None else self.group.grid_samples(self.cur["x"])
             if _safe_grid_update(self.model, samples, step, self.history, self.good_state):
                 self.history.grid_updates.append(step)
@@ -544,19 +574,22 @@ class _Trainer:
                     if self.cur["stop"]:
                         break
                     continue
-                train_rmse, test_rmse, reg = math.sqrt(out[0]), math.sqrt(out[1]), out[2]
+                # numpy.float64: a float with pykan's .item()
+                train_rmse, test_rmse, reg = (np.float64(v) for v in (math.sqrt(out[0]), math.sqrt(out[1]), out[2]))
                 h.train_loss.append(train_rmse)
                 h.test_loss.append(test_rmse)
                 h.reg.append(reg)
-                if progress:
+                if progress and self.display is None and step % self.log_every == 0:
                     bar.set_postfix(train=f"{train_rmse:.2e}", test=f"{test_rmse:.2e}", reg=f"{reg:.2e}")
-                stop = any(cb(step, self.model, h) for cb in callbacks)
+                stop = any(cb(step, self.model, h) for cb in callbacks)  # pykan's metrics and figures come first
                 if self.group is not None:
                     stop = self.group.any(stop)  # a callback that stops one rank stops all
                 if stop:
                     h.stopped_early, h.stop_reason = True, "callback"
                     h.events.append(f"step {step}: stopped by a callback")
                     break
+                if progress and self.display is not None and step % self.log_every == 0:
+                    bar.set_postfix({name: f"{h[name][-1]:.2e}" for name in self.display})
         except KeyboardInterrupt:
             # Interrupted mid-step (possibly at an LBFGS trial point): hand back the last completed step's state.
             self.model.load_state_dict(self.good_state)

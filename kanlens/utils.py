@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import numbers
 import os
 import sys
 import warnings
@@ -12,15 +13,33 @@ from collections.abc import Callable, Iterable
 import torch
 
 __all__ = [
+    "as_int",
     "check_choice",
     "check_device",
     "check_kwargs",
     "check_tensor",
     "default_dtype",
     "did_you_mean",
+    "is_int",
     "usual_permissions",
     "warn_user",
 ]
+
+
+def is_int(value: object) -> bool:
+    """Whether ``value`` is an integer (Python or numpy, e.g. ``np.int64(3)``), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+def as_int(name: str, value: object, minimum: int | None = None) -> int:
+    """``value`` as a Python ``int`` (numpy integers accepted, bools refused); ``TypeError`` / ``ValueError``
+    naming ``name`` otherwise."""
+    if not is_int(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
+    value = int(value)  # type: ignore[call-overload]
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
@@ -132,3 +151,20 @@ def check_device(device: object, name: str = "device") -> torch.device:
         raise ValueError(f"{name} {str(dev)!r} is not available on this machine ({first}); use 'cpu' or "
                          "check torch.cuda.is_available()") from None
     return dev
+
+
+_PYKAN_UTILS = ("create_dataset_from_data", "augment_input", "SYMBOLIC_LIB", "add_symbolic", "sparse_mask",
+                "batch_jacobian", "batch_hessian", "model2param", "get_derivative")
+
+
+def __getattr__(name: str):
+    # pykan's ``from kan.utils import create_dataset_from_data`` -> ``from kanlens.utils import ...`` (loaded lazily)
+    if name in _PYKAN_UTILS:
+        import importlib
+
+        return getattr(importlib.import_module("kanlens.pykan_utils"), name)
+    if name in ("create_dataset", "ex_round"):
+        import importlib
+
+        return getattr(importlib.import_module("kanlens"), name)
+    raise AttributeError(f"module 'kanlens.utils' has no attribute {name!r}")

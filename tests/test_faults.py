@@ -466,7 +466,7 @@ def test_pykan_tutorial_pipeline_has_no_crash_or_nan(name):
         y = model(x)
     assert bool(torch.isfinite(y).all())
     expr = model.symbolic_formula()[0][0]
-    symbols = [sympy.Symbol(f"x{k + 1}") for k in range(n_var)]
+    symbols = [sympy.Symbol(f"x_{k + 1}") for k in range(n_var)]  # pykan's names
     fn = sympy.lambdify(symbols, expr, modules=["scipy", "numpy"])
     with np.errstate(all="ignore"):
         values = np.broadcast_to(np.asarray(fn(*[x[:, k].double().numpy() for k in range(n_var)]), dtype=float),

@@ -180,11 +180,13 @@ def test_prune_zero_edge_changes_outputs_below_1e6():
     x = _data(2, 200)
     _zero_edge(model, 0, 3, 1)
     before = model(x).detach()
+    kept = model.copy()
     new = model.prune_edge(threshold=0.0, x=x)
+    assert new is model, "prune_edge masks in place, as pykan's"
     assert float(new.layers[0].mask[3, 1]) == 0.0
     assert int(sum(int((layer.mask == 0).sum()) for layer in new.layers)) == 1
     assert float((new(x).detach() - before).abs().max()) < 1e-6
-    assert float(model.layers[0].mask[3, 1]) == 1.0, "the original model must not change"
+    assert float(kept.layers[0].mask[3, 1]) == 1.0, "a copy taken before must not change"
 
 
 def test_removed_edge_mean_is_folded_into_bias():
@@ -197,7 +199,7 @@ def test_removed_edge_mean_is_folded_into_bias():
     j, i = divmod(int(torch.argmin(scores)), 3)
     phi = model.edge_activations(x)[0][:, j, i].detach()
     assert float(phi.mean().abs()) > 1e-3  # a real constant is at stake
-    new = model.prune_edge(threshold=float(scores[j, i]) + 1e-9, x=x)
+    new = model.copy().prune_edge(threshold=float(scores[j, i]) + 1e-9, x=x)
     assert int((new.layers[0].mask == 0).sum()) == 1 and float(new.layers[0].mask[j, i]) == 0.0
     want = model(x).detach()
     want[:, j] -= float(model.node_scale[0][j]) * (phi - phi.mean())

@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import splines
 from ..hooks import HookPoint
+from ..utils import as_int
 
 __all__ = ["BASE_FUNCTIONS", "KANLayer"]
 
@@ -217,11 +218,19 @@ def check_layer_input(x: object, in_dim: int, like: torch.Tensor) -> None:
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return as_int(name, value, minimum)
+
+
+def _sparse_mask(in_dim: int, out_dim: int) -> torch.Tensor:
+    """``(in_dim, out_dim)`` 0/1: every node connected to the nearest node(s) of the other layer (nodes evenly
+    spaced in ``[0, 1]``), pykan's ``sparse_mask``."""
+    pin = (torch.arange(in_dim, dtype=torch.float64) + 0.5) / in_dim
+    pout = (torch.arange(out_dim, dtype=torch.float64) + 0.5) / out_dim
+    dist = (pout[:, None] - pin[None, :]).abs()
+    mask = torch.zeros(in_dim, out_dim)
+    mask[torch.arange(in_dim), dist.argmin(0)] = 1.0
+    mask[dist.argmin(1), torch.arange(out_dim)] = 1.0
+    return mask
 
 
 def _check_range(grid_range: tuple[float, float]) -> tuple[float, float]:
@@ -286,6 +295,7 @@ class KANLayer(nn.Module):
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
         num: int | None = None,
+        sparse_init: bool = False,
     ) -> None:
         super().__init__()
         self.in_dim = _check_int("in_dim", in_dim, 1)
@@ -313,6 +323,8 @@ class KANLayer(nn.Module):
         grid_t = splines.uniform_grid(self.num, self.k, in_dim, grid_range, dtype=dtype)
         self.register_buffer("grid", grid_t)
         self.register_buffer("mask", torch.ones(out_dim, in_dim, dtype=dtype))
+        if sparse_init:  # pykan's sparse_init: each node wired to its nearest node(s) of the other layer
+            self.mask.copy_(_sparse_mask(in_dim, out_dim).T.to(dtype))
 
         # Initial splines: least-squares fit of small noise at the grid knots (pykan's initialisation).
         knots = grid_t[:, self.k : -self.k].T  # (G+1, in)

@@ -13,17 +13,14 @@ import torch
 from torch import nn
 
 from ..symbolic.library import SymbolicLibrary, default_library
+from ..utils import as_int, is_int
 from .spline import check_layer_input
 
 __all__ = ["SymbolicKANLayer", "Symbolic_KANLayer"]
 
 
 def _check_dim(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
+    return as_int(name, value, 1)
 
 
 class SymbolicKANLayer(nn.Module):
@@ -82,7 +79,7 @@ class SymbolicKANLayer(nn.Module):
     # ------------------------------------------------------------------ bookkeeping
     def _check_edge(self, i: int, j: int) -> None:
         for name, v, n, what in (("i", i, self.in_dim, "inputs"), ("j", j, self.out_dim, "outputs")):
-            if isinstance(v, bool) or not isinstance(v, int):
+            if not is_int(v):
                 raise TypeError(f"{name} must be an int, got {type(v).__name__}")
             if not 0 <= v < n:
                 raise IndexError(f"{name} = {v} is out of range: the layer has {n} {what}")

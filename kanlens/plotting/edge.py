@@ -33,7 +33,8 @@ __all__ = ["EdgeState", "edge_curves", "edge_scores_for_plot", "edge_state", "pl
 
 log = logging.getLogger(__name__)
 
-METRICS = ("auto", "attribution", "local", "mean_abs", "none")
+METRICS = ("auto", "attribution", "local", "mean_abs", "none", "backward", "forward_n", "forward_u")
+_PYKAN_METRICS = {"backward": "attribution", "forward_n": "local"}  # pykan's names; "forward_u": std(phi)
 FORMATS = (".png", ".svg", ".pdf")
 SPLINE_COLOR = "black"
 SYMBOLIC_COLOR = "tab:red"
@@ -107,10 +108,13 @@ def check_names(name: str, names: Sequence[str] | None, n: int) -> list[str] | N
 def input_names(model: KAN, in_vars: Sequence[str] | None = None) -> list[str]:
     """Names of the input nodes: ``in_vars``, else ``model.config.input_names``, else ``x_1 ...`` (original ids)."""
     n = model.width[0]
+    cfg = model.config
+    ids = cfg.input_ids
+    if in_vars is not None and ids is not None and len(in_vars) != n and len(in_vars) > max(ids):
+        in_vars = [in_vars[int(i)] for i in ids]  # names of the original inputs, after prune_input
     names = check_names("in_vars", in_vars, n)
     if names is not None:
         return names
-    cfg = model.config
     if cfg.input_names is not None and len(cfg.input_names) == n:
         return [str(v) for v in cfg.input_names]
     ids = cfg.input_ids if cfg.input_ids is not None and len(cfg.input_ids) == n else range(n)
@@ -208,9 +212,13 @@ def edge_scores_for_plot(
     thresholds; pykan's ``metric="backward"``); ``"local"``: :func:`kanlens.pruning.edge_scores`
     (``std(phi) / (std(x) + 0.1)``, pykan's older ``acts_scale``); ``"mean_abs"``: ``mean |phi_lji|`` divided by
     the largest such value in the layer (needs nothing but the model); ``"none"``: 1 everywhere; ``"auto"``:
-    attribution when :mod:`kanlens.pruning` is available, else mean_abs.
+    attribution when :mod:`kanlens.pruning` is available, else mean_abs. pykan's names: ``"backward"``
+    (= attribution), ``"forward_n"`` (= local), ``"forward_u"`` (``std(phi)``, not normalised).
     """
     check_choice("metric", metric, METRICS)
+    metric = _PYKAN_METRICS.get(metric, metric)
+    if metric == "forward_u":
+        return [model.edge_activations_layer(l, acts[l]).std(0).double().cpu().numpy() for l in range(model.depth)]
     if metric == "auto":
         metric = "attribution" if importlib.util.find_spec("kanlens.pruning") is not None else "mean_abs"
     if metric == "none":

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from ..utils import is_int
 from .edge import (
     SPLINE_COLOR,
     SYMBOLIC_COLOR,
@@ -81,7 +82,7 @@ def plot_layer(
     Example:
         >>> fig = plot_layer(model, 0, dataset["train_input"], path="layer0.png")
     """
-    if isinstance(l, bool) or not isinstance(l, int):
+    if not is_int(l):
         raise TypeError(f"l must be an int, got {type(l).__name__}")
     if not 0 <= l < model.depth:
         raise IndexError(f"l = {l} is out of range: the model has {model.depth} layers")

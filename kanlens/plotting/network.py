@@ -91,6 +91,10 @@ def plot_kan(
     path: str | os.PathLike | None = None,
     ax: Axes | None = None,
     dpi: int = 150,
+    varscale: float = 1.0,
+    sample: bool = False,
+    tick: bool = False,
+    folder: str | os.PathLike | None = None,
 ) -> Figure:
     """Draw the network with every active edge's learned function (pykan's ``model.plot()``).
 
@@ -108,12 +112,19 @@ def plot_kan(
         title: text above the diagram.
         scale: multiplies the figure size (and the size of everything in it).
         metric: edge score behind the transparency: ``"auto"`` (= ``"attribution"``, the scores ``prune`` uses),
-            ``"local"``, ``"mean_abs"`` or ``"none"`` (see :func:`kanlens.plotting.edge.edge_scores_for_plot`).
+            ``"local"``, ``"mean_abs"`` or ``"none"``, or pykan's ``"backward"`` (= attribution), ``"forward_n"``
+            (= local), ``"forward_u"`` (``std(phi)``) (see :func:`kanlens.plotting.edge.edge_scores_for_plot`).
         max_per_row: more edges than this between two layers are staggered over several rows of boxes.
         n: points per edge curve.
         path: write the figure here (.png, .svg or .pdf); nothing is written without it.
         ax: draw into this axes (its aspect is set to equal); default: a new figure sized to the network.
         dpi: resolution of a PNG written to ``path``.
+        varscale: size of the input / output names relative to the default (pykan's option).
+        sample: also mark the data samples on every edge curve (pykan's option).
+        tick: accepted for pykan's signature; the edge boxes have no axes to tick, so it has no effect.
+        folder: pykan writes one PNG per edge (``sp_{l}_{i}_{j}.png``) into ``folder`` on every plot; kanlens does
+            so only when ``folder`` is given (a str first argument is taken as ``folder``, as pykan's
+            ``model.plot("./figures")``).
 
     Returns:
         the matplotlib ``Figure``.
@@ -124,8 +135,11 @@ def plot_kan(
     Example:
         >>> fig = model.plot(dataset["train_input"], beta=10, in_vars=["a", "b"], path="kan.png")
     """
+    if isinstance(x, (str, os.PathLike)):  # pykan's plot(folder, ...)
+        x, folder = None, x
     beta = check_positive("beta", beta, allow_zero=True)
     scale = check_positive("scale", scale)
+    varscale = check_positive("varscale", varscale)
     if isinstance(max_per_row, bool) or not isinstance(max_per_row, int) or max_per_row < 1:
         raise ValueError(f"max_per_row must be an int >= 1, got {max_per_row!r}")
     names_in = input_names(model, in_vars)
@@ -151,21 +165,35 @@ def plot_kan(
     margin = _MARGIN * scale
     node_x = [_xs(w, lay.width, margin) for w in model.width]
     for l in range(model.depth):
-        _draw_layer(ax, model, l, acts[l], states[l], scores[l], beta, lay, node_x, margin, n)
+        _draw_layer(ax, model, l, acts[l], states[l], scores[l], beta, lay, node_x, margin, n, sample)
     node_size = float(np.clip(90 * scale * min(1.0, 8 / max(model.width)), 8, 90))
     for l, xs in enumerate(node_x):
         ax.scatter(xs, np.full(len(xs), lay.node_y[l]), s=node_size, color="black", zorder=5, lw=0)
-    _draw_names(ax, model, names_in, names_out, node_x, lay, scale)
+    _draw_names(ax, model, names_in, names_out, node_x, lay, scale * varscale)
     if title is not None:
         ax.text(lay.width / 2, lay.height - 0.15 * scale, title, ha="center", va="top", fontsize=13 * scale,
                 gid="title")
     save_figure(fig, path, dpi=dpi, release=own)
+    if folder is not None:
+        _edge_pngs(model, acts[0], os.fspath(folder), states)
     return fig
+
+
+def _edge_pngs(model: KAN, x: torch.Tensor, folder: str, states) -> None:
+    """pykan's per-edge pictures ``{folder}/sp_{l}_{i}_{j}.png`` (only when a folder is given)."""
+    from .edge import plot_edge
+
+    os.makedirs(folder, exist_ok=True)
+    for l, state in enumerate(states):
+        for j in range(model.width[l + 1]):
+            for i in range(model.width[l]):
+                if state.active[j, i]:
+                    plot_edge(model, l, i, j, x, symbolic=0, path=os.path.join(folder, f"sp_{l}_{i}_{j}.png"))
 
 
 def _draw_layer(
     ax: Axes, model: KAN, l: int, acts_l: torch.Tensor, state, score: np.ndarray, beta: float, lay: _Layout,
-    node_x: list[np.ndarray], margin: float, n: int,
+    node_x: list[np.ndarray], margin: float, n: int, sample: bool = False,
 ) -> None:
     from matplotlib.collections import LineCollection
     from matplotlib.colors import to_rgba
@@ -196,6 +224,15 @@ def _draw_layer(
         px = normalise(xs[:, i], cx - 0.4 * s, cx + 0.4 * s)
         py = normalise(ys[:, j, i], cy - 0.4 * s, top)
         ax.plot(px, py, color=rgba, lw=lw, zorder=3, gid=f"edge-{l}-{i}-{j}", solid_capstyle="round")
+        if sample:  # the data samples, on the same normalisation as the curve
+            sx = acts_l[:, i].detach().double().cpu().numpy()
+            sy = model.edge_activations_layer(l, acts_l)[:, j, i].detach().double().cpu().numpy()
+            ylo, yhi = float(ys[:, j, i].min()), float(ys[:, j, i].max())
+            span = max(yhi - ylo, 1e-12)
+            xlo, xhi = float(xs[:, i].min()), float(xs[:, i].max())
+            qx = cx - 0.4 * s + 0.8 * s * (sx - xlo) / max(xhi - xlo, 1e-12)
+            qy = cy - 0.4 * s + (top - cy + 0.4 * s) * (sy - ylo) / span
+            ax.scatter(qx, qy, s=2, color=rgba, zorder=3, lw=0, gid=f"sample-{l}-{i}-{j}")
         if sym:
             ax.text(cx, cy + 0.33 * s, state.names[j][i], ha="center", va="center", fontsize=font, color=rgba,
                     zorder=4, gid=f"symbolic-{l}-{i}-{j}")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-from ..utils import check_kwargs, warn_user
+from ..utils import check_kwargs, is_int, warn_user
 from .library import SymbolicFunction, SymbolicLibrary, resolve_library
 
 __all__ = [
@@ -598,7 +598,7 @@ class SuggestionTable(Sequence):
 
 def _check_edge(model, l: int, i: int, j: int) -> None:
     for name, v in (("l", l), ("i", i), ("j", j)):
-        if isinstance(v, bool) or not isinstance(v, int):
+        if not is_int(v):
             raise TypeError(f"{name} must be an int, got {type(v).__name__} ({v!r})")
     if not 0 <= l < model.depth:
         raise IndexError(f"l = {l} is out of range: the model has {model.depth} layers (width {model.width})")
@@ -674,7 +674,7 @@ def suggest_symbolic(
         >>> model.suggest_symbolic(0, 0, 0, lib=["x", "x^2", "sin"])
     """
     check_kwargs(suggest_symbolic, pykan_options, _PYKAN_SUGGEST)
-    if isinstance(topk, bool) or not isinstance(topk, int) or topk < 1:
+    if not is_int(topk) or topk < 1:
         raise ValueError(f"topk must be a positive int, got {topk!r}")
     _check_edge(model, l, i, j)
     if _edge_is_pruned(model, l, i, j):

@@ -22,6 +22,8 @@ import numpy as np
 import sympy
 import torch
 
+from ..utils import is_int
+
 __all__ = [
     "ConstantFit",
     "edge_expr",
@@ -122,7 +124,7 @@ def symbolic_formula(
 
 def ex_round(expr: sympy.Expr, n_digit: int) -> sympy.Expr:
     """Round every float in ``expr`` to ``n_digit`` decimals (pykan's ``ex_round``)."""
-    if isinstance(n_digit, bool) or not isinstance(n_digit, int) or n_digit < 0:
+    if not is_int(n_digit) or n_digit < 0:
         raise ValueError(f"n_digit must be a non-negative int, got {n_digit!r}")
     expr = sympy.sympify(expr)
     for _ in range(8):  # rounded floats multiplied back together (0.9994*0.9999) are merged into new ones

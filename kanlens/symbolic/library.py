@@ -447,7 +447,18 @@ def default_library(*, special: bool = False) -> SymbolicLibrary:
     tan, tanh, sgn, arcsin, arccos, arctan, arctanh, gaussian, 0``. Specials: ``besselj0, besselj1, erf,
     fresnels, fresnelc`` (sympy ``besselj(0, x)``, ``besselj(1, x)``, ``erf``, ``fresnels``, ``fresnelc``).
     """
-    return SymbolicLibrary(fn for fn in _builtin_functions() if special or not fn.special)
+    fns = [fn for fn in _builtin_functions() if special or not fn.special]
+    return SymbolicLibrary([*fns, *_ADDED.values()])
+
+
+# Functions added by pykan's ``add_symbolic`` (kanlens.pykan_utils): every new default library includes them.
+_ADDED: dict[str, SymbolicFunction] = {}
+
+
+def register_global(name: str, torch_fn: Callable[[torch.Tensor], torch.Tensor], sympy_fn: Callable[[Any], Any],
+                    complexity: float = 1.0, safe_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+    """Add a function to every library :func:`default_library` makes from now on (pykan's ``add_symbolic``)."""
+    _ADDED[name] = SymbolicLibrary().register(name, torch_fn, sympy_fn, complexity, safe_fn)[name]
 
 
 def resolve_library(

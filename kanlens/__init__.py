@@ -59,6 +59,12 @@ _LAZY: dict[str, tuple[str, str]] = {
     "auto_symbolic_conv": ("kanlens.conv_symbolic", "auto_symbolic_conv"),
     "read_idx": ("kanlens.idx", "read_idx"),
     "load_mnist": ("kanlens.idx", "load_mnist"),
+    # sweeps on a Dask cluster (optional extra: dask loads only when a sweep runs)
+    "sweep": ("kanlens.sweeps", "sweep"),
+    "SweepReport": ("kanlens.sweeps", "SweepReport"),
+    "SweepTask": ("kanlens.sweep_tasks", "SweepTask"),
+    "SweepResult": ("kanlens.sweep_tasks", "SweepResult"),
+    "SweepError": ("kanlens.sweep_tasks", "SweepError"),
     # scikit-learn front end (optional extra)
     "KANRegressor": ("kanlens.sklearn", "KANRegressor"),
     "KANClassifier": ("kanlens.sklearn", "KANClassifier"),

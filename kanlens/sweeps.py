@@ -272,9 +272,11 @@ def _connect(client: Any, n_workers: int | None, timeout: float) -> tuple[Any, A
     if client is None:
         n = n_workers or os.cpu_count() or 1
         log.info("sweep: starting a local Dask cluster with %d worker processes", n)
-        cluster = dd.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+        cluster = dd.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                   worker_dashboard_address=None, env=dict(_WORKER_ENV), silence_logs=logging.ERROR)
-        return dd.Client(cluster), cluster, True
+        client = dd.Client(cluster)
+        log.info("sweep: Dask dashboard at %s", client.dashboard_link)
+        return client, cluster, True
     if isinstance(client, (str, os.PathLike)):
         address = str(client)
         try:

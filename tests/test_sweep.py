@@ -46,9 +46,10 @@ def client():
 
 class _Recorder(distributed.WorkerPlugin):
     """Appends ``key pid`` to ``log`` whenever a worker starts a sweep task. With ``kill``, the first task started
-    on any worker (an exclusive marker file decides) kills its own worker process ``delay`` seconds later."""
+    on any worker (the exclusive creation of the file ``kill``, which then names it, decides) kills its own worker
+    process ``delay`` seconds later, while the task runs (the tasks of the test take much longer)."""
 
-    def __init__(self, log: str, kill: str | None = None, delay: float = 0.2) -> None:
+    def __init__(self, log: str, kill: str | None = None, delay: float = 0.05) -> None:
         self.log, self.kill, self.delay = log, kill, delay
 
     def transition(self, key, start, finish, **kwargs):
@@ -58,9 +59,11 @@ class _Recorder(distributed.WorkerPlugin):
             f.write(f"{key} {os.getpid()}\n")
         if self.kill:
             try:
-                os.close(os.open(self.kill, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                fd = os.open(self.kill, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             except FileExistsError:
                 return
+            os.write(fd, f"{key} {os.getpid()}".encode())
+            os.close(fd)
             threading.Timer(self.delay, os._exit, (1,)).start()
 
 
@@ -135,19 +138,19 @@ def test_a_scheduler_address_is_a_cluster_to_join(client, tmp_path):
 
 # ---------------------------------------------------------------------------------------------- faults
 def test_a_worker_killed_mid_task_has_its_task_rerun_elsewhere_and_written_once(client, tmp_path):
-    tasks = fit_tasks(4, n_train=512, n_test=64, steps=40)  # ~0.5 s each: the kill lands mid-task
+    tasks = fit_tasks(3, n_train=256, n_test=64, steps=30)  # ~0.4 CPU s each: the kill (after 0.05 s) lands mid-task
     out = tmp_path / "run"
     with recording(client, tmp_path, kill=True) as executions:
         report = sweep(tasks, client, out=out, progress=False)
         runs = executions()
-    assert (tmp_path / "killed").exists()
+    key, pid = (tmp_path / "killed").read_text().split()
+    killed_name, killed_pid = key[len(PREFIX):-9], int(pid)
     names = [t.name for t in tasks]
     assert not report.failed and [r.name for r in report.results] == names
     assert sorted(result_files(out)) == sorted(names)
     counts = Counter(name for name, _ in runs)
-    assert sorted(counts.values()) == [1, 1, 1, 2]  # the killed attempt, then one more elsewhere
-    killed_name, killed_pid = runs[0]
-    assert counts[killed_name] == 2
+    assert sorted(counts.values()) == [1, 1, 2]  # the killed attempt, then one more elsewhere
+    assert counts[killed_name] == 2 and (killed_name, killed_pid) in runs
     result = json.loads((out / "results" / f"{killed_name}.json").read_text())
     assert result["worker"]["pid"] != killed_pid  # the saved result is the second attempt's
     assert not list((out / "results").glob(".*"))  # no temporary files left behind

@@ -20,6 +20,7 @@ overwritten unless ``--overwrite`` is given; even then only a folder that is emp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
@@ -669,7 +670,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.workers is not None and args.scheduler is not None:
         raise UsageError("--workers sizes the local cluster; with --scheduler the cluster's own workers are used")
     settings = {"noise": args.noise, "seed": args.seed, "time_budget": args.time_budget, "steps": args.steps}
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's INFO lines would drown the progress lines
+    # Dask sets its loggers' levels when imported: quiet them afterwards (its INFO lines drown the progress lines);
+    # without Dask, sweep() raises the ImportError that names the extra
+    with contextlib.suppress(ImportError):
+        import distributed  # noqa: F401
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         if Path(args.tasks).suffix.lower() == ".csv":
             if not args.targets:

@@ -96,8 +96,8 @@ def result_files(out: Path) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------------------------- results and reruns
 def test_results_are_saved_correct_and_a_rerun_skips_them(client, tmp_path, caplog):
-    tasks = [*fit_tasks(3), SweepTask("mul", formula="x1*x2", width=(2, 2, 1), n_train=200, n_test=200, steps=20,
-                                      refine_grid=None, time_budget=2)]
+    tasks = [*fit_tasks(3), SweepTask("sin", formula="sin(x1)", ranges=[(-2, 2)], width=(1, 1), n_train=200,
+                                      n_test=200, steps=20, refine_grid=None, time_budget=1)]
     out = tmp_path / "run"
     with caplog.at_level(logging.INFO, logger="kanlens.sweeps"):
         report = sweep(tasks, client, out=out, progress=False)
@@ -113,13 +113,12 @@ def test_results_are_saved_correct_and_a_rerun_skips_them(client, tmp_path, capl
     here = run_task(tasks[1])
     assert report.results[1].metrics["test_rmse"] == pytest.approx(here.metrics["test_rmse"], rel=1e-5)
     assert report.results[1].metrics["test_rmse"] < 0.5
-    mul = report.results[3]
-    x1, x2 = sympy.symbols("x1 x2")
-    assert mul.exact and sympy.simplify(sympy.sympify(mul.formula) - x1 * x2) == 0
-    assert mul.metrics["truth_nrmse"] < 1e-6
+    sin = report.results[3]
+    assert sin.exact and sympy.simplify(sympy.sympify(sin.formula) - sympy.sin(sympy.Symbol("x1"))) == 0
+    assert sin.metrics["truth_nrmse"] < 1e-6 and sin.metrics["formula_test_nrmse"] < 1e-6
     csv = (out / "results.csv").read_text().splitlines()
     assert len(csv) == 5 and csv[0].startswith("name,kind,status,formula")
-    assert "| mul | symbolic | done | `x1*x2` | True |" in (out / "results.md").read_text()
+    assert "| sin | symbolic | done | `sin(x1)` | True |" in (out / "results.md").read_text()
 
     before = result_files(out)
     with recording(client, tmp_path) as executions:

@@ -198,10 +198,12 @@ class SweepTask:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not low <= v <= _MAX_SAMPLES:
                 raise SweepError(f"task {self.name!r}: {key} must be an integer in [{low}, {_MAX_SAMPLES}], got {v!r}")
+            self._set(key, int(v))
         for key in ("noise", "lamb"):
             v = getattr(self, key)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
                 raise SweepError(f"task {self.name!r}: {key} must be a finite number >= 0, got {v!r}")
+            self._set(key, float(v))
         if self.time_budget is not None and not (isinstance(self.time_budget, (int, float))
                                                  and math.isfinite(self.time_budget) and self.time_budget > 0):
             raise SweepError(f"task {self.name!r}: time_budget must be a positive number of seconds or None, got "
@@ -213,6 +215,7 @@ class SweepTask:
             self._set("refine_grid", grids)
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
             raise SweepError(f"task {self.name!r}: seed must be an integer, got {self.seed!r}")
+        self._set("seed", int(self.seed))
 
     # ------------------------------------------------------------------------------------------ identity
     def spec(self) -> dict[str, Any]:
@@ -359,22 +362,21 @@ def tasks_from_csv(path: str | os.PathLike, targets: Sequence[str], features: Se
         raise SweepError("give at least one target column")
     if len(set(targets)) != len(targets):
         raise SweepError(f"duplicate target columns in {targets}")
+    seed = settings.get("seed", 0)
     tasks = []
-    for target in targets:
-        try:
-            if features is None:  # all columns except every target
-                _, cols = load_csv(path, target, None, test_frac=test_frac, seed=settings.get("seed", 0))
-                feats = [c for c in cols if c not in targets]
-            else:
-                feats = list(features)
-            ds, feats = load_csv(path, target, feats, test_frac=test_frac, seed=settings.get("seed", 0))
-        except UsageError as e:
-            raise SweepError(str(e)) from None
-        used: set[str] = set()
-        names = tuple(_identifier(c, used) for c in feats)
-        data = {k: v.double().numpy() for k, v in ds.items()}
-        name = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in target)[:100] or "y"
-        tasks.append(SweepTask(name, data=data, variables=names, **settings))
+    try:
+        if features is None:  # every column but the targets
+            _, cols = load_csv(path, targets[0], None, test_frac=test_frac, seed=seed)
+            features = [c for c in cols if c not in targets]
+        for target in targets:
+            ds, feats = load_csv(path, target, list(features), test_frac=test_frac, seed=seed)
+            used: set[str] = set()
+            names = tuple(_identifier(c, used) for c in feats)
+            data = {k: v.double().numpy() for k, v in ds.items()}
+            name = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in target)[:100] or "y"
+            tasks.append(SweepTask(name, data=data, variables=names, **settings))
+    except UsageError as e:
+        raise SweepError(str(e)) from None
     if len({t.name for t in tasks}) != len(tasks):
         raise SweepError(f"target columns {targets} give the same file-safe task name twice")
     return tasks

@@ -129,6 +129,10 @@ def sweep(
     tasks = _check_tasks(tasks)
     if n_workers is not None and (isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1):
         raise SweepError(f"n_workers must be a positive integer, got {n_workers!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise SweepError(f"retries must be an integer >= 0, got {retries!r}")
+    if not (isinstance(connect_timeout, (int, float)) and connect_timeout > 0):
+        raise SweepError(f"connect_timeout must be a positive number of seconds, got {connect_timeout!r}")
     if n_workers is not None and client is not None:
         raise SweepError("n_workers sets the size of the local cluster; with a client or scheduler address the "
                          "cluster's own workers are used")
@@ -259,7 +263,11 @@ def _write_once(path: Path, text: str) -> None:
 def _save(folder: Path, res: SweepResult) -> None:
     text = json.dumps(res.to_json(), indent=1) + "\n"
     if res.ok:
-        _write_once(folder / "results" / f"{res.name}.json", text)
+        try:
+            _write_once(folder / "results" / f"{res.name}.json", text)
+        except FileExistsError:  # only when another sweep writes into the same folder at the same time
+            log.warning("sweep: %s was saved already (by another sweep on %s?); kept the first", res.name, folder)
+            return
         (folder / "failed" / f"{res.name}.json").unlink(missing_ok=True)
     else:
         _atomic_write(folder / "failed" / f"{res.name}.json", text)
@@ -280,10 +288,13 @@ def _connect(client: Any, n_workers: int | None, timeout: float) -> tuple[Any, A
     if isinstance(client, (str, os.PathLike)):
         address = str(client)
         try:
-            return dd.Client(address, timeout=timeout), None, True
+            client = dd.Client(address, timeout=timeout)
         except Exception as e:  # OSError, TimeoutError, ValueError for a malformed address
             raise SweepConnectionError(f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
                                        f"({type(e).__name__}: {_one_line(e)[:200]})") from None
+        if not _threads(client, default=0):
+            log.warning("sweep: the scheduler at %s has no workers yet; tasks wait until one joins", address)
+        return client, None, True
     return client, None, False
 
 
@@ -327,11 +338,12 @@ def _run(todo: list[SweepTask], client: Any, folder: Path, new: dict[str, SweepR
             cluster.close()
 
 
-def _threads(client: Any) -> int:
+def _threads(client: Any, default: int = 1) -> int:
+    """Worker threads of the cluster (``default`` when there are none or the scheduler does not answer)."""
     try:
-        return max(1, sum(client.nthreads().values()))
+        return sum(client.nthreads().values()) or default
     except Exception:
-        return 1
+        return default
 
 
 class _Progress:

@@ -664,9 +664,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep_tasks import SweepError, load_formula_tasks, tasks_from_csv
     from .sweeps import sweep
 
-    _check_limits(("--workers", args.workers or 1, 1, MAX_WORKERS), ("--steps", args.steps, 1, MAX_STEPS),
-                  ("--time-budget", args.time_budget, 1e-3, MAX_BUDGET), ("--noise", args.noise, 0, MAX_LAMB),
-                  ("--seed", args.seed, *SEED_RANGE))
+    _check_limits(("--workers", 1 if args.workers is None else args.workers, 1, MAX_WORKERS),
+                  ("--steps", args.steps, 1, MAX_STEPS), ("--time-budget", args.time_budget, 1e-3, MAX_BUDGET),
+                  ("--noise", args.noise, 0, MAX_LAMB), ("--seed", args.seed, *SEED_RANGE))
     if args.workers is not None and args.scheduler is not None:
         raise UsageError("--workers sizes the local cluster; with --scheduler the cluster's own workers are used")
     settings = {"noise": args.noise, "seed": args.seed, "time_budget": args.time_budget, "steps": args.steps}
@@ -688,7 +688,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             tasks = load_formula_tasks(args.tasks, **settings)
         report = sweep(tasks, args.scheduler, out=args.out, n_workers=args.workers, overwrite=args.overwrite,
                        progress=False if args.quiet else None)
-    except (SweepError, ImportError) as e:  # an ImportError names the extra to install (kanlens[distributed])
+    except SweepError as e:
+        raise UsageError(str(e)) from None
+    except ImportError as e:  # no Dask: the message names the extra to install
+        if "kanlens[distributed]" not in str(e):
+            raise
         raise UsageError(str(e)) from None
     _say(args, f"{args.out}/: {len(report.ran)} run, {len(report.skipped)} already finished, {len(report.failed)} "
                f"failed ({report.seconds:.1f} s); results.csv, results.md, results/")

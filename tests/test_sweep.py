@@ -219,6 +219,30 @@ def test_a_malformed_task_file_entry_is_named_before_anything_runs(tmp_path, cap
     assert "kanlens: error:" in capsys.readouterr().err and not out.exists()
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--workers", "0"], "--workers must be >= 1, got 0"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "--workers sizes the local cluster"),
+    (["--time-budget", "nan"], "--time-budget must be >= 0.001, got nan"),
+    (["--noise", "-1"], "--noise must be >= 0, got -1.0"),
+    (["--targets", "y"], "--targets and --features are for CSV files"),
+])
+def test_cli_flags_are_checked_before_anything_runs(tmp_path, capsys, flags, message):
+    path = tmp_path / "formulas.json"
+    path.write_text(json.dumps({"formulas": [{"id": "a", "formula": "x1", "n_vars": 1}]}))
+    out = tmp_path / "run"
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", *flags]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
+
+
+def test_cli_csv_needs_targets(tmp_path, capsys):
+    path = tmp_path / "data.csv"
+    path.write_text("a,y\n" + "".join(f"{k},{2 * k}\n" for k in range(20)))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "a CSV file needs --targets" in capsys.readouterr().err
+    assert main(["sweep", str(path), "--targets", "z", "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    assert "--target: no column 'z'" in capsys.readouterr().err
+
+
 def test_a_folder_of_another_sweep_is_refused_unless_overwrite(client, tmp_path):
     out = tmp_path / "run"
     sweep(fit_tasks(2), client, out=out, progress=False)

@@ -83,6 +83,12 @@ _LAZY: dict[str, tuple[str, str]] = {
     "get_molecule": ("kanlens.hypothesis", "get_molecule"),
     "get_tree_node": ("kanlens.hypothesis", "get_tree_node"),
     "plot_tree": ("kanlens.hypothesis", "plot_tree"),
+    # sweeps on a Dask cluster (optional extra: dask loads only when a sweep runs)
+    "sweep": ("kanlens.sweeps", "sweep"),
+    "SweepReport": ("kanlens.sweeps", "SweepReport"),
+    "SweepTask": ("kanlens.sweep_tasks", "SweepTask"),
+    "SweepResult": ("kanlens.sweep_tasks", "SweepResult"),
+    "SweepError": ("kanlens.sweep_tasks", "SweepError"),
     # scikit-learn front end (optional extra)
     "KANRegressor": ("kanlens.sklearn", "KANRegressor"),
     "KANClassifier": ("kanlens.sklearn", "KANClassifier"),

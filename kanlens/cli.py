@@ -7,6 +7,7 @@ Commands::
     kanlens formula runs/toy            # print the recovered formula (--latex for LaTeX)
     kanlens plot runs/toy [--edge 0,1,0] [--out edge.png]
     kanlens demo [--out runs/demo]
+    kanlens sweep formulas.json --out runs/sweep [--scheduler tcp://host:8786] [--workers 2]
 
 Exit codes: 0 success, 2 bad input (refused formula, missing file, existing output folder...), 1 unexpected
 failure. Error messages are one line on stderr.
@@ -19,6 +20,7 @@ overwritten unless ``--overwrite`` is given; even then only a folder that is emp
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import json
@@ -52,6 +54,8 @@ MAX_WIDTH = 10_000  # nodes per layer
 MAX_LAMB = 1e30  # the penalty is computed in float32 (max ~3.4e38)
 MAX_ROUND = 50  # decimals of `kanlens formula --round`
 SEED_RANGE = (-(2**63), 2**63 - 1)  # torch.Generator.manual_seed
+MAX_WORKERS = 1024  # --workers of `kanlens sweep` (local worker processes)
+MAX_BUDGET = 1e7  # --time-budget seconds (~4 months)
 
 
 class UsageError(ValueError):
@@ -610,15 +614,11 @@ def _report(m: dict[str, Any], folder: Path) -> str:
 def cmd_fit(args: argparse.Namespace) -> int:
     if (args.formula is None) == (args.csv is None):
         raise UsageError("give exactly one of --formula or --csv")
-    for flag, value, low, high in (
+    _check_limits(
         ("--steps", args.steps, 1, MAX_STEPS), ("--grid", args.grid, 1, MAX_GRID), ("-k", args.k, 1, MAX_K),
         ("--train-num", args.train_num, 1, MAX_SAMPLES), ("--test-num", args.test_num, 1, MAX_SAMPLES),
         ("--refine", args.refine, 0, MAX_GRID), ("--seed", args.seed, *SEED_RANGE),
-    ):
-        if value < low:
-            raise UsageError(f"{flag} must be >= {low}, got {value}")
-        if value > high:
-            raise UsageError(f"{flag} must be <= {high}, got {value}")
+    )
     if not (math.isfinite(args.lamb) and 0 <= args.lamb <= MAX_LAMB):
         raise UsageError(f"--lamb must be a finite number in [0, {MAX_LAMB:g}], got {args.lamb}")
     if args.csv is not None and args.target is None:
@@ -649,6 +649,55 @@ def cmd_fit(args: argparse.Namespace) -> int:
     _say(args, f"wrote {out}/ (report.md, formula.txt, metrics.json, model/)")
     print(result.summary())
     return 0
+
+
+def _check_limits(*limits: tuple[str, float, float, float]) -> None:
+    """``(flag, value, low, high)``: a one-line usage error for a value outside ``[low, high]``."""
+    for flag, value, low, high in limits:
+        if not value >= low:  # also NaN
+            raise UsageError(f"{flag} must be >= {low}, got {value}")
+        if value > high:
+            raise UsageError(f"{flag} must be <= {high}, got {value}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep_tasks import SweepError, load_formula_tasks, tasks_from_csv
+    from .sweeps import sweep
+
+    _check_limits(("--workers", 1 if args.workers is None else args.workers, 1, MAX_WORKERS),
+                  ("--steps", args.steps, 1, MAX_STEPS), ("--time-budget", args.time_budget, 1e-3, MAX_BUDGET),
+                  ("--noise", args.noise, 0, MAX_LAMB), ("--seed", args.seed, *SEED_RANGE))
+    if args.workers is not None and args.scheduler is not None:
+        raise UsageError("--workers sizes the local cluster; with --scheduler the cluster's own workers are used")
+    settings = {"noise": args.noise, "seed": args.seed, "time_budget": args.time_budget, "steps": args.steps}
+    # Dask sets its loggers' levels when imported: quiet them afterwards (its INFO lines drown the progress lines);
+    # without Dask, sweep() raises the ImportError that names the extra
+    with contextlib.suppress(ImportError):
+        import distributed  # noqa: F401
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    try:
+        if Path(args.tasks).suffix.lower() == ".csv":
+            if not args.targets:
+                raise UsageError(f"{args.tasks}: a CSV file needs --targets COLUMN[,COLUMN...]")
+            feats = None if args.features is None else [c.strip() for c in args.features.split(",") if c.strip()]
+            tasks = tasks_from_csv(args.tasks, [c.strip() for c in args.targets.split(",") if c.strip()], feats,
+                                   **settings)
+        else:
+            if args.targets or args.features:
+                raise UsageError("--targets and --features are for CSV files (a formula file names its formulas)")
+            tasks = load_formula_tasks(args.tasks, **settings)
+        report = sweep(tasks, args.scheduler, out=args.out, n_workers=args.workers, overwrite=args.overwrite,
+                       progress=False if args.quiet else None)
+    except SweepError as e:
+        raise UsageError(str(e)) from None
+    except ImportError as e:  # no Dask: the message names the extra to install
+        if "kanlens[distributed]" not in str(e):
+            raise
+        raise UsageError(str(e)) from None
+    _say(args, f"{args.out}/: {len(report.ran)} run, {len(report.skipped)} already finished, {len(report.failed)} "
+               f"failed ({report.seconds:.1f} s); results.csv, results.md, results/")
+    print(report.table())
+    return 1 if report.failed else 0
 
 
 def cmd_formula(args: argparse.Namespace) -> int:
@@ -761,7 +810,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="kanlens", description="Fit, inspect and simplify Kolmogorov-Arnold Networks.")
     p.add_argument("--version", action="version", version=f"kanlens {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{fit,formula,plot,demo}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{fit,formula,plot,demo,sweep}")
 
     f = sub.add_parser("fit", help="train, prune and simplify a KAN; write a run folder",
                        description="Train a KAN on a formula or a CSV file, prune it, fit symbolic functions to its "
@@ -812,6 +861,28 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--overwrite", action="store_true", help="replace an existing demo run folder")
     d.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_demo)
+
+    sw = sub.add_parser("sweep", help="many symbolic regressions on a Dask cluster; one result file per task",
+                        description="Run one symbolic regression per formula of a formula file (the format of "
+                        "formulas_public.json) or per --targets column of a CSV file, on a local Dask cluster or "
+                        "an existing one (--scheduler). Each finished task is saved at once in --out/results/; "
+                        "a rerun skips finished tasks. Needs pip install kanlens[distributed].")
+    sw.add_argument("tasks", metavar="FORMULAS.json|DATA.csv", help="formula file or CSV file with a header row")
+    sw.add_argument("--targets", help="CSV: comma-separated target columns, one task each")
+    sw.add_argument("--features", help="CSV: comma-separated feature columns (default: all but the targets)")
+    sw.add_argument("--out", required=True, help="sweep folder (created; a rerun resumes it)")
+    sw.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786 (default: start "
+                    "a local cluster)")
+    sw.add_argument("--workers", type=int, help="worker processes of the local cluster (default: CPU count)")
+    sw.add_argument("--time-budget", type=float, default=60.0, metavar="S",
+                    help="CPU seconds of each search after training (default 60)")
+    sw.add_argument("--noise", type=float, default=0.0, metavar="EPS", help="label noise, EPS * std(y) (default 0)")
+    sw.add_argument("--seed", type=int, default=0, help="seed of data sampling and initialisation (default 0)")
+    sw.add_argument("--steps", type=int, default=50, help="LBFGS steps of each training stage (default 50)")
+    sw.add_argument("--overwrite", action="store_true",
+                    help="accept an --out folder holding another sweep: results not matching these tasks are deleted")
+    sw.add_argument("--quiet", "-q", action="store_true", help="no progress bar or per-task lines")
+    sw.set_defaults(func=cmd_sweep)
     return p
 
 

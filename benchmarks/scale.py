@@ -22,6 +22,7 @@ import datetime
 import os
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -107,9 +108,12 @@ def run_ddp(args: argparse.Namespace) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------- part sweep
-def run_sweep(args: argparse.Namespace) -> None:
-    """The Dask sweep part (added with :mod:`kanlens.sweep`)."""
-    print("\n(part 'sweep' is not in this version of the script)")
+def run_sweep(args: argparse.Namespace) -> dict:
+    """The Dask sweep part: :func:`benchmarks.scale_sweep.run_sweep` (the public formulas, 1 vs 2 workers)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from scale_sweep import run_sweep as sweep_part
+
+    return sweep_part(args)
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -120,6 +124,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=10, help="optimizer steps of the data-parallel fit (part ddp)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2,
                    help="torch threads in total (1 process: all; 2 processes: half each)")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from scale_sweep import add_arguments
+
+    add_arguments(p)  # --formulas, --time-budget, --limit, --workers, --seed, --out (part sweep)
     args = p.parse_args(argv)
     if args.rows < 20 or args.steps < 1:
         p.error("--rows must be >= 20 and --steps >= 1")

@@ -285,7 +285,7 @@ def test_python_dash_m_kanlens(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "kanlens", "--help"], cwd=tmp_path, capture_output=True, text=True,
                        timeout=300, env=env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("usage: kanlens ") and "{fit,formula,plot,demo}" in r.stdout
+    assert r.stdout.startswith("usage: kanlens ") and "{fit,formula,plot,demo,sweep}" in r.stdout
     r = subprocess.run([sys.executable, "-m", "kanlens", "formula", "nowhere"], cwd=tmp_path, capture_output=True,
                        text=True, timeout=300, env=env)
     assert r.returncode == 2 and r.stdout == ""

@@ -45,15 +45,17 @@ def parse_width(width: object) -> list[tuple[int, int]]:
                 raise ValueError(f"width entry {list(w)!r} needs n_sum, n_mult >= 0 and at least one node, in "
                                  f"{list(width)!r}")
         else:
-            n_sum, n_mult = _int(w, f"width entries (in {list(width)!r})"), 0
+            if isinstance(w, (bool, float)) or not hasattr(w, "__index__"):
+                raise TypeError(f"width entries must be ints or [n_sum, n_mult] pairs, got {w!r} in {list(width)!r}")
+            n_sum, n_mult = operator.index(w), 0
             if n_sum < 1:
                 raise ValueError(f"width entries must be positive, got {n_sum} in {list(width)!r}")
         out.append((n_sum, n_mult))
     if len(out) < 2:
         raise ValueError(f"width needs at least 2 entries (inputs and outputs), got {list(width)!r}")
     if out[0][1]:
-        raise ValueError(f"the input layer cannot have multiplication nodes, got width[0] = {width[0]!r}; "
-                         "use [n_in, 0] or n_in")
+        raise ValueError(f"width[0] (the inputs) cannot have multiplication nodes, got {width[0]!r}; use n_in or "
+                         "[n_in, 0]")
     return out
 
 

@@ -13,7 +13,7 @@ Example:
     >>> x, y = sympy.symbols("x y")
     >>> model = kanpiler([x, y], sympy.exp(sympy.sin(sympy.pi * x) + y**2))
     >>> model.width
-    [2, 2, 1]
+    [2, 1, 1]
 """
 
 from __future__ import annotations

@@ -27,7 +27,12 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 def _stride(cfg) -> int:
     """Parameters per layer in a stack: 5, or 7 with multiplication nodes (subnode scale and bias)."""
-    return 5 if cfg[0][4] is None else 7
+    return 5 if _node_map(cfg[0]) is None else 7
+
+
+def _node_map(entry: tuple) -> NodeMap | None:
+    """The node map of a stack ``cfg`` entry (``None``: no multiplication nodes; 4-entry tuples have none)."""
+    return entry[4] if len(entry) > 4 else None
 
 
 def stack_forward(x, cfg, params, need):
@@ -36,7 +41,7 @@ def stack_forward(x, cfg, params, need):
     ``x`` is treated as data (its dense bases are cached across calls, see
     :func:`kanlens.layers.spline.edge_forward`).
 
-    ``cfg[l] = (mask, grid, k, base_name, node_map)``; ``params`` the ``(coef, scale_base, scale_sp, node_scale,
+    ``cfg[l] = (mask, grid, k, base_name[, node_map])``; ``params`` the ``(coef, scale_base, scale_sp, node_scale,
     node_bias)`` of every layer, followed by ``(subnode_scale, subnode_bias)`` in a model with multiplication nodes
     (``node_map`` not ``None``: a :class:`~kanlens.layers.mult.NodeMap`); ``need[0]`` / ``need[1 + i]``: whether
     ``x`` / ``params[i]`` need a gradient.
@@ -44,7 +49,8 @@ def stack_forward(x, cfg, params, need):
     saved, mags = [], []
     need_x = need[0]
     p = _stride(cfg)
-    for l, (mask, grid, k, base_name, node_map) in enumerate(cfg):
+    for l, (mask, grid, k, base_name, *_) in enumerate(cfg):
+        node_map = _node_map(cfg[l])
         coef, scale_base, scale_sp, node_scale, node_bias, *sub = params[p * l : p * l + p]
         y, mag, sv = edge_forward(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need_x, data=l == 0)
         mags.append(mag)
@@ -63,7 +69,8 @@ def stack_reference(x, cfg, params) -> tuple:
     """:func:`stack_forward`'s ``(output, *magnitudes)`` as ordinary autograd ops (differentiable to any order)."""
     mags = []
     p = _stride(cfg)
-    for l, (mask, grid, k, base_name, node_map) in enumerate(cfg):
+    for l, (mask, grid, k, base_name, *_) in enumerate(cfg):
+        node_map = _node_map(cfg[l])
         coef, scale_base, scale_sp, node_scale, node_bias, *sub = params[p * l : p * l + p]
         y, mag = edge_reference(x, coef, scale_base, scale_sp, mask, grid, k, base_name)
         mags.append(mag)

@@ -191,6 +191,8 @@ def test_fit_with_sparsity_and_grid_updates():
     assert h.grid_updates == [0, 2, 4, 6, 8] and not h.events
     assert h["test_loss"][-1] < 0.05 < before
     assert all(r > 0 for r in h["reg"])
+    h = model.fit(data, steps=2, lamb=0.002, reg_metric="std_n", update_grid=False, progress=False)  # per-edge path
+    assert h["test_loss"][-1] < 0.05 and all(r > 0 for r in h["reg"])
 
 
 def test_fused_sparsity_objective_equals_autograd_objective():
@@ -260,6 +262,14 @@ def test_auto_symbolic_fixes_every_subnode_edge():
     expr, variables = model.symbolic_formula()
     fn = sympy.lambdify(variables, expr[0], "numpy")
     torch.testing.assert_close(torch.as_tensor(fn(*x.T.numpy())), model(x)[:, 0].detach(), rtol=0, atol=1e-9)
+
+
+def test_symbolic_regression_refuses_multiplication_nodes_clearly():
+    from kanlens import symbolic_regression
+
+    data = create_dataset(lambda t: t[:, [0]] * t[:, [1]], n_var=2, train_num=20, test_num=20)
+    with pytest.raises(ValueError, match=r"sum nodes only.*auto_symbolic"):
+        symbolic_regression(data, [2, [0, 1], 1])
 
 
 # ---------------------------------------------------------------------------------------------------- attribution

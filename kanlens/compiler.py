@@ -51,11 +51,13 @@ class _Compiler:
         self.vars = variables
         self.inputs = {v: _Node("input", index=i) for i, v in enumerate(variables)}
         self.cache: dict[sympy.Expr, _Node] = {}
-        self.keys = {}
+        self.keys: dict[sympy.Expr, str] = {}  # f(u) -> library name
         for name in library.names:
             fn = library[name]
             if fn.kind != "zero":
                 self.keys.setdefault(sympy.sympify(fn.sympy_fn(_U)), name)
+        # integer powers the library has (x^2, 1/x, ...); other integer powers become products
+        self.powers = {int(k.exp) for k in self.keys if isinstance(k, sympy.Pow) and k.base == _U and k.exp.is_Integer}
 
     # ------------------------------------------------------------------ expression -> tree
     def node(self, e: sympy.Expr) -> _Node:
@@ -71,15 +73,12 @@ class _Compiler:
         if isinstance(e, sympy.Mul) and len(factors) >= 2:
             return _Node("mult", [self.terms(f) for f in factors], scale=self.number(coeff, e))
         power = self._power(e)
-        if power is not None and power[1] not in self.keys_pow():
+        if power is not None and power[1] not in self.powers:
             base, n = power
             name = "x" if n > 0 else "1/x"
             child = self.node(base)
             return _Node("mult", [([(name, (1.0, 0.0, 1.0, 0.0), child)], 0.0) for _ in range(abs(n))])
         return _Node("sum", [self.terms(e)])
-
-    def keys_pow(self) -> set[int]:
-        return {int(k.exp) for k in self.keys if isinstance(k, sympy.Pow) and k.base == _U and k.exp.is_Integer}
 
     def _power(self, e: sympy.Expr) -> tuple[sympy.Expr, int] | None:
         """``(base, n)`` for an integer power ``base**n`` (``|n| >= 2``) of a non-constant base, else ``None``."""
@@ -105,7 +104,7 @@ class _Compiler:
         c, rest = t.as_independent(*self.vars, as_Add=False)
         c = self.number(c, t)
         power = self._power(rest)
-        if rest in self.inputs or isinstance(rest, sympy.Mul) or (power and power[1] not in self.keys_pow()):
+        if rest in self.inputs or isinstance(rest, sympy.Mul) or (power and power[1] not in self.powers):
             return "x", (1.0, 0.0, c, 0.0), self.node(rest)
         if isinstance(rest, sympy.Pow) and rest.base.is_number:  # 2**x = exp(log(2) x)
             rest = sympy.exp(rest.exp * sympy.log(rest.base))

@@ -5,6 +5,7 @@ Everything is measured side by side in one run; compare the ratios, not the abso
     python benchmarks/speed.py                 # full table (pykan columns only if `import kan` works)
     python benchmarks/speed.py --no-fit        # skip the canonical-fit timing
     python benchmarks/speed.py --device cuda   # on a GPU machine
+    python benchmarks/speed.py --mult-only     # only the multiplication-node (MultKAN) comparison
 
 pykan is used only here, as a baseline (`pip install pykan==0.2.8`); kanlens never imports it.
 """
@@ -23,6 +24,8 @@ import torch
 
 WIDTH = [100, 100, 100]
 GRID, K, BATCH = 5, 3, 1024
+MULT_WIDTH, MULT_ARITY = [100, [50, 25], 100], 2  # 50 sum and 25 product nodes: the first layer has 100 subnodes
+MULT_FIT_WIDTH = [2, [5, 2], 1]  # the MultKAN of the issue (pykan Interp tutorials)
 
 
 def toy(x: torch.Tensor) -> torch.Tensor:
@@ -37,16 +40,19 @@ def have_pykan() -> bool:
     return True
 
 
-def build(impl: str, device: str, width: list[int] = WIDTH) -> torch.nn.Module:
+def build(impl: str, device: str, width: list = WIDTH, mult_arity: int = 2) -> torch.nn.Module:
     if impl == "kanlens":
         from kanlens import KAN
 
-        return KAN(width=width, grid=GRID, k=K, seed=0, device=device).speed()
+        return KAN(width=width, grid=GRID, k=K, seed=0, device=device, mult_arity=mult_arity).speed()
     if impl == "pykan":
+        import copy
+
         from kan import KAN as PyKAN
 
         ckpt = tempfile.mkdtemp(prefix="pykan-bench-")
-        model = PyKAN(width=list(width), grid=GRID, k=K, seed=0, auto_save=False, ckpt_path=ckpt, device=device)
+        model = PyKAN(width=copy.deepcopy(width), grid=GRID, k=K, seed=0, auto_save=False, ckpt_path=ckpt,
+                      device=device, mult_arity=mult_arity)
         return model.speed()
     if impl == "mlp":
         kan = build("kanlens", "cpu", width)
@@ -76,9 +82,10 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def throughput(models: dict[str, torch.nn.Module], device: str, seconds: float, rounds: int) -> dict[str, float]:
+def throughput(models: dict[str, torch.nn.Module], device: str, seconds: float, rounds: int,
+               n_in: int = WIDTH[0]) -> dict[str, float]:
     """Best-of-``rounds`` fwd+bwd samples/s; implementations are interleaved round by round."""
-    x = torch.rand(BATCH, WIDTH[0], generator=torch.Generator().manual_seed(0)).mul(2).sub(1).to(device)
+    x = torch.rand(BATCH, n_in, generator=torch.Generator().manual_seed(0)).mul(2).sub(1).to(device)
     best = dict.fromkeys(models, 0.0)
     for m in models.values():
         for _ in range(3):
@@ -155,6 +162,62 @@ def canonical_fit(impl: str, device: str, steps: int) -> tuple[float, float, flo
     return time.perf_counter() - t0, time.process_time() - c0, float(res["test_loss"][-1])
 
 
+def mult_target(x: torch.Tensor) -> torch.Tensor:
+    return x[:, [0]] * x[:, [1]] + torch.sin(x[:, [0]])
+
+
+def mult_fit(impl: str, device: str, steps: int) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and test RMSE of an LBFGS fit (lamb=0.001) of x1*x2 + sin(x1) with a
+    ``MULT_FIT_WIDTH`` MultKAN (5 sum and 2 product nodes), grid 5, k 3, 1000 points."""
+    import copy
+
+    if impl == "kanlens":
+        from kanlens import KAN, create_dataset
+
+        ds = create_dataset(mult_target, n_var=2, seed=0, device=device)
+        model = KAN(width=copy.deepcopy(MULT_FIT_WIDTH), grid=5, k=3, seed=0, device=device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        h = model.fit(ds, opt="LBFGS", steps=steps, lamb=0.001, progress=False)
+        return time.perf_counter() - t0, time.process_time() - c0, h.test_loss[-1]
+    from kan import KAN as PyKAN
+    from kan.utils import create_dataset as py_create_dataset
+
+    ds = py_create_dataset(mult_target, n_var=2, seed=0, device=device)
+    model = PyKAN(width=copy.deepcopy(MULT_FIT_WIDTH), grid=5, k=3, seed=0, auto_save=False,
+                  ckpt_path=tempfile.mkdtemp(prefix="pykan-bench-"), device=device)
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = model.fit(ds, opt="LBFGS", steps=steps, lamb=0.001, log=10**9)
+    return time.perf_counter() - t0, time.process_time() - c0, float(res["test_loss"][-1])
+
+
+def mult_section(args: argparse.Namespace, with_pykan: bool) -> None:
+    """Multiplication nodes: fwd+bwd throughput of the same MultKAN width, and an LBFGS fit, side by side."""
+    impls = ["kanlens"] + (["pykan"] if with_pykan else [])
+    models = {name: build(name, args.device, MULT_WIDTH, MULT_ARITY) for name in impls}
+    tput = throughput(models, args.device, args.seconds, args.rounds, n_in=MULT_WIDTH[0])
+    print(f"\n## Multiplication nodes: width={MULT_WIDTH} mult_arity={MULT_ARITY}, fwd+bwd, batch {BATCH}")
+    print("| impl | params | samples/s | vs kanlens |")
+    print("|---|---:|---:|---:|")
+    for name in impls:
+        print(f"| {name} | {n_params(models[name]):,} | {tput[name]:,.0f} | {tput[name] / tput['kanlens']:.3f}x |")
+    if "pykan" in tput:
+        print(f"\nkanlens / pykan MultKAN throughput: {tput['kanlens'] / tput['pykan']:.1f}x (target >= 10x)")
+    if args.no_fit:
+        return
+    print(f"\n## MultKAN fit: {MULT_FIT_WIDTH} on x1*x2 + sin(x1), grid 5 k 3, LBFGS {args.fit_steps} steps, "
+          "lamb=0.001")
+    print("| impl | seconds | s/step | CPU seconds | test RMSE |")
+    print("|---|---:|---:|---:|---:|")
+    fits = {}
+    for name in impls:
+        sec, cpu, rmse = mult_fit(name, args.device, args.fit_steps)
+        fits[name] = sec, cpu
+        print(f"| {name} | {sec:.2f} | {sec / args.fit_steps * 1e3:.0f} ms | {cpu:.2f} | {rmse:.4f} |")
+    if "pykan" in fits:
+        print(f"\nkanlens MultKAN fit speed-up over pykan: {fits['pykan'][0] / fits['kanlens'][0]:.1f}x wall-clock "
+              f"(target >= 10x), {fits['pykan'][1] / fits['kanlens'][1]:.1f}x CPU time")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
@@ -163,6 +226,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fit-steps", type=int, default=50)
     ap.add_argument("--no-fit", action="store_true")
     ap.add_argument("--no-pykan", action="store_true")
+    ap.add_argument("--mult-only", action="store_true", help="only the multiplication-node comparison")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     ap.add_argument("--memory-worker", metavar="IMPL", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -171,10 +235,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_worker:
         memory_worker(args.memory_worker, args.device)
         return
-    impls = ["kanlens", "mlp"] + ([] if args.no_pykan or not have_pykan() else ["pykan"])
-    models = {name: build(name, args.device) for name in impls}
+    with_pykan = not args.no_pykan and have_pykan()
+    impls = ["kanlens", "mlp"] + (["pykan"] if with_pykan else [])
     print(f"# device={args.device} torch={torch.__version__} threads={torch.get_num_threads()} "
           f"cpus={os.cpu_count()} width={WIDTH} grid={GRID} k={K} batch={BATCH} float32")
+    if args.mult_only:
+        mult_section(args, with_pykan)
+        return
+    models = {name: build(name, args.device) for name in impls}
     tput = throughput(models, args.device, args.seconds, args.rounds)
     mem = {name: peak_memory(name, args.device) for name in impls}
     edge_mib = BATCH * WIDTH[0] * WIDTH[1] * 4 / 2**20
@@ -202,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
         if "pykan" in fits:
             print(f"\nkanlens fit speed-up over pykan: {fits['pykan'][0] / fits['kanlens'][0]:.1f}x wall-clock "
                   f"(target >= 5x), {fits['pykan'][1] / fits['kanlens'][1]:.1f}x CPU time")
+    mult_section(args, with_pykan)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "to_string": ("kanlens.symbolic.export", "to_string"),
     "lambdify": ("kanlens.symbolic.export", "lambdify"),
     "symbolic_regression": ("kanlens.symbolic.pipeline", "symbolic_regression"),
+    "kanpiler": ("kanlens.compiler", "kanpiler"),
     # pruning and graphs
     "to_networkx": ("kanlens.graph", "to_networkx"),
     "write_graphml": ("kanlens.graph", "write_graphml"),

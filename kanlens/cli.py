@@ -339,8 +339,8 @@ def _inputs(model: Any, x: torch.Tensor) -> torch.Tensor:
 def _drop_unused_inputs(model: Any, x: torch.Tensor) -> Any:
     """Remove inputs without any active edge (an exact operation: the function does not change)."""
     active = (model.layers[0].mask != 0) | (model.symbolic[0].mask != 0)
-    used = [i for i in range(model.width[0]) if bool(active[:, i].any())]
-    if len(used) == model.width[0] or not used:
+    used = [i for i in range(model.width_in[0]) if bool(active[:, i].any())]
+    if len(used) == model.width_in[0] or not used:
         return model
     return model.prune_input(active_inputs=used, x=x.to(model.device, model.dtype))
 
@@ -763,7 +763,7 @@ def _var_symbols(model) -> list:
 
     names = model.config.input_names
     if names is None:
-        ids = model.config.input_ids if model.config.input_ids is not None else range(model.width[0])
+        ids = model.config.input_ids if model.config.input_ids is not None else range(model.width_in[0])
         names = [f"x{k + 1}" for k in ids]
     return [sympy.Symbol(n) for n in names]
 

@@ -1,7 +1,9 @@
 """The KAN as a ``networkx.DiGraph``: a node per neuron, an edge per active KAN edge (networkx imported lazily).
 
 Node ids are strings ``"{layer}_{index}"`` so the graph survives GraphML export unchanged. Layouts can use the
-``layer`` attribute, e.g. ``networkx.multipartite_layout(G, subset_key="layer")``.
+``layer`` attribute, e.g. ``networkx.multipartite_layout(G, subset_key="layer")``. With multiplication nodes the
+KAN edges end in *subnodes* ``"{layer}_s{index}"`` (``kind="subnode"``), each joined to the node it feeds by an
+edge with ``mode="sum"`` or ``mode="mult"``; neurons then carry ``op="sum"`` or ``op="mult"``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
     from .model import KAN
 
-__all__ = ["node_id", "to_networkx", "write_graphml"]
+__all__ = ["node_id", "subnode_id", "to_networkx", "write_graphml"]
 
 
 def node_id(layer: int, index: int) -> str:
@@ -26,9 +28,14 @@ def node_id(layer: int, index: int) -> str:
     return f"{layer}_{index}"
 
 
+def subnode_id(layer: int, index: int) -> str:
+    """The graph id of subnode ``index`` of layer ``layer`` (a KAN edge's end in a model with products)."""
+    return f"{layer}_s{index}"
+
+
 def _node_names(model: KAN) -> list[list[str]]:
     cfg = model.config
-    width = model.width
+    width = model.width_in
     ids = list(cfg.input_ids) if cfg.input_ids is not None else list(range(width[0]))
     inputs = list(cfg.input_names) if cfg.input_names is not None else [f"x{i + 1}" for i in ids]
     names = [inputs]
@@ -71,7 +78,8 @@ def to_networkx(model: KAN, x: torch.Tensor | None = None, *, scores: bool | Non
 
     if scores is None:
         scores = x is not None or bool(getattr(model, "acts", None))
-    width, depth = model.width, model.depth
+    width, depth, layout = model.width_in, model.depth, model.node_layout
+    w_out = model.width_out
     if scores:
         attr = pruning.attribute(model, x)
         node_sc = [s.tolist() for s in attr.node_scores]
@@ -80,15 +88,28 @@ def to_networkx(model: KAN, x: torch.Tensor | None = None, *, scores: bool | Non
     else:
         nan = float("nan")
         node_sc = [[nan] * w for w in width]
-        edge_sc = [[[nan] * width[l] for _ in range(width[l + 1])] for l in range(depth)]
+        edge_sc = [[[nan] * width[l] for _ in range(w_out[l + 1])] for l in range(depth)]
         mag = edge_sc
 
-    G = nx.DiGraph(width=",".join(map(str, width)), depth=depth, has_scores=bool(scores))
+    shown = model.width if layout.has_mult else width
+    G = nx.DiGraph(width=",".join(str(w).replace(" ", "") for w in shown), depth=depth, has_scores=bool(scores))
     names = _node_names(model)
     for l, w in enumerate(width):
         kind = "input" if l == 0 else "output" if l == depth else "hidden"
         for i in range(w):
-            G.add_node(node_id(l, i), layer=l, index=i, name=names[l][i], kind=kind, score=float(node_sc[l][i]))
+            G.add_node(node_id(l, i), layer=l, index=i, name=names[l][i], kind=kind, score=float(node_sc[l][i]),
+                       **({"op": "sum" if i < layout.n_sum[l] else "mult"} if layout.has_mult else {}))
+    end = node_id
+    if layout.has_mult:
+        end = subnode_id
+        for l in range(1, depth + 1):
+            for node, group in enumerate(layout.groups(l)):
+                op = "sum" if node < layout.n_sum[l] else "mult"
+                for s in group:
+                    G.add_node(subnode_id(l, s), layer=l, index=s, name=f"{names[l][node]}.{s}", kind="subnode",
+                               score=float(node_sc[l][node]))
+                    G.add_edge(subnode_id(l, s), node_id(l, node), layer=l, i=s, j=node, mode=op, function="",
+                               score=float(node_sc[l][node]), magnitude=float("nan"))
     for l in range(depth):
         spline_on = (model.layers[l].mask != 0).cpu()
         sym = model.symbolic[l]
@@ -99,7 +120,7 @@ def to_networkx(model: KAN, x: torch.Tensor | None = None, *, scores: bool | Non
             s, y = bool(spline_on[j, i]), bool(sym_on[j, i])
             mode = "mixed" if s and y else "symbolic" if y else "spline"
             G.add_edge(
-                node_id(l, i), node_id(l + 1, j), layer=l, i=i, j=j, mode=mode,
+                node_id(l, i), end(l + 1, j), layer=l, i=i, j=j, mode=mode,
                 function=fn_names[j][i] if y and fn_names is not None else "",
                 score=float(edge_sc[l][j][i]), magnitude=float(mag[l][j][i]),
             )

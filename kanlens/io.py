@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import itertools
 import json
 import os
 import shutil
@@ -368,17 +367,23 @@ def _config_from_meta(cfg_path: Path, meta: dict[str, Any], total_numel: int):
         config = KANConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{cfg_path}: invalid config ({e})") from None
+    from .layers.mult import node_layout
+
     w, grid, k = config.width, config.grid, config.k
-    ok = (isinstance(w, list) and len(w) >= 2 and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
-                                                      for v in w)
+    try:  # plain ints, or [n_sum, n_mult] entries checked against mult_arity
+        layout = node_layout(w, config.mult_arity) if isinstance(w, list) else None
+    except (TypeError, ValueError):
+        layout = None
+    ok = (layout is not None and all(isinstance(v, list) or (type(v) is int) for v in w)
           and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in (grid, k)))
     if not ok:
-        raise CheckpointError(f"{cfg_path}: invalid config (width={w!r}, grid={grid!r}, k={k!r})")
+        raise CheckpointError(f"{cfg_path}: invalid config (width={w!r}, mult_arity={config.mult_arity!r}, "
+                              f"grid={grid!r}, k={k!r})")
     if meta.get("width") != w:
         raise CheckpointError(f"{cfg_path}: 'width' {meta.get('width')!r} disagrees with config width {w!r}")
-    # The spline coefficients alone need sum w_l * w_{l+1} * (grid + k) numbers: refuse before allocating a model
-    # that the tensor file cannot possibly fill (a tampered width must not exhaust memory).
-    implied = sum(a * b for a, b in itertools.pairwise(w)) * (grid + k)
+    # The spline coefficients alone need sum w_l * w_{l+1} * (grid + k) numbers (nodes in, subnodes out): refuse
+    # before allocating a model that the tensor file cannot possibly fill (a tampered width must not exhaust memory).
+    implied = sum(a * b for a, b in zip(layout.width_in[:-1], layout.width_out[1:])) * (grid + k)
     if implied > total_numel:
         raise CheckpointError(
             f"{cfg_path}: config (width={w}, grid={grid}, k={k}) needs {implied} spline coefficients but "

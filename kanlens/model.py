@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from .hooks import HookPoint, run_with_cache
+from .layers.mult import NodeLayout, NodeMap, node_layout
 from .layers.spline import KANLayer, base_fun_name, edge_backward, edge_forward, edge_reference, recompute_grads
 from .layers.symbolic import SymbolicKANLayer
 from .pykan_api import PykanMethods
@@ -25,34 +26,57 @@ __all__ = ["KAN", "KANConfig"]
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
+def _stride(cfg) -> int:
+    """Parameters per layer in a stack: 5, or 7 with multiplication nodes (subnode scale and bias)."""
+    return 5 if _node_map(cfg[0]) is None else 7
+
+
+def _node_map(entry: tuple) -> NodeMap | None:
+    """The node map of a stack ``cfg`` entry (``None``: no multiplication nodes; 4-entry tuples have none)."""
+    return entry[4] if len(entry) > 4 else None
+
+
 def stack_forward(x, cfg, params, need):
     """Spline layers and node affine maps without autograd: ``(output, [mag_l], saved)``.
 
     ``x`` is treated as data (its dense bases are cached across calls, see
     :func:`kanlens.layers.spline.edge_forward`).
 
-    ``cfg[l] = (mask, grid, k, base_name)``; ``params`` the ``(coef, scale_base, scale_sp, node_scale, node_bias)``
-    of every layer; ``need[0]`` / ``need[1 + i]``: whether ``x`` / ``params[i]`` need a gradient.
+    ``cfg[l] = (mask, grid, k, base_name[, node_map])``; ``params`` the ``(coef, scale_base, scale_sp, node_scale,
+    node_bias)`` of every layer, followed by ``(subnode_scale, subnode_bias)`` in a model with multiplication nodes
+    (``node_map`` not ``None``: a :class:`~kanlens.layers.mult.NodeMap`); ``need[0]`` / ``need[1 + i]``: whether
+    ``x`` / ``params[i]`` need a gradient.
     """
     saved, mags = [], []
     need_x = need[0]
-    for l, (mask, grid, k, base_name) in enumerate(cfg):
-        coef, scale_base, scale_sp, node_scale, node_bias = params[5 * l : 5 * l + 5]
+    p = _stride(cfg)
+    for l, (mask, grid, k, base_name, *_) in enumerate(cfg):
+        node_map = _node_map(cfg[l])
+        coef, scale_base, scale_sp, node_scale, node_bias, *sub = params[p * l : p * l + p]
         y, mag, sv = edge_forward(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need_x, data=l == 0)
-        saved.append((sv, y, node_scale))
         mags.append(mag)
-        x = torch.addcmul(node_bias, y, node_scale)
-        need_x = need_x or any(need[1 + 5 * l : 6 + 5 * l])  # x of the next layer depends on these
+        if node_map is None:
+            saved.append((sv, y, node_scale))
+            x = torch.addcmul(node_bias, y, node_scale)
+        else:
+            z, factors = node_map.forward(torch.addcmul(sub[1], y, sub[0]))
+            saved.append((sv, y, node_scale, z, factors, sub[0], node_map))
+            x = torch.addcmul(node_bias, z, node_scale)
+        need_x = need_x or any(need[1 + p * l : 1 + p * l + p])  # x of the next layer depends on these
     return x, mags, saved
 
 
 def stack_reference(x, cfg, params) -> tuple:
     """:func:`stack_forward`'s ``(output, *magnitudes)`` as ordinary autograd ops (differentiable to any order)."""
     mags = []
-    for l, (mask, grid, k, base_name) in enumerate(cfg):
-        coef, scale_base, scale_sp, node_scale, node_bias = params[5 * l : 5 * l + 5]
+    p = _stride(cfg)
+    for l, (mask, grid, k, base_name, *_) in enumerate(cfg):
+        node_map = _node_map(cfg[l])
+        coef, scale_base, scale_sp, node_scale, node_bias, *sub = params[p * l : p * l + p]
         y, mag = edge_reference(x, coef, scale_base, scale_sp, mask, grid, k, base_name)
         mags.append(mag)
+        if node_map is not None:
+            y = node_map.reference(torch.addcmul(sub[1], y, sub[0]))
         x = torch.addcmul(node_bias, y, node_scale)
     return (x, *mags)
 
@@ -61,16 +85,27 @@ def stack_backward(saved, need, g, g_mags):
     """Gradients ``(x, *params)`` (``None`` where not needed) of :func:`stack_forward`'s outputs given the
     gradient ``g`` of the output and ``g_mags[l]`` of the magnitudes (``None``: not used)."""
     grads: list[torch.Tensor | None] = [None] * (len(need) - 1)
+    p = (len(need) - 1) // len(saved)
     for l in range(len(saved) - 1, -1, -1):
-        sv, y, node_scale = saved[l]
-        nl = need[1 + 5 * l : 6 + 5 * l]
+        sv, y, node_scale, *mult = saved[l]
+        nl = need[1 + p * l : 1 + p * l + p]
+        z = y if not mult else mult[0]
         if nl[3]:
-            grads[5 * l + 3] = (g * y).sum(0)
+            grads[p * l + 3] = (g * z).sum(0)
         if nl[4]:
-            grads[5 * l + 4] = g.sum(0)
-        need_x = any(need[: 1 + 5 * l])
-        g_x, *g_layer = edge_backward(sv, g * node_scale, g_mags[l], (need_x, *nl[:3]))
-        grads[5 * l : 5 * l + 3] = g_layer
+            grads[p * l + 4] = g.sum(0)
+        need_x = any(need[: 1 + p * l])
+        g_y = g * node_scale
+        if mult:  # through the product nodes and the subnode affine map
+            _, factors, sub_scale, node_map = mult
+            g_y = node_map.backward(g_y, factors)
+            if nl[5]:
+                grads[p * l + 5] = (g_y * y).sum(0)
+            if nl[6]:
+                grads[p * l + 6] = g_y.sum(0)
+            g_y = g_y * sub_scale
+        g_x, *g_layer = edge_backward(sv, g_y, g_mags[l], (need_x, *nl[:3]))
+        grads[p * l : p * l + 3] = g_layer
         g = g_x
     return (g, *grads)
 
@@ -101,32 +136,17 @@ class _SparseStack(torch.autograd.Function):
         return (g_x, None, *grads)
 
 
-def _normalize_width(width: object) -> list[int]:
-    if not isinstance(width, (list, tuple)):
-        raise TypeError(f"width must be a list of ints such as [2, 5, 1], got {type(width).__name__}")
-    out = []
-    for w in width:
-        # pykan also accepts [n_sum, n_mult] pairs; kanlens has no multiplication nodes, so n_mult must be 0.
-        if isinstance(w, (list, tuple)):
-            if len(w) != 2 or w[1] != 0:
-                raise ValueError(f"width entry {w!r}: multiplication nodes are not supported; use plain ints")
-            w = w[0]
-        if not is_int(w):
-            raise TypeError(f"width entries must be ints, got {w!r} in {width!r}")
-        w = int(w)
-        if w < 1:
-            raise ValueError(f"width entries must be positive, got {w} in {list(width)!r}")
-        out.append(w)
-    if len(out) < 2:
-        raise ValueError(f"width needs at least 2 entries (inputs and outputs), got {list(width)!r}")
-    return out
+def _normalize_width(width: object, mult_arity: object = 2) -> list:
+    """The config form of ``width``: plain ints (``[2, 5, 1]``) without multiplication nodes, else pykan's
+    ``[[n_sum, n_mult], ...]`` for every entry; checks ``mult_arity`` against it."""
+    return node_layout(width, mult_arity).width()
 
 
 @dataclasses.dataclass
 class KANConfig:
     """Everything needed to rebuild a :class:`KAN` (saved as JSON in checkpoints)."""
 
-    width: list[int]
+    width: list
     grid: int = 5
     k: int = 3
     seed: int = 0
@@ -141,10 +161,13 @@ class KANConfig:
     dtype: str = "float32"
     input_names: list[str] | None = None
     input_ids: list[int] | None = None
+    mult_arity: int | list[list[int]] = 2
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["grid_range"] = list(self.grid_range)
+        if not any(isinstance(w, (list, tuple)) for w in self.width):
+            d.pop("mult_arity")  # no multiplication nodes: the same JSON as before they existed
         return d
 
     @classmethod
@@ -163,7 +186,8 @@ class KAN(PykanMethods, nn.Module):
     """Kolmogorov-Arnold Network (pykan-compatible vocabulary).
 
     Args:
-        width: nodes per layer, e.g. ``[2, 5, 1]``.
+        width: nodes per layer, e.g. ``[2, 5, 1]``; an entry ``[n_sum, n_mult]`` adds multiplication nodes
+            (pykan's MultKAN: ``[2, [5, 2], 1]`` has 5 sum and 2 product nodes in its hidden layer).
         grid: number of spline grid intervals.
         k: spline order.
         seed: seed of the local generator used for initialisation (global RNGs are never touched).
@@ -173,18 +197,21 @@ class KAN(PykanMethods, nn.Module):
         save_act: keep the last inputs of every layer (detached) so edge curves can be recomputed later
             (plots, scores); ``False`` keeps nothing.
         symbolic_enabled: evaluate symbolic edges (set ``False`` to use splines only, faster).
-        **kwargs: further :class:`KANConfig` fields (``noise_scale``, ``base_fun``, ``grid_range``, ``grid_eps``...);
+        **kwargs: further :class:`KANConfig` fields (``mult_arity``: factors per multiplication node, an int or one
+            list per width entry such as ``[[], [2, 3], []]``; ``noise_scale``, ``base_fun``, ``grid_range``...);
             pykan's ``sp_trainable`` / ``sb_trainable`` (freeze the spline / base scales), ``base_fun=torch.nn.SiLU()``
             and its file options ``auto_save``, ``ckpt_path``, ``state_id``, ``round``, ``first_init`` (ignored:
             kanlens writes files only where you ask) are accepted too.
 
     Shapes:
-        ``forward``: ``(batch, width[0]) -> (batch, width[-1])``.
+        ``forward``: ``(batch, width_in[0]) -> (batch, width_in[-1])`` (``width[0] -> width[-1]`` for plain widths).
 
     Example:
         >>> model = KAN(width=[2, 5, 1], grid=5, k=3, seed=0)
         >>> model(torch.rand(8, 2)).shape
         torch.Size([8, 1])
+        >>> KAN(width=[2, [0, 1], 1], mult_arity=2).width  # one product node
+        [[2, 0], [0, 1], [1, 0]]
     """
 
     def __init__(
@@ -214,14 +241,14 @@ class KAN(PykanMethods, nn.Module):
                     known = [*fields, *_PYKAN_IGNORED, "sp_trainable", "sb_trainable"]
                     raise TypeError(f"unknown KAN option {name!r}{did_you_mean(name, known)}")
             config = KANConfig(
-                width=_normalize_width(width), grid=as_int("grid", grid, 1), k=as_int("k", k, 1),
-                seed=as_int("seed", seed),
+                width=_normalize_width(width, kwargs.get("mult_arity", 2)), grid=as_int("grid", grid, 1),
+                k=as_int("k", k, 1), seed=as_int("seed", seed),
                 dtype=_dtype_name(default_dtype() if dtype is None else dtype),
                 symbolic_enabled=symbolic_enabled, **kwargs,
             )
         else:
             config = copy.deepcopy(config)
-            config.width = _normalize_width(config.width)
+            config.width = _normalize_width(config.width, config.mult_arity)
             trainable = {}
         _validate_config(config)
         if not isinstance(save_act, bool):
@@ -232,17 +259,19 @@ class KAN(PykanMethods, nn.Module):
         self.save_act = save_act
         dt = _DTYPES[config.dtype]
         gen = torch.Generator().manual_seed(config.seed)
-        w = config.width
+        self._layout: NodeLayout = node_layout(config.width, config.mult_arity)
+        self._maps: dict[str, list[NodeMap]] = {}
+        w, w_sub = self._layout.width_in, self._layout.width_out
         self.layers = nn.ModuleList(
             KANLayer(
-                w[l], w[l + 1], config.grid, config.k, noise_scale=config.noise_scale,
+                w[l], w_sub[l + 1], config.grid, config.k, noise_scale=config.noise_scale,
                 scale_base_mu=config.scale_base_mu, scale_base_sigma=config.scale_base_sigma,
                 base_fun=config.base_fun, grid_range=config.grid_range, grid_eps=config.grid_eps,
                 generator=gen, dtype=dt, **trainable,
             )
             for l in range(len(w) - 1)
         )
-        self.symbolic = nn.ModuleList(SymbolicKANLayer(w[l], w[l + 1], dtype=dt) for l in range(len(w) - 1))
+        self.symbolic = nn.ModuleList(SymbolicKANLayer(w[l], w_sub[l + 1], dtype=dt) for l in range(len(w) - 1))
         # Node-level affine maps (pykan's node_scale / node_bias); frozen unless affine_trainable.
         at = config.affine_trainable
         self.node_scale = nn.ParameterList(
@@ -251,6 +280,14 @@ class KAN(PykanMethods, nn.Module):
         self.node_bias = nn.ParameterList(
             nn.Parameter(torch.zeros(w[l + 1], dtype=dt), requires_grad=at) for l in range(len(w) - 1)
         )
+        if self._layout.has_mult:
+            # pykan's subnode affine maps, before the products (a pruned edge's mean is folded in here)
+            self.subnode_scale = nn.ParameterList(
+                nn.Parameter(torch.ones(w_sub[l + 1], dtype=dt), requires_grad=at) for l in range(len(w) - 1)
+            )
+            self.subnode_bias = nn.ParameterList(
+                nn.Parameter(torch.zeros(w_sub[l + 1], dtype=dt), requires_grad=at) for l in range(len(w) - 1)
+            )
         self.hook_in = nn.ModuleList(HookPoint() for _ in range(len(w) - 1))
         self.hook_out = nn.ModuleList(HookPoint() for _ in range(len(w) - 1))
         self.acts: list[torch.Tensor] = []
@@ -259,9 +296,59 @@ class KAN(PykanMethods, nn.Module):
 
     # ------------------------------------------------------------------ properties
     @property
-    def width(self) -> list[int]:
-        """Current widths (after pruning, the pruned shape)."""
-        return list(self.config.width)
+    def width(self) -> list:
+        """Current widths (after pruning, the pruned shape): ints such as ``[2, 5, 1]``, or with multiplication
+        nodes pykan's ``[[n_sum, n_mult], ...]`` form (``[[2, 0], [5, 2], [1, 0]]``)."""
+        return copy.deepcopy(self.config.width)
+
+    @property
+    def width_in(self) -> list[int]:
+        """Nodes per layer, sum and product nodes together (pykan's ``width_in``)."""
+        return self._layout.width_in
+
+    @property
+    def width_out(self) -> list[int]:
+        """Subnodes per layer: what the KAN layer before it outputs (pykan's ``width_out``; ``width_in`` without
+        multiplication nodes)."""
+        return self._layout.width_out
+
+    @property
+    def n_sum(self) -> list[int]:
+        """Sum nodes of every hidden layer (pykan's ``n_sum``)."""
+        return list(self._layout.n_sum[1:-1])
+
+    @property
+    def n_mult(self) -> list[int]:
+        """Multiplication nodes of every hidden layer (pykan's ``n_mult``)."""
+        return self._layout.n_mult[1:-1]
+
+    @property
+    def mult_arity(self) -> int | list[list[int]]:
+        """Factors per multiplication node: an int, or one list per layer of nodes (pykan's ``mult_arity``)."""
+        return copy.deepcopy(self.config.mult_arity)
+
+    @property
+    def node_layout(self) -> NodeLayout:
+        """Sum/product nodes and arities of every layer (see :class:`kanlens.layers.mult.NodeLayout`)."""
+        return self._layout
+
+    def _node_maps(self, device: torch.device) -> list[NodeMap]:
+        maps = self._maps.get(str(device))
+        if maps is None:
+            maps = [NodeMap(self._layout.groups(l + 1), device) for l in range(self.depth)]
+            self._maps[str(device)] = maps
+        return maps
+
+    def subnodes_to_nodes(self, l: int, y: torch.Tensor) -> torch.Tensor:
+        """Layer ``l``'s outputs from its subnodes ``y`` (the summed edges): subnode affine map, products, node
+        affine map (only the node affine map without multiplication nodes).
+
+        Shapes:
+            y: ``(batch, width_out[l + 1])`` -> ``(batch, width_in[l + 1])``.
+        """
+        if self._layout.has_mult:
+            y = self._node_maps(y.device)[l].reference(self.subnode_scale[l] * y + self.subnode_bias[l])
+        return self.node_scale[l] * y + self.node_bias[l]
 
     @property
     def depth(self) -> int:
@@ -293,7 +380,7 @@ class KAN(PykanMethods, nn.Module):
 
     # ------------------------------------------------------------------ evaluation
     def _check_input(self, x: torch.Tensor, name: str = "x") -> torch.Tensor:
-        check_tensor(name, x, ndim=2, last_dim=self.config.width[0], finite=False)
+        check_tensor(name, x, ndim=2, last_dim=self.width_in[0], finite=False)
         if x.device != self.device:
             raise ValueError(f"{name} is on {x.device} but the model is on {self.device}; move one with .to()")
         if x.dtype != self.dtype:
@@ -305,7 +392,7 @@ class KAN(PykanMethods, nn.Module):
         sym = self.symbolic[l]
         if self.config.symbolic_enabled and sym.is_active():
             y = y + sym(x)
-        return self.node_scale[l] * self.hook_out[l](y) + self.node_bias[l]
+        return self.subnodes_to_nodes(l, self.hook_out[l](y))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Evaluate the network; with ``save_act`` the layer inputs are kept (detached) in ``self.acts``."""
@@ -338,7 +425,7 @@ class KAN(PykanMethods, nn.Module):
             sym = self.symbolic[l]
             if self.config.symbolic_enabled and sym.is_active():
                 y = y + sym(x)
-            x = self.node_scale[l] * y + self.node_bias[l]
+            x = self.subnodes_to_nodes(l, y)
         if self.save_act:
             self.acts = [a.detach() for a in inputs] + [x.detach()]
         return x, edges_all, inputs
@@ -349,10 +436,14 @@ class KAN(PykanMethods, nn.Module):
         if (self.config.symbolic_enabled and any(s.is_active() for s in self.symbolic)) or not all(
                 layer.fused_ok() for layer in self.layers):
             return None
-        cfg = tuple((layer.mask, layer.grid, layer.k, layer.base_fun_name) for layer in self.layers)
+        mult = self._layout.has_mult
+        maps = self._node_maps(self.device) if mult else [None] * self.depth
+        cfg = tuple((layer.mask, layer.grid, layer.k, layer.base_fun_name, m) for layer, m in zip(self.layers, maps))
         params = []
         for l, layer in enumerate(self.layers):
             params += [layer.coef, layer.scale_base, layer.scale_sp, self.node_scale[l], self.node_bias[l]]
+            if mult:
+                params += [self.subnode_scale[l], self.subnode_bias[l]]
         return cfg, params
 
     def _forward_with_magnitudes(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -369,7 +460,7 @@ class KAN(PykanMethods, nn.Module):
             sym = self.symbolic[l]
             if self.config.symbolic_enabled and sym.is_active():
                 y = y + sym(x)
-            x = self.node_scale[l] * y + self.node_bias[l]
+            x = self.subnodes_to_nodes(l, y)
         return x, mags
 
     def layer_inputs(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
@@ -594,9 +685,6 @@ def _pykan_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bo
     kwargs = dict(kwargs)
     for name in _PYKAN_IGNORED:
         kwargs.pop(name, None)
-    mult = kwargs.pop("mult_arity", 2)
-    if mult != 2:
-        raise ValueError(f"mult_arity={mult!r}: kanlens has no multiplication nodes (width entries are sums only)")
     if "base_fun" in kwargs:
         kwargs["base_fun"] = base_fun_name(kwargs["base_fun"])
     trainable = {}
@@ -621,8 +709,9 @@ def _validate_config(c: KANConfig) -> None:
             raise ValueError(f"{name} must be a finite number, got {v!r}")
     for name in ("input_names", "input_ids"):
         v = getattr(c, name)
-        if v is not None and len(v) != c.width[0]:
-            raise ValueError(f"{name} must have one entry per input ({c.width[0]}), got {len(v)}: {v!r}")
+        n_in = node_layout(c.width, c.mult_arity).width_in[0]
+        if v is not None and len(v) != n_in:
+            raise ValueError(f"{name} must have one entry per input ({n_in}), got {len(v)}: {v!r}")
     if c.input_ids is not None and (len(set(c.input_ids)) != len(c.input_ids) or min(c.input_ids) < 0):
         raise ValueError(f"input_ids must be unique non-negative ints, got {c.input_ids!r}")
 

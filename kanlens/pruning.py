@@ -46,10 +46,11 @@ class Attribution:
     """Importance scores back-propagated from the outputs (pykan's ``attribute``).
 
     Attributes:
-        node_scores: one ``(width[l],)`` tensor per layer ``l = 0..L`` (summed over the queried nodes).
-        edge_scores: one ``(width[l+1], width[l])`` tensor per layer ``l = 0..L-1`` (``[out, in]``).
-        node_scores_all: like ``node_scores`` but per queried node: ``(n_query, width[l])``.
-        edge_scores_all: like ``edge_scores`` but per queried node: ``(n_query, width[l+1], width[l])``.
+        node_scores: one ``(width_in[l],)`` tensor per layer ``l = 0..L`` (summed over the queried nodes).
+        edge_scores: one ``(width_out[l+1], width_in[l])`` tensor per layer ``l = 0..L-1`` (``[out, in]``; ``out``
+            counts subnodes, which are the nodes of a KAN without multiplication nodes).
+        node_scores_all: like ``node_scores`` but per queried node: ``(n_query, width_in[l])``.
+        edge_scores_all: like ``edge_scores`` but per queried node: ``(n_query, width_out[l+1], width_in[l])``.
     """
 
     node_scores: list[torch.Tensor]
@@ -68,7 +69,7 @@ def _batch(model: KAN, x: torch.Tensor | None) -> torch.Tensor:
                 "speed()): pass x=<a (batch, n_in) tensor>, or call model(x) first"
             )
         x = model.layer_inputs(None)[0]  # the last batch, with its warning / error when it is too small
-    check_tensor("x", x, ndim=2, last_dim=model.width[0])
+    check_tensor("x", x, ndim=2, last_dim=model.width_in[0])
     if x.shape[0] < 2:
         raise ValueError(f"x needs at least 2 samples to measure spreads, got shape {tuple(x.shape)}")
     return x.detach()
@@ -81,7 +82,8 @@ def _check_threshold(name: str, value: object) -> float:
 
 
 def _layer_stats(model: KAN, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """Per layer: layer inputs ``(batch, in)``, edge spreads ``std(phi)`` ``(out, in)``, node spreads ``(out,)``."""
+    """Per layer: layer inputs ``(batch, in)``, edge spreads ``std(phi)`` ``(out, in)``, spreads of the summed edges
+    ``(out,)`` (``out``: the layer's subnodes, which are its output nodes without multiplication nodes)."""
     acts = model.layer_inputs(x)
     edge_std, node_std = [], []
     for l in range(model.depth):
@@ -116,7 +118,7 @@ def edge_scores(model: KAN, x: torch.Tensor | None = None) -> list[torch.Tensor]
         one tensor per layer.
 
     Shapes:
-        x: ``(batch, width[0])``; returns ``[(width[l+1], width[l]) for l in range(depth)]``.
+        x: ``(batch, width[0])``; returns ``[(width_out[l+1], width_in[l]) for l in range(depth)]``.
 
     Example:
         >>> model(dataset["train_input"])
@@ -176,7 +178,7 @@ def attribute(
         if isinstance(l, bool) or not isinstance(l, int) or not 1 <= l <= depth:
             raise ValueError(f"l must be an int in [1, {depth}] (a layer of nodes after the inputs), got {l!r}")
         l_end = l
-    width = model.width
+    width, layout = model.width_in, model.node_layout
     _, edge_std, node_std = _layer_stats(model, x)
     dev, dt = x.device, x.dtype
     if out_score is None:
@@ -197,9 +199,13 @@ def attribute(
     node_all = [query]
     edge_all = []
     for layer in range(l_end - 1, -1, -1):
-        # edge (j, i) gets node j's score times its share of node j's spread
+        # edge (j, i) gets subnode j's score times its share of subnode j's spread; as in pykan, every factor of
+        # a product node gets the node's whole score
         share = edge_std[layer] / (node_std[layer][:, None] + _EPS)  # (out, in)
-        e = node_all[-1][:, :, None] * share[None]  # (n_query, out, in)
+        sub = node_all[-1]
+        if layout.has_mult:
+            sub = sub[:, layout.node_of_subnode(layer + 1)]
+        e = sub[:, :, None] * share[None]  # (n_query, out, in)
         edge_all.append(e)
         node_all.append(e.sum(1))
     node_all.reverse()
@@ -235,13 +241,18 @@ def feature_score(model: KAN, x: torch.Tensor | None = None) -> torch.Tensor:
 def _fold_edges(model: KAN, l: int, x_l: torch.Tensor, remove: torch.Tensor) -> None:
     """Remove edges of layer ``l`` in place, folding their mean on ``x_l`` into the biases of the nodes they fed.
 
-    ``x_next = node_scale * sum_i phi_ji + node_bias``, so a removed edge adds ``node_scale * mean(phi_ji)``.
+    ``x_next = node_scale * sum_i phi_ji + node_bias``, so a removed edge adds ``node_scale * mean(phi_ji)``. With
+    multiplication nodes the edges feed subnodes ``subnode_scale * sum_i phi_ji + subnode_bias`` (the factors of a
+    product), and the mean goes into ``subnode_bias``.
     """
     if not bool(remove.any()):
         return
     edges = model.edge_activations_layer(l, x_l)  # (batch, out, in)
     mean = (edges.mean(0) * remove).sum(-1)  # (out,)
-    model.node_bias[l].add_(model.node_scale[l] * mean)
+    if model.node_layout.has_mult:
+        model.subnode_bias[l].add_(model.subnode_scale[l] * mean)
+    else:
+        model.node_bias[l].add_(model.node_scale[l] * mean)
     model.layers[l].mask.mul_((~remove).to(model.layers[l].mask.dtype))
     sym = model.symbolic[l]
     if sym.is_active():
@@ -259,36 +270,53 @@ def _fold_nodes(model: KAN, x: torch.Tensor, keep: Sequence[Sequence[int]]) -> N
     sees the data the final model will see.
     """
     for l in range(model.depth):
-        drop = sorted(set(range(model.width[l])) - set(keep[l]))
+        drop = sorted(set(range(model.width_in[l])) - set(keep[l]))
         if not drop:
             continue
-        remove = torch.zeros(model.width[l + 1], model.width[l], dtype=torch.bool, device=x.device)
+        remove = torch.zeros(model.width_out[l + 1], model.width_in[l], dtype=torch.bool, device=x.device)
         remove[:, drop] = True
         _fold_edges(model, l, model.layer_inputs(x)[l], remove)
 
 
 @torch.no_grad()
 def _subset(model: KAN, keep: Sequence[Sequence[int]]) -> KAN:
-    """A new KAN keeping nodes ``keep[l]`` of every layer (edge functions, masks, affine maps copied)."""
+    """A new KAN keeping nodes ``keep[l]`` of every layer (edge functions, masks, affine maps copied).
+
+    A product node is kept or dropped with all its subnodes. When no product node is left, the subnode affine
+    maps are merged into the node affine maps (``node_scale * (s * y + b) + node_bias``) of a plain KAN.
+    """
     from .model import KAN
 
-    cfg = model.config
-    n_in = cfg.width[0]
+    cfg, layout = model.config, model.node_layout
+    n_in = model.width_in[0]
     ids_old = list(cfg.input_ids) if cfg.input_ids is not None else list(range(n_in))
+    homogeneous = cfg.mult_arity if not isinstance(cfg.mult_arity, (list, tuple)) else None
+    width, arity = layout.subset(keep, homogeneous)
     new_cfg = dataclasses.replace(
         cfg,
-        width=[len(k) for k in keep],
+        width=width,
+        mult_arity=arity,
         input_ids=None if cfg.input_ids is None and list(keep[0]) == list(range(n_in)) else
         [ids_old[i] for i in keep[0]],
         input_names=None if cfg.input_names is None else [cfg.input_names[i] for i in keep[0]],
     )
     new = KAN(config=new_cfg, device=model.device, save_act=model.save_act)
+    dev = model.device
     for l in range(model.depth):
-        new.layers[l] = model.layers[l].subset(list(keep[l]), list(keep[l + 1]))
-        new.symbolic[l] = model.symbolic[l].subset(list(keep[l]), list(keep[l + 1]))
-        oo = torch.as_tensor(list(keep[l + 1]), dtype=torch.long, device=model.device)
-        new.node_scale[l].copy_(model.node_scale[l][oo])
-        new.node_bias[l].copy_(model.node_bias[l][oo])
+        groups = layout.groups(l + 1)
+        subs = [s for node in keep[l + 1] for s in groups[node]]
+        new.layers[l] = model.layers[l].subset(list(keep[l]), subs)
+        new.symbolic[l] = model.symbolic[l].subset(list(keep[l]), subs)
+        oo = torch.as_tensor(list(keep[l + 1]), dtype=torch.long, device=dev)
+        ss = torch.as_tensor(subs, dtype=torch.long, device=dev)
+        scale, bias = model.node_scale[l][oo], model.node_bias[l][oo]
+        if layout.has_mult and new.node_layout.has_mult:
+            new.subnode_scale[l].copy_(model.subnode_scale[l][ss])
+            new.subnode_bias[l].copy_(model.subnode_bias[l][ss])
+        elif layout.has_mult:  # every kept node is a sum node with one subnode: merge the two affine maps
+            scale, bias = scale * model.subnode_scale[l][ss], torch.addcmul(bias, scale, model.subnode_bias[l][ss])
+        new.node_scale[l].copy_(scale)
+        new.node_bias[l].copy_(bias)
     return new
 
 
@@ -301,10 +329,13 @@ def _finish(new: KAN, x: torch.Tensor) -> KAN:
 
 
 def _dead_hidden(model: KAN) -> list[list[int]]:
-    """Hidden nodes that are constant (no active incoming edge) or unused (no active outgoing edge)."""
+    """Hidden nodes that are constant (no active incoming edge into any of their subnodes) or unused (no active
+    outgoing edge)."""
     dead: list[list[int]] = [[] for _ in range(model.depth + 1)]
+    layout = model.node_layout
     for l in range(1, model.depth):
-        has_in = _active_edges(model, l - 1).any(1)
+        has_in_sub = _active_edges(model, l - 1).any(1).tolist()
+        has_in = torch.tensor([any(has_in_sub[s] for s in g) for g in layout.groups(l)], device=model.device)
         has_out = _active_edges(model, l).any(0)
         dead[l] = torch.nonzero(~(has_in & has_out)).flatten().tolist()
     return dead
@@ -351,7 +382,7 @@ def prune_node(
     """
     threshold = _check_threshold("threshold", threshold)
     x = _batch(model, x)
-    width, depth = model.width, model.depth
+    width, depth = model.width_in, model.depth
     keep = [list(range(w)) for w in width]
     if active_neurons_id is not None:
         if len(active_neurons_id) != depth - 1:
@@ -436,7 +467,7 @@ def prune(
     new = prune_edge(new, edge_th, x=x)
     dead = _dead_hidden(new)
     if any(dead):
-        keep = [[i for i in range(w) if i not in set(d)] for w, d in zip(new.width, dead)]
+        keep = [[i for i in range(w) if i not in set(d)] for w, d in zip(new.width_in, dead)]
         scores = node_scores(new, x)
         for l in range(1, new.depth):
             if not keep[l]:
@@ -473,14 +504,14 @@ def prune_input(
     """
     threshold = _check_threshold("threshold", threshold)
     x = _batch(model, x)
-    n_in = model.width[0]
+    n_in = model.width_in[0]
     if active_inputs is not None:
         kept = sorted({int(v) for v in active_inputs})
         if not kept or any(not 0 <= v < n_in for v in kept):
             raise ValueError(f"active_inputs must be non-empty indices in [0, {n_in}), got {list(active_inputs)}")
     else:
         kept = _keep_from_scores(feature_score(model, x), threshold, 0)
-    keep = [list(range(w)) for w in model.width]
+    keep = [list(range(w)) for w in model.width_in]
     keep[0] = kept
     work = model.copy()
     _fold_nodes(work, x, keep)

@@ -308,7 +308,7 @@ def _validate_fit(model, dataset, opt, steps, lr, batch, lambs, reg_metric, upda
         raise TypeError(f"model must be a kanlens KAN, got {type(model).__name__}")
     _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num, stop_grid_update_step,
                    loss_fn, progress, callbacks, max_nonfinite)
-    validate_dataset(dataset, model.width[0], model.width[-1], class_labels=loss_fn is not None)
+    validate_dataset(dataset, model.width_in[0], model.width_in[-1], class_labels=loss_fn is not None)
     n = dataset["train_input"].shape[0]
     if update_grid and n < 2:
         raise ValueError(f"dataset['train_input'] has {n} sample; update_grid=True needs at least 2 (grids are fitted "

@@ -135,8 +135,9 @@ def test_pykan_constructor_options():
     assert model.config.base_fun == "silu" and not os.path.exists("./model")
     model(x)
     assert frozen <= {n for n, p in model.prune().named_parameters() if not p.requires_grad}
-    with pytest.raises(ValueError, match="no multiplication nodes"):
-        KAN(width=[2, 1], mult_arity=3)
+    assert KAN(width=[2, 1], mult_arity=3).width == [2, 1]  # as in pykan: no product node, the arity is unused
+    with pytest.raises(ValueError, match="mult_arity must be >= 2"):
+        KAN(width=[2, [0, 1], 1], mult_arity=1)
     with pytest.raises(TypeError, match="did you mean 'auto_save'"):
         KAN(width=[2, 1], auto_sav=False)
     with pytest.raises(ValueError, match="base_fun=ReLU"):

@@ -107,7 +107,7 @@ def check_names(name: str, names: Sequence[str] | None, n: int) -> list[str] | N
 
 def input_names(model: KAN, in_vars: Sequence[str] | None = None) -> list[str]:
     """Names of the input nodes: ``in_vars``, else ``model.config.input_names``, else ``x_1 ...`` (original ids)."""
-    n = model.width[0]
+    n = model.width_in[0]
     cfg = model.config
     ids = cfg.input_ids
     if in_vars is not None and ids is not None and len(in_vars) != n and len(in_vars) > max(ids):
@@ -122,7 +122,7 @@ def input_names(model: KAN, in_vars: Sequence[str] | None = None) -> list[str]:
 
 
 def output_names(model: KAN, out_vars: Sequence[str] | None = None) -> list[str]:
-    n = model.width[-1]
+    n = model.width_in[-1]
     names = check_names("out_vars", out_vars, n)
     if names is not None:
         return names
@@ -136,6 +136,17 @@ def node_name(model: KAN, l: int, i: int, in_vars: Sequence[str] | None = None) 
     if l == model.depth:
         return output_names(model)[i]
     return f"node ({l},{i})"
+
+
+def subnode_name(model: KAN, l: int, j: int) -> str:
+    """Label of subnode ``j`` of layer ``l`` (an edge's output): its node's name, with ``×k`` for the ``k``-th
+    factor of a multiplication node."""
+    lay = model.node_layout
+    if not lay.has_mult:
+        return node_name(model, l, j)
+    node = lay.node_of_subnode(l)[j]
+    name = node_name(model, l, node)
+    return name if node < lay.n_sum[l] else f"{name} ×{j - lay.groups(l)[node][0] + 1}"
 
 
 # ---------------------------------------------------------------------------------------------- edge data
@@ -171,7 +182,7 @@ def layer_inputs(model: KAN, x: torch.Tensor | None) -> list[torch.Tensor]:
         k = model.k
         lo, hi = grid[:, k], grid[:, -k - 1]
         gen = torch.Generator().manual_seed(0)
-        u = torch.rand(256, model.width[0], generator=gen, dtype=grid.dtype).to(grid.device)
+        u = torch.rand(256, model.width_in[0], generator=gen, dtype=grid.dtype).to(grid.device)
         log.info("the model has seen no data: plotting on uniform samples of its input grid range")
         return model.layer_inputs(lo + (hi - lo) * u)
 
@@ -222,7 +233,7 @@ def edge_scores_for_plot(
     if metric == "auto":
         metric = "attribution" if importlib.util.find_spec("kanlens.pruning") is not None else "mean_abs"
     if metric == "none":
-        return [np.ones((model.width[l + 1], model.width[l])) for l in range(model.depth)]
+        return [np.ones((model.width_out[l + 1], model.width_in[l])) for l in range(model.depth)]
     if metric in ("attribution", "local"):
         pruning = importlib.import_module("kanlens.pruning")
         if metric == "attribution":
@@ -288,10 +299,10 @@ def _check_edge(model: KAN, l: int, i: int, j: int) -> None:
             raise TypeError(f"{name} must be an int, got {type(v).__name__}")
         if n is not None and not 0 <= v < n:
             raise IndexError(f"l = {v} is out of range: the model has {n} layers")
-    if not 0 <= i < model.width[l]:
-        raise IndexError(f"i = {i} is out of range: layer {l} has {model.width[l]} inputs")
-    if not 0 <= j < model.width[l + 1]:
-        raise IndexError(f"j = {j} is out of range: layer {l} has {model.width[l + 1]} outputs")
+    if not 0 <= i < model.width_in[l]:
+        raise IndexError(f"i = {i} is out of range: layer {l} has {model.width_in[l]} inputs")
+    if not 0 <= j < model.width_out[l + 1]:
+        raise IndexError(f"j = {j} is out of range: layer {l} has {model.width_out[l + 1]} outputs")
 
 
 def plot_edge(

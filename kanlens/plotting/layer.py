@@ -26,6 +26,7 @@ from .edge import (
     observed_range,
     pyplot,
     save_figure,
+    subnode_name,
 )
 
 if TYPE_CHECKING:
@@ -86,7 +87,7 @@ def plot_layer(
         raise TypeError(f"l must be an int, got {type(l).__name__}")
     if not 0 <= l < model.depth:
         raise IndexError(f"l = {l} is out of range: the model has {model.depth} layers")
-    n_in, n_out = model.width[l], model.width[l + 1]
+    n_in, n_out = model.width_in[l], model.width_out[l + 1]
     acts = layer_inputs(model, x)
     lo, hi = observed_range(acts[l])
     xs, ys = edge_curves(model, l, lo, hi, n=n)
@@ -110,7 +111,7 @@ def _amplitude_alpha(ys: np.ndarray) -> np.ndarray:
 
 
 def _axes_grid(model: KAN, l: int, xs: np.ndarray, ys: np.ndarray, state, in_vars, sharey: bool, title: str) -> Figure:
-    n_in, n_out = model.width[l], model.width[l + 1]
+    n_in, n_out = model.width_in[l], model.width_out[l + 1]
     panel = min(1.7, _MAX_SIDE / n_in, _MAX_SIDE / n_out)
     font = float(np.clip(6 * panel, 4, 9))
     alpha = _amplitude_alpha(ys)
@@ -142,7 +143,7 @@ def _axes_grid(model: KAN, l: int, xs: np.ndarray, ys: np.ndarray, state, in_var
                 head = node_name(model, l, i, in_vars)
                 ax.set_title(head if not ax.get_title() else f"{head}: {ax.get_title()}", fontsize=font, pad=7)
             if i == 0:
-                ax.set_ylabel(node_name(model, l + 1, j), fontsize=font)
+                ax.set_ylabel(subnode_name(model, l + 1, j), fontsize=font)
     fig.suptitle(title, fontsize=font + 3)
     fig.subplots_adjust(left=0.6 / fig.get_figwidth() + 0.02, right=0.98, bottom=0.3 / fig.get_figheight(),
                         top=1 - 0.8 / fig.get_figheight())
@@ -154,7 +155,7 @@ def _compact_grid(
 ) -> Figure:
     from matplotlib.patches import Rectangle
 
-    n_in, n_out = model.width[l], model.width[l + 1]
+    n_in, n_out = model.width_in[l], model.width_out[l + 1]
     box = min(0.9, (_MAX_SIDE - 1.2) / n_in, (_MAX_SIDE - 1.0) / n_out)
     font = float(np.clip(10 * box, 4, 9))
     left, top = 1.1, 0.45 + 0.25 * box
@@ -168,7 +169,7 @@ def _compact_grid(
     alpha = _amplitude_alpha(ys)
     for j in range(n_out):
         cy = height - top - (j + 0.5) * box
-        ax.text(left - 0.1, cy, node_name(model, l + 1, j), ha="right", va="center", fontsize=font)
+        ax.text(left - 0.1, cy, subnode_name(model, l + 1, j), ha="right", va="center", fontsize=font)
         for i in range(n_in):
             cx = left + (i + 0.5) * box
             active, sym = bool(state.active[j, i]), bool(state.symbolic[j, i])

@@ -58,7 +58,7 @@ class _Layout:
 def _layout(model: KAN, n_edges: list[int], scale: float, max_per_row: int, title: bool) -> _Layout:
     rows = [max(1, math.ceil(e / max_per_row)) for e in n_edges]
     per_row = [math.ceil(e / r) if e else 0 for e, r in zip(n_edges, rows)]
-    crowd = max([*per_row, *model.width])
+    crowd = max([*per_row, *model.width_in, *model.width_out])
     width = min(0.8 * crowd + 1.2, _MAX_WIDTH) * scale
     width = max(width, 3.2 * scale)
     usable = width - 2 * _MARGIN * scale
@@ -98,7 +98,9 @@ def plot_kan(
 ) -> Figure:
     """Draw the network with every active edge's learned function (pykan's ``model.plot()``).
 
-    Nodes are black dots, inputs at the bottom. Each active edge ``(l, i, j)`` is a box between its two nodes
+    Nodes are black dots, inputs at the bottom; a multiplication node is a circled ``×`` fed by its factors
+    (subnodes, small dots just below it), as in pykan's MultKAN plots. Each active edge ``(l, i, j)`` is a box
+    between node ``i`` and subnode ``j`` (the node itself without multiplication nodes),
     holding ``phi_lji`` over the range of the inputs that edge actually saw (each box scaled to its own curve: it
     shows the *shape*). Transparency of an edge is ``tanh(beta * score)``. Symbolic edges are red and labelled with
     their function name; pruned edges (both masks 0) are not drawn.
@@ -163,12 +165,15 @@ def plot_kan(
     ax.set_axis_off()
 
     margin = _MARGIN * scale
-    node_x = [_xs(w, lay.width, margin) for w in model.width]
+    node_x = [_xs(w, lay.width, margin) for w in model.width_in]
+    sub_pos = _subnodes(model, node_x, lay, scale)
     for l in range(model.depth):
-        _draw_layer(ax, model, l, acts[l], states[l], scores[l], beta, lay, node_x, margin, n, sample)
-    node_size = float(np.clip(90 * scale * min(1.0, 8 / max(model.width)), 8, 90))
+        _draw_layer(ax, model, l, acts[l], states[l], scores[l], beta, lay, node_x, sub_pos[l + 1], margin, n, sample)
+    node_size = float(np.clip(90 * scale * min(1.0, 8 / max(model.width_in)), 8, 90))
+    n_sum = model.node_layout.n_sum
     for l, xs in enumerate(node_x):
-        ax.scatter(xs, np.full(len(xs), lay.node_y[l]), s=node_size, color="black", zorder=5, lw=0)
+        ax.scatter(xs[: n_sum[l]], np.full(n_sum[l], lay.node_y[l]), s=node_size, color="black", zorder=5, lw=0)
+        _draw_products(ax, model, l, xs, sub_pos[l], lay.node_y[l], node_size, scale)
     _draw_names(ax, model, names_in, names_out, node_x, lay, scale * varscale)
     if title is not None:
         ax.text(lay.width / 2, lay.height - 0.15 * scale, title, ha="center", va="top", fontsize=13 * scale,
@@ -185,28 +190,67 @@ def _edge_pngs(model: KAN, x: torch.Tensor, folder: str, states) -> None:
 
     os.makedirs(folder, exist_ok=True)
     for l, state in enumerate(states):
-        for j in range(model.width[l + 1]):
-            for i in range(model.width[l]):
+        n_out, n_in = state.active.shape
+        for j in range(n_out):
+            for i in range(n_in):
                 if state.active[j, i]:
                     plot_edge(model, l, i, j, x, symbolic=0, path=os.path.join(folder, f"sp_{l}_{i}_{j}.png"))
 
 
+def _subnodes(model: KAN, node_x: list[np.ndarray], lay: _Layout, scale: float) -> list[tuple[np.ndarray, float]]:
+    """``(x of every subnode, y)`` per layer: the node itself for sum nodes; below a product node, its factors
+    side by side (layers without products: the nodes)."""
+    out = []
+    layout = model.node_layout
+    for l, xs in enumerate(node_x):
+        if not layout.arity[l]:
+            out.append((xs, lay.node_y[l]))
+            continue
+        step = (lay.width - 2 * _MARGIN * scale) / max(len(xs), 1)
+        sub = []
+        for node, group in enumerate(layout.groups(l)):
+            a = len(group)
+            sub += [xs[node] + (k - (a - 1) / 2) * 0.6 * step / a for k in range(a)]
+        out.append((np.array(sub), lay.node_y[l] - 0.35 * scale))
+    return out
+
+
+def _draw_products(ax: Axes, model: KAN, l: int, xs: np.ndarray, sub: tuple[np.ndarray, float], y: float,
+                   node_size: float, scale: float) -> None:
+    """Multiplication nodes of layer ``l``: a circled ``×`` joined to each of its factors (pykan's mult symbol)."""
+    layout = model.node_layout
+    if not layout.arity[l]:
+        return
+    from matplotlib.collections import LineCollection
+
+    sub_x, sub_y = sub
+    groups = layout.groups(l)
+    segs = [[(sub_x[s], sub_y), (xs[node], y)] for node, g in enumerate(groups) for s in g]
+    ax.add_collection(LineCollection(segs, colors="black", lw=0.8, zorder=4))
+    ax.scatter(sub_x, np.full(len(sub_x), sub_y), s=node_size / 4, color="black", zorder=5, lw=0)
+    n_sum = layout.n_sum[l]
+    for node in range(n_sum, len(groups)):
+        ax.scatter([xs[node]], [y], s=node_size * 2.5, facecolor="white", edgecolor="black", zorder=5, lw=0.9,
+                   gid=f"mult-{l}-{node}")
+        ax.text(xs[node], y, "×", ha="center", va="center", fontsize=float(np.clip(9 * scale, 5, 12)), zorder=6)
+
+
 def _draw_layer(
     ax: Axes, model: KAN, l: int, acts_l: torch.Tensor, state, score: np.ndarray, beta: float, lay: _Layout,
-    node_x: list[np.ndarray], margin: float, n: int, sample: bool = False,
+    node_x: list[np.ndarray], sub: tuple[np.ndarray, float], margin: float, n: int, sample: bool = False,
 ) -> None:
     from matplotlib.collections import LineCollection
     from matplotlib.colors import to_rgba
     from matplotlib.patches import Rectangle
 
-    edges = [(i, j) for i in range(model.width[l]) for j in range(model.width[l + 1]) if state.active[j, i]]
+    edges = [(i, j) for i in range(model.width_in[l]) for j in range(model.width_out[l + 1]) if state.active[j, i]]
     if not edges:
         return
     lo, hi = observed_range(acts_l)
     xs, ys = edge_curves(model, l, lo, hi, n=n)
     alpha = alpha_from_score(score, beta)
     s, rows = lay.box[l], lay.rows[l]
-    y0, y1 = lay.node_y[l], lay.node_y[l + 1]
+    (sub_x, y1), y0 = sub, lay.node_y[l]
     mid = 0.5 * (y0 + y1)
     bx = _xs(len(edges), lay.width, margin)
     segs, colors = [], []
@@ -217,7 +261,7 @@ def _draw_layer(
         cy = mid + ((k % rows) - (rows - 1) / 2) * s * 1.2
         sym = bool(state.symbolic[j, i])
         rgba = to_rgba(SYMBOLIC_COLOR if sym else SPLINE_COLOR, float(alpha[j, i]))
-        segs += [[(node_x[l][i], y0), (cx, cy - s / 2)], [(cx, cy + s / 2), (node_x[l + 1][j], y1)]]
+        segs += [[(node_x[l][i], y0), (cx, cy - s / 2)], [(cx, cy + s / 2), (sub_x[j], y1)]]
         colors += [rgba, rgba]
         ax.add_patch(Rectangle((cx - s / 2, cy - s / 2), s, s, facecolor="white", edgecolor=rgba, lw=0.8, zorder=2))
         top = cy + s * (0.22 if sym else 0.4)
@@ -243,7 +287,7 @@ def _draw_names(
     ax: Axes, model: KAN, names_in: list[str], names_out: list[str], node_x: list[np.ndarray], lay: _Layout,
     scale: float,
 ) -> None:
-    spacing = [(lay.width - 2 * _MARGIN * scale) / w for w in model.width]
+    spacing = [(lay.width - 2 * _MARGIN * scale) / w for w in model.width_in]
     for names, xs, y, va, sp, off in (
         (names_in, node_x[0], lay.node_y[0], "top", spacing[0], -0.15),
         (names_out, node_x[-1], lay.node_y[-1], "bottom", spacing[-1], 0.15),

@@ -602,7 +602,7 @@ def _check_edge(model, l: int, i: int, j: int) -> None:
             raise TypeError(f"{name} must be an int, got {type(v).__name__} ({v!r})")
     if not 0 <= l < model.depth:
         raise IndexError(f"l = {l} is out of range: the model has {model.depth} layers (width {model.width})")
-    w_in, w_out = model.width[l], model.width[l + 1]
+    w_in, w_out = model.width_in[l], model.width_out[l + 1]  # nodes in, subnodes out
     if not 0 <= i < w_in:
         raise IndexError(f"i = {i} is out of range: layer {l} has {w_in} inputs (width {model.width})")
     if not 0 <= j < w_out:
@@ -628,7 +628,7 @@ def edge_samples(model, l: int, i: int, j: int, x: torch.Tensor | None = None) -
     if x is not None:
         from ..utils import check_tensor
 
-        check_tensor("x", x, ndim=2, last_dim=model.width[0])
+        check_tensor("x", x, ndim=2, last_dim=model.width_in[0])
     acts = model.layer_inputs(x)
     x_l = acts[l]
     if not bool(torch.isfinite(x_l).all()):
@@ -880,8 +880,8 @@ def auto_symbolic(
     for l in range(model.depth):
         spline_mask = model.layers[l].mask.detach().cpu()
         sym_mask = model.symbolic[l].mask.detach().cpu()
-        for j in range(model.width[l + 1]):
-            for i in range(model.width[l]):
+        for j in range(model.width_out[l + 1]):
+            for i in range(model.width_in[l]):
                 edge = (l, i, j)
                 if sym_mask[j, i] != 0:
                     rows.append(EdgeChoice(edge, "symbolic", None, []))

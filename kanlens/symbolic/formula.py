@@ -60,7 +60,7 @@ def edge_expr(fn, params: Sequence[float], u: sympy.Expr) -> sympy.Expr:
 
 
 def _variables(model, var) -> list[sympy.Symbol]:
-    n_in = model.width[0]
+    n_in = model.width_in[0]
     if var is None:
         ids = model.config.input_ids if getattr(model.config, "input_ids", None) is not None else range(n_in)
         return [sympy.Symbol(f"x{k + 1}") for k in ids]
@@ -100,26 +100,40 @@ def symbolic_formula(
         raise ValueError(f"edges {shown}{more} are still splines; call auto_symbolic() or fix_symbolic() first")
     nodes: list[sympy.Expr] = list(_variables(model, var))
     for l in range(model.depth):
-        sym = model.symbolic[l]
-        aff = sym.affine.detach().cpu().double().tolist()
-        mask = sym.mask.detach().cpu().tolist()
-        scale = model.node_scale[l].detach().cpu().double().tolist()
-        bias = model.node_bias[l].detach().cpu().double().tolist()
-        nxt = []
-        for j in range(model.width[l + 1]):
-            total = sympy.Integer(0)
-            for i in range(model.width[l]):
-                if mask[j][i] != 0:
-                    fn = sym.library[sym.function_name(i, j)]
-                    total = total + edge_expr(fn, aff[j][i], nodes[i])
-            nxt.append(_num(scale[j]) * total + _num(bias[j]))
-        nodes = nxt
+        nodes = _layer_exprs(model, l, nodes)
     out = nodes
     if simplify:
         out = [sympy.simplify(e) for e in out]
     if round is not None:
         out = [ex_round(e, round) for e in out]
     return out
+
+
+def _floats(t) -> list:
+    return t.detach().cpu().double().tolist()
+
+
+def _layer_exprs(model, l: int, nodes: list[sympy.Expr]) -> list[sympy.Expr]:
+    """Expressions of layer ``l``'s output nodes from those of its input nodes: the symbolic edges summed into
+    subnodes, then (with multiplication nodes) the subnode affine map and the products of each node's subnodes,
+    then the node affine map. Every factor of a product node appears, whatever its arity."""
+    sym = model.symbolic[l]
+    aff = _floats(sym.affine)
+    mask = sym.mask.detach().cpu().tolist()
+    subs = []
+    for j in range(len(mask)):
+        total = sympy.Integer(0)
+        for i, on in enumerate(mask[j]):
+            if on != 0:
+                total = total + edge_expr(sym.library[sym.function_name(i, j)], aff[j][i], nodes[i])
+        subs.append(total)
+    layout = model.node_layout
+    if layout.has_mult:
+        s_scale, s_bias = _floats(model.subnode_scale[l]), _floats(model.subnode_bias[l])
+        subs = [_num(s_scale[j]) * e + _num(s_bias[j]) for j, e in enumerate(subs)]
+        subs = [sympy.Mul(*(subs[j] for j in group)) for group in layout.groups(l + 1)]
+    scale, bias = _floats(model.node_scale[l]), _floats(model.node_bias[l])
+    return [_num(scale[j]) * e + _num(bias[j]) for j, e in enumerate(subs)]
 
 
 def ex_round(expr: sympy.Expr, n_digit: int) -> sympy.Expr:

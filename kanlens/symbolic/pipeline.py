@@ -722,6 +722,10 @@ def symbolic_regression(
         from ..model import KAN
 
         model = KAN(width=list(width), grid=grid, k=k, seed=seed, dtype=dtype or dataset["train_input"].dtype)
+    if model.node_layout.has_mult:
+        raise ValueError("symbolic_regression searches KANs with sum nodes only (its chain and low-rank stages assume "
+                         "sums); for multiplication nodes use model.fit, model.auto_symbolic() and "
+                         "model.symbolic_formula()")
     grids = [] if refine_grid is None else ([refine_grid] if isinstance(refine_grid, int) else list(refine_grid))
     if isinstance(steps, int) and not isinstance(steps, bool):
         steps = (steps, steps, steps)

@@ -19,7 +19,7 @@ from .layers.mult import NodeLayout, NodeMap, node_layout
 from .layers.spline import KANLayer, base_fun_name, edge_backward, edge_forward, edge_reference, recompute_grads
 from .layers.symbolic import SymbolicKANLayer
 from .pykan_api import PykanMethods
-from .utils import as_int, check_device, check_tensor, default_dtype, is_int, warn_user
+from .utils import as_int, check_device, check_tensor, default_dtype, warn_user
 
 __all__ = ["KAN", "KANConfig"]
 
@@ -629,7 +629,7 @@ class KAN(PykanMethods, nn.Module):
         from .symbolic import formula
 
         if var is None:  # pykan's names x_1, x_2, ... (kanlens's formula functions say x1, x2, ...)
-            ids = self.config.input_ids if self.config.input_ids is not None else range(self.width[0])
+            ids = self.config.input_ids if self.config.input_ids is not None else range(self.width_in[0])
             var = [f"x_{int(k) + 1}" for k in ids]
         exprs = formula.symbolic_formula(self, var=var, **kwargs)
         return exprs, formula._variables(self, var)

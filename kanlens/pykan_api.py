@@ -73,11 +73,12 @@ class PykanMethods:
 
         return get_act(self, x)
 
-    def get_fun(self, l: int, i: int, j: int):
-        """pykan's ``get_fun``: sorted samples ``(inputs, outputs)`` of edge ``(l, i, j)`` and a small plot."""
+    def get_fun(self, l: int, i: int, j: int, *, plot: bool = True):
+        """pykan's ``get_fun``: sorted samples ``(inputs, outputs)`` of edge ``(l, i, j)`` and (``plot=True``) a
+        small plot."""
         from .pykan_inspect import get_fun
 
-        return get_fun(self, l, i, j)
+        return get_fun(self, l, i, j, plot=plot)
 
     def get_range(self, l: int, i: int, j: int, verbose: bool = True):
         """pykan's ``get_range``: ``(x_min, x_max, y_min, y_max)`` of edge ``(l, i, j)`` on the last batch."""

@@ -109,9 +109,9 @@ def _edge(model: KAN, l: int, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
     if l >= model.depth:
         raise IndexError(f"l = {l} is out of range: the model has {model.depth} layers")
     i, j = as_int("i", i, 0), as_int("j", j, 0)
-    if i >= model.width[l] or j >= model.width[l + 1]:
-        raise IndexError(f"edge (l={l}, i={i}, j={j}) does not exist: layer {l} is {model.width[l]} -> "
-                         f"{model.width[l + 1]}")
+    n_in, n_out = model.layers[l].in_dim, model.layers[l].out_dim  # subnodes with multiplication nodes
+    if i >= n_in or j >= n_out:
+        raise IndexError(f"edge (l={l}, i={i}, j={j}) does not exist: layer {l} is {n_in} -> {n_out}")
     acts = model.layer_inputs(None)
     with torch.no_grad():
         y = model.edge_activations_layer(l, acts[l])[:, j, i]
@@ -232,7 +232,7 @@ def n_edge(model: KAN) -> int:
 @torch.no_grad()
 def evaluate(model: KAN, dataset: dict[str, torch.Tensor]) -> dict[str, float]:
     """pykan's ``evaluate``: ``{"test_loss": RMSE on the test split, "n_edge": ..., "n_grid": ...}``."""
-    x = check_tensor("dataset['test_input']", dataset["test_input"], ndim=2, last_dim=model.width[0])
+    x = check_tensor("dataset['test_input']", dataset["test_input"], ndim=2, last_dim=model.width_in[0])
     y = dataset["test_label"]
     pred = model(x.to(model.device, model.dtype))
     rmse = torch.sqrt(torch.mean((pred - y.to(pred)) ** 2)).item()

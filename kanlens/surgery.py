@@ -42,10 +42,17 @@ def _edge(model: KAN, l: int, i: int, j: int) -> tuple[int, int, int]:
     if l >= model.depth:
         raise IndexError(f"l = {l} is out of range: the model has {model.depth} layers")
     i, j = as_int("i", i, 0), as_int("j", j, 0)
-    if i >= model.width[l] or j >= model.width[l + 1]:
-        raise IndexError(f"edge (l={l}, i={i}, j={j}) does not exist: layer {l} is {model.width[l]} -> "
-                         f"{model.width[l + 1]}")
+    n_in, n_out = model.layers[l].in_dim, model.layers[l].out_dim  # subnodes with multiplication nodes
+    if i >= n_in or j >= n_out:
+        raise IndexError(f"edge (l={l}, i={i}, j={j}) does not exist: layer {l} is {n_in} -> {n_out}")
     return l, i, j
+
+
+def _sum_nodes_only(model: KAN, what: str) -> None:
+    """Node surgery below indexes nodes as pykan's sum-node models do; refuse models with product nodes."""
+    if model.node_layout.has_mult:
+        raise NotImplementedError(f"{what} on a model with multiplication nodes is not supported: its node ids "
+                                  "would be ambiguous (sum node vs factor); prune() keeps product nodes whole")
 
 
 @torch.no_grad()
@@ -79,6 +86,7 @@ def remove_edge(model: KAN, l: int, i: int, j: int) -> None:
 @torch.no_grad()
 def remove_node(model: KAN, l: int, i: int, mode: str = "all") -> None:
     """pykan's ``remove_node``: mask the edges into node ``(l, i)`` (``"down"``), out of it (``"up"``) or both."""
+    _sum_nodes_only(model, "remove_node")
     l = as_int("l", l, 0)
     if l > model.depth:
         raise IndexError(f"l = {l} is out of range: the model has {model.depth + 1} layers of nodes")
@@ -119,6 +127,7 @@ def _permute(model: KAN, l: int, order: list[int]) -> None:
 
 def swap(model: KAN, l: int, i1: int, i2: int) -> None:
     """pykan's ``swap``: exchange nodes ``i1`` and ``i2`` of hidden layer ``l``; the output is unchanged."""
+    _sum_nodes_only(model, "swap")
     l = _hidden(model, l)
     i1, i2 = as_int("i1", i1, 0), as_int("i2", i2, 0)
     n = model.width[l]
@@ -131,6 +140,7 @@ def swap(model: KAN, l: int, i1: int, i2: int) -> None:
 
 def auto_swap_l(model: KAN, l: int, x: torch.Tensor | None = None) -> None:
     """pykan's ``auto_swap_l``: for each node in turn, move it to the position with the lowest connection cost."""
+    _sum_nodes_only(model, "auto_swap_l")
     from .pykan_inspect import connection_cost
 
     l = _hidden(model, l)
@@ -148,6 +158,7 @@ def auto_swap_l(model: KAN, l: int, x: torch.Tensor | None = None) -> None:
 
 def auto_swap(model: KAN, x: torch.Tensor | None = None) -> None:
     """pykan's ``auto_swap``: :func:`auto_swap_l` on every hidden layer (on the last batch, or ``x``)."""
+    _sum_nodes_only(model, "auto_swap")
     if x is None:
         x = model.layer_inputs(None)[0]
     for l in range(1, model.depth):
@@ -196,6 +207,7 @@ def _grown(model: KAN, l: int, n_in: int, n_out: int):
 def expand_width(model: KAN, layer_id: int, n_added_nodes: int, sum_bool: bool = True, mult_arity: int = 2) -> None:
     """pykan's ``expand_width``: ``n_added_nodes`` new sum nodes in hidden layer ``layer_id``, with all their edges
     masked off (the output is unchanged; train or :func:`perturb` to use them)."""
+    _sum_nodes_only(model, "expand_width")
     l = _hidden(model, layer_id)
     n_add = as_int("n_added_nodes", n_added_nodes, 1)
     if not sum_bool:
@@ -218,6 +230,7 @@ def expand_width(model: KAN, layer_id: int, n_added_nodes: int, sum_bool: bool =
 def expand_depth(model: KAN) -> None:
     """pykan's ``expand_depth``: append a layer computing the identity (symbolic ``x`` on the diagonal, splines
     masked off), so the output is unchanged."""
+    _sum_nodes_only(model, "expand_depth")
     from .hooks import HookPoint
 
     n = model.width[-1]
@@ -251,14 +264,15 @@ def perturb(model: KAN, mag: float = 1.0, mode: str = "non-intrusive") -> None:
     for l in range(model.depth):
         names = model.symbolic[l].function_names()  # [out][in]
         last = l == model.depth - 1 and mode == "non-intrusive"
-        for j in range(model.width[l + 1]):
-            for i in range(model.width[l]):
+        n_in, n_out = model.layers[l].in_dim, model.layers[l].out_dim
+        for j in range(n_out):
+            for i in range(n_in):
                 if last:
                     model.layers[l].mask[j, i] = 1.0
                     model.layers[l].scale_base[j, i] = 0.0
                     model.layers[l].scale_sp[j, i] = 0.0
                     continue
-                in_active = any(names[jj][i] != "0" for jj in range(model.width[l + 1]))
+                in_active = any(names[jj][i] != "0" for jj in range(n_out))
                 out_active = any(v != "0" for v in names[j])
                 kind = ("a" if in_active else "i") + ("a" if out_active else "i")
                 if kind == "aa":
@@ -274,6 +288,7 @@ _GROUP = re.compile(r"^\[\s*\d+(\s*,\s*\d+)*\s*\]$")
 def module(model: KAN, start_layer: int, chain: str) -> None:
     """pykan's ``module``: ``chain = "[0,1]->[1]->[0]"`` names node groups of consecutive layers from
     ``start_layer``; every edge between a group and the nodes outside it is cut (spline and symbolic)."""
+    _sum_nodes_only(model, "module")
     start = as_int("start_layer", start_layer, 0)
     groups = [g.strip() for g in str(chain).split("->")]
     if len(groups) < 2 or not all(_GROUP.match(g) for g in groups):
@@ -300,7 +315,7 @@ def module(model: KAN, start_layer: int, chain: str) -> None:
 def initialize_grid_from_another_model(model: KAN, other: KAN, x: torch.Tensor) -> None:
     """pykan's ``initialize_grid_from_another_model``: adapt this model's grids to ``other``'s layer inputs on
     ``x`` (this model's functions are refitted on the new grids)."""
-    check_tensor("x", x, ndim=2, last_dim=other.width[0])
+    check_tensor("x", x, ndim=2, last_dim=other.width_in[0])
     if model.width != other.width:
         raise ValueError(f"the models have different widths: {model.width} vs {other.width}")
     acts = other.layer_inputs(x)
@@ -315,7 +330,7 @@ def initialize_from_another_model(model: KAN, other: KAN, x: torch.Tensor) -> KA
     symbolic edges. Returns ``model``."""
     import copy
 
-    check_tensor("x", x, ndim=2, last_dim=other.width[0])
+    check_tensor("x", x, ndim=2, last_dim=other.width_in[0])
     if model.width != other.width:
         raise ValueError(f"the models have different widths: {model.width} vs {other.width}")
     if model.config.k != other.config.k:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import sympy
 import torch
@@ -408,3 +409,18 @@ def test_cuda_forward_fused_stack_and_fit_match_cpu():
     data = create_dataset(lambda t: t[:, :2] * t[:, [2]], n_var=3, train_num=100, seed=0, dtype=torch.float64)
     history = gpu.fit(data, steps=3, lamb=0.01, progress=False)
     assert len(history["train_loss"]) == 3 and history["train_loss"][-1] < history["train_loss"][0]
+
+
+def test_pykan_node_surgery_refuses_product_nodes_and_edge_tools_index_subnodes() -> None:
+    model = KAN(width=[2, [1, 1], 1], mult_arity=2, grid=3, k=3, seed=0)
+    x = torch.rand(50, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    model(x)
+    for call in (lambda: model.remove_node(1, 0), lambda: model.swap(1, 0, 1), lambda: model.expand_depth()):
+        with pytest.raises(NotImplementedError, match="multiplication nodes"):
+            call()
+    xs, ys = model.get_fun(0, 1, 2, plot=False)  # subnode 2: the product node's second factor
+    assert xs.shape == ys.shape == (50,) and np.all(np.diff(xs) >= 0)
+    with pytest.raises(IndexError, match="layer 0 is 2 -> 3"):
+        model.get_fun(0, 0, 3, plot=False)
+    model.remove_edge(0, 1, 2)  # edge-level tools work on subnodes
+    assert float(model.layers[0].mask[2, 1]) == 0.0

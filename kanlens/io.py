@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .utils import check_device, usual_permissions
+from ._checks import check_device
+from .utils import usual_permissions
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -93,7 +94,7 @@ def _meta_checksum(meta: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def _tensor_dtype(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
@@ -146,7 +147,7 @@ def _symbolic_section(model: KAN) -> tuple[list[dict[str, Any]], list[str]]:
     return layers, sorted(custom)
 
 
-def _jsonable(key: str, value: Any) -> Any:
+def _json_state(key: str, value: Any) -> Any:
     try:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as e:
@@ -158,7 +159,7 @@ def _build_meta(model: KAN, tensors: dict[str, torch.Tensor], tensors_path: Path
 
     cfg = model.config.to_dict()
     state = model.state_dict()
-    extra = {k: _jsonable(k, v) for k, v in state.items() if not isinstance(v, torch.Tensor)}
+    extra = {k: _json_state(k, v) for k, v in state.items() if not isinstance(v, torch.Tensor)}
     symbolic, custom = _symbolic_section(model)
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -178,7 +179,7 @@ def _build_meta(model: KAN, tensors: dict[str, torch.Tensor], tensors_path: Path
             "file": TENSORS_FILE,
             "bytes": tensors_path.stat().st_size,
             "sha256": _sha256_file(tensors_path),
-            "entries": {k: {"shape": list(v.shape), "dtype": _dtype_name(v.dtype)} for k, v in tensors.items()},
+            "entries": {k: {"shape": list(v.shape), "dtype": _tensor_dtype(v.dtype)} for k, v in tensors.items()},
         },
     }
     meta["checksum"] = _meta_checksum(meta)
@@ -217,7 +218,7 @@ def save(
 
     if not isinstance(model, KAN):
         raise TypeError(f"model must be a kanlens KAN, got {type(model).__name__}")
-    if _dtype_name(model.dtype) != model.config.dtype:
+    if _tensor_dtype(model.dtype) != model.config.dtype:
         raise TypeError(f"checkpoints store float32 or float64 models; this one is {model.dtype}: cast it with "
                         "model.float() or model.double() before saving")
     path = _as_path("path", path)
@@ -355,7 +356,7 @@ def _read_tensors(ten_path: Path, manifest: dict[str, Any]) -> dict[str, torch.T
         raise CheckpointError(f"{ten_path}: tensor names do not match the manifest in {CONFIG_FILE}")
     for k, v in blob.items():
         e = entries[k]
-        if not isinstance(e, dict) or e.get("shape") != list(v.shape) or e.get("dtype") != _dtype_name(v.dtype):
+        if not isinstance(e, dict) or e.get("shape") != list(v.shape) or e.get("dtype") != _tensor_dtype(v.dtype):
             raise CheckpointError(f"{ten_path}: tensor {k!r} does not match the manifest in {CONFIG_FILE}")
     return blob
 

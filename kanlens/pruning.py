@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .utils import check_tensor
+from ._checks import check_tensor
 
 if TYPE_CHECKING:
     from .model import KAN

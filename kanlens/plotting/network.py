@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .edge import (
+from ._common import (
     SPLINE_COLOR,
     SYMBOLIC_COLOR,
     alpha_from_score,
@@ -115,7 +115,7 @@ def plot_kan(
         scale: multiplies the figure size (and the size of everything in it).
         metric: edge score behind the transparency: ``"auto"`` (= ``"attribution"``, the scores ``prune`` uses),
             ``"local"``, ``"mean_abs"`` or ``"none"``, or pykan's ``"backward"`` (= attribution), ``"forward_n"``
-            (= local), ``"forward_u"`` (``std(phi)``) (see :func:`kanlens.plotting.edge.edge_scores_for_plot`).
+            (= local), ``"forward_u"`` (``std(phi)``) (see :func:`kanlens.plotting._common.edge_scores_for_plot`).
         max_per_row: more edges than this between two layers are staggered over several rows of boxes.
         n: points per edge curve.
         path: write the figure here (.png, .svg or .pdf); nothing is written without it.

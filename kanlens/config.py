@@ -3,16 +3,22 @@ pykan translations that turn ``KAN(...)``'s arguments into one."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from typing import Any
 
 import torch
 
+from ._checks import as_int, did_you_mean
 from .layers.mult import node_layout
 from .layers.spline import base_fun_name
+from .utils import default_dtype
 
-__all__ = ["DTYPES", "PYKAN_IGNORED", "KANConfig", "dtype_name", "normalize_width", "pykan_options", "validate_config"]
+__all__ = [
+    "DTYPES", "PYKAN_IGNORED", "KANConfig", "build_config", "dtype_name", "normalize_width", "pykan_options",
+    "validate_config",
+]
 
 #: the dtypes a model may have, by their config name
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -108,3 +114,30 @@ def dtype_name(dtype: torch.dtype | str) -> str:
         if dtype in (dt, name):
             return name
     raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+
+
+def build_config(width: object, grid: object, k: object, seed: object, dtype: object, symbolic_enabled: bool,
+                 config: KANConfig | None, kwargs: dict[str, Any]) -> tuple[KANConfig, dict[str, bool]]:
+    """The checked :class:`KANConfig` of ``KAN(...)``'s arguments (a copy of ``config`` when given) and the layer
+    flags among pykan's options (``sp_trainable``...)."""
+    if config is None:
+        if width is None:
+            raise ValueError("KAN needs `width`, e.g. KAN(width=[2, 5, 1])")
+        kwargs, trainable = pykan_options(kwargs)
+        fields = [f.name for f in dataclasses.fields(KANConfig)]
+        for name in kwargs:
+            if name not in fields or name in ("width", "grid", "k", "seed", "dtype", "symbolic_enabled"):
+                known = [*fields, *PYKAN_IGNORED, "sp_trainable", "sb_trainable"]
+                raise TypeError(f"unknown KAN option {name!r}{did_you_mean(name, known)}")
+        config = KANConfig(
+            width=normalize_width(width, kwargs.get("mult_arity", 2)), grid=as_int("grid", grid, 1),
+            k=as_int("k", k, 1), seed=as_int("seed", seed),
+            dtype=dtype_name(default_dtype() if dtype is None else dtype),
+            symbolic_enabled=symbolic_enabled, **kwargs,
+        )
+    else:
+        config = copy.deepcopy(config)
+        config.width = normalize_width(config.width, config.mult_arity)
+        trainable = {}
+    validate_config(config)
+    return config, trainable

@@ -7,7 +7,6 @@ modules that implement them, so this file stays about the model itself.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import importlib
 import types
 from collections.abc import Sequence
@@ -17,14 +16,14 @@ import torch
 from torch import nn
 
 from ._checks import as_int, check_device, check_tensor
-from .config import DTYPES, PYKAN_IGNORED, KANConfig, dtype_name, normalize_width, pykan_options, validate_config
+from .config import DTYPES, KANConfig, build_config, dtype_name
 from .hooks import HookPoint, run_with_cache
 from .layers.mult import NodeLayout, NodeMap, node_layout
 from .layers.spline import KANLayer
 from .layers.stack import stack_apply
 from .layers.symbolic import SymbolicKANLayer
 from .pykan_api import PykanMethods
-from .utils import default_dtype, warn_user
+from .utils import warn_user
 
 __all__ = ["KAN", "KANConfig"]
 
@@ -98,28 +97,7 @@ class KAN(PykanMethods, nn.Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if config is None:
-            if width is None:
-                raise ValueError("KAN needs `width`, e.g. KAN(width=[2, 5, 1])")
-            kwargs, trainable = pykan_options(kwargs)
-            fields = [f.name for f in dataclasses.fields(KANConfig)]
-            for name in kwargs:
-                if name not in fields or name in ("width", "grid", "k", "seed", "dtype", "symbolic_enabled"):
-                    from ._checks import did_you_mean
-
-                    known = [*fields, *PYKAN_IGNORED, "sp_trainable", "sb_trainable"]
-                    raise TypeError(f"unknown KAN option {name!r}{did_you_mean(name, known)}")
-            config = KANConfig(
-                width=normalize_width(width, kwargs.get("mult_arity", 2)), grid=as_int("grid", grid, 1),
-                k=as_int("k", k, 1), seed=as_int("seed", seed),
-                dtype=dtype_name(default_dtype() if dtype is None else dtype),
-                symbolic_enabled=symbolic_enabled, **kwargs,
-            )
-        else:
-            config = copy.deepcopy(config)
-            config.width = normalize_width(config.width, config.mult_arity)
-            trainable = {}
-        validate_config(config)
+        config, trainable = build_config(width, grid, k, seed, dtype, symbolic_enabled, config, kwargs)
         if not isinstance(save_act, bool):
             raise TypeError(f"save_act must be a bool, got {save_act!r}")
         if device is not None:
@@ -442,9 +420,9 @@ class KAN(PykanMethods, nn.Module):
 
     fit = _Delegation(".training")
 
-    # ------------------------------------------------------------------ pruning & scores (pruning.py)
-    edge_scores = _Delegation(".pruning")
-    node_scores = _Delegation(".pruning")
+    # ------------------------------------------------------------------ scores & pruning (scores.py, pruning.py)
+    edge_scores = _Delegation(".scores")
+    node_scores = _Delegation(".scores")
     prune = _Delegation(".pruning")
     prune_node = _Delegation(".pruning")
     prune_input = _Delegation(".pruning")

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "kanlens"
 # the longest matching key wins. A new module must be placed here (the test says so).
 LEVELS: dict[str, int] = {
     # 0, foundations: argument checks and small helpers, splines, hook points, datasets, the LBFGS step, indices
-    "_checks": 0, "utils": 0, "splines": 0, "hooks": 0, "data": 0, "_lbfgs": 0, "idx": 0,
+    "_checks": 0, "utils": 0, "files": 0, "splines": 0, "hooks": 0, "data": 0, "_lbfgs": 0, "idx": 0,
     "cardinal": 0,  # planned (issue 25, branch conv): cardinal B-spline kernels next to splines
     # 1, pure building blocks the layers use: the symbolic function library, penalties, formula strings
     "symbolic.library": 1, "regularization": 1, "formula_parse": 1,
@@ -29,7 +29,7 @@ LEVELS: dict[str, int] = {
     # 3, models: KAN (with its config and pykan method mixin), the MLP baseline, the vision models
     "model": 3, "config": 3, "pykan_api": 3, "mlp": 3, "models": 3, "vision": 3,
     # 4, what is done to a model: training, pruning, symbolic regression, surgery, inspection, compiling formulas
-    "training": 4, "pruning": 4, "symbolic": 4, "symbolic.*": 4, "pykan_fit": 4, "pykan_inspect": 4,
+    "training": 4, "scores": 4, "pruning": 4, "symbolic": 4, "symbolic.*": 4, "pykan_fit": 4, "pykan_inspect": 4,
     "pykan_utils": 4, "surgery": 4, "hypothesis": 4, "checkpoints": 4, "compiler": 4, "conv_symbolic": 4,
     # 5, results out: plots, graphs, files, run folders and workflows, sweeps (local or on Dask)
     "plotting": 5, "plotting.*": 5, "graph": 5, "io": 5, "runs": 5, "workflow": 5,

@@ -13,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kanlens import KAN, create_dataset, ex_round, load, pruning
+from kanlens import KAN, create_dataset, ex_round, load
 from kanlens.layers.stack import stack_apply
+from kanlens.scores import layer_stats
 
 WIDTHS = [
     ([2, [0, 1], 1], 2),  # pykan's hello-MultKAN shape
@@ -282,7 +283,7 @@ def test_attribution_gives_each_factor_the_product_score():
     assert [s.shape for s in attr.edge_scores] == [(3, 2), (1, 2)]
     # the two factors (subnodes 1, 2) of the product node share its score, each split over its edges
     prod_score = attr.node_scores[1][1]
-    _, edge_std, sub_std = pruning._layer_stats(model, x)
+    _, edge_std, sub_std = layer_stats(model, x)
     expected = prod_score * edge_std[0][1:] / (sub_std[0][1:, None] + 1e-4)
     torch.testing.assert_close(attr.edge_scores[0][1:], expected)
 

@@ -62,7 +62,7 @@ def test_hooks_are_removed_when_the_body_raises():
 
 def test_cache_is_read_only_and_names_missing_keys():
     cache = ActivationCache({"a": torch.zeros(2, 3)})
-    assert len(cache) == 1 and "ActivationCache(a: (2, 3))" == repr(cache)
+    assert len(cache) == 1 and repr(cache) == "ActivationCache(a: (2, 3))"
     with pytest.raises(KeyError, match=r"no activation named 'b'.*cached: \['a'\]"):
         cache["b"]
     with pytest.raises(TypeError):

@@ -1,7 +1,11 @@
 """The KAN model: a stack of spline (and optional symbolic) layers with node-level affine maps.
 
-User-facing pykan names (``fit``, ``prune``, ``auto_symbolic``, ``plot``, ...) are thin delegations to the
-modules that implement them, so this file stays about the model itself.
+The layers are in :mod:`kanlens.layers` (``spline``, ``symbolic``, ``mult`` for product nodes, ``stack`` for the
+fused multi-layer kernel that training evaluates through :meth:`KAN.stack_args`); :class:`KANConfig` and the
+argument checks are in :mod:`kanlens.config`. User-facing pykan names (``fit``, ``prune``, ``auto_symbolic``,
+...) are the functions of the modules that implement them, bound to the model (:class:`_Delegation`: same
+signature and docstring, imported on first use since those modules build on this one), so this file stays about
+the model itself.
 """
 
 from __future__ import annotations

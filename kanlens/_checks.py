@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 import numbers
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -26,6 +28,7 @@ __all__ = [
     "check_device",
     "check_edge",
     "check_kwargs",
+    "check_positive",
     "check_tensor",
     "did_you_mean",
     "is_int",
@@ -133,3 +136,14 @@ def check_edge(model: Any, l: int, i: int, j: int) -> None:
         raise IndexError(f"i = {i} is out of range: layer {l} has {w_in} inputs (width {model.width})")
     if not 0 <= j < w_out:
         raise IndexError(f"j = {j} is out of range: layer {l} has {w_out} outputs (width {model.width})")
+
+
+def check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """A finite number ``> 0`` (``>= 0`` with ``allow_zero``), numpy scalars included."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not (ok and math.isfinite(value)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
+    return float(value)

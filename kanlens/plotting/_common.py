@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .._checks import check_choice
+from .._checks import check_choice, check_positive
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -88,17 +88,6 @@ def save_figure(fig: Figure, path: str | os.PathLike | None, *, dpi: int = 150, 
     finally:
         if release:
             pyplot().close(fig)
-
-
-def check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """A finite number ``> 0`` (``>= 0`` with ``allow_zero``), numpy scalars included."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not (ok and math.isfinite(value)):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'} and finite, got {value}")
-    return float(value)
 
 
 def check_names(name: str, names: Sequence[str] | None, n: int) -> list[str] | None:

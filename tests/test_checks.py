@@ -43,7 +43,7 @@ def test_choice_and_kwargs_hints():
 
 
 def test_check_tensor_errors():
-    with pytest.raises(TypeError, match="x must be a torch.Tensor, got list"):
+    with pytest.raises(TypeError, match=r"x must be a torch\.Tensor, got list"):
         check_tensor("x", [1.0])
     with pytest.raises(TypeError, match="floating dtype"):
         check_tensor("x", torch.ones(2, dtype=torch.int64))

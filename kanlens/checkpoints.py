@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .utils import as_int
+from ._checks import as_int
 
 if TYPE_CHECKING:
     from .model import KAN

@@ -33,7 +33,8 @@ import numpy as np
 import sympy
 import torch
 
-from .utils import did_you_mean
+from ._checks import did_you_mean
+from .utils import one_line
 
 __all__ = ["CONSTANTS", "FUNCTIONS", "FormulaError", "formula_function", "parse_formula"]
 
@@ -63,10 +64,6 @@ class FormulaError(ValueError):
     """A formula string was refused; the message is one line and says why."""
 
 
-def _one_line(msg: str) -> str:
-    return " ".join(str(msg).split())
-
-
 def _tokens(text: str) -> list[tokenize.TokenInfo]:
     try:
         toks = list(tokenize.generate_tokens(io.StringIO(text).readline))
@@ -74,7 +71,7 @@ def _tokens(text: str) -> list[tokenize.TokenInfo]:
         msg = e.args[0] if e.args else str(e)
         if "EOF" in str(msg) or "parenthes" in str(msg):
             raise FormulaError("unbalanced parentheses") from None
-        raise FormulaError(f"cannot tokenize formula: {_one_line(msg)}") from None
+        raise FormulaError(f"cannot tokenize formula: {one_line(msg)}") from None
     skip = {tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.INDENT, tokenize.DEDENT}
     return [t for t in toks if t.type not in skip]
 
@@ -211,7 +208,7 @@ def parse_formula(text: str, variables: Sequence[str] | None = None) -> tuple[sy
     except FormulaError:
         raise
     except Exception as e:  # sympy raises many types for malformed input (SyntaxError, TypeError, ...)
-        raise FormulaError(f"malformed formula: {_one_line(f'{type(e).__name__}: {e}')}") from None
+        raise FormulaError(f"malformed formula: {one_line(f'{type(e).__name__}: {e}')}") from None
     _check_expr(expr, set(symbols))
     _fold_constants(expr)  # refuses complex constants such as sqrt(-2) or log(-1)
     return expr, symbols

@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from ._checks import check_choice, check_tensor
 from .pykan_utils import batch_hessian, batch_jacobian
-from .utils import check_choice, check_tensor
 
 __all__ = [
     "detect_separability",

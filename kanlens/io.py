@@ -36,7 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .utils import check_device, usual_permissions
+from ._checks import check_device
+from .files import as_path, fsync_dir, replace_dir, sha256_file
+from .utils import usual_permissions
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -72,42 +74,13 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _as_path(arg: str, path: object) -> Path:
-    if isinstance(path, (bytes, bytearray)) or not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{arg} must be a str or os.PathLike, got {type(path).__name__}")
-    if str(path) == "":
-        raise ValueError(f"{arg} must be a non-empty path")
-    return Path(path)
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _meta_checksum(meta: Mapping[str, Any]) -> str:
     body = {k: v for k, v in meta.items() if k != "checksum"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, allow_nan=False).encode()).hexdigest()
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def _tensor_dtype(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # e.g. platforms without directory file descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _is_checkpoint_dir(path: Path) -> bool:
@@ -146,7 +119,7 @@ def _symbolic_section(model: KAN) -> tuple[list[dict[str, Any]], list[str]]:
     return layers, sorted(custom)
 
 
-def _jsonable(key: str, value: Any) -> Any:
+def _json_state(key: str, value: Any) -> Any:
     try:
         return json.loads(json.dumps(value, allow_nan=False))
     except (TypeError, ValueError) as e:
@@ -158,7 +131,7 @@ def _build_meta(model: KAN, tensors: dict[str, torch.Tensor], tensors_path: Path
 
     cfg = model.config.to_dict()
     state = model.state_dict()
-    extra = {k: _jsonable(k, v) for k, v in state.items() if not isinstance(v, torch.Tensor)}
+    extra = {k: _json_state(k, v) for k, v in state.items() if not isinstance(v, torch.Tensor)}
     symbolic, custom = _symbolic_section(model)
     meta: dict[str, Any] = {
         "format": FORMAT,
@@ -177,8 +150,8 @@ def _build_meta(model: KAN, tensors: dict[str, torch.Tensor], tensors_path: Path
         "tensors": {
             "file": TENSORS_FILE,
             "bytes": tensors_path.stat().st_size,
-            "sha256": _sha256_file(tensors_path),
-            "entries": {k: {"shape": list(v.shape), "dtype": _dtype_name(v.dtype)} for k, v in tensors.items()},
+            "sha256": sha256_file(tensors_path),
+            "entries": {k: {"shape": list(v.shape), "dtype": _tensor_dtype(v.dtype)} for k, v in tensors.items()},
         },
     }
     meta["checksum"] = _meta_checksum(meta)
@@ -217,10 +190,10 @@ def save(
 
     if not isinstance(model, KAN):
         raise TypeError(f"model must be a kanlens KAN, got {type(model).__name__}")
-    if _dtype_name(model.dtype) != model.config.dtype:
+    if _tensor_dtype(model.dtype) != model.config.dtype:
         raise TypeError(f"checkpoints store float32 or float64 models; this one is {model.dtype}: cast it with "
                         "model.float() or model.double() before saving")
-    path = _as_path("path", path)
+    path = as_path("path", path)
     if not isinstance(overwrite, bool):
         raise TypeError(f"overwrite must be a bool, got {type(overwrite).__name__}")
     if path.exists() or path.is_symlink():
@@ -251,34 +224,18 @@ def save(
             os.fsync(f.fileno())
         with open(tmp / TENSORS_FILE, "rb+") as f:
             os.fsync(f.fileno())
-        _replace_dir(tmp, path)
-        _fsync_dir(path.parent)
+        replace_dir(tmp, path)
+        fsync_dir(path.parent)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
-def _replace_dir(tmp: Path, path: Path) -> None:
-    """Rename ``tmp`` to ``path``; an existing ``path`` is moved aside first and restored if the rename fails."""
-    if not (path.exists() or path.is_symlink()):
-        os.replace(tmp, path)
-        return
-    backup = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-    backup.rmdir()
-    os.replace(path, backup)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(backup, path)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
-
-
 # ---------------------------------------------------------------------------------------------- load
 def read_config(path: str | os.PathLike) -> dict[str, Any]:
     """The verified ``config.json`` of a checkpoint as a dict (checksum and format checked; tensors not read)."""
-    path = _as_path("path", path)
+    path = as_path("path", path)
     _check_dir(path)
     return _read_meta(path / CONFIG_FILE)
 
@@ -332,7 +289,7 @@ def _read_tensors(ten_path: Path, manifest: dict[str, Any]) -> dict[str, torch.T
     if size != manifest.get("bytes"):
         what = "truncated" if isinstance(manifest.get("bytes"), int) and size < manifest["bytes"] else "wrong size"
         raise CheckpointError(f"{ten_path}: {what}: {size} bytes on disk, {manifest.get('bytes')!r} when saved")
-    if _sha256_file(ten_path) != manifest.get("sha256"):
+    if sha256_file(ten_path) != manifest.get("sha256"):
         raise CheckpointError(f"{ten_path}: checksum mismatch, the file was corrupted or modified after saving")
     with open(ten_path, "rb") as f:
         magic = f.read(len(_ZIP_MAGIC))
@@ -355,7 +312,7 @@ def _read_tensors(ten_path: Path, manifest: dict[str, Any]) -> dict[str, torch.T
         raise CheckpointError(f"{ten_path}: tensor names do not match the manifest in {CONFIG_FILE}")
     for k, v in blob.items():
         e = entries[k]
-        if not isinstance(e, dict) or e.get("shape") != list(v.shape) or e.get("dtype") != _dtype_name(v.dtype):
+        if not isinstance(e, dict) or e.get("shape") != list(v.shape) or e.get("dtype") != _tensor_dtype(v.dtype):
             raise CheckpointError(f"{ten_path}: tensor {k!r} does not match the manifest in {CONFIG_FILE}")
     return blob
 
@@ -468,7 +425,7 @@ def load(
     """
     from .model import KAN
 
-    path = _as_path("path", path)
+    path = as_path("path", path)
     device = _resolve_map_location(map_location)
     _check_dir(path)
     cfg_path, ten_path = path / CONFIG_FILE, path / TENSORS_FILE

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .utils import as_int, check_choice
+from ._checks import as_int, check_choice
 
 __all__ = ["MLP"]
 
@@ -202,7 +202,7 @@ class MLP(nn.Module):
     def plot(self, beta: float = 3, scale: float = 1.0, metric: str = "w"):
         """Draw the network: edges' opacity from ``|w|`` (``"w"``), ``|w| * std(input)`` (``"act"``) or the
         attribution scores (``"fa"``); returns the matplotlib Figure."""
-        from .plotting.edge import pyplot
+        from .plotting._common import pyplot
 
         check_choice("metric", metric, ("w", "act", "fa"))
         if metric == "fa":

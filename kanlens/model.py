@@ -1,185 +1,57 @@
 """The KAN model: a stack of spline (and optional symbolic) layers with node-level affine maps.
 
-User-facing pykan names (``fit``, ``prune``, ``auto_symbolic``, ``plot``, ...) are thin delegations to the
-modules that implement them, so this file stays about the model itself.
+The layers are in :mod:`kanlens.layers` (``spline``, ``symbolic``, ``mult`` for product nodes, ``stack`` for the
+fused multi-layer kernel that training evaluates through :meth:`KAN.stack_args`); :class:`KANConfig` and the
+argument checks are in :mod:`kanlens.config`. User-facing pykan names (``fit``, ``prune``, ``auto_symbolic``,
+...) are the functions of the modules that implement them, bound to the model (:class:`_Delegation`: same
+signature and docstring, imported on first use since those modules build on this one), so this file stays about
+the model itself.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
+import importlib
+import types
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from ._checks import as_int, check_device, check_tensor
+from .config import DTYPES, KANConfig, build_config, dtype_name
 from .hooks import HookPoint, run_with_cache
 from .layers.mult import NodeLayout, NodeMap, node_layout
-from .layers.spline import KANLayer, base_fun_name, edge_backward, edge_forward, edge_reference, recompute_grads
+from .layers.spline import KANLayer
+from .layers.stack import stack_apply
 from .layers.symbolic import SymbolicKANLayer
 from .pykan_api import PykanMethods
-from .utils import as_int, check_device, check_tensor, default_dtype, warn_user
+from .utils import warn_user
 
 __all__ = ["KAN", "KANConfig"]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
-def _stride(cfg) -> int:
-    """Parameters per layer in a stack: 5, or 7 with multiplication nodes (subnode scale and bias)."""
-    return 5 if _node_map(cfg[0]) is None else 7
 
+class _Delegation:
+    """A :class:`KAN` method that is the function ``kanlens<module>.<name>(model, ...)``, bound to the model.
 
-def _node_map(entry: tuple) -> NodeMap | None:
-    """The node map of a stack ``cfg`` entry (``None``: no multiplication nodes; 4-entry tuples have none)."""
-    return entry[4] if len(entry) > 4 else None
-
-
-def stack_forward(x, cfg, params, need):
-    """Spline layers and node affine maps without autograd: ``(output, [mag_l], saved)``.
-
-    ``x`` is treated as data (its dense bases are cached across calls, see
-    :func:`kanlens.layers.spline.edge_forward`).
-
-    ``cfg[l] = (mask, grid, k, base_name[, node_map])``; ``params`` the ``(coef, scale_base, scale_sp, node_scale,
-    node_bias)`` of every layer, followed by ``(subnode_scale, subnode_bias)`` in a model with multiplication nodes
-    (``node_map`` not ``None``: a :class:`~kanlens.layers.mult.NodeMap`); ``need[0]`` / ``need[1 + i]``: whether
-    ``x`` / ``params[i]`` need a gradient.
-    """
-    saved, mags = [], []
-    need_x = need[0]
-    p = _stride(cfg)
-    for l, (mask, grid, k, base_name, *_) in enumerate(cfg):
-        node_map = _node_map(cfg[l])
-        coef, scale_base, scale_sp, node_scale, node_bias, *sub = params[p * l : p * l + p]
-        y, mag, sv = edge_forward(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need_x, data=l == 0)
-        mags.append(mag)
-        if node_map is None:
-            saved.append((sv, y, node_scale))
-            x = torch.addcmul(node_bias, y, node_scale)
-        else:
-            z, factors = node_map.forward(torch.addcmul(sub[1], y, sub[0]))
-            saved.append((sv, y, node_scale, z, factors, sub[0], node_map))
-            x = torch.addcmul(node_bias, z, node_scale)
-        need_x = need_x or any(need[1 + p * l : 1 + p * l + p])  # x of the next layer depends on these
-    return x, mags, saved
-
-
-def stack_reference(x, cfg, params) -> tuple:
-    """:func:`stack_forward`'s ``(output, *magnitudes)`` as ordinary autograd ops (differentiable to any order)."""
-    mags = []
-    p = _stride(cfg)
-    for l, (mask, grid, k, base_name, *_) in enumerate(cfg):
-        node_map = _node_map(cfg[l])
-        coef, scale_base, scale_sp, node_scale, node_bias, *sub = params[p * l : p * l + p]
-        y, mag = edge_reference(x, coef, scale_base, scale_sp, mask, grid, k, base_name)
-        mags.append(mag)
-        if node_map is not None:
-            y = node_map.reference(torch.addcmul(sub[1], y, sub[0]))
-        x = torch.addcmul(node_bias, y, node_scale)
-    return (x, *mags)
-
-
-def stack_backward(saved, need, g, g_mags):
-    """Gradients ``(x, *params)`` (``None`` where not needed) of :func:`stack_forward`'s outputs given the
-    gradient ``g`` of the output and ``g_mags[l]`` of the magnitudes (``None``: not used)."""
-    grads: list[torch.Tensor | None] = [None] * (len(need) - 1)
-    p = (len(need) - 1) // len(saved)
-    for l in range(len(saved) - 1, -1, -1):
-        sv, y, node_scale, *mult = saved[l]
-        nl = need[1 + p * l : 1 + p * l + p]
-        z = y if not mult else mult[0]
-        if nl[3]:
-            grads[p * l + 3] = (g * z).sum(0)
-        if nl[4]:
-            grads[p * l + 4] = g.sum(0)
-        need_x = any(need[: 1 + p * l])
-        g_y = g * node_scale
-        if mult:  # through the product nodes and the subnode affine map
-            _, factors, sub_scale, node_map = mult
-            g_y = node_map.backward(g_y, factors)
-            if nl[5]:
-                grads[p * l + 5] = (g_y * y).sum(0)
-            if nl[6]:
-                grads[p * l + 6] = g_y.sum(0)
-            g_y = g_y * sub_scale
-        g_x, *g_layer = edge_backward(sv, g_y, g_mags[l], (need_x, *nl[:3]))
-        grads[p * l : p * l + 3] = g_layer
-        g = g_x
-    return (g, *grads)
-
-
-class _SparseStack(torch.autograd.Function):
-    """All spline layers and node affine maps as one autograd node: ``(output, mag_0, mag_1, ...)``.
-
-    The per-layer work is :func:`kanlens.layers.spline.edge_forward` / ``edge_backward``; one node for the whole
-    stack saves the autograd bookkeeping of the per-layer nodes and affine maps at every LBFGS evaluation.
-    Call as ``apply(x, cfg, *params)`` (see :func:`stack_forward`). Only for stacks without symbolic edges.
+    ``model.prune`` *is* :func:`kanlens.pruning.prune` with ``model`` as first argument: same signature, same
+    docstring (``help(model.prune)``), nothing to keep in step. The target module is imported on first use: this
+    is the documented lazy import of the pykan-style convenience methods (``pruning``, ``symbolic``, ``training``
+    and ``graph`` build on this module, so it cannot import them at module level).
     """
 
-    @staticmethod
-    def forward(ctx, x, cfg, *params):  # type: ignore[override]
-        ctx.need = (ctx.needs_input_grad[0], *ctx.needs_input_grad[2:])
-        out, mags, ctx.saved = stack_forward(x, cfg, params, ctx.need)
-        ctx.save_for_backward(x, *params)
-        ctx.cfg = cfg
-        return (out, *mags)
+    def __init__(self, module: str, name: str | None = None) -> None:
+        self.module, self.name = module, name
 
-    @staticmethod
-    def backward(ctx, g, *g_mags):  # type: ignore[override]
-        if torch.is_grad_enabled():  # create_graph: differentiate the autograd composition instead
-            g_x, *grads = recompute_grads(lambda x, *p: stack_reference(x, ctx.cfg, p), tuple(ctx.saved_tensors),
-                                          ctx.need, (g, *g_mags))
-        else:
-            g_x, *grads = stack_backward(ctx.saved, ctx.need, g, g_mags)
-        return (g_x, None, *grads)
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = self.name or name
 
-
-def _normalize_width(width: object, mult_arity: object = 2) -> list:
-    """The config form of ``width``: plain ints (``[2, 5, 1]``) without multiplication nodes, else pykan's
-    ``[[n_sum, n_mult], ...]`` for every entry; checks ``mult_arity`` against it."""
-    return node_layout(width, mult_arity).width()
-
-
-@dataclasses.dataclass
-class KANConfig:
-    """Everything needed to rebuild a :class:`KAN` (saved as JSON in checkpoints)."""
-
-    width: list
-    grid: int = 5
-    k: int = 3
-    seed: int = 0
-    noise_scale: float = 0.5
-    scale_base_mu: float = 0.0
-    scale_base_sigma: float = 1.0
-    base_fun: str = "silu"
-    grid_range: tuple[float, float] = (-1.0, 1.0)
-    grid_eps: float = 0.02
-    affine_trainable: bool = False
-    symbolic_enabled: bool = True
-    dtype: str = "float32"
-    input_names: list[str] | None = None
-    input_ids: list[int] | None = None
-    mult_arity: int | list[list[int]] = 2
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["grid_range"] = list(self.grid_range)
-        if not any(isinstance(w, (list, tuple)) for w in self.width):
-            d.pop("mult_arity")  # no multiplication nodes: the same JSON as before they existed
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> KANConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"unknown KANConfig fields {sorted(unknown)}")
-        d = dict(d)
-        if "grid_range" in d:
-            d["grid_range"] = tuple(d["grid_range"])
-        return cls(**d)
+    def __get__(self, obj: object, owner: type | None = None):
+        target = getattr(importlib.import_module(self.module, __package__), self.name)
+        return target if obj is None else types.MethodType(target, obj)
 
 
 class KAN(PykanMethods, nn.Module):
@@ -229,35 +101,14 @@ class KAN(PykanMethods, nn.Module):
         **kwargs: Any,
     ) -> None:
         super().__init__()
-        if config is None:
-            if width is None:
-                raise ValueError("KAN needs `width`, e.g. KAN(width=[2, 5, 1])")
-            kwargs, trainable = _pykan_options(kwargs)
-            fields = [f.name for f in dataclasses.fields(KANConfig)]
-            for name in kwargs:
-                if name not in fields or name in ("width", "grid", "k", "seed", "dtype", "symbolic_enabled"):
-                    from .utils import did_you_mean
-
-                    known = [*fields, *_PYKAN_IGNORED, "sp_trainable", "sb_trainable"]
-                    raise TypeError(f"unknown KAN option {name!r}{did_you_mean(name, known)}")
-            config = KANConfig(
-                width=_normalize_width(width, kwargs.get("mult_arity", 2)), grid=as_int("grid", grid, 1),
-                k=as_int("k", k, 1), seed=as_int("seed", seed),
-                dtype=_dtype_name(default_dtype() if dtype is None else dtype),
-                symbolic_enabled=symbolic_enabled, **kwargs,
-            )
-        else:
-            config = copy.deepcopy(config)
-            config.width = _normalize_width(config.width, config.mult_arity)
-            trainable = {}
-        _validate_config(config)
+        config, trainable = build_config(width, grid, k, seed, dtype, symbolic_enabled, config, kwargs)
         if not isinstance(save_act, bool):
             raise TypeError(f"save_act must be a bool, got {save_act!r}")
         if device is not None:
             device = check_device(device)
         self.config = config
         self.save_act = save_act
-        dt = _DTYPES[config.dtype]
+        dt = DTYPES[config.dtype]
         gen = torch.Generator().manual_seed(config.seed)
         self._layout: NodeLayout = node_layout(config.width, config.mult_arity)
         self._maps: dict[str, list[NodeMap]] = {}
@@ -352,26 +203,32 @@ class KAN(PykanMethods, nn.Module):
 
     @property
     def depth(self) -> int:
+        """Number of layers."""
         return len(self.layers)
 
     @property
     def device(self) -> torch.device:
+        """Where the parameters live."""
         return self.layers[0].grid.device
 
     @property
     def dtype(self) -> torch.dtype:
+        """Dtype of the parameters (float32 or float64)."""
         return self.layers[0].grid.dtype
 
     @property
     def grid(self) -> int:
+        """Grid intervals per spline (``config.grid``)."""
         return self.config.grid
 
     @property
     def k(self) -> int:
+        """Spline order (``config.k``)."""
         return self.config.k
 
     @property
     def symbolic_enabled(self) -> bool:
+        """Whether symbolic edges are evaluated (``False``: splines only, faster)."""
         return self.config.symbolic_enabled
 
     @symbolic_enabled.setter
@@ -430,9 +287,10 @@ class KAN(PykanMethods, nn.Module):
             self.acts = [a.detach() for a in inputs] + [x.detach()]
         return x, edges_all, inputs
 
-    def _stack_args(self) -> tuple[tuple, list[torch.Tensor]] | None:
-        """``(cfg, params)`` for :func:`stack_forward`, or ``None`` when the fused path does not apply (active
-        symbolic edges, hooked edges, a base function without known derivative)."""
+    def stack_args(self) -> tuple[tuple, list[torch.Tensor]] | None:
+        """``(cfg, params)`` for the fused kernel (:func:`kanlens.layers.stack.stack_apply`, ``stack_forward``), or
+        ``None`` when the fused path does not apply (active symbolic edges, hooked edges, a base function without
+        known derivative). ``params`` are the model's own parameters, in the kernel's order."""
         if (self.config.symbolic_enabled and any(s.is_active() for s in self.symbolic)) or not all(
                 layer.fused_ok() for layer in self.layers):
             return None
@@ -446,13 +304,17 @@ class KAN(PykanMethods, nn.Module):
                 params += [self.subnode_scale[l], self.subnode_bias[l]]
         return cfg, params
 
-    def _forward_with_magnitudes(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Output and per-edge spline magnitudes ``mean_b |phi|`` ``(out, in)`` of every layer (training's sparsity
-        path; no input checks, nothing saved in ``acts``). The output equals :meth:`forward`."""
-        args = self._stack_args()
+    def forward_with_magnitudes(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Output and per-edge spline magnitudes ``mean_b |phi|`` of every layer (training's sparsity path: the
+        fused kernel when :meth:`stack_args` allows; no input checks, nothing saved in ``acts``). The output equals
+        :meth:`forward`.
+
+        Shapes:
+            x: ``(batch, width_in[0])`` -> ``(batch, width_in[-1])`` and one ``(out_l, in_l)`` per layer.
+        """
+        args = self.stack_args()
         if args is not None:
-            out = _SparseStack.apply(x, args[0], *args[1])
-            return out[0], list(out[1:])
+            return stack_apply(x, *args)
         mags = []
         for l in range(self.depth):
             y, mag = self.layers[l].forward_with_magnitude(x)
@@ -560,63 +422,21 @@ class KAN(PykanMethods, nn.Module):
                             "use model.fit(dataset, ...). model.train(mode) only switches training mode")
         return super().train(mode)
 
-    def fit(self, dataset: dict[str, torch.Tensor], **kwargs: Any):
-        """Train on ``dataset`` (pykan's ``fit``); see :func:`kanlens.training.fit` for all options."""
-        from .training import fit
+    fit = _Delegation(".training")
 
-        return fit(self, dataset, **kwargs)
-
-    # ------------------------------------------------------------------ pruning & scores (pruning.py)
-    def edge_scores(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
-        from . import pruning
-
-        return pruning.edge_scores(self, x)
-
-    def node_scores(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
-        from . import pruning
-
-        return pruning.node_scores(self, x)
-
-    def prune(self, node_th: float = 1e-2, edge_th: float = 3e-2, **kwargs: Any) -> KAN:
-        from . import pruning
-
-        return pruning.prune(self, node_th=node_th, edge_th=edge_th, **kwargs)
-
-    def prune_node(self, threshold: float = 1e-2, **kwargs: Any) -> KAN:
-        from . import pruning
-
-        return pruning.prune_node(self, threshold=threshold, **kwargs)
-
-    def prune_input(self, threshold: float = 1e-2, **kwargs: Any) -> KAN:
-        from . import pruning
-
-        return pruning.prune_input(self, threshold=threshold, **kwargs)
-
-    def to_networkx(self, **kwargs: Any):
-        from .graph import to_networkx
-
-        return to_networkx(self, **kwargs)
+    # ------------------------------------------------------------------ scores & pruning (scores.py, pruning.py)
+    edge_scores = _Delegation(".scores")
+    node_scores = _Delegation(".scores")
+    prune = _Delegation(".pruning")
+    prune_node = _Delegation(".pruning")
+    prune_input = _Delegation(".pruning")
+    to_networkx = _Delegation(".graph")
 
     # ------------------------------------------------------------------ symbolic (symbolic/)
-    def suggest_symbolic(self, l: int, i: int, j: int, **kwargs: Any):
-        from .symbolic import fit as sfit
-
-        return sfit.suggest_symbolic(self, l, i, j, **kwargs)
-
-    def fix_symbolic(self, l: int, i: int, j: int, name: str, **kwargs: Any):
-        from .symbolic import fit as sfit
-
-        return sfit.fix_symbolic(self, l, i, j, name, **kwargs)
-
-    def unfix_symbolic(self, l: int, i: int, j: int) -> None:
-        from .symbolic import fit as sfit
-
-        return sfit.unfix_symbolic(self, l, i, j)
-
-    def auto_symbolic(self, **kwargs: Any):
-        from .symbolic import fit as sfit
-
-        return sfit.auto_symbolic(self, **kwargs)
+    suggest_symbolic = _Delegation(".symbolic.fit")
+    fix_symbolic = _Delegation(".symbolic.fit")
+    unfix_symbolic = _Delegation(".symbolic.fit")
+    auto_symbolic = _Delegation(".symbolic.fit")
 
     def symbolic_formula(self, var=None, **kwargs: Any):
         """pykan's pair ``(formulas, variables)``: one sympy expression per output and the input symbols.
@@ -626,13 +446,15 @@ class KAN(PykanMethods, nn.Module):
         :func:`kanlens.symbolic.formula.symbolic_formula` returns just the list. Options: ``var`` (input names),
         ``simplify``, ``round``.
         """
+        import sympy
+
         from .symbolic import formula
 
         if var is None:  # pykan's names x_1, x_2, ... (kanlens's formula functions say x1, x2, ...)
             ids = self.config.input_ids if self.config.input_ids is not None else range(self.width_in[0])
             var = [f"x_{int(k) + 1}" for k in ids]
         exprs = formula.symbolic_formula(self, var=var, **kwargs)
-        return exprs, formula._variables(self, var)
+        return exprs, [v if isinstance(v, sympy.Symbol) else sympy.Symbol(str(v)) for v in var]
 
     # ------------------------------------------------------------------ plotting & io
     def plot(self, x: torch.Tensor | None = None, **kwargs: Any):
@@ -657,8 +479,8 @@ class KAN(PykanMethods, nn.Module):
     def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
         # .to(dtype) / .double() / .float() cast the tensors: keep the config (saved with them) in step
         out = super()._apply(fn, recurse)
-        if self.dtype in _DTYPES.values():
-            self.config.dtype = _dtype_name(self.dtype)
+        if self.dtype in DTYPES.values():
+            self.config.dtype = dtype_name(self.dtype)
         return out
 
     def copy(self) -> KAN:
@@ -675,49 +497,3 @@ class KAN(PykanMethods, nn.Module):
         return torch.compile(self) if compile else self
 
 
-# pykan KAN options with no effect in kanlens (it never writes files on its own and keeps no history of states)
-_PYKAN_IGNORED = ("auto_save", "ckpt_path", "state_id", "round", "first_init")
-
-
-def _pykan_options(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, bool]]:
-    """Split pykan-only ``KAN`` options off ``kwargs``: dropped (``auto_save``...) or returned as layer flags
-    (``sp_trainable``, ``sb_trainable``); clear errors for the ones kanlens cannot honour."""
-    kwargs = dict(kwargs)
-    for name in _PYKAN_IGNORED:
-        kwargs.pop(name, None)
-    if "base_fun" in kwargs:
-        kwargs["base_fun"] = base_fun_name(kwargs["base_fun"])
-    trainable = {}
-    for name in ("sp_trainable", "sb_trainable", "sparse_init"):
-        if name in kwargs:
-            value = kwargs.pop(name)
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be a bool, got {value!r}")
-            trainable[name] = value
-    return kwargs, trainable
-
-
-def _validate_config(c: KANConfig) -> None:
-    """Range checks of a config (types of grid/k/widths are checked by the layers)."""
-    import math
-
-    if not (isinstance(c.grid_eps, (int, float)) and 0.0 <= c.grid_eps <= 1.0):
-        raise ValueError(f"grid_eps must be in [0, 1], got {c.grid_eps!r}")
-    for name in ("noise_scale", "scale_base_mu", "scale_base_sigma"):
-        v = getattr(c, name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise ValueError(f"{name} must be a finite number, got {v!r}")
-    for name in ("input_names", "input_ids"):
-        v = getattr(c, name)
-        n_in = node_layout(c.width, c.mult_arity).width_in[0]
-        if v is not None and len(v) != n_in:
-            raise ValueError(f"{name} must have one entry per input ({n_in}), got {len(v)}: {v!r}")
-    if c.input_ids is not None and (len(set(c.input_ids)) != len(c.input_ids) or min(c.input_ids) < 0):
-        raise ValueError(f"input_ids must be unique non-negative ints, got {c.input_ids!r}")
-
-
-def _dtype_name(dtype: torch.dtype | str) -> str:
-    for name, dt in _DTYPES.items():
-        if dtype in (dt, name):
-            return name
-    raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")

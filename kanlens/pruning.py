@@ -7,6 +7,8 @@ identical on a copy of the model and independent of the global RNG state.
 Pruning never drops a removed part's contribution silently: the *mean* of every removed edge on the data is folded
 into the bias of the node it fed, so the pruned model computes the same function up to the *variation* of what was
 removed (pykan 0.2.8 drops the mean, which shifts the output by a constant).
+
+The scores pruning thresholds live in :mod:`kanlens.scores` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .utils import check_tensor
+from .scores import Attribution, active_edges, attribute, edge_scores, feature_score, node_scores, score_batch
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -38,202 +40,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_EPS = 1e-4  # pykan's guard against dividing by the spread of a constant node
-
-
-@dataclasses.dataclass
-class Attribution:
-    """Importance scores back-propagated from the outputs (pykan's ``attribute``).
-
-    Attributes:
-        node_scores: one ``(width_in[l],)`` tensor per layer ``l = 0..L`` (summed over the queried nodes).
-        edge_scores: one ``(width_out[l+1], width_in[l])`` tensor per layer ``l = 0..L-1`` (``[out, in]``; ``out``
-            counts subnodes, which are the nodes of a KAN without multiplication nodes).
-        node_scores_all: like ``node_scores`` but per queried node: ``(n_query, width_in[l])``.
-        edge_scores_all: like ``edge_scores`` but per queried node: ``(n_query, width_out[l+1], width_in[l])``.
-    """
-
-    node_scores: list[torch.Tensor]
-    edge_scores: list[torch.Tensor]
-    node_scores_all: list[torch.Tensor]
-    edge_scores_all: list[torch.Tensor]
-
-
 # ---------------------------------------------------------------------------------------------------- helpers
-def _batch(model: KAN, x: torch.Tensor | None) -> torch.Tensor:
-    """The input batch scores are computed on: ``x``, or the inputs of the last batch the model saw."""
-    if x is None:
-        if not getattr(model, "acts", None):
-            raise ValueError(
-                "x is None and the model has not seen any data yet (or keeps no activations, e.g. after "
-                "speed()): pass x=<a (batch, n_in) tensor>, or call model(x) first"
-            )
-        x = model.layer_inputs(None)[0]  # the last batch, with its warning / error when it is too small
-    check_tensor("x", x, ndim=2, last_dim=model.width_in[0])
-    if x.shape[0] < 2:
-        raise ValueError(f"x needs at least 2 samples to measure spreads, got shape {tuple(x.shape)}")
-    return x.detach()
-
-
 def _check_threshold(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
-
-
-def _layer_stats(model: KAN, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-    """Per layer: layer inputs ``(batch, in)``, edge spreads ``std(phi)`` ``(out, in)``, spreads of the summed edges
-    ``(out,)`` (``out``: the layer's subnodes, which are its output nodes without multiplication nodes)."""
-    acts = model.layer_inputs(x)
-    edge_std, node_std = [], []
-    for l in range(model.depth):
-        edges = model.edge_activations_layer(l, acts[l])  # (batch, out, in)
-        edge_std.append(edges.std(0))
-        node_std.append(edges.sum(-1).std(0))  # spread of the summed node input, before node_scale/bias
-    return acts, edge_std, node_std
-
-
-def _active_edges(model: KAN, l: int) -> torch.Tensor:
-    """Boolean ``(out, in)``: edges of layer ``l`` that contribute (spline or enabled symbolic)."""
-    active = model.layers[l].mask != 0
-    sym = model.symbolic[l]
-    if model.config.symbolic_enabled and sym.is_active():
-        active = active | (sym.mask != 0)
-    return active
-
-
-# ---------------------------------------------------------------------------------------------------- scores
-@torch.no_grad()
-def edge_scores(model: KAN, x: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """Local edge magnitudes: ``std_x(phi_ji(x_i)) / (std_x(x_i) + 0.1)`` (pykan's ``acts_scale``).
-
-    This is how strongly each edge function varies over the data, relative to how much its input varies. It does
-    not look downstream; for importance to the outputs use :func:`attribute`.
-
-    Args:
-        model: the KAN.
-        x: a batch of inputs (default: the last batch the model saw).
-
-    Returns:
-        one tensor per layer.
-
-    Shapes:
-        x: ``(batch, width[0])``; returns ``[(width_out[l+1], width_in[l]) for l in range(depth)]``.
-
-    Example:
-        >>> model(dataset["train_input"])
-        >>> [s.shape for s in model.edge_scores()]
-    """
-    x = _batch(model, x)
-    acts = model.layer_inputs(x)
-    out = []
-    for l in range(model.depth):
-        edges = model.edge_activations_layer(l, acts[l])
-        out.append(edges.std(0) / (acts[l].std(0) + 0.1))
-    return out
-
-
-@torch.no_grad()
-def attribute(
-    model: KAN,
-    x: torch.Tensor | None = None,
-    *,
-    l: int | None = None,
-    i: int | None = None,
-    out_score: torch.Tensor | None = None,
-) -> Attribution:
-    """Attribution scores back-propagated from the outputs (pykan 0.2's ``attribute``).
-
-    Every queried node starts with a score (1 per output by default). A node's score is shared among its incoming
-    edges in proportion to their spread on the data, ``std(phi_ji) / std(sum_i phi_ji)``, and a node's score is the
-    sum of the scores of its outgoing edges. An input that only feeds unimportant edges ends with a low score.
-    Scores are dimensionless (fractions of the outputs' variation) and invariant to ``node_scale``.
-
-    Args:
-        model: the KAN.
-        x: a batch of inputs (default: the last batch the model saw).
-        l: start from the nodes of layer ``l`` (``1..depth``) instead of the outputs; as in pykan, each start node
-            is weighted by its own overall score unless ``out_score`` is given.
-        i: with ``l``, start from node ``i`` of layer ``l`` only (pykan's ``attribute(l, i)`` is
-            ``attribute(l=l, i=i).node_scores[0]``).
-        out_score: starting scores of the queried layer's nodes, ``(width[l],)``.
-
-    Returns:
-        an :class:`Attribution` (lists cover layers ``0..l``).
-
-    Shapes:
-        x: ``(batch, width[0])``.
-
-    Example:
-        >>> scores = model.attribute(dataset["train_input"])
-        >>> scores.node_scores[0]  # importance of each input
-    """
-    x = _batch(model, x)
-    depth = model.depth
-    if l is None:
-        l_end = depth
-        if i is not None:
-            raise ValueError("i selects a node of layer l: pass l as well")
-    else:
-        if isinstance(l, bool) or not isinstance(l, int) or not 1 <= l <= depth:
-            raise ValueError(f"l must be an int in [1, {depth}] (a layer of nodes after the inputs), got {l!r}")
-        l_end = l
-    width, layout = model.width_in, model.node_layout
-    _, edge_std, node_std = _layer_stats(model, x)
-    dev, dt = x.device, x.dtype
-    if out_score is None:
-        if l is None or l == depth:
-            start = torch.ones(width[l_end], device=dev, dtype=dt)
-        else:
-            start = attribute(model, x).node_scores[l]
-    else:
-        start = torch.as_tensor(out_score, device=dev, dtype=dt).flatten()
-        if start.shape[0] != width[l_end]:
-            raise ValueError(f"out_score must have {width[l_end]} entries (width of layer {l_end}), "
-                             f"got {start.shape[0]}")
-    query = torch.diag(start)
-    if i is not None:
-        if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < width[l_end]:
-            raise ValueError(f"i must be an int in [0, {width[l_end]}), got {i!r}")
-        query = query[i : i + 1]
-    node_all = [query]
-    edge_all = []
-    for layer in range(l_end - 1, -1, -1):
-        # edge (j, i) gets subnode j's score times its share of subnode j's spread; as in pykan, every factor of
-        # a product node gets the node's whole score
-        share = edge_std[layer] / (node_std[layer][:, None] + _EPS)  # (out, in)
-        sub = node_all[-1]
-        if layout.has_mult:
-            sub = sub[:, layout.node_of_subnode(layer + 1)]
-        e = sub[:, :, None] * share[None]  # (n_query, out, in)
-        edge_all.append(e)
-        node_all.append(e.sum(1))
-    node_all.reverse()
-    edge_all.reverse()
-    return Attribution(
-        node_scores=[s.sum(0) for s in node_all],
-        edge_scores=[s.sum(0) for s in edge_all],
-        node_scores_all=node_all,
-        edge_scores_all=edge_all,
-    )
-
-
-def node_scores(model: KAN, x: torch.Tensor | None = None) -> list[torch.Tensor]:
-    """Attribution score of every node (``attribute(model, x).node_scores``).
-
-    Shapes:
-        returns ``[(width[l],) for l in range(depth + 1)]``; the outputs score 1 each.
-    """
-    return attribute(model, x).node_scores
-
-
-def feature_score(model: KAN, x: torch.Tensor | None = None) -> torch.Tensor:
-    """Importance of each input for the outputs (pykan's ``feature_score``).
-
-    Shapes:
-        x: ``(batch, width[0])``; returns ``(width[0],)``.
-    """
-    return attribute(model, x).node_scores[0]
 
 
 # ---------------------------------------------------------------------------------------------------- surgery
@@ -334,9 +145,9 @@ def _dead_hidden(model: KAN) -> list[list[int]]:
     dead: list[list[int]] = [[] for _ in range(model.depth + 1)]
     layout = model.node_layout
     for l in range(1, model.depth):
-        has_in_sub = _active_edges(model, l - 1).any(1).tolist()
+        has_in_sub = active_edges(model, l - 1).any(1).tolist()
         has_in = torch.tensor([any(has_in_sub[s] for s in g) for g in layout.groups(l)], device=model.device)
-        has_out = _active_edges(model, l).any(0)
+        has_out = active_edges(model, l).any(0)
         dead[l] = torch.nonzero(~(has_in & has_out)).flatten().tolist()
     return dead
 
@@ -381,7 +192,7 @@ def prune_node(
         [2, 1, 1]
     """
     threshold = _check_threshold("threshold", threshold)
-    x = _batch(model, x)
+    x = score_batch(model, x)
     width, depth = model.width_in, model.depth
     keep = [list(range(w)) for w in width]
     if active_neurons_id is not None:
@@ -425,11 +236,11 @@ def prune_edge(model: KAN, threshold: float = 3e-2, *, x: torch.Tensor | None = 
         x: ``(batch, width[0])``.
     """
     threshold = _check_threshold("threshold", threshold)
-    x = _batch(model, x)
+    x = score_batch(model, x)
     remove = [s <= threshold for s in attribute(model, x).edge_scores]
     work = model
     for l in range(work.depth):
-        _fold_edges(work, l, work.layer_inputs(x)[l], remove[l] & _active_edges(work, l))
+        _fold_edges(work, l, work.layer_inputs(x)[l], remove[l] & active_edges(work, l))
     n = sum(int(r.sum()) for r in remove)
     log.info("pruned %d edges", n)
     return _finish(work, x)
@@ -462,7 +273,7 @@ def prune(
     """
     node_th = _check_threshold("node_th", node_th)
     edge_th = _check_threshold("edge_th", edge_th)
-    x = _batch(model, x)
+    x = score_batch(model, x)
     new = prune_node(model, node_th, x=x)
     new = prune_edge(new, edge_th, x=x)
     dead = _dead_hidden(new)
@@ -503,7 +314,7 @@ def prune_input(
         [0, 1]
     """
     threshold = _check_threshold("threshold", threshold)
-    x = _batch(model, x)
+    x = score_batch(model, x)
     n_in = model.width_in[0]
     if active_inputs is not None:
         kept = sorted({int(v) for v in active_inputs})

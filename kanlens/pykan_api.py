@@ -90,7 +90,7 @@ class PykanMethods:
         """Attribution scores: pykan's ``attribute(l=None, i=None, out_score=None, plot=True)`` and kanlens's
         ``attribute(x)`` (a first argument that is not an int, or ``x=``): see
         :func:`kanlens.pykan_inspect.attribute` and :func:`kanlens.pruning.attribute`."""
-        from .utils import is_int
+        from ._checks import is_int
 
         if (args and not (args[0] is None or is_int(args[0]))) or "x" in kwargs:
             from . import pruning

@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ._checks import as_int, did_you_mean
 from .regularization import l1_entropy
-from .utils import as_int, did_you_mean
 
 if TYPE_CHECKING:
     from .model import KAN

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .utils import as_int, check_tensor
+from ._checks import as_int, check_tensor
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -129,7 +129,7 @@ def get_fun(model: KAN, l: int, i: int, j: int, *, plot: bool = True) -> tuple[n
     rank = np.argsort(xs, kind="stable")
     xs, ys = xs[rank], ys[rank]
     if plot:
-        from .plotting.edge import pyplot
+        from .plotting._common import pyplot
 
         plt = pyplot()
         plt.figure(figsize=(3, 3))
@@ -169,7 +169,7 @@ def attribute(model: KAN, l: int | None = None, i: int | None = None, out_score:
         raise IndexError(f"i = {i} is out of range: layer {l} has {res.shape[0]} nodes")
     row = res[i]
     if plot:
-        from .plotting.edge import pyplot
+        from .plotting._common import pyplot
 
         plt = pyplot()
         n = row.shape[0]

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import splines
-from .utils import as_int, check_choice, check_tensor
+from ._checks import as_int, check_choice, check_tensor
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -165,9 +165,9 @@ def extend_grid(grid: torch.Tensor, k_extend: int = 0) -> torch.Tensor:
 def sparse_mask(in_dim: int, out_dim: int) -> torch.Tensor:
     """pykan's ``sparse_mask`` ``(in_dim, out_dim)``: each node connected to its nearest node(s) of the other layer
     (nodes evenly spaced in ``[0, 1]``); ``KAN(..., sparse_init=True)`` starts from it."""
-    from .layers.spline import _sparse_mask
+    from .layers.spline import nearest_mask
 
-    return _sparse_mask(as_int("in_dim", in_dim, 1), as_int("out_dim", out_dim, 1))
+    return nearest_mask(as_int("in_dim", in_dim, 1), as_int("out_dim", out_dim, 1))
 
 
 def batch_jacobian(func: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, create_graph: bool = False,

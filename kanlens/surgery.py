@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from .utils import as_int, check_choice, check_tensor
+from ._checks import as_int, check_choice, check_tensor
 
 if TYPE_CHECKING:
     from .model import KAN

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .utils import one_line
+
 __all__ = ["KINDS", "SPECIAL_FUNCTIONS", "SweepError", "SweepResult", "SweepTask", "load_formula_tasks",
            "run_task", "tasks_from_csv"]
 
@@ -53,10 +55,6 @@ _TRUTH_POINTS, _TRUTH_SEED = 10_000, 12345  # fresh points for the formula-vs-tr
 
 class SweepError(ValueError):
     """Bad sweep input (a task, a task file, an output folder, a scheduler address); the message names it."""
-
-
-def _one_line(e: BaseException | str) -> str:
-    return " ".join(str(e).split())
 
 
 @dataclass(frozen=True)
@@ -123,7 +121,7 @@ class SweepTask:
         try:
             expr, symbols = parse_formula(self.formula, names)
         except (FormulaError, TypeError) as e:
-            raise SweepError(f"task {self.name!r}: formula refused: {_one_line(e)}") from None
+            raise SweepError(f"task {self.name!r}: formula refused: {one_line(e)}") from None
         self._set("variables", tuple(s.name for s in symbols))
         ranges = self.ranges if self.ranges is not None else ((-1.0, 1.0),) * len(symbols)
         try:
@@ -301,7 +299,7 @@ def load_formula_tasks(path: str | os.PathLike, **settings: Any) -> list[SweepTa
     except FileNotFoundError:
         raise SweepError(f"no such task file {str(path)!r}") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SweepError(f"{path}: not a readable JSON formula file ({_one_line(e)})") from None
+        raise SweepError(f"{path}: not a readable JSON formula file ({one_line(e)})") from None
     entries = spec.get("formulas") if isinstance(spec, dict) else spec
     if not isinstance(entries, list) or not entries:
         raise SweepError(f"{path}: expected {{\"formulas\": [...]}} with at least one entry")
@@ -345,7 +343,7 @@ def _entry_task(entry: Any, settings: Mapping[str, Any]) -> SweepTask:
     except SweepError as e:  # the entry is named by the caller: drop the task prefix
         raise SweepError(re.sub(r"^task '[^']*': ", "", str(e))) from None
     except TypeError as e:  # a wrong setting name is the caller's mistake, not the file's
-        raise TypeError(_one_line(e)) from None
+        raise TypeError(one_line(e)) from None
 
 
 def tasks_from_csv(path: str | os.PathLike, targets: Sequence[str], features: Sequence[str] | None = None, *,
@@ -394,7 +392,7 @@ def run_task(task: SweepTask) -> SweepResult:
         fields = _symbolic(task, dataset, truth) if task.kind == "symbolic" else _fit(task, dataset)
         ok, error = True, None
     except Exception as e:  # a failing search is a result; infrastructure failures are Dask's to retry
-        ok, error = False, f"{type(e).__name__}: {_one_line(e)}"
+        ok, error = False, f"{type(e).__name__}: {one_line(e)}"
         log.warning("task %s failed: %s", task.name, error)
     finally:
         torch.set_num_threads(threads)

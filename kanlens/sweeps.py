@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .sweep_tasks import SweepError, SweepResult, SweepTask, _one_line, run_task
+from .sweep_tasks import SweepError, SweepResult, SweepTask, run_task
+from .utils import one_line
 
 __all__ = ["SweepConnectionError", "SweepError", "SweepReport", "sweep"]
 
@@ -232,7 +233,7 @@ def _read_json(path: Path) -> dict:
     except FileNotFoundError:
         raise SweepError(f"{path} is missing; the folder is not a complete kanlens sweep folder") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SweepError(f"{path} is not readable JSON ({_one_line(e)})") from None
+        raise SweepError(f"{path} is not readable JSON ({one_line(e)})") from None
     if not isinstance(data, dict):
         raise SweepError(f"{path} does not hold a JSON object")
     return data
@@ -291,7 +292,7 @@ def _connect(client: Any, n_workers: int | None, timeout: float) -> tuple[Any, A
             client = dd.Client(address, timeout=timeout)
         except Exception as e:  # OSError, TimeoutError, ValueError for a malformed address
             raise SweepConnectionError(f"cannot reach the Dask scheduler at {address!r} within {timeout:g} s "
-                                       f"({type(e).__name__}: {_one_line(e)[:200]})") from None
+                                       f"({type(e).__name__}: {one_line(e)[:200]})") from None
         if not _threads(client, default=0):
             log.warning("sweep: the scheduler at %s has no workers yet; tasks wait until one joins", address)
         return client, None, True
@@ -315,7 +316,7 @@ def _run(todo: list[SweepTask], client: Any, folder: Path, new: dict[str, SweepR
                 res = fut.result()
             except Exception as e:  # Dask gave up (KilledWorker after repeated deaths, retries spent, cancelled)
                 res = SweepResult(task.name, task.kind, task.fingerprint(), False,
-                                  error=f"{type(e).__name__}: {_one_line(e)[:500]}")
+                                  error=f"{type(e).__name__}: {one_line(e)[:500]}")
             _save(folder, res)
             new[res.name] = res
             bar.update(res, running=min(len(futures), threads))

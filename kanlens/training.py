@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from .model import stack_backward, stack_forward
+from .layers.stack import stack_backward, stack_forward
 from .pykan_fit import PYKAN_REG_METRICS, pykan_objective, pykan_options
 from .regularization import REG_METRICS, l1_entropy_with_grad, magnitude_reg, total_reg
 from .utils import as_int, check_choice, check_tensor, is_int, warn_user
@@ -357,7 +357,7 @@ class _Trainer:
     def objective(self) -> tuple[torch.Tensor, torch.Tensor]:
         model, lambs, xb = self.model, self.lambs, self.cur["x"]
         if lambs["lamb"] > 0 and self.reg_metric == "abs":
-            pred, mags = model._forward_with_magnitudes(xb)
+            pred, mags = model.forward_with_magnitudes(xb)
             if self.group is not None:
                 mags = self.group.magnitudes(mags)
             reg = magnitude_reg(mags, [layer.coef for layer in model.layers], lamb_l1=lambs["lamb_l1"],
@@ -382,7 +382,7 @@ class _Trainer:
         """``(cfg, params, need)`` of the model's fused stack when :meth:`_fused_objective` applies, else ``None``."""
         if not self.fused:
             return None
-        args = self.model._stack_args()
+        args = self.model.stack_args()
         if args is None:
             return None
         cfg, params = args

@@ -1,16 +1,17 @@
-"""Small shared helpers: "did you mean" hints and input validation used at public entry points."""
+"""Small shared helpers: user warnings attributed to user code, the default dtype, file permissions, and pykan's
+``kan.utils`` names (loaded lazily). The argument checks (``as_int``, ``check_tensor``, ...) are in
+:mod:`kanlens._checks` and re-exported here."""
 
 from __future__ import annotations
 
-import difflib
-import inspect
-import numbers
 import os
 import sys
 import warnings
-from collections.abc import Callable, Iterable
 
 import torch
+
+# The argument checks live in kanlens._checks; re-exported here for the imports that still name kanlens.utils.
+from ._checks import as_int, check_choice, check_device, check_kwargs, check_tensor, did_you_mean, is_int
 
 __all__ = [
     "as_int",
@@ -21,80 +22,15 @@ __all__ = [
     "default_dtype",
     "did_you_mean",
     "is_int",
+    "one_line",
     "usual_permissions",
     "warn_user",
 ]
 
 
-def is_int(value: object) -> bool:
-    """Whether ``value`` is an integer (Python or numpy, e.g. ``np.int64(3)``), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and type(value).__name__ != "bool_"
-
-
-def as_int(name: str, value: object, minimum: int | None = None) -> int:
-    """``value`` as a Python ``int`` (numpy integers accepted, bools refused); ``TypeError`` / ``ValueError``
-    naming ``name`` otherwise."""
-    if not is_int(value):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
-    value = int(value)  # type: ignore[call-overload]
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
-
-
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """A ``"; did you mean 'x'?"`` suffix for error messages (empty when nothing is close)."""
-    choices = list(choices)
-    by_lower = {str(c).lower(): c for c in reversed(choices)}
-    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=1, cutoff=0.5)
-    hint = f"; did you mean {by_lower[close[0]]!r}?" if close else ""
-    return f"{hint} (choices: {', '.join(map(str, choices))})" if len(choices) <= 40 else hint
-
-
-def check_choice(arg: str, value: str, choices: Iterable[str]) -> str:
-    """Raise ``ValueError`` naming ``arg`` when ``value`` is not one of ``choices``."""
-    choices = list(choices)
-    if value not in choices:
-        raise ValueError(f"unknown {arg} {value!r}{did_you_mean(value, choices)}")
-    return value
-
-
-def check_kwargs(func: Callable, kwargs: dict, ignored: Iterable[str] = ()) -> None:
-    """Raise ``TypeError`` for a keyword in ``kwargs`` (the ``**`` catch-all of ``func``) that is not one of
-    ``ignored`` (pykan options kanlens has no use for, e.g. ``a_range``: accepted and dropped); the hint lists
-    ``func``'s own parameters and ``ignored``."""
-    ignored = set(ignored)
-    unknown = [key for key in kwargs if key not in ignored]
-    if unknown:
-        own = [p.name for p in inspect.signature(func).parameters.values()
-               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-        raise TypeError(f"{func.__name__}() got an unexpected keyword argument {unknown[0]!r}"
-                        f"{did_you_mean(unknown[0], sorted(set(own) | ignored))}")
-
-
-def check_tensor(
-    name: str,
-    x: object,
-    *,
-    ndim: int | None = None,
-    last_dim: int | None = None,
-    finite: bool = True,
-    allow_empty: bool = False,
-) -> torch.Tensor:
-    """Validate a user tensor: type, floating dtype, rank, feature count, emptiness and finiteness."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not (x.is_floating_point()):
-        raise TypeError(f"{name} must have a floating dtype (float32/float64), got {x.dtype}")
-    if ndim is not None and x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {tuple(x.shape)}")
-    if last_dim is not None and x.shape[-1] != last_dim:
-        raise ValueError(f"{name} must have {last_dim} features (last dim), got shape {tuple(x.shape)}")
-    if not allow_empty and x.numel() == 0:
-        raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")
-    if finite and not bool(torch.isfinite(x).all()):
-        raise ValueError(f"{name} contains NaN or Inf values")
-    return x
+def one_line(e: BaseException | str) -> str:
+    """An exception (or message) as one line: whitespace runs, newlines included, become single spaces."""
+    return " ".join(str(e).split())
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -134,23 +70,6 @@ def default_dtype() -> torch.dtype:
     (float16, bfloat16) give float32."""
     dt = torch.get_default_dtype()
     return dt if dt in (torch.float32, torch.float64) else torch.float32
-
-
-def check_device(device: object, name: str = "device") -> torch.device:
-    """``torch.device(device)``, checked to exist on this machine (a clear error instead of torch's assertion)."""
-    try:
-        dev = torch.device(device)  # type: ignore[arg-type]
-    except (RuntimeError, TypeError):
-        raise ValueError(f"{name} {device!r} is not a valid torch device (e.g. 'cpu', 'cuda', 'cuda:0')") from None
-    try:
-        torch.empty(0, device=dev)
-    except (RuntimeError, AssertionError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(" with arguments")[0]
-        if len(first) > 100:
-            first = first[:100] + "..."
-        raise ValueError(f"{name} {str(dev)!r} is not available on this machine ({first}); use 'cpu' or "
-                         "check torch.cuda.is_available()") from None
-    return dev
 
 
 _PYKAN_UTILS = ("create_dataset_from_data", "augment_input", "SYMBOLIC_LIB", "add_symbolic", "sparse_mask",

@@ -29,10 +29,10 @@ def test_kan_gradgradcheck(path: str) -> None:
     if path == "forward":
         fn = model
     elif path == "fused_stack":
-        assert model._stack_args() is not None  # the one-node stack path is what runs here
+        assert model.stack_args() is not None  # the one-node stack path is what runs here
 
         def fn(a):
-            out, mags = model._forward_with_magnitudes(a)
+            out, mags = model.forward_with_magnitudes(a)
             return out.sum() + sum(m.sum() for m in mags)  # the magnitudes' second derivatives too
     else:
         layer = model.layers[0]

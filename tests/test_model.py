@@ -137,3 +137,37 @@ def test_nan_input_gives_nan_output_not_crash():
     assert torch.isnan(model(x)).all()
     with pytest.raises(ValueError, match="NaN"):
         model.update_grid(x.expand(10, 2))
+
+
+def test_every_public_kan_method_has_a_docstring():
+    """help(model.prune) shows pruning.prune's documentation: delegations are the bound target functions."""
+    import inspect
+
+    from kanlens import pruning
+    from kanlens.symbolic import fit as sfit
+
+    model = KAN(width=[2, 3, 1], seed=0)
+    missing = []
+    for name in dir(KAN):
+        if name.startswith("_"):
+            continue
+        static = inspect.getattr_static(KAN, name)
+        target = static if isinstance(static, property) else getattr(KAN, name)
+        if (isinstance(static, property) or callable(target)) and not inspect.getdoc(target):
+            missing.append(name)
+    assert not missing, f"public KAN methods and properties without a docstring: {missing}"
+    assert inspect.getdoc(model.prune) == inspect.getdoc(pruning.prune)
+    assert inspect.getdoc(model.auto_symbolic) == inspect.getdoc(sfit.auto_symbolic)
+    assert "node_th" in inspect.signature(model.prune).parameters
+    assert "model" not in inspect.signature(model.prune).parameters  # bound to the model
+    assert KAN.prune is pruning.prune  # class access: the function itself
+
+
+def test_delegations_call_their_targets():
+    model = KAN(width=[2, 3, 1], seed=0)
+    x = torch.rand(50, 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    from kanlens import pruning
+
+    for a, b in zip(model.edge_scores(x), pruning.edge_scores(model, x)):
+        torch.testing.assert_close(a, b)
+    assert model.prune(x=x, node_th=0.0, edge_th=0.0).width == [2, 3, 1]

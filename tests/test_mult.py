@@ -13,8 +13,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from kanlens import KAN, create_dataset, ex_round, load, pruning
-from kanlens.model import _SparseStack
+from kanlens import KAN, create_dataset, ex_round, load
+from kanlens.layers.stack import stack_apply
+from kanlens.scores import layer_stats
 
 WIDTHS = [
     ([2, [0, 1], 1], 2),  # pykan's hello-MultKAN shape
@@ -103,8 +104,8 @@ def test_fast_path_per_edge_path_and_fused_stack_agree(width, arity):
     out = model(x)
     torch.testing.assert_close(out, _naive(model, x), rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(model.forward_with_edges(x)[0], out, rtol=1e-12, atol=1e-12)
-    assert model._stack_args() is not None
-    fused, mags = model._forward_with_magnitudes(x)
+    assert model.stack_args() is not None
+    fused, mags = model.forward_with_magnitudes(x)
     torch.testing.assert_close(fused, out, rtol=1e-12, atol=1e-12)
     for l, mag in enumerate(mags):
         torch.testing.assert_close(mag, model.layers[l].forward_edges(model.acts[l]).abs().mean(0))
@@ -113,12 +114,12 @@ def test_fast_path_per_edge_path_and_fused_stack_agree(width, arity):
 @pytest.mark.parametrize(("width", "arity"), WIDTHS[1:3])
 def test_fused_stack_gradients_match_autograd(width, arity):
     model = _model(width, arity, affine_trainable=True)
-    cfg, params = model._stack_args()
+    cfg, params = model.stack_args()
     x = _x(9, model.width_in[0], seed=2).requires_grad_()
     leaves = [p.detach().clone().requires_grad_() for p in params]
 
     def f(x, *p):
-        out, *mags = _SparseStack.apply(x, cfg, *p)
+        out, mags = stack_apply(x, cfg, p)
         return out.sum(1) + sum(m.sum() for m in mags)
 
     assert torch.autograd.gradcheck(f, (x, *leaves))
@@ -132,8 +133,8 @@ def test_product_gradient_with_a_zero_factor():
         model.subnode_scale[0][1] = 0.0
         model.subnode_bias[0][1] = 0.0  # the second factor is exactly 0 on every input
     x = _x(8, 2)
-    cfg, params = model._stack_args()
-    out = _SparseStack.apply(x, cfg, *params)[0]
+    cfg, params = model.stack_args()
+    out = stack_apply(x, cfg, params)[0]
     grads = torch.autograd.grad(out.sum(), [model.subnode_bias[0]])
     ref = torch.autograd.grad(_naive(model, x).sum(), [model.subnode_bias[0]])
     torch.testing.assert_close(grads[0], ref[0])
@@ -282,7 +283,7 @@ def test_attribution_gives_each_factor_the_product_score():
     assert [s.shape for s in attr.edge_scores] == [(3, 2), (1, 2)]
     # the two factors (subnodes 1, 2) of the product node share its score, each split over its edges
     prod_score = attr.node_scores[1][1]
-    _, edge_std, sub_std = pruning._layer_stats(model, x)
+    _, edge_std, sub_std = layer_stats(model, x)
     expected = prod_score * edge_std[0][1:] / (sub_std[0][1:, None] + 1e-4)
     torch.testing.assert_close(attr.edge_scores[0][1:], expected)
 
@@ -405,7 +406,7 @@ def test_cuda_forward_fused_stack_and_fit_match_cpu():
     x = _x(64, 3)
     gpu = model.copy().to("cuda")
     torch.testing.assert_close(gpu(x.cuda()).cpu(), model(x), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(gpu._forward_with_magnitudes(x.cuda())[0].cpu(), model(x), rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(gpu.forward_with_magnitudes(x.cuda())[0].cpu(), model(x), rtol=1e-10, atol=1e-10)
     data = create_dataset(lambda t: t[:, :2] * t[:, [2]], n_var=3, train_num=100, seed=0, dtype=torch.float64)
     history = gpu.fit(data, steps=3, lamb=0.01, progress=False)
     assert len(history["train_loss"]) == 3 and history["train_loss"][-1] < history["train_loss"][0]

@@ -66,7 +66,7 @@ def test_magnitude_reg_equals_total_reg():
     coefs = [layer.coef for layer in model.layers]
     kw = dict(lamb_l1=1.0, lamb_entropy=2.0, lamb_coef=0.3, lamb_coefdiff=0.2)
     ref = total_reg(edges, inputs, coefs, **kw)
-    pred2, mags = model._forward_with_magnitudes(x)
+    pred2, mags = model.forward_with_magnitudes(x)
     torch.testing.assert_close(pred2, pred)
     torch.testing.assert_close(magnitude_reg(mags, coefs, **kw), ref)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -84,7 +84,7 @@ def test_fused_stack_gradcheck_with_trainable_affine(width):
     """The one-node sparsity forward of a whole KAN (layers, node affine maps, magnitudes): exact gradients for
     inputs, spline parameters and trainable node scales / biases (float64 gradcheck), through the penalty too."""
     from kanlens import KAN
-    from kanlens.model import _SparseStack
+    from kanlens.layers.stack import stack_apply
     from kanlens.regularization import _L1Entropy
 
     model = KAN(width=width, seed=1, dtype=torch.float64, affine_trainable=True)
@@ -101,8 +101,8 @@ def test_fused_stack_gradcheck_with_trainable_affine(width):
     x = (torch.rand(30, width[0], generator=gen, dtype=torch.float64) * 2.4 - 1.2).requires_grad_()
 
     def objective(x, *ps):
-        out = _SparseStack.apply(x, cfg, *ps)
-        return out[0].square().mean() + 0.1 * _L1Entropy.apply(1.0, 2.0, *out[1:])
+        out, mags = stack_apply(x, cfg, ps)
+        return out.square().mean() + 0.1 * _L1Entropy.apply(1.0, 2.0, *mags)
 
     assert torch.autograd.gradcheck(objective, (x, *leaves))
     assert torch.autograd.gradcheck(lambda *ps: objective(x.detach(), *ps), tuple(leaves))

@@ -9,8 +9,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import splines
+from .._checks import as_int
 from ..hooks import HookPoint
-from ..utils import as_int
 
 __all__ = ["BASE_FUNCTIONS", "KANLayer"]
 
@@ -217,11 +217,11 @@ def check_layer_input(x: object, in_dim: int, like: torch.Tensor) -> None:
                         "with .to()")
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    return as_int(name, value, minimum)
+# layers/conv.py (branch `conv`) still imports this name; the lead removes it after merging (use _checks.as_int).
+_check_int = as_int
 
 
-def _sparse_mask(in_dim: int, out_dim: int) -> torch.Tensor:
+def nearest_mask(in_dim: int, out_dim: int) -> torch.Tensor:
     """``(in_dim, out_dim)`` 0/1: every node connected to the nearest node(s) of the other layer (nodes evenly
     spaced in ``[0, 1]``), pykan's ``sparse_mask``."""
     pin = (torch.arange(in_dim, dtype=torch.float64) + 0.5) / in_dim
@@ -298,20 +298,20 @@ class KANLayer(nn.Module):
         sparse_init: bool = False,
     ) -> None:
         super().__init__()
-        self.in_dim = _check_int("in_dim", in_dim, 1)
-        self.out_dim = _check_int("out_dim", out_dim, 1)
+        self.in_dim = as_int("in_dim", in_dim, 1)
+        self.out_dim = as_int("out_dim", out_dim, 1)
         if num is not None:  # pykan's name for grid
             if grid != 5 and grid != num:
                 raise ValueError(f"grid={grid} and num={num} disagree; pass one of them (num is pykan's name)")
             grid = num
-        self.num = _check_int("grid", grid, 1)
-        self.k = _check_int("k", k, 1)
+        self.num = as_int("grid", grid, 1)
+        self.k = as_int("k", k, 1)
         base_fun = base_fun_name(base_fun)
         dtype = torch.get_default_dtype() if dtype is None else dtype
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         if not isinstance(base_fun, str) or base_fun not in BASE_FUNCTIONS:
-            from ..utils import did_you_mean
+            from .._checks import did_you_mean
 
             raise ValueError(f"unknown base_fun {base_fun!r}{did_you_mean(base_fun, BASE_FUNCTIONS)}")
         self.base_fun_name = base_fun
@@ -324,7 +324,7 @@ class KANLayer(nn.Module):
         self.register_buffer("grid", grid_t)
         self.register_buffer("mask", torch.ones(out_dim, in_dim, dtype=dtype))
         if sparse_init:  # pykan's sparse_init: each node wired to its nearest node(s) of the other layer
-            self.mask.copy_(_sparse_mask(in_dim, out_dim).T.to(dtype))
+            self.mask.copy_(nearest_mask(in_dim, out_dim).T.to(dtype))
 
         # Initial splines: least-squares fit of small noise at the grid knots (pykan's initialisation).
         knots = grid_t[:, self.k : -self.k].T  # (G+1, in)
@@ -421,7 +421,7 @@ class KANLayer(nn.Module):
         With samples ``x`` the new grid adapts to them (``grid_eps`` rule); without, it is uniform on the current
         grid's range.
         """
-        _check_int("new_grid", new_grid, 1)
+        as_int("new_grid", new_grid, 1)
         layer = KANLayer.__new__(KANLayer)
         nn.Module.__init__(layer)
         layer.in_dim, layer.out_dim, layer.num, layer.k = self.in_dim, self.out_dim, new_grid, self.k

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .._checks import as_int, is_int
 from ..symbolic.library import SymbolicLibrary, default_library
-from ..utils import as_int, is_int
 from .spline import check_layer_input
 
 __all__ = ["SymbolicKANLayer", "Symbolic_KANLayer"]

@@ -15,7 +15,8 @@ import importlib
 import importlib.util
 from typing import Any
 
-from .edge import plot_edge, save_figure
+from ._common import save_figure
+from .edge import plot_edge
 from .history import plot_history
 from .layer import plot_layer
 from .network import plot_kan

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .edge import pyplot, save_figure
+from ._common import pyplot, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

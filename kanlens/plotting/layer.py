@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..utils import is_int
-from .edge import (
+from .._checks import is_int
+from ._common import (
     SPLINE_COLOR,
     SYMBOLIC_COLOR,
     edge_curves,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .edge import (
+from ._common import (
     SPLINE_COLOR,
     SYMBOLIC_COLOR,
     alpha_from_score,
@@ -115,7 +115,7 @@ def plot_kan(
         scale: multiplies the figure size (and the size of everything in it).
         metric: edge score behind the transparency: ``"auto"`` (= ``"attribution"``, the scores ``prune`` uses),
             ``"local"``, ``"mean_abs"`` or ``"none"``, or pykan's ``"backward"`` (= attribution), ``"forward_n"``
-            (= local), ``"forward_u"`` (``std(phi)``) (see :func:`kanlens.plotting.edge.edge_scores_for_plot`).
+            (= local), ``"forward_u"`` (``std(phi)``) (see :func:`kanlens.plotting._common.edge_scores_for_plot`).
         max_per_row: more edges than this between two layers are staggered over several rows of boxes.
         n: points per edge curve.
         path: write the figure here (.png, .svg or .pdf); nothing is written without it.
@@ -152,6 +152,25 @@ def plot_kan(
     n_edges = [int(s.active.sum()) for s in states]
     lay = _layout(model, n_edges, scale, max_per_row, title is not None)
 
+    fig, ax, own = _canvas(ax, lay)
+    margin = _MARGIN * scale
+    node_x = [_xs(w, lay.width, margin) for w in model.width_in]
+    sub_pos = _subnodes(model, node_x, lay, scale)
+    for l in range(model.depth):
+        _draw_layer(ax, model, l, acts[l], states[l], scores[l], beta, lay, node_x, sub_pos[l + 1], margin, n, sample)
+    _draw_nodes(ax, model, node_x, sub_pos, lay, scale)
+    _draw_names(ax, model, names_in, names_out, node_x, lay, scale * varscale)
+    if title is not None:
+        ax.text(lay.width / 2, lay.height - 0.15 * scale, title, ha="center", va="top", fontsize=13 * scale,
+                gid="title")
+    save_figure(fig, path, dpi=dpi, release=own)
+    if folder is not None:
+        _edge_pngs(model, acts[0], os.fspath(folder), states)
+    return fig
+
+
+def _canvas(ax: Axes | None, lay: _Layout) -> tuple[Figure, Axes, bool]:
+    """``(figure, axes, own)``: a new figure sized by the layout (``own``), or ``ax``'s; axes set to the layout."""
     plt = pyplot()
     own = ax is None
     if own:
@@ -163,25 +182,16 @@ def plot_kan(
     ax.set_ylim(0, lay.height)
     ax.set_aspect("equal", adjustable="box")
     ax.set_axis_off()
+    return fig, ax, own
 
-    margin = _MARGIN * scale
-    node_x = [_xs(w, lay.width, margin) for w in model.width_in]
-    sub_pos = _subnodes(model, node_x, lay, scale)
-    for l in range(model.depth):
-        _draw_layer(ax, model, l, acts[l], states[l], scores[l], beta, lay, node_x, sub_pos[l + 1], margin, n, sample)
+
+def _draw_nodes(ax: Axes, model: KAN, node_x: list[np.ndarray], sub_pos: list, lay: _Layout, scale: float) -> None:
+    """The sum nodes of every layer as dots, and the product nodes with their subnodes."""
     node_size = float(np.clip(90 * scale * min(1.0, 8 / max(model.width_in)), 8, 90))
     n_sum = model.node_layout.n_sum
     for l, xs in enumerate(node_x):
         ax.scatter(xs[: n_sum[l]], np.full(n_sum[l], lay.node_y[l]), s=node_size, color="black", zorder=5, lw=0)
         _draw_products(ax, model, l, xs, sub_pos[l], lay.node_y[l], node_size, scale)
-    _draw_names(ax, model, names_in, names_out, node_x, lay, scale * varscale)
-    if title is not None:
-        ax.text(lay.width / 2, lay.height - 0.15 * scale, title, ha="center", va="top", fontsize=13 * scale,
-                gid="title")
-    save_figure(fig, path, dpi=dpi, release=own)
-    if folder is not None:
-        _edge_pngs(model, acts[0], os.fspath(folder), states)
-    return fig
 
 
 def _edge_pngs(model: KAN, x: torch.Tensor, folder: str, states) -> None:

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .edge import pyplot, save_figure
+from ._common import pyplot, save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

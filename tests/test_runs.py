@@ -26,7 +26,10 @@ def _data(seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, OMP_NUM_THREADS="1")
+    """The subprocess imports this checkout's kanlens (not another installed copy), on one thread."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
 
 
 # ---------------------------------------------------------------------------------------------- the schedule

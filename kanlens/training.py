@@ -136,20 +136,11 @@ def fit(
         validate_fit(model, dataset, opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num,
                       stop_grid_update_step, loss_fn, progress, callbacks, max_nonfinite)
 
-    group = None
-    if distributed is not None or _torch_distributed_running():  # one cheap check for users who never use it
-        from . import distributed as dp
-
-        if dp.use_data_parallel(distributed):
-            options = dict(lambs, opt=opt, steps=steps, lr=lr, batch=batch, reg_metric=reg_metric,
-                           update_grid=update_grid, grid_update_num=grid_update_num,
-                           stop_grid_update_step=stop_grid_update_step, max_nonfinite=max_nonfinite,
-                           start_grid_update_step=start_grid_update_step,
-                           loss_fn=None if loss_fn is None else type(loss_fn).__name__)
-            dataset, group = dp.setup_fit(model, dataset, options, validate, shard_full=distributed is True)
-            progress = progress and dp.is_main_process()
-    if group is None:
-        validate()
+    options = dict(lambs, opt=opt, steps=steps, lr=lr, batch=batch, reg_metric=reg_metric, update_grid=update_grid,
+                   grid_update_num=grid_update_num, stop_grid_update_step=stop_grid_update_step,
+                   max_nonfinite=max_nonfinite, start_grid_update_step=start_grid_update_step,
+                   loss_fn=None if loss_fn is None else type(loss_fn).__name__)
+    dataset, group, progress = _data_parallel(model, dataset, distributed, options, validate, progress)
     trainer = _Trainer(model, dataset, opt=opt, lr=lr, batch=batch, lambs=lambs, reg_metric=reg_metric,
                        loss_fn=loss_fn or _mse, max_nonfinite=max_nonfinite, group=group)
     trainer.grid_start, trainer.display, trainer.log_every = start_grid_update_step, extra.display, extra.log
@@ -159,6 +150,20 @@ def fit(
     if getattr(model, "ckpt_path", None) is not None and (group is None or group.rank == 0):
         model.log_history("fit")
     return history
+
+
+def _data_parallel(model: KAN, dataset: dict[str, torch.Tensor], distributed: bool | None, options: dict[str, Any],
+                   validate: Callable[[], None], progress: bool) -> tuple[dict[str, torch.Tensor], Any, bool]:
+    """``(this rank's dataset, FitGroup or None, progress)``; validates the arguments (on every rank together in a
+    data-parallel fit, see :func:`kanlens.distributed.setup_fit`)."""
+    if distributed is not None or _torch_distributed_running():  # one cheap check for users who never use it
+        from . import distributed as dp
+
+        if dp.use_data_parallel(distributed):
+            dataset, group = dp.setup_fit(model, dataset, options, validate, shard_full=distributed is True)
+            return dataset, group, progress and dp.is_main_process()
+    validate()
+    return dataset, None, progress
 
 
 def _torch_distributed_running() -> bool:

@@ -1,16 +1,19 @@
-"""Datasets: pykan's ``create_dataset`` for formulas, and loaders for user data."""
+"""Datasets: pykan's ``create_dataset`` for formulas, and :func:`load_csv` for numeric CSV files."""
 
 from __future__ import annotations
 
+import csv
 import numbers
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .utils import check_choice, check_device, default_dtype
+from .utils import check_choice, check_device, default_dtype, did_you_mean
 
-__all__ = ["create_dataset"]
+__all__ = ["DataFileError", "column_identifier", "create_dataset", "load_csv"]
 
 
 def _ranges(ranges: Sequence[float] | Sequence[Sequence[float]], n_var: int) -> torch.Tensor:
@@ -166,3 +169,93 @@ def create_dataset(
         "test_input": test_x.to(device),
         "test_label": test_y.to(device),
     }
+
+
+class DataFileError(ValueError):
+    """A data file that cannot be used: missing, malformed, a missing column, non-numeric or non-finite values."""
+
+
+def load_csv(
+    path: str | os.PathLike,
+    target: str,
+    features: Sequence[str] | None = None,
+    *,
+    test_frac: float = 0.2,
+    seed: int = 0,
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Read a numeric CSV with a header into a pykan-style dataset (rows shuffled with ``seed``, then split).
+
+    The reader of ``kanlens fit --csv`` and ``kanlens sweep DATA.csv``; a bad file, column or fraction raises
+    :class:`DataFileError` naming the line and column (its messages speak of the command-line flags).
+
+    Returns:
+        ``(dataset, feature_names)``.
+
+    Shapes:
+        inputs ``(n, len(features))``, labels ``(n, 1)``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"--csv: no such file {str(path)!r}")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if len(rows) < 2:
+        raise DataFileError(f"{path}: needs a header row and at least one data row")
+    header = [h.strip() for h in rows[0]]
+    if len(set(header)) != len(header):
+        raise DataFileError(f"{path}: duplicate column names in the header {header}")
+    if target not in header:
+        raise DataFileError(f"--target: no column {target!r} in {path}{did_you_mean(target, header)}")
+    feats = [c for c in header if c != target] if features is None else list(features)
+    for c in feats:
+        if c not in header:
+            raise DataFileError(f"--features: no column {c!r} in {path}{did_you_mean(c, header)}")
+    if target in feats:
+        raise DataFileError(f"--features must not include the target column {target!r}")
+    if not feats:
+        raise DataFileError(f"{path}: no feature columns besides the target {target!r}")
+    cols = [header.index(c) for c in [*feats, target]]
+    values = []
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise DataFileError(f"{path}, line {n}: {len(row)} fields but the header has {len(header)}")
+        try:
+            values.append([float(row[c]) for c in cols])
+        except ValueError:
+            bad = next(c for c in cols if not _is_float(row[c]))
+            raise DataFileError(f"{path}, line {n}, column {header[bad]!r}: not a number: {row[bad]!r}") from None
+    data = torch.tensor(values, dtype=torch.float64)
+    if not bool(torch.isfinite(data).all()):
+        raise DataFileError(f"{path}: contains NaN or infinite values in the selected columns")
+    if data.shape[0] < 10:
+        raise DataFileError(f"{path}: needs at least 10 data rows, got {data.shape[0]}")
+    if not 0.0 < test_frac < 1.0:
+        raise DataFileError(f"--test-frac must be in (0, 1), got {test_frac}")
+    perm = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(seed))
+    data = data[perm].float()
+    n_test = max(1, round(test_frac * data.shape[0]))
+    x, y = data[:, :-1], data[:, -1:]
+    dataset = {"train_input": x[n_test:], "train_label": y[n_test:], "test_input": x[:n_test],
+               "test_label": y[:n_test]}
+    return dataset, feats
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def column_identifier(name: str, used: set[str]) -> str:
+    """A sympy-friendly variable name for a CSV column (``"sepal length"`` -> ``"sepal_length"``)."""
+    out = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name.strip()) or "x"
+    if not (out[0].isalpha()):
+        out = "x_" + out
+    base, n = out, 2
+    while out in used:
+        out, n = f"{base}_{n}", n + 1
+    used.add(out)
+    return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -37,36 +38,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import sympy
 
-    from .cli import RunOptions, UsageError, _one_line, commit_out, prepare_out, run_fit
     from .data import create_dataset
+    from .runs import RunOptions, UsageError, run_folder, run_workflow
 
     p = argparse.ArgumentParser(prog="python -m kanlens.demo", description=__doc__.split("\n\n")[1])
     p.add_argument("--out", default="runs/demo", help="run folder to write (default runs/demo)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing kanlens run folder")
     p.add_argument("--steps", type=int, default=50, help="LBFGS steps per training stage (default 50)")
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="kanlens: %(message)s", stream=sys.stderr)
     try:
-        staging = prepare_out(args.out, args.overwrite)
+        with run_folder(args.out, args.overwrite) as folder:
+            print(f"kanlens demo: fitting f(x1, x2) = {TOY_FORMULA} with KAN(width=[2, 5, 1], grid=5, k=3, seed=0)",
+                  flush=True)
+            dataset = create_dataset(toy_function, n_var=2, seed=0)
+            x1, x2 = sympy.symbols("x1 x2")
+            truth = sympy.exp(sympy.sin(sympy.pi * x1) + x2**2)
+            opts = RunOptions(width=[2, 5, 1], steps=args.steps, progress=not args.quiet)
+            command = "python -m kanlens.demo " + " ".join(argv if argv is not None else sys.argv[1:])
+            result = run_workflow(dataset, ["x1", "x2"], opts, folder, truth=truth, command=command,
+                                  source={"formula": TOY_FORMULA, "ranges": [[-1, 1]] * 2})
     except UsageError as e:
-        print(f"kanlens demo: error: {_one_line(e)}", file=sys.stderr)
+        print(f"kanlens demo: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
-    try:
-        print(f"kanlens demo: fitting f(x1, x2) = {TOY_FORMULA} with KAN(width=[2, 5, 1], grid=5, k=3, seed=0)")
-        dataset = create_dataset(toy_function, n_var=2, seed=0)
-        x1, x2 = sympy.symbols("x1 x2")
-        truth = sympy.exp(sympy.sin(sympy.pi * x1) + x2**2)
-        opts = RunOptions(width=[2, 5, 1], steps=args.steps, progress=not args.quiet)
-        result = run_fit(dataset, ["x1", "x2"], opts, staging, source={"formula": TOY_FORMULA, "ranges": [[-1, 1]] * 2},
-                         command="python -m kanlens.demo " + " ".join(argv if argv is not None else sys.argv[1:]),
-                         truth=truth)
-        out = commit_out(staging, args.out)
-    finally:
-        if staging.exists():
-            import shutil
-
-            shutil.rmtree(staging, ignore_errors=True)
+    out = Path(args.out)
     m = result.metrics
     stages = m["stages"]
     spline = [st for name, st in stages.items() if " spline " in name]

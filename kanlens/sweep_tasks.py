@@ -353,7 +353,7 @@ def tasks_from_csv(path: str | os.PathLike, targets: Sequence[str], features: Se
     Rows are shuffled with ``settings["seed"]`` (default 0) and split into train / test; the rows travel with
     the tasks (float64). ``settings`` as in :func:`load_formula_tasks`.
     """
-    from .cli import UsageError, _identifier, load_csv  # the CSV reader of ``kanlens fit --csv``
+    from .data import DataFileError, column_identifier, load_csv  # the CSV reader of ``kanlens fit --csv``
 
     targets = list(targets)
     if not targets:
@@ -369,11 +369,11 @@ def tasks_from_csv(path: str | os.PathLike, targets: Sequence[str], features: Se
         for target in targets:
             ds, feats = load_csv(path, target, list(features), test_frac=test_frac, seed=seed)
             used: set[str] = set()
-            names = tuple(_identifier(c, used) for c in feats)
+            names = tuple(column_identifier(c, used) for c in feats)
             data = {k: v.double().numpy() for k, v in ds.items()}
             name = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in target)[:100] or "y"
             tasks.append(SweepTask(name, data=data, variables=names, **settings))
-    except UsageError as e:
+    except DataFileError as e:
         raise SweepError(str(e)) from None
     if len({t.name for t in tasks}) != len(tasks):
         raise SweepError(f"target columns {targets} give the same file-safe task name twice")

@@ -15,12 +15,15 @@ parameters and gave finite train/test predictions at its last accepted step.
 
 Everything that happened is in :attr:`FitHistory.events`, :attr:`FitHistory.nonfinite_steps` and
 :attr:`FitHistory.stop_reason`.
+
+Layout: this module holds :func:`fit` and the trainer (objective, step, recovery, loop); the argument and data
+checks are in :mod:`kanlens.fit_checks`, the history record in :mod:`kanlens.fit_history`, the optimizers and the
+flat LBFGS parameter in :mod:`kanlens.fit_optim`. The progress bar is drawn only on a terminal: when stderr is not
+one (a log file, a pipe) ``progress=True`` writes one line when the fit ends instead of carriage-return redraws.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import logging
 import math
 import time
@@ -30,10 +33,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .fit_checks import all_finite, is_class_index, validate_dataset, validate_fit
+from .fit_history import FitHistory
+from .fit_optim import FlatParams, optimizer_factory, snapshot
 from .layers.stack import stack_backward, stack_forward
+from .progress import live_progress, print_progress_line
 from .pykan_fit import PYKAN_REG_METRICS, pykan_objective, pykan_options
-from .regularization import REG_METRICS, l1_entropy_with_grad, magnitude_reg, total_reg
-from .utils import as_int, check_choice, check_tensor, is_int, warn_user
+from .regularization import l1_entropy_with_grad, magnitude_reg, total_reg
+from .utils import as_int, warn_user
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -41,148 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["FitHistory", "fit", "validate_dataset"]
 
 log = logging.getLogger(__name__)
-OPTIMIZERS = ("LBFGS", "Adam")
-DATASET_KEYS = ("train_input", "train_label", "test_input", "test_label")
-
-
-@dataclasses.dataclass
-class FitHistory:
-    """What happened during :func:`fit`; ``history["train_loss"]`` works like pykan's results dict.
-
-    Attributes:
-        train_loss, test_loss: RMSE after each successful step (pykan's convention; sqrt of ``loss_fn`` for class-index
-            labels).
-        reg: the regularisation term per successful step.
-        grid_updates: steps at which the grids were adapted to the data.
-        events: human-readable notes on anything unusual (non-finite steps recovered, skipped grid updates, stops).
-        nonfinite_steps: steps whose loss, gradients, parameters or predictions were not finite (rolled back).
-        nonfinite_evals: LBFGS line-search evaluations that were not finite (the search backed off from them).
-        stop_reason: ``""`` when all steps ran, else why training stopped (``"callback"``, ``"non-finite"``).
-        lr: the learning rate at the end (halved after every non-finite step).
-        seconds: wall time.
-        stopped_early: whether training stopped before ``steps``.
-        metrics: the values of ``fit(metrics=[f, ...])`` per successful step, by ``f.__name__`` (pykan's
-            ``results[f.__name__]``; ``history["train_acc"]`` works too).
-
-    Recorded values are ``numpy.float64`` (a ``float`` subclass), so pykan's ``history["train_loss"][-1].item()``
-    works as well as plain float arithmetic and JSON.
-    """
-
-    train_loss: list[float] = dataclasses.field(default_factory=list)
-    test_loss: list[float] = dataclasses.field(default_factory=list)
-    reg: list[float] = dataclasses.field(default_factory=list)
-    grid_updates: list[int] = dataclasses.field(default_factory=list)
-    events: list[str] = dataclasses.field(default_factory=list)
-    nonfinite_steps: list[int] = dataclasses.field(default_factory=list)
-    nonfinite_evals: int = 0
-    stop_reason: str = ""
-    lr: float = math.nan
-    seconds: float = 0.0
-    stopped_early: bool = False
-    metrics: dict[str, list[float]] = dataclasses.field(default_factory=dict)
-
-    def __getitem__(self, key: str) -> Any:
-        if key not in self.keys():
-            from .utils import did_you_mean
-
-            raise KeyError(f"FitHistory has no field {key!r}{did_you_mean(key, self.keys())}")
-        return self.metrics[key] if key in self.metrics else getattr(self, key)
-
-    def __contains__(self, key: object) -> bool:
-        return key in self.keys()
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self[key] if key in self.keys() else default
-
-    def keys(self) -> list[str]:
-        return [f.name for f in dataclasses.fields(self)] + [k for k in self.metrics if not hasattr(self, k)]
-
-    def __len__(self) -> int:
-        return len(self.train_loss)
-
-
-def validate_dataset(dataset: object, n_in: int, n_out: int | None = None, *,
-                     class_labels: bool = False) -> dict[str, torch.Tensor]:
-    """Check a pykan-style dataset dict: keys, tensor type, shapes, matching rows, finiteness.
-
-    ``class_labels``: also accept 1-D integer labels (class indices in ``[0, n_out)``, for a classification
-    ``loss_fn`` such as ``torch.nn.CrossEntropyLoss()``).
-    """
-    if not isinstance(dataset, dict):
-        raise TypeError(f"dataset must be a dict with keys {DATASET_KEYS}, got {type(dataset).__name__}")
-    missing = [k for k in DATASET_KEYS if k not in dataset]
-    if missing:
-        raise ValueError(f"dataset is missing keys {missing}; expected {list(DATASET_KEYS)}")
-    for split in ("train", "test"):
-        x = check_tensor(f"dataset['{split}_input']", dataset[f"{split}_input"], ndim=2, last_dim=n_in)
-        y = dataset[f"{split}_label"]
-        name = f"dataset['{split}_label']"
-        if isinstance(y, torch.Tensor) and _is_class_index(y):
-            if not class_labels:
-                raise TypeError(f"{name} holds integer labels ({y.dtype}); fit them as class indices with a "
-                                "classification loss, e.g. loss_fn=torch.nn.CrossEntropyLoss() and labels of shape "
-                                "(num,), or cast regression targets to float")
-            _check_class_labels(name, y, x.shape[0], n_out)
-            continue
-        check_tensor(name, y)
-        if y.ndim == 1:
-            raise ValueError(f"{name} must be 2-D (num, n_out), got shape {tuple(y.shape)}; use y[:, None]")
-        check_tensor(name, y, ndim=2, last_dim=n_out)
-        if y.shape[0] != x.shape[0]:
-            raise ValueError(f"dataset['{split}_input'] has {x.shape[0]} rows but dataset['{split}_label'] has "
-                             f"{y.shape[0]} rows")
-    for kind in ("input", "label"):  # a split in another precision would be scored in it (float32 test data)
-        a, b = dataset[f"train_{kind}"], dataset[f"test_{kind}"]
-        if a.is_floating_point() and b.is_floating_point() and a.dtype != b.dtype:
-            raise TypeError(f"dataset['train_{kind}'] is {a.dtype} but dataset['test_{kind}'] is {b.dtype}; cast "
-                            "both splits to one dtype")
-    return dataset
-
-
-def _is_class_index(y: torch.Tensor) -> bool:
-    return not y.is_floating_point() and not y.is_complex() and y.dtype != torch.bool
-
-
-def _check_class_labels(name: str, y: torch.Tensor, rows: int, n_out: int | None) -> None:
-    if y.ndim != 1:
-        raise ValueError(f"{name}: integer class labels must be 1-D (num,), got shape {tuple(y.shape)}")
-    if y.shape[0] != rows:
-        raise ValueError(f"{name} has {y.shape[0]} rows but the inputs have {rows}")
-    if y.numel() == 0:
-        raise ValueError(f"{name} is empty")
-    lo, hi = int(y.min()), int(y.max())
-    if lo < 0 or (n_out is not None and hi >= n_out):
-        raise ValueError(f"{name}: class indices must lie in [0, {n_out}) (one output per class), got {lo}..{hi}")
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    return as_int(name, value, minimum)
-
-
-def _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num, stop_grid_update_step,
-                   loss_fn, progress, callbacks, max_nonfinite) -> None:
-    check_choice("opt", opt, OPTIMIZERS)
-    check_choice("reg_metric", reg_metric, (*REG_METRICS, *PYKAN_REG_METRICS))
-    if not is_int(steps) or steps < 0:
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    for name, val in lambs.items():
-        if isinstance(val, bool) or not (isinstance(val, (int, float)) and math.isfinite(val) and val >= 0):
-            raise ValueError(f"{name} must be a finite number >= 0, got {val!r}")
-    if lr is not None and (isinstance(lr, bool) or not (isinstance(lr, (int, float)) and math.isfinite(lr)
-                                                          and lr > 0)):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if not is_int(batch) or (batch < 1 and batch != -1):
-        raise ValueError(f"batch must be -1 (full batch) or a positive int, got {batch!r}")
-    for name, val in (("update_grid", update_grid), ("progress", progress)):
-        if not isinstance(val, bool):
-            raise TypeError(f"{name} must be a bool, got {type(val).__name__}")
-    _check_int("grid_update_num", grid_update_num, 1)
-    _check_int("stop_grid_update_step", stop_grid_update_step, 0)
-    _check_int("max_nonfinite", max_nonfinite, 0)
-    if loss_fn is not None and not callable(loss_fn):
-        raise TypeError(f"loss_fn must be callable (pred, label) -> scalar tensor, got {type(loss_fn).__name__}")
-    if callable(callbacks) or not isinstance(callbacks, (list, tuple)) or not all(callable(c) for c in callbacks):
-        raise TypeError("callbacks must be a list of callables cb(step, model, history)")
 
 
 def fit(
@@ -232,7 +97,8 @@ def fit(
         loss_fn: ``loss_fn(pred, label) -> scalar``; defaults to mean squared error. With a ``loss_fn`` the labels
             may be 1-D integer class indices (pykan's classification recipe, ``torch.nn.CrossEntropyLoss()``); the
             history then records ``sqrt(loss_fn)`` on train and test instead of the RMSE (pykan's convention).
-        progress: show a tqdm bar with the losses.
+        progress: show a tqdm bar with the losses (on a terminal or in a notebook; elsewhere one line on stderr at
+            the end, see :mod:`kanlens.progress`).
         callbacks: ``cb(step, model, history)`` after each successful step; returning ``True`` stops training.
         max_nonfinite: how many consecutive non-finite steps to recover from (restore the last finite state, halve
             lr) before stopping with a ``RuntimeWarning``.
@@ -267,23 +133,14 @@ def fit(
     start_grid_update_step = as_int("start_grid_update_step", start_grid_update_step, -1)
 
     def validate() -> None:
-        _validate_fit(model, dataset, opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num,
+        validate_fit(model, dataset, opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num,
                       stop_grid_update_step, loss_fn, progress, callbacks, max_nonfinite)
 
-    group = None
-    if distributed is not None or _torch_distributed_running():  # one cheap check for users who never use it
-        from . import distributed as dp
-
-        if dp.use_data_parallel(distributed):
-            options = dict(lambs, opt=opt, steps=steps, lr=lr, batch=batch, reg_metric=reg_metric,
-                           update_grid=update_grid, grid_update_num=grid_update_num,
-                           stop_grid_update_step=stop_grid_update_step, max_nonfinite=max_nonfinite,
-                           start_grid_update_step=start_grid_update_step,
-                           loss_fn=None if loss_fn is None else type(loss_fn).__name__)
-            dataset, group = dp.setup_fit(model, dataset, options, validate, shard_full=distributed is True)
-            progress = progress and dp.is_main_process()
-    if group is None:
-        validate()
+    options = dict(lambs, opt=opt, steps=steps, lr=lr, batch=batch, reg_metric=reg_metric, update_grid=update_grid,
+                   grid_update_num=grid_update_num, stop_grid_update_step=stop_grid_update_step,
+                   max_nonfinite=max_nonfinite, start_grid_update_step=start_grid_update_step,
+                   loss_fn=None if loss_fn is None else type(loss_fn).__name__)
+    dataset, group, progress = _data_parallel(model, dataset, distributed, options, validate, progress)
     trainer = _Trainer(model, dataset, opt=opt, lr=lr, batch=batch, lambs=lambs, reg_metric=reg_metric,
                        loss_fn=loss_fn or _mse, max_nonfinite=max_nonfinite, group=group)
     trainer.grid_start, trainer.display, trainer.log_every = start_grid_update_step, extra.display, extra.log
@@ -295,29 +152,25 @@ def fit(
     return history
 
 
+def _data_parallel(model: KAN, dataset: dict[str, torch.Tensor], distributed: bool | None, options: dict[str, Any],
+                   validate: Callable[[], None], progress: bool) -> tuple[dict[str, torch.Tensor], Any, bool]:
+    """``(this rank's dataset, FitGroup or None, progress)``; validates the arguments (on every rank together in a
+    data-parallel fit, see :func:`kanlens.distributed.setup_fit`)."""
+    if distributed is not None or _torch_distributed_running():  # one cheap check for users who never use it
+        from . import distributed as dp
+
+        if dp.use_data_parallel(distributed):
+            dataset, group = dp.setup_fit(model, dataset, options, validate, shard_full=distributed is True)
+            return dataset, group, progress and dp.is_main_process()
+    validate()
+    return dataset, None, progress
+
+
 def _torch_distributed_running() -> bool:
     dist = getattr(torch, "distributed", None)
     return dist is not None and dist.is_available() and dist.is_initialized()
 
 
-def _validate_fit(model, dataset, opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num,
-                  stop_grid_update_step, loss_fn, progress, callbacks, max_nonfinite) -> None:
-    from .model import KAN
-
-    if not isinstance(model, KAN):
-        raise TypeError(f"model must be a kanlens KAN, got {type(model).__name__}")
-    _check_options(opt, steps, lr, batch, lambs, reg_metric, update_grid, grid_update_num, stop_grid_update_step,
-                   loss_fn, progress, callbacks, max_nonfinite)
-    validate_dataset(dataset, model.width_in[0], model.width_in[-1], class_labels=loss_fn is not None)
-    n = dataset["train_input"].shape[0]
-    if update_grid and n < 2:
-        raise ValueError(f"dataset['train_input'] has {n} sample; update_grid=True needs at least 2 (grids are fitted "
-                         "to the data), pass update_grid=False")
-    if update_grid and batch != -1 and batch < 2:
-        raise ValueError(f"batch must be >= 2 with update_grid=True (a grid needs 2 samples), got batch={batch}; "
-                         "pass update_grid=False")
-    if not _all_finite(list(model.parameters()) + list(model.buffers())):
-        raise ValueError("model has NaN or Inf parameters before training; load a finite checkpoint or re-create it")
 
 
 class _Trainer:
@@ -329,7 +182,7 @@ class _Trainer:
         dev, dt = model.device, model.dtype
         self.model, self.opt, self.lambs, self.reg_metric, self.loss_fn = model, opt, lambs, reg_metric, loss_fn
         # integer class indices stay integers (for the loss); other labels take the model's dtype
-        self.classes = _is_class_index(dataset["train_label"])
+        self.classes = is_class_index(dataset["train_label"])
         ydt = None if self.classes else dt
         self.train_x, self.train_y = dataset["train_input"].to(dev, dt), dataset["train_label"].to(dev, ydt)
         self.test_x, self.test_y = dataset["test_input"].to(dev, dt), dataset["test_label"].to(dev, ydt)
@@ -338,15 +191,15 @@ class _Trainer:
         self.bs = self.n if batch == -1 or batch > self.n else batch
         self.gen = torch.Generator().manual_seed(model.config.seed)
         self.params = model.trainable_parameters()
-        # LBFGS sees one flat parameter whose storage the model's parameters view (see _FlatParams).
-        self.flat = _FlatParams(self.params) if opt == "LBFGS" and self.params else None
-        self.make_opt = _optimizer_factory(opt, self.params, self.flat)
+        # LBFGS sees one flat parameter whose storage the model's parameters view (see FlatParams).
+        self.flat = FlatParams(self.params) if opt == "LBFGS" and self.params else None
+        self.make_opt = optimizer_factory(opt, self.params, self.flat)
         self.lr = float(lr) if lr is not None else (1.0 if opt == "LBFGS" else 1e-2)
         self.optimizer = self.make_opt(self.lr)
         self.max_nonfinite, self.streak = max_nonfinite, 0
         self.history = FitHistory(lr=self.lr)
         self.grid_start, self.display, self.log_every = -1, None, 1
-        self.good_state = _snapshot(model)
+        self.good_state = snapshot(model)
         self.cur: dict[str, Any] = {}
         # LBFGS with the default loss and the paper's sparsity penalty: objective and gradient by hand (see
         # _fused_objective), no autograd graph per evaluation.
@@ -479,7 +332,7 @@ class _Trainer:
             return None
         self.closure()
         grads = [p.grad for p in self.params if p.grad is not None]
-        if not _all_finite([self.cur["total"], *grads]):
+        if not all_finite([self.cur["total"], *grads]):
             return "non-finite loss or gradients; step skipped"
         self.optimizer.step()
         return None
@@ -556,7 +409,7 @@ class _Trainer:
             self.cur["stop"] = self.recover(step, problem)
             return None
         self.streak = 0
-        self.good_state = _snapshot(self.model)
+        self.good_state = snapshot(self.model)
         return train_mse, test_mse, reg
 
     # ---------------------------------------------------------------- loop
@@ -565,7 +418,8 @@ class _Trainer:
         from tqdm.auto import tqdm
 
         h, t0 = self.history, time.perf_counter()
-        bar = tqdm(range(steps), disable=not progress, desc="fit", dynamic_ncols=True)
+        live = progress and live_progress()  # no carriage-return redraws into a log file or pipe
+        bar = tqdm(range(steps), disable=not live, desc="fit", dynamic_ncols=True)
         try:
             for step in bar:
                 self.cur["stop"] = False
@@ -603,16 +457,20 @@ class _Trainer:
             h.seconds = time.perf_counter() - t0
         _finish(self.model, self.good_state, self.train_x, h)
         h.seconds = time.perf_counter() - t0
+        if progress and not live:  # where a bar cannot be redrawn (a log, a pipe): one line per fit, at its end
+            print_progress_line(f"fit: {len(h)}/{steps} steps in {h.seconds:.1f} s"
+                                + (f", train={h.train_loss[-1]:.2e} test={h.test_loss[-1]:.2e} reg={h.reg[-1]:.2e}"
+                                   if h.train_loss else ""))
         return h
 
 
 def _finish(model: KAN, good_state: dict[str, Any], train_x: torch.Tensor, history: FitHistory) -> None:
     """Never hand back a non-finite model (e.g. a callback broke it on the last step); keep acts for plots."""
-    if not _all_finite(list(model.parameters()) + list(model.buffers())):
+    if not all_finite(list(model.parameters()) + list(model.buffers())):
         model.load_state_dict(good_state)
         history.events.append("end: the model was not finite after the last step; restored the last finite state")
     with torch.no_grad():
-        if _all_finite([train_x]):
+        if all_finite([train_x]):
             model(train_x)  # leave the training inputs in model.acts for plots and scores
 
 
@@ -635,77 +493,3 @@ def _mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return torch.mean((pred - y) ** 2)
 
 
-def _all_finite(tensors: Sequence[torch.Tensor]) -> bool:
-    """Whether every tensor is finite, with a single device sync."""
-    tensors = [t for t in tensors if t.is_floating_point()]
-    if not tensors:
-        return True
-    return bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
-
-
-def _snapshot(model: KAN) -> dict[str, Any]:
-    return {k: v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
-            for k, v in model.state_dict().items()}
-
-
-class _FlatParams:
-    """The trainable parameters as views into one flat tensor, which is all that LBFGS sees.
-
-    ``torch.optim.LBFGS`` loops over its parameters several times per evaluation (gather the gradients, add the
-    step, clone and restore during the line search); with one flat parameter each of those is a single op. The
-    algorithm and its arithmetic are unchanged (the flat vector is the concatenation LBFGS builds anyway).
-    Gradients accumulate in place into views of ``flat.grad``. Anything that replaces a parameter's tensor (grid
-    updates assign ``coef.data``) is picked up by :meth:`relink`; :meth:`unlink` gives every parameter its own
-    storage again when training ends.
-    """
-
-    def __init__(self, params: list[torch.nn.Parameter]) -> None:
-        self.params = params
-        self.flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in params]))
-        self.flat.grad = torch.zeros_like(self.flat)
-        self._views: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._link()
-
-    def _link(self) -> None:
-        self._views, off = [], 0
-        data, grad = self.flat.detach(), self.flat.grad
-        for p in self.params:
-            n = p.numel()
-            p.data = data[off : off + n].view_as(p)
-            p.grad = grad[off : off + n].view_as(p)
-            self._views.append((p.data, p.grad))
-            off += n
-
-    def linked(self) -> bool:
-        return all(p.data.data_ptr() == d.data_ptr() and p.grad is g for p, (d, g) in zip(self.params, self._views))
-
-    def relink(self) -> None:
-        if not self.linked():
-            with torch.no_grad():
-                self.flat.copy_(torch.cat([p.detach().reshape(-1) for p in self.params]))
-            self._link()
-
-    def zero_grad(self) -> None:
-        self.flat.grad.zero_()
-
-    def unlink(self) -> None:
-        for p in self.params:
-            p.data = p.data.clone()
-            if p.grad is not None:
-                p.grad = p.grad.clone()
-
-
-def _optimizer_factory(opt: str, params: list[torch.nn.Parameter],
-                       flat: _FlatParams | None = None) -> Callable[[float], Any]:
-    """pykan's optimizer settings. LBFGS: history 10, strong Wolfe line search, max_iter 20 (max_eval 25), both
-    tolerances 1e-32; on one flat parameter it is :class:`kanlens._lbfgs.FlatLBFGS` (the same algorithm)."""
-    if opt == "LBFGS" and flat is not None:
-        from ._lbfgs import FlatLBFGS
-
-        return lambda lr: FlatLBFGS(flat.flat, lr=lr, history_size=10, tolerance_grad=1e-32, tolerance_change=1e-32)
-    if opt == "LBFGS":
-        return lambda lr: torch.optim.LBFGS(
-            params, lr=lr, history_size=10, line_search_fn="strong_wolfe",
-            tolerance_grad=1e-32, tolerance_change=1e-32,
-        )
-    return lambda lr: torch.optim.Adam(params, lr=lr)

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..conv_symbolic import element_linear_fits, element_samples
 from ..layers.conv import KANConv2d
+from ..symbolic.conv import element_linear_fits, element_samples
 from .edge import check_positive, pyplot, save_figure
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def _image(name: str, x: torch.Tensor, layer: KANConv2d) -> torch.Tensor:
         x = x.unsqueeze(0)
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"{name} must be one image (C, H, W) or (1, C, H, W), got shape {tuple(x.shape)}")
-    return layer._check_input(x.to(layer.grid))
+    return layer.check_input(x.to(layer.grid))
 
 
 def _canvas(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, object]:
@@ -253,7 +253,7 @@ def plot_conv_kernels(
 
 def _receptive_field(layer: KANConv2d, pos: tuple[int, int]) -> tuple[int, int, int, int]:
     """Top-left corner (in unpadded input coordinates) and span of the window of output pixel ``pos``."""
-    (pt, _), (pl, _) = layer._pad
+    (pt, _), (pl, _) = layer.padding_pairs
     y0 = pos[0] * layer.stride[0] - pt
     x0 = pos[1] * layer.stride[1] - pl
     hspan = layer.dilation[0] * (layer.kernel_size[0] - 1) + 1

@@ -12,7 +12,7 @@ import torch
 
 from . import splines
 
-__all__ = ["new_grid", "quantile_subsample", "range_sweep", "refit_coef"]
+__all__ = ["quantile_subsample", "range_sweep", "refit_coef", "target_grid"]
 
 
 def quantile_subsample(samples: torch.Tensor, m: int) -> torch.Tensor:
@@ -38,7 +38,7 @@ def range_sweep(lo: torch.Tensor, hi: torch.Tensor, n: int) -> torch.Tensor:
     return lo + (hi - lo) * t
 
 
-def new_grid(
+def target_grid(
     num: int, k: int, lo: torch.Tensor, hi: torch.Tensor, samples: torch.Tensor | None, grid_eps: float
 ) -> torch.Tensor:
     """A grid of ``num`` intervals: fitted to ``samples`` (``grid_eps`` rule) when given, else uniform on

@@ -47,11 +47,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import splines
-from ..cardinal import cardinal_basis
+from ..cardinal import cardinal_basis  # re-exported: part of this module's public names
 from ..hooks import HookPoint
 from ..utils import check_choice, check_tensor
 from . import conv_padding
-from .conv_features import UniformFeatures
+from .conv_features import ConvFeaturesMixin
 from .conv_grid import ConvGridMixin
 from .conv_inspect import ConvInspectionMixin
 from .conv_padding import PADDING_MODES, ntuple
@@ -64,7 +64,7 @@ _DIM_NAMES = {1: "L", 2: "H, W"}
 _MAX_PLANS = 8  # input signatures remembered per grid (many input sizes: start over)
 
 
-class KANConvNd(ConvInspectionMixin, ConvGridMixin, nn.Module):
+class KANConvNd(ConvFeaturesMixin, ConvInspectionMixin, ConvGridMixin, nn.Module):
     """Shared implementation of KAN convolutions over ``n`` spatial dimensions (see :class:`KANConv2d`)."""
 
     _n: int = 2
@@ -242,23 +242,6 @@ class KANConvNd(ConvInspectionMixin, ConvGridMixin, nn.Module):
             )
         return plan
 
-    def basis(self, x: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
-        """B-spline bases of ``x`` on each channel's grid, inserted as a new axis right after ``channel_dim``.
-
-        Shapes:
-            x: ``(..., C, ...)`` with ``C`` at ``channel_dim`` -> same with an axis of size ``G + k`` after it.
-        """
-        cd = channel_dim % x.ndim
-        spacing = self._uniform_spacing()
-        if spacing is not None:
-            t0, h = spacing
-            view = [1] * x.ndim
-            view[cd] = -1
-            t = (x - t0.view(view)) / h.view(view)
-            return cardinal_basis(t, self.num_basis, self.k, dim=cd + 1)
-        xl = x.movedim(cd, -1)
-        return splines.b_spline_basis(xl, self.grid, self.k).movedim(-2, cd).movedim(-1, cd + 1)
-
     # ------------------------------------------------------------------ weights and forward
     def conv_weight(self) -> torch.Tensor:
         """Stacked weights of the fused convolution, ``(out, in_g * (1 + G + k), *K)``.
@@ -289,55 +272,6 @@ class KANConvNd(ConvInspectionMixin, ConvGridMixin, nn.Module):
             sp = sp * unit
         w = torch.cat([base, sp], dim=-1).movedim(-1, 2)  # (out, in_g, nb1, *K)
         return w.reshape(self.out_channels, -1, *self.kernel_size), bias
-
-    def _inside_grid(self, xp: torch.Tensor, with_zero: bool = False) -> bool:
-        """Every evaluated input value (``xp``, and 0 with ``with_zero``) lies inside every channel's grid range,
-        where the bases sum to one.
-
-        Only checked on CPU: the answer must reach the host, and on an accelerator that synchronisation costs
-        more than the folded basis channel saves, so there the unfolded (equally exact) path always runs.
-        """
-        if xp.numel() == 0 or xp.device.type != "cpu":
-            return False
-        _, lo, hi = self._grid_info()
-        if with_zero and not lo <= 0.0 <= hi:
-            return False
-        mn, mx = torch.aminmax(xp)
-        return bool(mn >= lo) and bool(mx <= hi)
-
-    def features(self, xp: torch.Tensor) -> torch.Tensor:
-        """Per-pixel expansion ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` of a (padded) input.
-
-        Channel ``c * (1 + G + k)`` is ``b(x_c)``, the next ``G + k`` are ``x_c``'s bases, so that
-        ``F.conv2d(layer.features(layer.pad_input(x)), layer.conv_weight(), layer.bias)`` (``conv1d`` for
-        :class:`KANConv1d`, with the layer's stride, dilation and groups) equals ``layer(x)``.
-
-        Shapes:
-            xp: ``(batch, C, *spatial)`` -> ``(batch, C * (1 + G + k), *spatial)``.
-        """
-        feats, unit = self._features(xp)
-        if unit == 1.0:
-            return feats
-        scale = torch.full((1 + self.num_basis,), unit, dtype=feats.dtype, device=feats.device)
-        scale[0] = 1.0
-        view = feats.view(feats.shape[0], self.in_channels, 1 + self.num_basis, *feats.shape[2:])
-        return (view * scale.view(-1, *([1] * self._n))).flatten(1, 2)
-
-    def _features(self, xp: torch.Tensor, drop_last: bool = False) -> tuple[torch.Tensor, float]:
-        """``(features, unit)``: :meth:`features` with the bases divided by ``unit``; with ``drop_last`` (uniform
-        grids only) without each channel's last basis.
-
-        On uniform grids (``unit = 1 / k!``) the result is stored channels-last (see
-        :class:`~kanlens.layers.conv_features.UniformFeatures`).
-        """
-        spacing = self._uniform_spacing()
-        if spacing is not None:
-            nb = self.num_basis - int(drop_last)
-            feats = UniformFeatures.apply(xp, *spacing, nb, self.k, self.base_fun_name)
-            return feats, 1.0 / math.factorial(self.k)
-        assert not drop_last
-        bases = self.basis(xp, channel_dim=1)  # (B, C, nb, *S)
-        return torch.cat([self.base_fun(xp).unsqueeze(2), bases], dim=2).flatten(1, 2), 1.0
 
     def _conv(
         self,

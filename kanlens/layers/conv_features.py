@@ -1,8 +1,10 @@
-"""The convolution's feature expansion on uniform grids: ``x -> [b(x), k! B_0(x), ...]`` with an analytic backward.
+"""The feature expansion of KAN convolutions: how a pixel becomes ``[b(x), B_0(x), ..., B_{G+k-1}(x)]``.
 
-One question: how a pixel becomes the ``1 + nb`` feature channels of the fused convolution fast, and how the
-gradient flows back. The closed-form bases come from :mod:`kanlens.cardinal`; the base functions and their
-derivatives from :mod:`kanlens.layers.spline`. Used by :class:`kanlens.layers.conv.KANConv2d` (and ``KANConv1d``).
+One question: how each pixel becomes the ``1 + nb`` feature channels of the fused convolution, fast, and how the
+gradient flows back. :class:`UniformFeatures` is the uniform-grid kernel (closed-form bases from
+:mod:`kanlens.cardinal`, stored channels-last, analytic backward); :class:`ConvFeaturesMixin` gives the layer its
+``basis`` / ``features`` methods, choosing that kernel or the Cox-de Boor recursion of :mod:`kanlens.splines`.
+The base functions and their derivatives come from :mod:`kanlens.layers.spline`.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import math
 
 import torch
 
+from .. import splines
 from ..cardinal import FAR, cardinal_basis, expand_rows
 from .spline import _BASE_DERIVATIVES, BASE_FUNCTIONS, recompute_grads
 
-__all__ = ["UniformFeatures"]
+__all__ = ["ConvFeaturesMixin", "UniformFeatures"]
 
 
 class UniformFeatures(torch.autograd.Function):
@@ -70,4 +73,82 @@ class UniformFeatures(torch.autograd.Function):
         base = BASE_FUNCTIONS[ctx.base_name]
         grad_x = g_base.mul_(_BASE_DERIVATIVES[ctx.base_name](xpm, base(xpm))).add_(grad_t.div_(h))
         return grad_x.view(*gl.shape[:-1], c).movedim(-1, 1), None, None, None, None, None
+
+
+class ConvFeaturesMixin:
+    """Bases and per-pixel features of :class:`~kanlens.layers.conv.KANConvNd` (a mixin: needs its attributes)."""
+
+    # provided by the layer class
+    grid: torch.Tensor
+    k: int
+    num_basis: int
+    in_channels: int
+    base_fun_name: str
+    _n: int
+
+    def basis(self, x: torch.Tensor, channel_dim: int = 1) -> torch.Tensor:
+        """B-spline bases of ``x`` on each channel's grid, inserted as a new axis right after ``channel_dim``.
+
+        Shapes:
+            x: ``(..., C, ...)`` with ``C`` at ``channel_dim`` -> same with an axis of size ``G + k`` after it.
+        """
+        cd = channel_dim % x.ndim
+        spacing = self._uniform_spacing()
+        if spacing is not None:
+            t0, h = spacing
+            view = [1] * x.ndim
+            view[cd] = -1
+            t = (x - t0.view(view)) / h.view(view)
+            return cardinal_basis(t, self.num_basis, self.k, dim=cd + 1)
+        xl = x.movedim(cd, -1)
+        return splines.b_spline_basis(xl, self.grid, self.k).movedim(-2, cd).movedim(-1, cd + 1)
+
+    def _inside_grid(self, xp: torch.Tensor, with_zero: bool = False) -> bool:
+        """Every evaluated input value (``xp``, and 0 with ``with_zero``) lies inside every channel's grid range,
+        where the bases sum to one.
+
+        Only checked on CPU: the answer must reach the host, and on an accelerator that synchronisation costs
+        more than the folded basis channel saves, so there the unfolded (equally exact) path always runs.
+        """
+        if xp.numel() == 0 or xp.device.type != "cpu":
+            return False
+        _, lo, hi = self._grid_info()
+        if with_zero and not lo <= 0.0 <= hi:
+            return False
+        mn, mx = torch.aminmax(xp)
+        return bool(mn >= lo) and bool(mx <= hi)
+
+    def features(self, xp: torch.Tensor) -> torch.Tensor:
+        """Per-pixel expansion ``[b(x), B_0(x), ..., B_{G+k-1}(x)]`` of a (padded) input.
+
+        Channel ``c * (1 + G + k)`` is ``b(x_c)``, the next ``G + k`` are ``x_c``'s bases, so that
+        ``F.conv2d(layer.features(layer.pad_input(x)), layer.conv_weight(), layer.bias)`` (``conv1d`` for
+        :class:`KANConv1d`, with the layer's stride, dilation and groups) equals ``layer(x)``.
+
+        Shapes:
+            xp: ``(batch, C, *spatial)`` -> ``(batch, C * (1 + G + k), *spatial)``.
+        """
+        feats, unit = self._features(xp)
+        if unit == 1.0:
+            return feats
+        scale = torch.full((1 + self.num_basis,), unit, dtype=feats.dtype, device=feats.device)
+        scale[0] = 1.0
+        view = feats.view(feats.shape[0], self.in_channels, 1 + self.num_basis, *feats.shape[2:])
+        return (view * scale.view(-1, *([1] * self._n))).flatten(1, 2)
+
+    def _features(self, xp: torch.Tensor, drop_last: bool = False) -> tuple[torch.Tensor, float]:
+        """``(features, unit)``: :meth:`features` with the bases divided by ``unit``; with ``drop_last`` (uniform
+        grids only) without each channel's last basis.
+
+        On uniform grids (``unit = 1 / k!``) the result is stored channels-last (see
+        :class:`~kanlens.layers.conv_features.UniformFeatures`).
+        """
+        spacing = self._uniform_spacing()
+        if spacing is not None:
+            nb = self.num_basis - int(drop_last)
+            feats = UniformFeatures.apply(xp, *spacing, nb, self.k, self.base_fun_name)
+            return feats, 1.0 / math.factorial(self.k)
+        assert not drop_last
+        bases = self.basis(xp, channel_dim=1)  # (B, C, nb, *S)
+        return torch.cat([self.base_fun(xp).unsqueeze(2), bases], dim=2).flatten(1, 2), 1.0
 

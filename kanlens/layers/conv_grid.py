@@ -17,8 +17,7 @@ import torch
 from torch import nn
 
 from .. import splines
-from ..spline_refit import new_grid as _target_grid
-from ..spline_refit import quantile_subsample, range_sweep, refit_coef
+from ..spline_refit import quantile_subsample, range_sweep, refit_coef, target_grid
 from .spline import _check_int
 
 __all__ = ["ConvGridMixin"]
@@ -145,7 +144,7 @@ class ConvGridMixin:
         _check_int("new_grid", new_grid, 1)
         lo, hi = self.grid[:, self.k], self.grid[:, -self.k - 1]
         samples = None if x is None else self._pixel_samples(x, 4096)
-        grid = _target_grid(new_grid, self.k, lo, hi, samples, self.grid_eps)
+        grid = target_grid(new_grid, self.k, lo, hi, samples, self.grid_eps)
         xs = range_sweep(lo, hi, 8 * (new_grid + self.k) + 1)  # keep the functions over the current grid range
         if samples is not None:
             xs = torch.cat([xs, samples.to(xs)], 0)  # ... and on the samples

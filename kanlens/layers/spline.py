@@ -10,6 +10,7 @@ from torch import nn
 
 from .. import splines
 from ..hooks import HookPoint
+from ..spline_refit import range_sweep, target_grid
 from ..utils import as_int
 
 __all__ = ["BASE_FUNCTIONS", "KANLayer"]
@@ -409,10 +410,7 @@ class KANLayer(nn.Module):
         self.grid.copy_(new_grid)
 
     def _dense_points(self, x: torch.Tensor, new_grid: torch.Tensor, n: int = 64) -> torch.Tensor:
-        lo = new_grid[:, self.k]
-        hi = new_grid[:, -self.k - 1]
-        t = torch.linspace(0, 1, n, dtype=x.dtype, device=x.device)[:, None]
-        return lo + (hi - lo) * t
+        return range_sweep(new_grid[:, self.k].to(x), new_grid[:, -self.k - 1].to(x), n)
 
     @torch.no_grad()
     def refine(self, new_grid: int, x: torch.Tensor | None = None) -> KANLayer:
@@ -428,13 +426,8 @@ class KANLayer(nn.Module):
         layer.base_fun_name, layer.grid_eps = self.base_fun_name, self.grid_eps
         lo = self.grid[:, self.k]
         hi = self.grid[:, -self.k - 1]
-        if x is not None:
-            grid = splines.grid_from_samples(x.detach(), new_grid, self.k, grid_eps=self.grid_eps)
-        else:
-            grid = splines.uniform_grid(new_grid, self.k, self.in_dim, torch.stack([lo, hi], 1))
-        grid = grid.to(self.grid)
-        t = torch.linspace(0, 1, 8 * (new_grid + self.k) + 1, dtype=grid.dtype, device=grid.device)[:, None]
-        xs = grid[:, self.k] + (grid[:, -self.k - 1] - grid[:, self.k]) * t
+        grid = target_grid(new_grid, self.k, lo, hi, None if x is None else x.detach(), self.grid_eps)
+        xs = range_sweep(grid[:, self.k], grid[:, -self.k - 1], 8 * (new_grid + self.k) + 1)
         if x is not None:
             xs = torch.cat([xs, x.detach().to(xs)], 0)
         coef = splines.curve2coef(xs, self.spline_edges(xs), grid, self.k)

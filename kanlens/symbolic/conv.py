@@ -278,8 +278,8 @@ def _library_fits(
     lib: object,
     max_fits: int | None,
 ) -> list[ElementFit]:
-    from .symbolic.fit import fit_library, rank_fits
-    from .symbolic.library import resolve_library
+    from .fit import fit_library, rank_fits
+    from .library import resolve_library
 
     library = resolve_library(lib)  # type: ignore[arg-type]
     idx = (status == ConvSymbolicReport.NONLINEAR).nonzero().tolist()

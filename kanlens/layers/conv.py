@@ -13,7 +13,7 @@ definition (``phi(0)`` is in general not 0): other padding modes pad the input b
 padded pixels' part: the weights' tap sums of the features of ``x = 0`` times a memoised mask of the taps that
 land in the padding (see :meth:`KANConvNd._border`). On CPU, when every evaluated input lies inside every
 channel's grid range the bases sum to one there, so the last basis of each channel is folded into the other
-weights and the bias (``C * (G + k)`` channels, see :meth:`_KANConvNd._fused_weight`). The
+weights and the bias (``C * (G + k)`` channels, see :meth:`KANConvNd._fused_weight`). The
 ``(batch, out, in, K, K, H, W)`` tensor of element activations is built only on demand (:meth:`forward_elements`,
 the ``hook_elements`` hook point, plots and scores).
 
@@ -398,9 +398,6 @@ class KANConvNd(ConvFeaturesMixin, ConvInspectionMixin, ConvGridMixin, nn.Module
         if self.shared_shape:
             s += ", shared_shape=True"
         return s + f", grid={self.num}, k={self.k}, base_fun={self.base_fun_name}"
-
-
-_KANConvNd = KANConvNd  # the former private name
 
 
 class KANConv2d(KANConvNd):

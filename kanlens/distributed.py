@@ -376,13 +376,13 @@ class ClassifierGroup(GlobalBatches):
         summed loss of this rank's images."""
         import torch.nn.functional as F
 
-        from .vision import _shift
+        from .vision import shift_images
 
         inside = (idx >= self.offsets[self.rank]) & (idx < self.offsets[self.rank] + self.counts[self.rank])
         mine = (idx[inside] - self.offsets[self.rank]).to(x.device)
         loss_sum = 0.0
         if mine.numel():
-            xb = x[mine] if shifts is None else _shift(x[mine], max_shift, shifts[:, inside])
+            xb = x[mine] if shifts is None else shift_images(x[mine], max_shift, shifts[:, inside])
             loss = F.cross_entropy(model(xb), y[mine], reduction="sum")
             (loss / idx.numel()).backward()
             loss_sum = float(loss.detach())

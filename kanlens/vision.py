@@ -41,6 +41,7 @@ __all__ = [
     "evaluate",
     "matched_cnn",
     "random_shift",
+    "shift_images",
     "train_classifier",
 ]
 
@@ -386,28 +387,19 @@ def train_classifier(
 
     group = None
     if distributed is not None or (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        from . import distributed as dp
-
-        if dp.use_data_parallel(distributed):
-            options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
-                       "schedule": schedule, "grid_update_epochs": list(grid_update_epochs), "max_shift": max_shift,
-                       "seed": seed, "validation": x_val is not None}
-            data = {"x": x, "y": y, "x_val": x_val, "y_val": y_val}
-            data, group = dp.setup_classifier(model, data, options, validate, shard_full=distributed is True)
-            x, y, x_val, y_val = data["x"], data["y"], data["x_val"], data["y_val"]
+        options = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay,
+                   "schedule": schedule, "grid_update_epochs": list(grid_update_epochs), "max_shift": max_shift,
+                   "seed": seed, "validation": x_val is not None}
+        data = {"x": x, "y": y, "x_val": x_val, "y_val": y_val}
+        data, group = _data_parallel(model, data, options, validate, distributed)
+        x, y, x_val, y_val = data["x"], data["y"], data["x_val"], data["y_val"]
     if group is None:
         validate()
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = x.shape[0] if group is None else group.total
     steps_per_epoch = math.ceil(n / batch_size)
-    total = epochs * steps_per_epoch
-    if schedule == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.15)
-    elif schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
-    else:
-        sched = None
+    sched = _lr_schedule(opt, schedule, lr, epochs * steps_per_epoch)
     result = TrainResult()
     t0, c0 = time.perf_counter(), time.process_time()
     for epoch in range(epochs):
@@ -416,21 +408,8 @@ def train_classifier(
             idx = torch.randperm(n, generator=gen)[:1024]
             model.update_grid(x[idx] if group is None else group.gather(x, idx))
         perm = torch.randperm(n, generator=gen)
-        total_loss = 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size : (i + 1) * batch_size]
-            shifts = torch.randint(0, 2 * max_shift + 1, (2, idx.numel()), generator=gen) if max_shift else None
-            opt.zero_grad(set_to_none=True)
-            if group is not None:  # this rank's images of the global batch; gradients summed over ranks
-                total_loss += group.step(model, x, y, idx, shifts, max_shift)
-            else:
-                xb = x[idx] if shifts is None else _shift(x[idx], max_shift, shifts)
-                loss = F.cross_entropy(model(xb), y[idx])
-                loss.backward()
-                total_loss += float(loss.detach()) * idx.numel()
-            opt.step()
-            if sched is not None:
-                sched.step()
+        batches = [perm[i * batch_size : (i + 1) * batch_size] for i in range(steps_per_epoch)]
+        total_loss = _train_epoch(model, opt, sched, x, y, batches, max_shift, gen, group)
         if group is not None:
             total_loss = group.epoch_end(model, total_loss)
         result.losses.append(total_loss / n)
@@ -444,6 +423,50 @@ def train_classifier(
         if callback is not None:
             callback(epoch, result)
     return result
+
+
+def _data_parallel(model: nn.Module, data: dict, options: dict, validate: Callable[[], None],
+                   distributed: bool | None) -> tuple[dict, object]:
+    """``(data, group)``: this rank's images and the data-parallel group, or the data as given and ``None`` when
+    training alone (see :func:`kanlens.distributed.setup_classifier`)."""
+    from . import distributed as dp
+
+    if not dp.use_data_parallel(distributed):
+        return data, None
+    return dp.setup_classifier(model, data, options, validate, shard_full=distributed is True)
+
+
+def _lr_schedule(opt: torch.optim.Optimizer, schedule: str, lr: float, total: int):
+    """The learning-rate scheduler of ``schedule`` over ``total`` steps (``None`` for a constant rate)."""
+    if schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(total, 1), pct_start=0.15)
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
+    return None
+
+
+def _train_epoch(model: nn.Module, opt: torch.optim.Optimizer, sched, x: torch.Tensor, y: torch.Tensor,
+                 batches: Sequence[torch.Tensor], max_shift: int, gen: torch.Generator, group) -> float:
+    """One pass over ``batches`` (index tensors): summed loss of this process's images (before any all-reduce).
+
+    Shapes:
+        x: ``(N, C, H, W)``, y: ``(N,)``.
+    """
+    total_loss = 0.0
+    for idx in batches:
+        shifts = torch.randint(0, 2 * max_shift + 1, (2, idx.numel()), generator=gen) if max_shift else None
+        opt.zero_grad(set_to_none=True)
+        if group is not None:  # this rank's images of the global batch; gradients summed over ranks
+            total_loss += group.step(model, x, y, idx, shifts, max_shift)
+        else:
+            xb = x[idx] if shifts is None else shift_images(x[idx], max_shift, shifts)
+            loss = F.cross_entropy(model(xb), y[idx])
+            loss.backward()
+            total_loss += float(loss.detach()) * idx.numel()
+        opt.step()
+        if sched is not None:
+            sched.step()
+    return total_loss
 
 
 def _check_train_args(x, y, schedule, batch_size, epochs, max_shift) -> None:
@@ -466,11 +489,16 @@ def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) ->
         ``(B, C, H, W) -> (B, C, H, W)``.
     """
     m = int(max_shift)
-    return _shift(x, m, torch.randint(0, 2 * m + 1, (2, x.shape[0]), generator=generator))
+    return shift_images(x, m, torch.randint(0, 2 * m + 1, (2, x.shape[0]), generator=generator))
 
 
-def _shift(x: torch.Tensor, m: int, shifts: torch.Tensor) -> torch.Tensor:
-    """Shift image ``i`` by ``shifts[:, i] - m`` pixels (rows, columns); zero fill."""
+def shift_images(x: torch.Tensor, m: int, shifts: torch.Tensor) -> torch.Tensor:
+    """Shift image ``i`` by ``shifts[:, i] - m`` pixels (rows, columns); zero fill (:func:`random_shift` with the
+    offsets given; the data-parallel trainer draws them once for all ranks).
+
+    Shapes:
+        x: ``(B, C, H, W)``, shifts: ``(2, B)`` ints in ``[0, 2m]`` -> ``(B, C, H, W)``.
+    """
     b, _, h, w = x.shape
     shifts = shifts.to(x.device)
     xp = F.pad(x, (m, m, m, m)).permute(0, 2, 3, 1)  # (B, H + 2m, W + 2m, C)

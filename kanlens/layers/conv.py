@@ -49,14 +49,14 @@ from torch import nn
 from .. import splines
 from ..cardinal import cardinal_basis  # re-exported: part of this module's public names
 from ..hooks import HookPoint
-from ..utils import check_choice, check_tensor
+from ..utils import as_int, check_choice, check_tensor
 from . import conv_padding
 from .conv_features import ConvFeaturesMixin
 from .conv_grid import ConvGridMixin
 from .conv_inspect import ConvInspectionMixin
 from .conv_padding import PADDING_MODES, ntuple
 from .conv_plan import ConvPlan, choose_kernel
-from .spline import BASE_FUNCTIONS, _check_int, _check_range
+from .spline import BASE_FUNCTIONS, _check_range
 
 __all__ = ["KANConv1d", "KANConv2d", "KANConvNd", "cardinal_basis"]
 
@@ -99,16 +99,16 @@ class KANConvNd(ConvFeaturesMixin, ConvInspectionMixin, ConvGridMixin, nn.Module
         dtype = torch.get_default_dtype() if dtype is None else dtype
         if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-        self.in_channels = _check_int("in_channels", in_channels, 1)
-        self.out_channels = _check_int("out_channels", out_channels, 1)
-        self.groups = _check_int("groups", groups, 1)
+        self.in_channels = as_int("in_channels", in_channels, 1)
+        self.out_channels = as_int("out_channels", out_channels, 1)
+        self.groups = as_int("groups", groups, 1)
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"in_channels ({in_channels}) and out_channels ({out_channels}) must be divisible by groups ({groups})"
             )
         self._set_geometry(kernel_size, stride, padding, dilation, padding_mode)
-        self.num = _check_int("grid", grid, 1)
-        self.k = _check_int("k", k, 1)
+        self.num = as_int("grid", grid, 1)
+        self.k = as_int("k", k, 1)
         check_choice("base_fun", base_fun, BASE_FUNCTIONS)
         self.base_fun_name = base_fun
         self.grid_eps = splines.check_grid_eps(grid_eps)

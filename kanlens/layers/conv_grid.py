@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import splines
 from ..spline_refit import quantile_subsample, range_sweep, refit_coef, target_grid
-from .spline import _check_int
+from ..utils import as_int
 
 __all__ = ["ConvGridMixin"]
 
@@ -141,7 +141,7 @@ class ConvGridMixin:
         Without ``x`` the new grid is uniform on the current range (a finer uniform grid whose knots contain the
         old ones reproduces the old splines exactly); with ``x`` it follows the padded pixels (``grid_eps`` rule).
         """
-        _check_int("new_grid", new_grid, 1)
+        as_int("new_grid", new_grid, 1)
         lo, hi = self.grid[:, self.k], self.grid[:, -self.k - 1]
         samples = None if x is None else self._pixel_samples(x, 4096)
         grid = target_grid(new_grid, self.k, lo, hi, samples, self.grid_eps)

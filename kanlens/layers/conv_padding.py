@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .spline import _check_int
+from ..utils import as_int
 
 __all__ = [
     "PADDING_MODES",
@@ -40,7 +40,7 @@ def ntuple(name: str, value: int | Sequence[int], n: int, minimum: int) -> tuple
     if len(vals) != n:
         raise ValueError(f"{name} must have {n} entries, got {value!r}")
     for v in vals:
-        _check_int(name, v, minimum)
+        as_int(name, v, minimum)
     return vals
 
 

@@ -376,7 +376,7 @@ class ClassifierGroup(GlobalBatches):
         summed loss of this rank's images."""
         import torch.nn.functional as F
 
-        from .vision import shift_images
+        from .vision_training import shift_images
 
         inside = (idx >= self.offsets[self.rank]) & (idx < self.offsets[self.rank] + self.counts[self.rank])
         mine = (idx[inside] - self.offsets[self.rank]).to(x.device)

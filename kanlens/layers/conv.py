@@ -29,7 +29,7 @@ about 5x cheaper than the Cox-de Boor recursion); non-uniform grids use :func:`k
 The layer is assembled from rooms that each answer one question:
 
 - :mod:`kanlens.cardinal`: the closed-form cardinal B-spline bases (pure math);
-- :mod:`kanlens.layers.conv_features`: the feature expansion on uniform grids, with its analytic backward;
+- :mod:`kanlens.layers.conv_features`: bases and per-pixel features (uniform grids: closed form, analytic backward);
 - :mod:`kanlens.layers.conv_padding`: padding amounts, output sizes, input-size checks, padded taps;
 - :mod:`kanlens.layers.conv_plan`: which fast path ``forward`` takes, decided once per input signature;
 - :mod:`kanlens.layers.conv_inspect`: per-element activations, element functions, scores, the penalty;

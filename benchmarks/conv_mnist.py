@@ -3,9 +3,9 @@
 Data: the MNIST *test* set (10,000 images, IDX files, gzip or raw) from ``--data``; the first 8,000 images train,
 the last 2,000 evaluate. Nothing is downloaded.
 
-Both models share one skeleton (:mod:`kanlens.models`) and are trained the same way (Adam, one-cycle learning
+Both models share one skeleton (:mod:`kanlens.vision`) and are trained the same way (Adam, one-cycle learning
 rate, batch 64, same epochs and augmentation, same seeds); the CNN's widths are chosen so that its parameter
-count is the closest to the KAN's (:func:`kanlens.models.matched_cnn`). The 5.3K-parameter anchor CNN (8 -> 16
+count is the closest to the KAN's (:func:`kanlens.vision.matched_cnn`). The 5.3K-parameter anchor CNN (8 -> 16
 channels) is trained too for reference. Times are wall-clock and process CPU seconds.
 
 Usage:
@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from _markdown import write_section
 
 from kanlens.idx import load_mnist
-from kanlens.models import CNN, KANConvNet, count_parameters, evaluate, matched_cnn, train_classifier
+from kanlens.vision import CNN, KANConvNet, count_parameters, evaluate, matched_cnn, train_classifier
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mnist"
 # hidden_range (-3, 3): the batch-normalised inputs of stage 2 leave the default (-2, 2) grid ~10% of the time
@@ -45,7 +45,7 @@ KAN_CONFIG = dict(channels=(7, 13), grid=(1, 3), k=(1, 3), activation=(False, Tr
 
 def read_filters(model: KANConvNet, images: torch.Tensor, plots: str | None) -> str:
     """auto_symbolic reports of both KAN-conv stages (and, with ``plots``, their kernel / response figures)."""
-    from kanlens.conv_symbolic import auto_symbolic_conv
+    from kanlens.symbolic.conv import auto_symbolic_conv
 
     model.eval()
     inputs: dict[int, torch.Tensor] = {}

@@ -1,6 +1,6 @@
 """KAN convolution on real digits: train a small KAN-conv classifier, then read its filters.
 
-Trains :class:`kanlens.models.KANConvNet` on scikit-learn's 8x8 digits (1,797 images; or on MNIST IDX files with
+Trains :class:`kanlens.vision.KANConvNet` on scikit-learn's 8x8 digits (1,797 images; or on MNIST IDX files with
 ``--mnist FOLDER``), then saves into ``--out``:
 
 * ``04_conv_kernels.png``   every first-layer filter as a K x K block of learned element functions (faded by
@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
-from kanlens.conv_symbolic import auto_symbolic_conv
-from kanlens.models import KANConvNet, count_parameters, evaluate, train_classifier
+from kanlens.symbolic.conv import auto_symbolic_conv
+from kanlens.vision import KANConvNet, count_parameters, evaluate, train_classifier
 
 
 def load_data(mnist: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:

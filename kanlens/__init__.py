@@ -54,10 +54,10 @@ _LAZY: dict[str, tuple[str, str]] = {
     # convolution
     "KANConv1d": ("kanlens.layers.conv", "KANConv1d"),
     "KANConv2d": ("kanlens.layers.conv", "KANConv2d"),
-    "KANConvNet": ("kanlens.models", "KANConvNet"),
-    "CNN": ("kanlens.models", "CNN"),
-    "train_classifier": ("kanlens.models", "train_classifier"),
-    "auto_symbolic_conv": ("kanlens.conv_symbolic", "auto_symbolic_conv"),
+    "KANConvNet": ("kanlens.vision", "KANConvNet"),
+    "CNN": ("kanlens.vision", "CNN"),
+    "train_classifier": ("kanlens.vision", "train_classifier"),
+    "auto_symbolic_conv": ("kanlens.symbolic.conv", "auto_symbolic_conv"),
     "read_idx": ("kanlens.idx", "read_idx"),
     "load_mnist": ("kanlens.idx", "load_mnist"),
     # data-parallel training (torch.distributed)

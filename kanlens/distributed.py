@@ -1,7 +1,7 @@
 """Data-parallel training on ``torch.distributed``: the helpers behind ``fit`` and ``train_classifier``.
 
 Under ``torchrun --nproc-per-node N script.py`` (or any initialised process group: gloo on CPUs, NCCL on GPUs),
-:func:`kanlens.fit` and :func:`kanlens.models.train_classifier` train one model on the rows of all processes and
+:func:`kanlens.fit` and :func:`kanlens.vision.train_classifier` train one model on the rows of all processes and
 take exactly the steps one process would take on all of them (up to floating-point summation order):
 
 * the processes' shards, in rank order, are the rows of one dataset; every batch is drawn from that dataset with
@@ -359,7 +359,7 @@ def setup_fit(model: Any, dataset: Any, options: dict[str, Any], validate: Calla
 
 # ---------------------------------------------------------------------------------------------- train_classifier
 class ClassifierGroup(GlobalBatches):
-    """Data-parallel state of :func:`kanlens.models.train_classifier`: global batches and the gradient sum."""
+    """Data-parallel state of :func:`kanlens.vision.train_classifier`: global batches and the gradient sum."""
 
     def gather(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The images of the global index set ``idx`` from all ranks (for grid updates)."""
@@ -376,13 +376,13 @@ class ClassifierGroup(GlobalBatches):
         summed loss of this rank's images."""
         import torch.nn.functional as F
 
-        from .models import _shift
+        from .vision_training import shift_images
 
         inside = (idx >= self.offsets[self.rank]) & (idx < self.offsets[self.rank] + self.counts[self.rank])
         mine = (idx[inside] - self.offsets[self.rank]).to(x.device)
         loss_sum = 0.0
         if mine.numel():
-            xb = x[mine] if shifts is None else _shift(x[mine], max_shift, shifts[:, inside])
+            xb = x[mine] if shifts is None else shift_images(x[mine], max_shift, shifts[:, inside])
             loss = F.cross_entropy(model(xb), y[mine], reduction="sum")
             (loss / idx.numel()).backward()
             loss_sum = float(loss.detach())
@@ -403,7 +403,7 @@ class ClassifierGroup(GlobalBatches):
 
 def setup_classifier(model: torch.nn.Module, data: dict[str, torch.Tensor | None], options: dict[str, Any],
                      validate: Callable[[], None], shard_full: bool) -> tuple[dict[str, Any], ClassifierGroup]:
-    """:func:`setup_fit` for :func:`kanlens.models.train_classifier`: checks on every rank at once, this rank's
+    """:func:`setup_fit` for :func:`kanlens.vision.train_classifier`: checks on every rank at once, this rank's
     shard of ``data`` (``x``, ``y``, ``x_val``, ``y_val``), rank 0's parameters everywhere."""
     rank, world = rank_and_world()
     device, error, sig = _device_of(model), None, {}

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from kanlens import splines
-from kanlens.layers import conv as conv_mod
+from kanlens import cardinal, splines
 from kanlens.layers.conv import KANConv1d, KANConv2d, cardinal_basis
 
 # ----------------------------------------------------------------------------------------------- naive reference
@@ -413,7 +412,7 @@ def test_basis_expansion_in_pixel_chunks(monkeypatch) -> None:
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     out_a = layer(xa)
     out_a.sin().sum().backward()
-    monkeypatch.setattr(conv_mod, "_CHUNK", 250)  # 250 // (3 channels x 8 slots) = 10 pixels per chunk
+    monkeypatch.setattr(cardinal, "CHUNK", 250)  # 250 // (3 channels x 8 slots) = 10 pixels per chunk
     out_b = layer(xb)
     out_b.sin().sum().backward()
     torch.testing.assert_close(out_a, out_b, atol=0, rtol=0)
@@ -723,8 +722,8 @@ def test_expansion_runs_off_cpu_also_for_an_empty_batch(rows: int) -> None:
     meta tensors stand in for an accelerator."""
     t = torch.empty(rows, 3, device="meta")  # two channels and the column of ones
     out = torch.empty(rows, 2 * 8, device="meta")
-    assert conv_mod._expand_rows(t, 8, 3, out=out) is out
-    grad = conv_mod._expand_rows(t, 8, 3, grad=torch.empty(rows, 16, device="meta"))
+    assert cardinal.expand_rows(t, 8, 3, out=out) is out
+    grad = cardinal.expand_rows(t, 8, 3, grad=torch.empty(rows, 16, device="meta"))
     assert grad.shape == (rows, 2) and grad.device.type == "meta"
 
 

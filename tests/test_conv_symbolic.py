@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from kanlens import splines
-from kanlens.conv_symbolic import auto_symbolic_conv, element_linear_fits
 from kanlens.layers.conv import KANConv2d
+from kanlens.symbolic.conv import auto_symbolic_conv, element_linear_fits
 
 
 def _set_element(layer: KANConv2d, o: int, c: int, u: int, v: int, fn) -> None:

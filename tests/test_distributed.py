@@ -24,7 +24,7 @@ import torch.multiprocessing as mp
 import kanlens
 from kanlens import KAN, create_dataset
 from kanlens.distributed import DistributedMismatchError, GlobalBatches, shard
-from kanlens.models import KANConvNet, train_classifier
+from kanlens.vision import KANConvNet, train_classifier
 
 LBFGS = dict(opt="LBFGS", steps=3, lamb=0.01, update_grid=True, grid_update_num=2, stop_grid_update_step=4,
              progress=False)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from kanlens.layers.conv import KANConv2d
-from kanlens.models import (
+from kanlens.vision import (
     CNN,
     KANConvNet,
     count_parameters,

@@ -14,8 +14,8 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
 from kanlens.layers.conv import KANConv2d  # noqa: E402
-from kanlens.models import KANConvNet, train_classifier  # noqa: E402
 from kanlens.plotting.conv import plot_conv_kernels, plot_conv_response, plot_conv_responses  # noqa: E402
+from kanlens.vision import KANConvNet, train_classifier  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def test_bad_arguments(trained, digits) -> None:
 
 def test_conv_modules_do_not_import_matplotlib() -> None:
     code = (
-        "import sys, kanlens.layers.conv, kanlens.models, kanlens.idx, kanlens.conv_symbolic\n"
+        "import sys, kanlens.layers.conv, kanlens.vision, kanlens.idx, kanlens.symbolic.conv\n"
         "assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

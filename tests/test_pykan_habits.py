@@ -13,8 +13,8 @@ import sympy
 import torch
 
 from kanlens import KAN, KANConv2d, create_dataset, ex_round
-from kanlens.models import KANConvNet
 from kanlens.symbolic.pipeline import symbolic_regression
+from kanlens.vision import KANConvNet
 
 
 def _data(n: int = 200, seed: int = 0) -> dict:

@@ -11,6 +11,7 @@ from torch import nn
 from .. import splines
 from .._checks import as_int
 from ..hooks import HookPoint
+from ..spline_refit import range_sweep, target_grid
 
 __all__ = ["BASE_FUNCTIONS", "KANLayer"]
 
@@ -33,7 +34,7 @@ def _dgelu(x: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # Derivatives ``b'(x)`` given ``x`` and ``b(x)``, for the hand-written backward of ``_EdgeMagnitude``.
-_BASE_DERIVATIVES = {
+BASE_DERIVATIVES = {
     "silu": _dsilu,
     "identity": lambda x, b: torch.ones_like(x),
     "zero": lambda x, b: torch.zeros_like(x),
@@ -119,7 +120,7 @@ def edge_backward(saved, g_out, g_mag, need: tuple[bool, bool, bool, bool]):
             g_ceff = torch.bmm(g_phi, basis.transpose(1, 2)).transpose(0, 1)  # (out, in, nb)
     if need[0]:
         g_base = torch.bmm(w_base.transpose(1, 2), g_phi).squeeze(1)  # (in, batch)
-        g_x = torch.addcmul(g_x, g_base, _BASE_DERIVATIVES[base_name](xt, base)).T
+        g_x = torch.addcmul(g_x, g_base, BASE_DERIVATIVES[base_name](xt, base)).T
     if g_ceff is not None:
         if need[1]:
             g_coef = g_ceff * w_sp.unsqueeze(-1)
@@ -217,10 +218,6 @@ def check_layer_input(x: object, in_dim: int, like: torch.Tensor) -> None:
                         "with .to()")
 
 
-# layers/conv.py (branch `conv`) still imports this name; the lead removes it after merging (use _checks.as_int).
-_check_int = as_int
-
-
 def nearest_mask(in_dim: int, out_dim: int) -> torch.Tensor:
     """``(in_dim, out_dim)`` 0/1: every node connected to the nearest node(s) of the other layer (nodes evenly
     spaced in ``[0, 1]``), pykan's ``sparse_mask``."""
@@ -233,7 +230,7 @@ def nearest_mask(in_dim: int, out_dim: int) -> torch.Tensor:
     return mask
 
 
-def _check_range(grid_range: tuple[float, float]) -> tuple[float, float]:
+def check_grid_range(grid_range: tuple[float, float]) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in grid_range)
     except (TypeError, ValueError):
@@ -316,7 +313,7 @@ class KANLayer(nn.Module):
             raise ValueError(f"unknown base_fun {base_fun!r}{did_you_mean(base_fun, BASE_FUNCTIONS)}")
         self.base_fun_name = base_fun
         self.grid_eps = splines.check_grid_eps(grid_eps)
-        grid_range = _check_range(grid_range)
+        grid_range = check_grid_range(grid_range)
         if generator is None:
             generator = torch.Generator().manual_seed(0)
 
@@ -370,7 +367,7 @@ class KANLayer(nn.Module):
 
     def fused_ok(self) -> bool:
         """Whether the fused sparsity path applies (no hooks on the edges, a base function with known derivative)."""
-        return not self.hook_edges.has_hooks() and self.base_fun_name in _BASE_DERIVATIVES
+        return not self.hook_edges.has_hooks() and self.base_fun_name in BASE_DERIVATIVES
 
     def forward_with_magnitude(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Output ``(batch, out_dim)`` and per-edge magnitudes ``mean_b |phi_ji(x_bi)|`` ``(out_dim, in_dim)``.
@@ -409,10 +406,7 @@ class KANLayer(nn.Module):
         self.grid.copy_(new_grid)
 
     def _dense_points(self, x: torch.Tensor, new_grid: torch.Tensor, n: int = 64) -> torch.Tensor:
-        lo = new_grid[:, self.k]
-        hi = new_grid[:, -self.k - 1]
-        t = torch.linspace(0, 1, n, dtype=x.dtype, device=x.device)[:, None]
-        return lo + (hi - lo) * t
+        return range_sweep(new_grid[:, self.k].to(x), new_grid[:, -self.k - 1].to(x), n)
 
     @torch.no_grad()
     def refine(self, new_grid: int, x: torch.Tensor | None = None) -> KANLayer:
@@ -428,13 +422,8 @@ class KANLayer(nn.Module):
         layer.base_fun_name, layer.grid_eps = self.base_fun_name, self.grid_eps
         lo = self.grid[:, self.k]
         hi = self.grid[:, -self.k - 1]
-        if x is not None:
-            grid = splines.grid_from_samples(x.detach(), new_grid, self.k, grid_eps=self.grid_eps)
-        else:
-            grid = splines.uniform_grid(new_grid, self.k, self.in_dim, torch.stack([lo, hi], 1))
-        grid = grid.to(self.grid)
-        t = torch.linspace(0, 1, 8 * (new_grid + self.k) + 1, dtype=grid.dtype, device=grid.device)[:, None]
-        xs = grid[:, self.k] + (grid[:, -self.k - 1] - grid[:, self.k]) * t
+        grid = target_grid(new_grid, self.k, lo, hi, None if x is None else x.detach(), self.grid_eps)
+        xs = range_sweep(grid[:, self.k], grid[:, -self.k - 1], 8 * (new_grid + self.k) + 1)
         if x is not None:
             xs = torch.cat([xs, x.detach().to(xs)], 0)
         coef = splines.curve2coef(xs, self.spline_edges(xs), grid, self.k)

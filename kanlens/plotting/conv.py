@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..conv_symbolic import element_linear_fits, element_samples
 from ..layers.conv import KANConv2d
+from ..symbolic.conv import element_linear_fits, element_samples
 from .edge import check_positive, pyplot, save_figure
 
 if TYPE_CHECKING:
@@ -111,7 +111,7 @@ def _image(name: str, x: torch.Tensor, layer: KANConv2d) -> torch.Tensor:
         x = x.unsqueeze(0)
     if x.ndim != 4 or x.shape[0] != 1:
         raise ValueError(f"{name} must be one image (C, H, W) or (1, C, H, W), got shape {tuple(x.shape)}")
-    return layer._check_input(x.to(layer.grid))
+    return layer.check_input(x.to(layer.grid))
 
 
 def _canvas(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, object]:
@@ -196,10 +196,7 @@ def plot_conv_kernels(
     if title is not None and not isinstance(title, str):
         raise TypeError(f"title must be a str or None, got {type(title).__name__}")
     kh, kw = layer.kernel_size
-    if ncols is None:
-        ncols = max(1, math.ceil(math.sqrt(len(outs) * kh / kw)))
-    ncols = min(_count("ncols", ncols), len(outs))
-    nrows = math.ceil(len(outs) / ncols)
+    ncols, nrows = _grid_shape(ncols, len(outs), kh / kw)
 
     with torch.no_grad():
         xs, ys = element_samples(layer, x, num_points)
@@ -229,16 +226,25 @@ def plot_conv_kernels(
                 s = float(fits["slope"][o, in_channel, u, v]) / slope_scale
                 face = cmap(0.5 + 0.5 * s)
                 pax.set_facecolor((*face[:3], 0.35 * alpha))
-            pax.plot(xv, block[:, u, v], color="black", lw=1.2, alpha=alpha)
-            pax.set_ylim(lo - pad, hi + pad)
-            pax.set_xlim(float(xv[0]), float(xv[-1]))
-            pax.set_xticks([])
-            pax.set_yticks([])
-            for spine in pax.spines.values():
-                spine.set_linewidth(0.4)
-                spine.set_alpha(0.5)
+            _curve_panel(pax, xv, block[:, u, v], alpha, (lo - pad, hi + pad))
             if idx == kw // 2:
                 pax.set_title(f"filter {o}", fontsize=8, pad=2)
+    _kernels_heading(fig, ax, title, in_channel, tint)
+    save_figure(fig, path, release=ax is None)
+    return fig
+
+
+def _grid_shape(ncols: object, n: int, aspect: float) -> tuple[int, int]:
+    """``(ncols, nrows)`` for ``n`` filters: ``ncols`` checked (default: about square for kernels of height /
+    width ``aspect``), at most ``n``."""
+    if ncols is None:
+        ncols = max(1, math.ceil(math.sqrt(n * aspect)))
+    ncols = min(_count("ncols", ncols), n)
+    return ncols, math.ceil(n / ncols)
+
+
+def _kernels_heading(fig: Figure, ax: Axes | None, title: str | None, in_channel: int, tint: bool) -> None:
+    """The three title lines of :func:`plot_conv_kernels` (the figure's, or ``ax``'s when drawing inside it)."""
     head = title if title is not None else f"KAN conv kernels, input channel {in_channel}"
     head += "\ncurve: phi(x) over the input range; fade: mean |phi|"
     if tint:
@@ -247,13 +253,23 @@ def plot_conv_kernels(
         fig.suptitle(head, fontsize=7, y=0.999, va="top")
     else:
         ax.set_title(head, fontsize=7)
-    save_figure(fig, path, release=ax is None)
-    return fig
+
+
+def _curve_panel(pax: Axes, xv: np.ndarray, yv: np.ndarray, alpha: float, ylim: tuple[float, float]) -> None:
+    """One kernel element's curve in a bare panel (no ticks, faint spines)."""
+    pax.plot(xv, yv, color="black", lw=1.2, alpha=alpha)
+    pax.set_ylim(*ylim)
+    pax.set_xlim(float(xv[0]), float(xv[-1]))
+    pax.set_xticks([])
+    pax.set_yticks([])
+    for spine in pax.spines.values():
+        spine.set_linewidth(0.4)
+        spine.set_alpha(0.5)
 
 
 def _receptive_field(layer: KANConv2d, pos: tuple[int, int]) -> tuple[int, int, int, int]:
     """Top-left corner (in unpadded input coordinates) and span of the window of output pixel ``pos``."""
-    (pt, _), (pl, _) = layer._pad
+    (pt, _), (pl, _) = layer.padding_pairs
     y0 = pos[0] * layer.stride[0] - pt
     x0 = pos[1] * layer.stride[1] - pl
     hspan = layer.dilation[0] * (layer.kernel_size[0] - 1) + 1
@@ -273,6 +289,38 @@ def _heat(axh: Axes, values: np.ndarray, title: str, cmap: str, symmetric: bool,
             r, g, b, _ = im.cmap(im.norm(val))
             color = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
             axh.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=6, color=color)
+
+
+def _check_position(position: object) -> tuple[int, int]:
+    """An output pixel ``(row, col)`` from a pair of ints, a 1-D array or a tensor; ``TypeError`` otherwise."""
+    pos = position.detach().cpu().numpy() if isinstance(position, torch.Tensor) else position
+    pos = list(pos) if isinstance(pos, np.ndarray) and pos.ndim == 1 else pos
+    if isinstance(pos, (str, bytes)) or not isinstance(pos, Sequence) or len(pos) != 2:
+        raise TypeError(f"position must be an output pixel (row, col), got {position!r}")
+    return tuple(_index("position", p, "two integers (row, col)") for p in pos)  # type: ignore[return-value]
+
+
+def _element_curves(new_axes, xv: np.ndarray, block: np.ndarray, patch: np.ndarray, resp: np.ndarray) -> None:
+    """The bottom half of :func:`plot_conv_response`: the ``K x K`` element curves, each patch value marked.
+
+    Shapes:
+        xv: ``(m,)``; block: ``(m, kh, kw)``; patch, resp: ``(kh, kw)``.
+    """
+    kh, kw = patch.shape
+    lo, hi = float(block.min()), float(block.max())
+    label = new_axes((0.02, 0.05, 0.2, 0.36))
+    label.set_axis_off()
+    label.text(0.0, 0.5, "element functions phi_uv(x)\n(red dot: the patch value x[u, v])", fontsize=8, va="center")
+    pw, ph = min(0.96 / kw, 0.42 / kh * 10 / 5.6 * 0.5), 0.42 / kh
+    x_left = 0.5 - kw * pw / 2
+    for u in range(kh):
+        for v in range(kw):
+            pax = new_axes((x_left + v * pw + 0.03 * pw, 0.46 - (u + 1) * ph + 0.03 * ph, 0.94 * pw, 0.94 * ph))
+            pax.plot(xv, block[:, u, v], color="black", lw=1.0)
+            pax.plot([patch[u, v]], [resp[u, v]], "o", color="red", ms=3)
+            pax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
+            pax.set_xticks([])
+            pax.set_yticks([])
 
 
 def plot_conv_response(
@@ -310,12 +358,7 @@ def plot_conv_response(
     in_channel = _channel("in_channel", in_channel, layer.in_channels // layer.groups, " (channels per group)")
     num_points = _count("num_points", num_points, 2)
     if position is not None:
-        pos = position.detach().cpu().numpy() if isinstance(position, torch.Tensor) else position
-        pos = list(pos) if isinstance(pos, np.ndarray) and pos.ndim == 1 else pos
-        if isinstance(pos, (str, bytes)) or not isinstance(pos, Sequence) or len(pos) != 2:
-            raise TypeError(f"position must be an output pixel (row, col), got {position!r}")
-        position = tuple(_index("position", p, "two integers (row, col)") for p in pos)
-    kh, kw = layer.kernel_size
+        position = _check_position(position)
     with torch.no_grad():
         out_map = layer(img)[0, o]
         elements = layer.forward_elements(img)[0, o]  # (in_g, kh, kw, Ho, Wo)
@@ -352,22 +395,7 @@ def plot_conv_response(
     a_out.set_xticks([])
     a_out.set_yticks([])
 
-    xv = xs[:, ch].cpu().numpy()
-    block = ys[:, o, in_channel].cpu().numpy()
-    lo, hi = float(block.min()), float(block.max())
-    label = new_axes((0.02, 0.05, 0.2, 0.36))
-    label.set_axis_off()
-    label.text(0.0, 0.5, "element functions phi_uv(x)\n(red dot: the patch value x[u, v])", fontsize=8, va="center")
-    pw, ph = min(0.96 / kw, 0.42 / kh * 10 / 5.6 * 0.5), 0.42 / kh
-    x_left = 0.5 - kw * pw / 2
-    for u in range(kh):
-        for v in range(kw):
-            pax = new_axes((x_left + v * pw + 0.03 * pw, 0.46 - (u + 1) * ph + 0.03 * ph, 0.94 * pw, 0.94 * ph))
-            pax.plot(xv, block[:, u, v], color="black", lw=1.0)
-            pax.plot([patch[u, v]], [resp[u, v]], "o", color="red", ms=3)
-            pax.set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.05 * (hi - lo + 1e-9))
-            pax.set_xticks([])
-            pax.set_yticks([])
+    _element_curves(new_axes, xs[:, ch].cpu().numpy(), ys[:, o, in_channel].cpu().numpy(), patch, resp)
     save_figure(fig, path, release=ax is None)
     return fig
 

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .layers.conv import _KANConvNd
-from .utils import check_tensor
+from ..layers.conv import KANConvNd
+from ..utils import check_tensor
 
 __all__ = ["ConvSymbolicReport", "ElementFit", "auto_symbolic_conv", "element_linear_fits", "element_samples"]
 
@@ -50,7 +50,7 @@ class ElementFit:
 
 
 def element_samples(
-    layer: _KANConvNd, x: torch.Tensor | None = None, num_points: int = 101
+    layer: KANConvNd, x: torch.Tensor | None = None, num_points: int = 101
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A uniform sweep over each input channel's range and every element function on it.
 
@@ -61,7 +61,7 @@ def element_samples(
     """
     with torch.no_grad():
         if x is not None:
-            x = layer._check_input(x)
+            x = layer.check_input(x)
             xp = layer.pad_input(x).transpose(0, 1).flatten(1)  # (C, everything)
             lo, hi = xp.amin(1), xp.amax(1)
         else:
@@ -206,7 +206,7 @@ class ConvSymbolicReport:
 
 
 def auto_symbolic_conv(
-    layer: _KANConvNd,
+    layer: KANConvNd,
     x: torch.Tensor | None = None,
     *,
     lib: Sequence[str] | object | None = None,
@@ -235,7 +235,7 @@ def auto_symbolic_conv(
     Returns:
         A :class:`ConvSymbolicReport`; ``print(report)`` gives one line per filter.
     """
-    if not isinstance(layer, _KANConvNd):
+    if not isinstance(layer, KANConvNd):
         raise TypeError(f"layer must be a KANConv2d/KANConv1d, got {type(layer).__name__}")
     if not 0.0 < linear_threshold <= 1.0:
         raise ValueError(f"linear_threshold must be in (0, 1], got {linear_threshold}")
@@ -270,7 +270,7 @@ def auto_symbolic_conv(
 
 
 def _library_fits(
-    layer: _KANConvNd,
+    layer: KANConvNd,
     xs: torch.Tensor,
     ys: torch.Tensor,
     status: torch.Tensor,
@@ -278,8 +278,8 @@ def _library_fits(
     lib: object,
     max_fits: int | None,
 ) -> list[ElementFit]:
-    from .symbolic.fit import fit_library, rank_fits
-    from .symbolic.library import resolve_library
+    from .fit import fit_library, rank_fits
+    from .library import resolve_library
 
     library = resolve_library(lib)  # type: ignore[arg-type]
     idx = (status == ConvSymbolicReport.NONLINEAR).nonzero().tolist()

@@ -353,7 +353,7 @@ def run_fit(
 ) -> RunResult:
     """Train, prune, (symbolic) and write a complete run folder into ``folder`` (which must exist).
 
-    With ``opts.symbolic`` the work is :func:`kanlens.symbolic.pipeline.symbolic_regression` (sparse fit, prune,
+    With ``opts.symbolic`` the work is :func:`kanlens.symbolic.search.symbolic_regression` (sparse fit, prune,
     fit, refine, fit, auto_symbolic, joint refit and snapping of constants); otherwise fit, prune, fit with splines.
 
     Shapes:
@@ -365,7 +365,14 @@ def run_fit(
     t0 = time.perf_counter()
     folder = Path(folder)
     n_in = dataset["train_input"].shape[1]
-    width = list(opts.width) if opts.width else [n_in, 5, 1]
+    if opts.width:
+        width = list(opts.width)
+    elif opts.symbolic:  # the search's own choice: [n, 2n + 1, 1], sparsified and pruned to what the data need
+        from .symbolic.search import auto_width
+
+        width = auto_width(dataset)
+    else:
+        width = [n_in, 5, 1]
     if width[0] != n_in or width[-1] != dataset["train_label"].shape[1]:
         raise UsageError(f"--width {','.join(map(str, width))} must start with the {n_in} inputs and end with "
                          f"{dataset['train_label'].shape[1]} output")
@@ -376,7 +383,7 @@ def run_fit(
     result = None
     try:
         if opts.symbolic:
-            from .symbolic.pipeline import symbolic_regression
+            from .symbolic.search import symbolic_regression
 
             log.info("training, pruning and fitting symbolic functions (%d LBFGS steps per stage)", opts.steps)
             rec.label = "spline"
@@ -777,7 +784,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--features", help="comma-separated feature columns (default: all but the target)")
     src.add_argument("--test-frac", type=float, default=0.2, help="test fraction of --csv rows (default 0.2)")
     m = f.add_argument_group("model and training")
-    m.add_argument("--width", help="layer widths, e.g. 2,5,1 (default: n_inputs,5,1)")
+    m.add_argument("--width", help="layer widths, e.g. 2,5,1 (default: chosen by the symbolic search, "
+                   "n_inputs,2*n_inputs+1,1 pruned to what the data need; n_inputs,5,1 with --no-symbolic)")
     m.add_argument("--grid", type=int, default=5, help="spline grid intervals (default 5)")
     m.add_argument("-k", type=int, default=3, help="spline order (default 3)")
     m.add_argument("--steps", type=int, default=50, help="LBFGS steps of each of the 3 training stages (default 50)")

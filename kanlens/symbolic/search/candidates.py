@@ -150,6 +150,9 @@ class Evaluator:
         self.xte, self.yte = as_numpy(dataset["test_input"]), as_numpy(dataset["test_label"])
         self.variables, self.floor = variables, floor
         self.deadline = deadline or Deadline(None)
+        # the relative difference of two test NMSEs that the test set can resolve (about the standard error of an
+        # MSE over len(xte) points): on noisy labels a longer formula must beat a shorter one by more than this
+        self.resolution = 1.0 / math.sqrt(max(1, len(self.xte)))
         self.snap_seconds = 20.0
         # a refit of a long view with dozens of constants (finite-difference Jacobians) can run for many minutes;
         # cut off, it keeps its best point so far and competes as it is
@@ -200,6 +203,7 @@ class Evaluator:
             return False
 
     def values(self, e: sympy.Expr, x: np.ndarray) -> np.ndarray:
+        """Values ``(n,)`` of ``e`` at the inputs ``x`` ``(n, d)`` (real part; non-finite where undefined)."""
         f = sympy.lambdify(self.variables, e, modules=["scipy", "numpy"])
         with np.errstate(all="ignore"):
             return np.broadcast_to(sform.real_values(f(*(x[:, k] for k in range(x.shape[1])))), (x.shape[0],))
@@ -209,6 +213,10 @@ class Evaluator:
         outs, trains = [], []
         for o, e in enumerate(exprs):
             try:
+                if self.deadline.expired():  # out of time: scored as it is (a stage may still be finishing)
+                    outs.append(e)
+                    trains.append(sform.nmse(self.values(e, self.xtr), self.ytr[:, o]))
+                    continue
                 if snap:
                     r = sform.snap_constants(e, self.variables, self.xtr, self.ytr[:, o], floor=self.floor,
                                              max_seconds=self.deadline.cap(self.snap_seconds))
@@ -231,16 +239,21 @@ class Evaluator:
         return cand
 
 
-def choose(cands: list[Candidate]) -> tuple[list[Candidate], int]:
+def choose(cands: list[Candidate], resolution: float = 1e-9) -> tuple[list[Candidate], int]:
     """Pareto front (simplest first) and the chosen index: the simplest exact candidate if any, else PySR's "best"
-    rule (largest drop in log-loss per unit of complexity among candidates within 1.5x of the lowest loss)."""
+    rule (largest drop in log-loss per unit of complexity among candidates within 1.5x of the lowest loss).
+
+    A more complex candidate joins the front only when its test NMSE is lower by more than the relative
+    ``resolution`` (see :attr:`Evaluator.resolution`): on noisy labels a term fitted to the noise
+    (``x1*sin(x2) - 0.0002*x1**2*cos(x2)``) lowers the test error by far less than the test set can tell.
+    """
     finite = [c for c in cands if math.isfinite(c.test_nmse)]
     if not finite:
         return cands[:1], 0
     finite.sort(key=lambda c: (c.complexity, c.test_nmse))
     front: list[Candidate] = []
     for c in finite:
-        if not front or c.test_nmse < front[-1].test_nmse * (1 - 1e-9):
+        if not front or c.test_nmse < front[-1].test_nmse * (1 - resolution):
             if front and front[-1].complexity == c.complexity:
                 front[-1] = c
             else:

@@ -24,7 +24,7 @@ class Choose:
 
     def run(self, ctx: SearchContext) -> list[Candidate]:
         ev, start = ctx.ev, len(ctx.ev.seen)
-        front, chosen = choose(ev.seen)
+        front, chosen = choose(ev.seen, ev.resolution)
         pick = front[chosen]
         if pick.exact and pick.complexity <= _MAX_COMPLEXITY and any(sform.n_floats(e) for e in pick.exprs):
             ev.snap_seconds = _SNAP_SECONDS

@@ -103,6 +103,8 @@ class Stage(Protocol):
     ``applies(ctx)`` says whether it can run on this problem; ``run(ctx)`` adds candidates to ``ctx.ev`` (through
     ``ctx.ev.refit``) and returns the new ones. A stage with ``always = True`` runs even once an exact formula is
     known or the budget is spent (the first KAN run: it provides ``result.model``); the others are skipped then.
+    ``share`` (optional, default 1): the fraction of the time left that the stage may use (``ctx.deadline`` is
+    that share while it runs), so that the stages after it get their turn.
     """
 
     name: str

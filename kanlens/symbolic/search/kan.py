@@ -123,7 +123,8 @@ class KanFit:
     always = False
 
     def __init__(self, index: int) -> None:
-        self.index, self.always = index, index == 0
+        # a later run gets half of the time left: the structure stages come after it
+        self.index, self.always, self.share = index, index == 0, 1.0 if index == 0 else 0.5
         self.name = f"kan run {index + 1}"
 
     def applies(self, ctx: SearchContext) -> bool:

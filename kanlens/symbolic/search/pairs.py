@@ -165,6 +165,7 @@ class PairSymmetries:
     """:func:`pair_search` on the structure tests' model of ``y``; one output, two inputs or more."""
 
     name, always = "pairs", False
+    share = 0.67  # two thirds of the time left: the log-separability and low-rank tests come after
 
     def applies(self, ctx: SearchContext) -> bool:
         return ctx.options.separable and ctx.one_output and ctx.n_inputs >= 2 and ctx.surrogate() is not None

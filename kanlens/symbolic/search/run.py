@@ -161,7 +161,7 @@ def symbolic_regression(
     ctx = SearchContext(dataset, library, variables, var, Evaluator(dataset, variables, floor, deadline), deadline,
                         options, model, transforms, initial=copy.deepcopy(model) if len(transforms) > 1 else None)
     run_stages(ctx, STAGES)
-    front, chosen = choose(ctx.ev.seen)
+    front, chosen = choose(ctx.ev.seen, ctx.ev.resolution)
     pick = front[chosen]
     run = ctx.runs.get(pick.provenance.run) or ctx.runs.get("identity") or next(iter(ctx.runs.values()))
     ctx.timings["total"] = time.perf_counter() - t_start
@@ -171,8 +171,9 @@ def symbolic_regression(
 
 
 def run_stages(ctx: SearchContext, stages: Sequence[Stage]) -> None:
-    """The orchestrator: each stage in turn, timed; once an exact (short) formula is known or the budget is spent,
-    only the stages marked ``always`` still run. Candidates accumulate in ``ctx.ev``."""
+    """The orchestrator: each stage in turn, timed, under its ``share`` of the time left (default all of it); once
+    an exact (short) formula is known or the budget is spent, only the stages marked ``always`` still run.
+    Candidates accumulate in ``ctx.ev``."""
     for stage in stages:
         if not stage.always and (ctx.ev.exact_found or ctx.deadline.expired()):
             log.info("stage %s skipped (%s)", stage.name, "exact formula known" if ctx.ev.exact_found
@@ -181,7 +182,12 @@ def run_stages(ctx: SearchContext, stages: Sequence[Stage]) -> None:
         if not stage.applies(ctx):
             continue
         t, cpu = time.perf_counter(), time.process_time()
-        found = stage.run(ctx)
+        outer = ctx.deadline  # the stage may use its share of the time left: later stages get their turn
+        ctx.deadline = ctx.ev.deadline = outer.share(getattr(stage, "share", 1.0))
+        try:
+            found = stage.run(ctx)
+        finally:
+            ctx.deadline = ctx.ev.deadline = outer
         ctx.timings[stage.name] = time.perf_counter() - t
         best = min((c.test_nmse for c in found), default=math.inf)
         log.info("stage %s: %d candidates (best test NMSE %.2e), %.1f CPU s, %.1f CPU s left", stage.name,

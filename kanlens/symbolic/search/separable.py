@@ -252,6 +252,7 @@ class Separable:
     :meth:`~kanlens.symbolic.search.context.SearchContext.surrogate`); one output."""
 
     name, always = "separable", False
+    share = 0.5  # half of the time left: the pair and low-rank tests come after
 
     def applies(self, ctx: SearchContext) -> bool:
         return ctx.options.separable and ctx.one_output and ctx.surrogate() is not None
@@ -267,6 +268,7 @@ class LogSeparable:
     """:func:`log_separable_search`: ``y = exp(g(x_S) * h(x_T))``; needs the ``log`` target transform."""
 
     name, always = "log separable", False
+    share = 0.75  # three quarters of the time left: the low-rank test comes after
 
     def applies(self, ctx: SearchContext) -> bool:
         return (ctx.options.separable and ctx.one_output and ctx.surrogate() is not None

@@ -13,7 +13,8 @@ from .. import formula as sform
 from .budget import Deadline
 from .candidates import Candidate, Evaluator, Provenance
 
-__all__ = ["derived_views", "expand", "expansion_terms", "floatify", "resolve_abs", "snap", "snap_views", "tidy"]
+__all__ = ["derived_views", "drop_terms", "expand", "expansion_terms", "floatify", "resolve_abs", "snap", "snap_views",
+           "tidy"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def snap_views(best: Candidate, ev: Evaluator, source: Provenance, deadline: Dea
     # briefly snapped
     large = best.complexity > _LARGE_FORMULA or not best.test_nmse <= 1e-4
     ev.snap_seconds = 5.0 if large else 20.0
+    start = len(ev.seen)
     raw = snap(ev, best.exprs, source, merge=not large)
     if large:
         return
@@ -81,6 +83,38 @@ def snap_views(best: Candidate, ev: Evaluator, source: Provenance, deadline: Dea
             continue  # an expansion far longer than the formula (trig products): no simpler constants to find
         ev.refit(exprs, source.then(name.strip()))
         snap(ev, exprs, source.then(name.strip()))
+    closest = min(ev.seen[start:], key=lambda c: c.test_nmse)
+    if not closest.exact and closest.test_nmse <= _DROP_NMSE:  # noisy labels: a term fitted to the noise may be left
+        drop_terms(closest, ev, source, deadline)
+
+
+_MAX_DROP_TERMS = 8  # formulas with more additive terms are not thinned (one refit per term)
+_DROP_NMSE = 5e-2  # nor formulas further than this from the data (noise up to ~20% of std(y))
+
+
+def drop_terms(cand: Candidate, ev: Evaluator, source: Provenance, deadline: Deadline | None = None) -> None:
+    """Each additive term of a one-output formula dropped in turn, the rest refitted; a thinner formula whose
+    training loss stays within the evaluator's resolution (relative) is snapped and joins the candidates.
+
+    On noisy labels a term fitted to the noise survives snapping (``x1*sin(x2) - 0.0002*x1**2*cos(x2)``: removing
+    it costs a little training loss, more than the snapping tolerance allows, and its constant is no simple value).
+    Only removes terms, so it never makes a formula fit better than the one it starts from.
+    """
+    if len(cand.exprs) != 1 or not math.isfinite(cand.train_nmse):
+        return
+    terms = sympy.Add.make_args(cand.expr)
+    if not 2 <= len(terms) <= _MAX_DROP_TERMS:
+        return
+    for term in terms:
+        if ev.deadline.expired() or (deadline is not None and deadline.expired()):
+            return
+        rest = cand.expr - term
+        if rest.is_number:
+            continue
+        trial = ev.refit([rest], source.then("dropped"))
+        if trial.train_nmse <= cand.train_nmse * (1 + ev.resolution) + ev.floor:
+            log.info("dropped %s: train NMSE %.3e -> %.3e", term, cand.train_nmse, trial.train_nmse)
+            snap(ev, trial.exprs, source.then("dropped"), merge=False)
 
 
 def snap(ev: Evaluator, exprs: list[sympy.Expr], source: Provenance, merge: bool = True) -> Candidate:

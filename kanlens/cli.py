@@ -59,6 +59,17 @@ class UsageError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------- argument parsing
+def _positive_float(text: str) -> float:
+    """argparse type: a positive number of seconds."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return v
+
+
 def parse_width(text: str) -> list[int]:
     """``"2,5,1"`` -> ``[2, 5, 1]``."""
     try:
@@ -270,6 +281,7 @@ class RunOptions:
     prune: bool = True
     symbolic: bool = True
     progress: bool = True
+    time_budget: float | None = None
 
 
 @dataclasses.dataclass
@@ -390,6 +402,7 @@ def run_fit(
             result = symbolic_regression(
                 dataset, model=model, lib=opts.lib, lamb=opts.lamb, steps=(opts.steps,) * 3,
                 refine_grid=opts.refine, prune=opts.prune, var=list(var_names), fit_kwargs={"callbacks": [rec]},
+                time_budget=opts.time_budget,
             )
             seconds.update({f"pipeline_{k}": v for k, v in result.timings.items()})
             spline = rec.stages[-1]["model"] if rec.stages else None
@@ -647,6 +660,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             width=parse_width(args.width) if args.width else None, grid=args.grid, k=args.k, steps=args.steps,
             lamb=args.lamb, refine=args.refine or None, seed=args.seed, device=_device(args.device),
             lib=_lib(args.lib), prune=not args.no_prune, symbolic=not args.no_symbolic, progress=not args.quiet,
+            time_budget=args.time_budget,
         )
         result = run_fit(dataset, var_names, opts, staging, source=source, command=_command_line(args), truth=truth)
         out = commit_out(staging, args.out)
@@ -794,6 +808,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--lib", help="symbolic functions to try, e.g. x,x^2,sin,exp (default: the built-in library)")
     m.add_argument("--no-prune", action="store_true", help="skip pruning")
     m.add_argument("--no-symbolic", action="store_true", help="skip symbolic fitting (splines only)")
+    m.add_argument("--time-budget", type=_positive_float, default=None, metavar="SECONDS",
+                   help="CPU seconds for the symbolic search, a hard limit (default: none)")
     m.add_argument("--seed", type=int, default=0, help="seed for data sampling, initialisation, batches")
     m.add_argument("--device", default="cpu", help="torch device (default cpu)")
     o = f.add_argument_group("output")

@@ -81,3 +81,18 @@ def test_a_shared_deadline_bounds_a_nested_search():
     outer = Deadline(6.0)
     res, _ = _within_budget(6.0, lambda: symbolic_regression(ds, [2, 5, 1], time_budget=outer.share(0.5)))
     assert res.cpu_seconds <= 1.1 * 3.0 + _SLACK and not outer.expired()
+
+
+def test_legacy_absolute_deadlines_and_the_old_module_path():
+    """The structure tests keep their former import path (kanlens.symbolic.pipeline) and accept the former
+    deadline convention (an absolute time.process_time value)."""
+    from kanlens.symbolic import pipeline
+    from kanlens.symbolic.search import pairs, separable
+
+    assert pipeline._separable_split is separable.separable_split
+    assert pipeline._symmetric_pairs is pairs.symmetric_pairs
+    assert pipeline.symbolic_regression is symbolic_regression
+    end = time.process_time() + 5
+    d = Deadline.coerce(end)
+    assert d.end == end and 4.0 < d.left() <= 5.0
+    assert Deadline.coerce(None) is None and Deadline.coerce(d) is d

@@ -37,6 +37,16 @@ class Deadline:
         self.start = time.process_time()
         self.end = None if seconds is None else self.start + float(seconds)
 
+    @classmethod
+    def coerce(cls, value: Deadline | float | None) -> Deadline | None:
+        """A :class:`Deadline` from a Deadline, ``None``, or (the former convention) an absolute
+        :func:`time.process_time` value."""
+        if value is None or isinstance(value, Deadline):
+            return value
+        d = cls(None)
+        d.end = float(value)
+        return d
+
     @property
     def limited(self) -> bool:
         """Whether there is a limit at all."""

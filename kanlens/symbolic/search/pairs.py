@@ -105,8 +105,8 @@ def pair_data(x: np.ndarray, y: np.ndarray, i: int, j: int, d: float, rest: list
         return np.column_stack([x[:, rest], u]), y[:, 0] / x[:, power_base(op, i, j)] ** d
 
 
-def pair_search(predict, ev: Evaluator, library, variables, deadline: Deadline | None = None, *, seed: int,
-                dtype) -> None:
+def pair_search(predict, ev: Evaluator, library, variables, deadline: Deadline | float | None = None, *,
+                seed: int, dtype) -> None:
     """If ``predict`` (the structure tests' model of ``y``) depends on a pair of inputs only through
     ``u = x_i op x_j`` (a ratio, product, difference or sum, possibly times a power ``x**d``; see
     :func:`symmetric_pairs`): recover ``g`` by a smaller run on the real data ``(rest, u) -> y / x**d`` and join
@@ -120,7 +120,7 @@ def pair_search(predict, ev: Evaluator, library, variables, deadline: Deadline |
 
     if ev.ytr.shape[1] != 1:
         return
-    deadline = deadline or ev.deadline
+    deadline = Deadline.coerce(deadline) or ev.deadline
     pairs = [p for p in symmetric_pairs(predict, ev.xtr, np.random.default_rng(seed))
              if p[3] < PAIR_TOL][:2]
     if not pairs:

@@ -93,8 +93,8 @@ def separable_split(predict, x: np.ndarray, rng: np.random.Generator):
     return best
 
 
-def separable_search(predict, ev: Evaluator, library, variables, deadline: Deadline | None = None, *, seed: int,
-                     dtype) -> None:
+def separable_search(predict, ev: Evaluator, library, variables, deadline: Deadline | float | None = None, *,
+                     seed: int, dtype) -> None:
     """If ``predict`` (``x (n, d) -> y (n,)``, see :func:`~kanlens.symbolic.search.context.surrogate`) is a
     product ``g(x_S) * h(x_T)`` or a sum ``g(x_S) + h(x_T)``, recover both parts; their products (sums) go to ``ev``.
 
@@ -107,7 +107,7 @@ def separable_search(predict, ev: Evaluator, library, variables, deadline: Deadl
     """
     if ev.ytr.shape[1] != 1:
         return
-    deadline = deadline or ev.deadline
+    deadline = Deadline.coerce(deadline) or ev.deadline
     xtr, xte = ev.xtr, ev.xte
     split = separable_split(predict, xtr, np.random.default_rng(seed))
     if split is None or not split[2] < SEPARABLE_TOL:
@@ -147,7 +147,7 @@ def separable_search(predict, ev: Evaluator, library, variables, deadline: Deadl
 
 
 def log_separable_search(predict, ev: Evaluator, dataset: dict, forward, wrap, library, variables,
-                         deadline: Deadline | None = None, *,
+                         deadline: Deadline | float | None = None, *,
                           seed: int, dtype) -> None:
     """``y = exp(g(x_S) * h(x_T))`` (``x1**x2``): ``log|y|`` is a product, so :func:`separable_search` runs on it
     (``log`` of ``predict`` and of the labels); its candidates close to ``log|y|`` are exponentiated (``wrap``),
@@ -158,7 +158,8 @@ def log_separable_search(predict, ev: Evaluator, dataset: dict, forward, wrap, l
     eps = float(torch.finfo(dataset["train_label"].dtype).eps)
     var = float(logged["train_label"].double().var())
     # relative rounding of y is absolute rounding of log|y|
-    ev_log = Evaluator(logged, variables, 100.0 * eps**2 / (var if var > 0 else 1.0), deadline or ev.deadline)
+    ev_log = Evaluator(logged, variables, 100.0 * eps**2 / (var if var > 0 else 1.0),
+                       Deadline.coerce(deadline) or ev.deadline)
 
     def predict_log(x: np.ndarray) -> np.ndarray:
         return forward(torch.tensor(predict(x))).numpy()  # a copy: predict may return a read-only view
@@ -197,7 +198,8 @@ def most_promising(exprs: list[sympy.Expr], ev: Evaluator, keep: int) -> list[sy
     return [exprs[k] for k in order[:keep]]
 
 
-def part_formulas(ds: dict, cols: list[int], found: list[sympy.Expr], library, variables, deadline: Deadline,
+def part_formulas(ds: dict, cols: list[int], found: list[sympy.Expr], library, variables,
+                  deadline: Deadline | float | None,
                    good_enough: float, *, share: float, seed: int, dtype, op: str) -> bool:
     """Formulas for one part of a separable function, fitted to ``ds``, appended to ``found``; True when one is
     exact on ``ds``. The run gets ``1 / share`` of the time left before ``deadline``.
@@ -210,6 +212,7 @@ def part_formulas(ds: dict, cols: list[int], found: list[sympy.Expr], library, v
     """
     from .run import symbolic_regression  # a nested search (the orchestrator imports the stages)
 
+    deadline = Deadline.coerce(deadline) or Deadline(None)
     n = len(cols)
     widths = [[1, 1], [1, 3, 1]] if n == 1 else [[n, 2 * n + 1, 1]]
     edge_good = False

@@ -25,11 +25,12 @@ def _noisy(ds: dict, eps: float, seed: int = 0) -> dict:
     return out
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_erf_without_the_special_library_is_not_exact(dtype):
+def test_erf_without_the_special_library_is_not_exact():
+    """float32 labels (the loosest rounding floor); float64: tests/test_symbolic_pipeline.py."""
     torch.set_num_threads(1)
-    ds = create_dataset(lambda x: torch.erf(x[:, [0]]), n_var=1, train_num=500, test_num=500, dtype=dtype, seed=0)
-    res = symbolic_regression(ds, time_budget=6)
+    ds = create_dataset(lambda x: torch.erf(x[:, [0]]), n_var=1, train_num=500, test_num=500, dtype=torch.float32,
+                        seed=0)
+    res = symbolic_regression(ds, time_budget=4)
     assert not res.exact and not res.formula.has(sympy.erf)
     assert res.table[res.table.chosen].test_nmse > 1e-12
 
@@ -42,7 +43,7 @@ def test_a_random_smooth_spline_is_not_exact():
     spline = CubicSpline(np.linspace(-1, 1, 8), rng.normal(size=8))
     ds = create_dataset(lambda x: torch.as_tensor(spline(x[:, [0]].double().numpy())), n_var=1, train_num=500,
                         test_num=500, dtype=torch.float32, seed=0)
-    res = symbolic_regression(ds, time_budget=6)
+    res = symbolic_regression(ds, time_budget=4)
     assert not res.exact and res.table[res.table.chosen].test_nmse > 1e-8
 
 
@@ -51,7 +52,7 @@ def test_noisy_labels_never_give_an_exact_flag(eps):
     torch.set_num_threads(1)
     ds = create_dataset(lambda x: x[:, [0]] * torch.sin(x[:, [1]]), n_var=2, ranges=[[-1, 1], [0, 3]], train_num=500,
                         test_num=500, dtype=torch.float64, seed=0)
-    res = symbolic_regression(_noisy(ds, eps), time_budget=6)
+    res = symbolic_regression(_noisy(ds, eps), time_budget=3)
     assert not res.exact and res.table[res.table.chosen].test_nmse > 0.5 * eps**2
 
 

@@ -212,3 +212,27 @@ def test_exact_fits_with_unsnapped_constants_do_not_end_the_search():
                        - sympy.Float(99.5) * sympy.cos(sympy.Float(0.187) * x1)], 20, 0.0, 0.0,
                       Provenance("kan", step="snapped"), exact=True)  # more than two unsnapped constants
     assert [ev.settled(c) for c in (approx, snapped, from_kan, patch)] == [False, True, True, False]
+
+
+@pytest.mark.parametrize("eps", [1e-2, 1e-1])
+def test_a_power_law_is_found_under_noise_even_where_small_labels_change_sign(eps):
+    """SRBench noise on x1*x2/(4*pi*x3*x4**2) over [1, 5]: labels near 0 turn negative, so log|y| cannot be taken
+    everywhere; the robust fit (majority sign, weighted by |y|) still gives exponents within a few percent."""
+    from kanlens.symbolic.polyfit import power_law_candidate
+
+    rng = np.random.default_rng(0)
+    x, xt = rng.uniform(1, 5, (1000, 4)), rng.uniform(1, 5, (1000, 4))
+
+    def f(v):
+        return v[:, 0] * v[:, 1] / (4 * np.pi * v[:, 2] * v[:, 3] ** 2)
+
+    y, yt = f(x), f(xt)
+    y, yt = y + eps * y.std() * rng.standard_normal(1000), yt + eps * y.std() * rng.standard_normal(1000)
+    assert (y < 0).any() or eps < 1e-1  # the case the robust fit is for
+    law = power_law_candidate(x, y, xt, yt, X[:4], resolution=1 / np.sqrt(1000))
+    assert law is not None
+    powers = {str(b): float(e) for b, e in (a.as_base_exp() for a in sympy.Mul.make_args(law)) if b.is_Symbol}
+    assert set(powers) == {"x1", "x2", "x3", "x4"}
+    for name, want in {"x1": 1, "x2": 1, "x3": -1, "x4": -2}.items():
+        assert abs(powers[name] - want) < 0.1 * abs(want), powers
+    assert power_law_candidate(x, np.sin(x[:, 0]) + x[:, 1], xt, np.sin(xt[:, 0]) + xt[:, 1], X[:4]) is None

@@ -88,32 +88,49 @@ def snap_views(best: Candidate, ev: Evaluator, source: Provenance, deadline: Dea
         drop_terms(closest, ev, source, deadline)
 
 
-_MAX_DROP_TERMS = 8  # formulas with more additive terms are not thinned (one refit per term)
+_MAX_DROP_TERMS = 8  # at most this many thinned formulas are refitted (terms dropped, floats set to 0)
 _DROP_NMSE = 5e-2  # nor formulas further than this from the data (noise up to ~20% of std(y))
 
 
 def drop_terms(cand: Candidate, ev: Evaluator, source: Provenance, deadline: Deadline | None = None) -> None:
-    """Each additive term of a one-output formula dropped in turn, the rest refitted; a thinner formula whose
-    training loss stays within the evaluator's resolution (relative) is snapped and joins the candidates.
+    """Each additive term of a one-output formula dropped in turn, and each float constant set to 0 in turn
+    (smallest first), the rest refitted; a thinner formula whose training loss stays within the evaluator's
+    resolution (relative) is snapped and joins the candidates.
 
-    On noisy labels a term fitted to the noise survives snapping (``x1*sin(x2) - 0.0002*x1**2*cos(x2)``: removing
-    it costs a little training loss, more than the snapping tolerance allows, and its constant is no simple value).
-    Only removes terms, so it never makes a formula fit better than the one it starts from.
+    On noisy labels a term or a shift fitted to the noise survives snapping (``x1*sin(x2) - 0.0002*x1**2*cos(x2)``,
+    ``exp(-x1*(x1 + 0.0006)/2)``: removing it costs a little training loss, more than the snapping tolerance
+    allows, and its constant is no simple value). Only removes, so it never makes a formula fit better than the
+    one it starts from.
     """
     if len(cand.exprs) != 1 or not math.isfinite(cand.train_nmse):
         return
-    terms = sympy.Add.make_args(cand.expr)
-    if not 2 <= len(terms) <= _MAX_DROP_TERMS:
+    expr = cand.expr
+    terms = sympy.Add.make_args(expr)
+    trials = [expr - t for t in terms] if len(terms) >= 2 else []
+    floats = sorted(expr.atoms(sympy.Float), key=lambda f: abs(float(f)))
+    trials += [expr.xreplace({f: sympy.Integer(0)}) for f in floats]
+    try:
+        base = ev.values(expr, ev.xte)
+    except Exception:  # a formula that cannot be evaluated is not thinned
         return
-    for term in terms:
-        if ev.deadline.expired() or (deadline is not None and deadline.expired()):
+    seen: set = set()
+    tried = 0
+    for rest in trials:
+        if ev.deadline.expired() or (deadline is not None and deadline.expired()) or tried >= _MAX_DROP_TERMS:
             return
-        rest = cand.expr - term
-        if rest.is_number:
+        if rest.is_number or rest in seen or rest == expr:
             continue
+        seen.add(rest)
+        try:  # a removal that moves the values by more than the formula's own error is not worth a refit
+            moved = sform.nmse(ev.values(rest, ev.xte), base)
+        except Exception:
+            continue
+        if not moved <= 10 * max(cand.test_nmse, ev.floor):
+            continue
+        tried += 1
         trial = ev.refit([rest], source.then("dropped"))
         if trial.train_nmse <= cand.train_nmse * (1 + ev.resolution) + ev.floor:
-            log.info("dropped %s: train NMSE %.3e -> %.3e", term, cand.train_nmse, trial.train_nmse)
+            log.info("thinned %s -> %s: train NMSE %.3e -> %.3e", expr, rest, cand.train_nmse, trial.train_nmse)
             snap(ev, trial.exprs, source.then("dropped"), merge=False)
 
 

@@ -87,3 +87,18 @@ def test_a_longer_formula_must_beat_a_shorter_one_by_more_than_the_test_set_reso
     assert front == [short] and chosen == 0
     front, chosen = choose([short, patched])  # without a resolution the 1% gain wins
     assert front[chosen] is patched
+
+
+def test_a_shift_fitted_to_the_noise_inside_a_function_is_set_to_zero():
+    """exp(-x1*(x1 + 0.002)/2) at 1% noise (Feynman I.6.2a's shape): no additive term to drop, but the shift is a
+    float that can be set to 0 at no significant cost in training error."""
+    from kanlens.symbolic.search import Evaluator, Provenance
+    from kanlens.symbolic.search.views import drop_terms
+
+    ds = create_dataset(lambda x: torch.exp(-x[:, [0]] ** 2 / 2) / np.sqrt(2 * np.pi), n_var=1, ranges=[[1, 3]],
+                        train_num=1000, test_num=1000, dtype=torch.float64, seed=0)
+    ev = Evaluator(_noisy(ds, 1e-2), [x1], floor=1e-30)
+    shifted = ev.refit([sympy.Float(0.399) * sympy.exp(-x1 * (x1 + sympy.Float(0.0006)) / 2)], Provenance("kan"))
+    drop_terms(shifted, ev, Provenance("kan"))
+    thinned = [c.expr for c in ev.seen if c.provenance.step.startswith("dropped")]
+    assert any(len(e.atoms(sympy.Float)) == 1 and e.has(sympy.exp(-x1**2 / 2)) for e in thinned), thinned

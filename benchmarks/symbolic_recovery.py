@@ -6,11 +6,17 @@ Usage:
     python benchmarks/symbolic_recovery.py --formulas FILE --out r.json --baseline pykan
     python benchmarks/symbolic_recovery.py --formulas FILE --out p.json --baseline pykan --skip-kanlens
     python benchmarks/symbolic_recovery.py --report r.json p.json      # markdown table of result files
+    python benchmarks/symbolic_recovery.py --formulas ../shared/benchmarks/feynman_I.json --out f.json \
+        --dtype float64 --time-budget 120 --noise 0.01 --jobs 2          # SRBench-style: noise, processes
 
 The file format is the one of ``formulas_public.json`` (``formulas``: ``id, formula, n_vars, ranges, kan_width,
 special_functions, ...``). Every formula gets a ``create_dataset``-style dataset (1000 train / 1000 test uniform
-points, labels computed in float64 then cast), then ``kanlens.symbolic.pipeline.symbolic_regression`` with the
-file's ``kan_width``. Scoring follows ``conventions.recovery_criterion``:
+points, labels computed in float64 then cast), then ``kanlens.symbolic.search.symbolic_regression`` with the
+file's ``kan_width`` (``--auto-width``, or a null ``kan_width``: the search chooses the network). ``--noise EPS``
+adds SRBench's noise ``EPS * std(y) * N(0, 1)`` to the labels the solver sees (both of its splits: for the solver
+they are all measured data); scoring is always against the noise-free formula on fresh points. ``--jobs N`` runs N
+formulas at a time in separate processes (one torch thread each). Scoring follows
+``conventions.recovery_criterion``:
 
 * NRMSE = RMSE(candidate - truth) / std(truth) on 10000 fresh uniform points (seed independent of training);
   any non-finite candidate value gives inf;
@@ -19,7 +25,9 @@ file's ``kan_width``. Scoring follows ``conventions.recovery_criterion``:
   constant c of the truth, within relative 1e-3, smallest denominator first) or (b) rounding every float of
   candidate and truth (pi and e included) to 3 significant digits; identity = 16 random points at 30 digits with
   ``|c - t| <= 1e-20 (1 + |t|)``;
-* recovered = symbolic and NRMSE < 1e-3; exact = recovered and NRMSE < 1e-6.
+* recovered = symbolic and NRMSE < 1e-3; exact = recovered and NRMSE < 1e-6;
+* SRBench-lenient ("symbolic solution", La Cava et al. 2021): the candidate, snapped as above, differs from the
+  truth by a constant or a constant factor (identity of ``cand - truth`` or ``cand / truth`` across the 16 points).
 
 Output: ``{"results": [{id, recovered, exact, nrmse, formula, seconds, ...}], "totals": {...}}`` and a printed
 table. Special functions: ``--special auto`` (default) adds the file's ``special_functions`` to the library for that
@@ -80,16 +88,23 @@ def numpy_fn(expr: sympy.Expr, xs: list[sympy.Symbol]):
     return g
 
 
-def make_dataset(expr, xs, ranges, *, seed: int, dtype: torch.dtype, n_train=1000, n_test=1000) -> dict:
+def make_dataset(expr, xs, ranges, *, seed: int, dtype: torch.dtype, n_train=1000, n_test=1000,
+                 noise: float = 0.0) -> dict:
+    """Uniform points in ``ranges``, labels in float64 then cast; ``noise``: SRBench's ``noise * std(y) * N(0, 1)``
+    added to every label (std of the noise-free training labels; its own generator, so the points do not change)."""
     rng = np.random.default_rng(seed)
+    noise_rng = np.random.default_rng([seed, 1])
     lo, hi = np.array(ranges, dtype=np.float64).T
     f = numpy_fn(expr, xs)
-    out = {}
+    out, scale = {}, None
     for split, n in (("train", n_train), ("test", n_test)):
         x = (lo + (hi - lo) * rng.random((n, len(xs)))).astype(np.float32 if dtype == torch.float32 else np.float64)
         y = f(x.astype(np.float64))
         if not np.isfinite(y).all():
             raise ValueError("the formula is not finite on its ranges")
+        scale = float(np.std(y)) if scale is None else scale
+        if noise:
+            y = y + noise * scale * noise_rng.standard_normal(y.shape)
         out[f"{split}_input"] = torch.tensor(x, dtype=dtype)
         out[f"{split}_label"] = torch.tensor(y[:, None], dtype=dtype)
     return out
@@ -181,21 +196,48 @@ def identical(a: sympy.Expr, b: sympy.Expr, xs, ranges, *, seed: int = 7) -> boo
     return True
 
 
+def constant_apart(a: sympy.Expr, b: sympy.Expr, xs, ranges, *, seed: int = 7) -> bool:
+    """Whether ``a - b`` or ``a / b`` is the same number at 16 random points (30 digits): SRBench's lenient
+    "symbolic solution" (equal up to an additive or a multiplicative constant)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = np.array(ranges, dtype=np.float64).T
+    diffs, ratios = [], []
+    for _ in range(16):
+        pt = lo + (hi - lo) * rng.random(len(xs))
+        subs = {x: sympy.Float(str(v), 30) for x, v in zip(xs, pt)}
+        try:
+            va, vb = complex(a.evalf(30, subs=subs)), complex(b.evalf(30, subs=subs))
+        except (TypeError, ValueError, ZeroDivisionError):
+            return False
+        if not (np.isfinite(va) and np.isfinite(vb)):
+            return False
+        diffs.append(va - vb)
+        ratios.append(va / vb if vb != 0 else math.nan)
+
+    def same(v: list[complex]) -> bool:
+        return all(np.isfinite(u) and abs(u - v[0]) <= 1e-20 * (1 + abs(v[0])) for u in v)
+
+    return same(diffs) or (same(ratios) and abs(ratios[0]) > 1e-12)
+
+
 def score(cand_text: str, entry: dict) -> dict:
     truth, xs = parse_truth(entry["formula"], entry["n_vars"])
     try:
         cand = parse_candidate(cand_text, entry["n_vars"])
     except (sympy.SympifyError, SyntaxError, TypeError, ValueError):
-        return {"recovered": False, "exact": False, "nrmse": math.inf, "symbolic": False, "match": None}
+        return {"recovered": False, "exact": False, "nrmse": math.inf, "symbolic": False, "match": None,
+                "lenient": False}
     err = nrmse(cand, truth, xs, entry["ranges"])
     match = None
-    if identical(canon_snap(cand, truth), truth, xs, entry["ranges"]):
+    snapped = canon_snap(cand, truth)
+    if identical(snapped, truth, xs, entry["ranges"]):
         match = "snap"
     elif identical(canon_round(cand, True), canon_round(truth, False), xs, entry["ranges"]):
         match = "round"
     rec = match is not None and err < 1e-3
+    lenient = match is not None or constant_apart(snapped, truth, xs, entry["ranges"])
     return {"recovered": rec, "exact": rec and err < 1e-6, "nrmse": err, "symbolic": match is not None,
-            "match": match}
+            "match": match, "lenient": lenient}
 
 
 # ---------------------------------------------------------------------------------------------- runners
@@ -213,9 +255,11 @@ def library_for(entry: dict, mode: str):
 
 
 def run_kanlens(entry: dict, ds: dict, args) -> str:
-    from kanlens.symbolic.pipeline import symbolic_regression
+    from kanlens.symbolic.search import symbolic_regression
 
-    width = entry["kan_width_min"] if args.track == "oracle" else entry["kan_width"]
+    width = entry["kan_width_min"] if args.track == "oracle" else entry.get("kan_width")
+    if args.auto_width and args.track != "oracle":
+        width = None  # the search chooses the network
     res = symbolic_regression(ds, width, seed=args.seed, dtype=ds["train_input"].dtype,
                               lib=library_for(entry, args.special), steps=tuple(args.steps),
                               refine_grid=args.refine_grid, lamb=args.lamb, time_budget=args.time_budget)
@@ -340,14 +384,67 @@ def markdown_report(paths: list[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- main
-def _write(rows: list[dict], runners, args) -> dict:
-    """Write the results file atomically; returns the totals per tool."""
+_RUNNERS = {"kanlens": run_kanlens, "pykan": run_pykan}
+
+
+def run_one(entry: dict, tool: str, args) -> dict:
+    """One formula with one tool: a result row (a failed run is a row, not a crash)."""
+    torch.set_num_threads(args.threads)
+    truth, xs = parse_truth(entry["formula"], entry["n_vars"])
+    dtype = torch.float32 if args.dtype == "float32" else torch.float64
+    ds = make_dataset(truth, xs, entry["ranges"], seed=args.seed, dtype=dtype, noise=args.noise)
+    if tool == "kanlens":
+        import kanlens.symbolic.search  # noqa: F401  (imports are not the search's time: a fresh worker pays them)
+    t0, c0 = time.perf_counter(), time.process_time()
+    try:
+        text, res = _RUNNERS[tool](entry, ds, args)
+        error = None
+    except Exception as e:
+        text, res, error = "nan", None, f"{type(e).__name__}: {e}"
+        print(f"{entry['id']} {tool}: {error}", file=sys.stderr)
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    row = {"id": entry["id"], "tool": tool, "n_vars": entry["n_vars"], "formula": text, "seconds": round(seconds, 2),
+           "cpu_seconds": round(cpu, 2), "noise": args.noise, **score(text, entry)}
+    if res is not None:
+        row["width"] = res.width
+        row["claimed_exact"] = bool(res.exact)
+        row["search_cpu_seconds"] = round(float(getattr(res, "cpu_seconds", math.nan)), 2)
+    if error:
+        row["error"] = error
+    return row
+
+
+def _yes(v: bool) -> str:
+    return "yes" if v else "no"
+
+
+def _print_row(r: dict) -> None:
+    print(f"{r['id']:<28} {r['tool']:<8} {_yes(r['recovered']):<4} {_yes(r['exact']):<4} {_yes(r['lenient']):<4} "
+          f"{_yes(r.get('claimed_exact', False)):<4} {r['nrmse']:<10.2e} {r['seconds']:7.1f}s "
+          f"{r['cpu_seconds']:7.1f}s cpu  {r['formula'][:80]}", flush=True)
+
+
+def _totals(rows: list[dict]) -> dict:
+    return {"recovered": sum(r["recovered"] for r in rows), "exact": sum(r["exact"] for r in rows),
+            "lenient": sum(r["lenient"] for r in rows),
+            "claimed_exact_wrong": sum(r.get("claimed_exact", False) and not r["recovered"] for r in rows),
+            "n": len(rows), "seconds": round(sum(r["seconds"] for r in rows), 1),
+            "cpu_seconds": round(sum(r["cpu_seconds"] for r in rows), 1),
+            "max_cpu_seconds": round(max((r["cpu_seconds"] for r in rows), default=0.0), 1)}
+
+
+def _write(rows: list[dict], tools: list[str], args) -> dict:
+    """Write the results file atomically; returns the totals per tool (and per number of inputs)."""
     totals = {}
-    for tool, _ in runners:
+    for tool in tools:
         rs = [r for r in rows if r["tool"] == tool]
-        totals[tool] = {"recovered": sum(r["recovered"] for r in rs), "exact": sum(r["exact"] for r in rs),
-                        "n": len(rs), "seconds": round(sum(r["seconds"] for r in rs), 1),
-                        "cpu_seconds": round(sum(r["cpu_seconds"] for r in rs), 1)}
+        totals[tool] = _totals(rs)
+        totals[tool]["by_inputs"] = {n: _totals([r for r in rs if r["n_vars"] == n])
+                                     for n in sorted({r["n_vars"] for r in rs})}
     out = {"results": [r for r in rows if r["tool"] == "kanlens"], "totals": totals,
            "config": {k: v for k, v in vars(args).items()}}
     if args.baseline:
@@ -358,15 +455,7 @@ def _write(rows: list[dict], runners, args) -> dict:
     return totals
 
 
-def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
-    if argv and argv[0] == "--report":
-        if len(argv) < 2:
-            print("usage: symbolic_recovery.py --report RESULTS.json [MORE.json ...]", file=sys.stderr)
-            return 2
-        print(markdown_report(argv[1:]))
-        return 0
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--formulas", required=True, help="formula file (format of formulas_public.json)")
     ap.add_argument("--out", required=True, help="where to write the JSON results")
@@ -378,64 +467,76 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--track", choices=["default", "oracle"], default="default",
                     help="start from kan_width (default) or kan_width_min (oracle shape)")
+    ap.add_argument("--auto-width", action="store_true",
+                    help="ignore the file's kan_width: the search chooses the network (always so for a null width)")
     ap.add_argument("--special", choices=["auto", "always", "never"], default="auto")
     ap.add_argument("--steps", type=int, nargs=3, default=[50, 50, 50])
     ap.add_argument("--refine-grid", type=int, nargs="*", default=[10, 20, 50],
                     help="kanlens: finer grids tried in order while they halve the test error; pykan: refine(20)")
     ap.add_argument("--lamb", type=float, default=0.01)
     ap.add_argument("--time-budget", type=float, default=60.0,
-                    help="CPU seconds per formula for kanlens (training always completes; then the search stops)")
+                    help="CPU seconds per formula for kanlens, a hard limit (the best formula so far is returned)")
+    ap.add_argument("--noise", type=float, default=0.0,
+                    help="SRBench noise level EPS: labels + EPS * std(y) * N(0, 1) (e.g. 0.001, 0.01, 0.1)")
+    ap.add_argument("--jobs", type=int, default=1, help="formulas run at a time, each in its own process")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on small data)")
     ap.add_argument("--verbose", action="store_true")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv and argv[0] == "--report":
+        if len(argv) < 2:
+            print("usage: symbolic_recovery.py --report RESULTS.json [MORE.json ...]", file=sys.stderr)
+            return 2
+        print(markdown_report(argv[1:]))
+        return 0
+    ap = _parser()
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    if args.jobs < 1 or args.noise < 0:
+        ap.error("--jobs must be >= 1 and --noise >= 0")
     spec = json.loads(Path(args.formulas).read_text())
     entries = spec["formulas"]
     if args.only:
         entries = [e for e in entries if any(e["id"] == o or e["id"].startswith(o) for o in args.only)]
         if not entries:
             ap.error(f"--only {args.only} matches no formula id")
-    dtype = torch.float32 if args.dtype == "float32" else torch.float64
-    runners = ([] if args.skip_kanlens else [("kanlens", run_kanlens)]) + (
-        [("pykan", run_pykan)] if args.baseline == "pykan" else [])
-    if not runners:
+    tools = ([] if args.skip_kanlens else ["kanlens"]) + (["pykan"] if args.baseline == "pykan" else [])
+    if not tools:
         ap.error("--skip-kanlens needs --baseline")
+    tasks = [(entry, tool) for entry in entries for tool in tools]
+    print(f"{'formula':<28} {'tool':<8} {'rec':<4} {'exact':<4} {'len.':<4} {'claim':<4} {'NRMSE':<10} {'wall':>8} "
+          f"{'CPU':>8}      formula", flush=True)
     rows = []
-    for entry in entries:
-        truth, xs = parse_truth(entry["formula"], entry["n_vars"])
-        ds = make_dataset(truth, xs, entry["ranges"], seed=args.seed, dtype=dtype)
-        for tool, runner in runners:
-            t0, c0 = time.perf_counter(), time.process_time()
-            try:
-                text, res = runner(entry, ds, args)
-                error = None
-            except Exception as e:  # a failed run is a row, not a crash
-                text, res, error = "nan", None, f"{type(e).__name__}: {e}"
-                print(f"{entry['id']} {tool}: {error}", file=sys.stderr)
-                if args.verbose:
-                    import traceback
+    if args.jobs == 1:
+        for entry, tool in tasks:
+            rows.append(run_one(entry, tool, args))
+            _print_row(rows[-1])
+            _write(rows, tools, args)  # after every formula: a long run that dies keeps what it measured
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
 
-                    traceback.print_exc()
-            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-            sc = score(text, entry)
-            row = {"id": entry["id"], "tool": tool, "formula": text, "seconds": round(seconds, 2),
-                   "cpu_seconds": round(cpu, 2), **sc}
-            if res is not None:
-                row["width"] = res.width
-                row["claimed_exact"] = bool(res.exact)
-            if error:
-                row["error"] = error
-            rows.append(row)
-            print(f"{entry['id']:<28} {tool:<8} {'yes' if sc['recovered'] else 'no':<4} "
-                  f"{'yes' if sc['exact'] else 'no':<4} {sc['nrmse']:<10.2e} {seconds:7.1f}s {cpu:7.1f}s cpu  "
-                  f"{text[:90]}",
-                  flush=True)
-            _write(rows, runners, args)  # after every formula: a long run that dies keeps what it measured
-    totals = _write(rows, runners, args)
-    print("\ntotals:")
+        with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(run_one, entry, tool, args) for entry, tool in tasks]
+            for fut in as_completed(futures):
+                rows.append(fut.result())
+                _print_row(rows[-1])
+                _write(rows, tools, args)
+        order = {(e["id"], t): k for k, (e, t) in enumerate(tasks)}
+        rows.sort(key=lambda r: order[(r["id"], r["tool"])])
+    totals = _write(rows, tools, args)
+    print("\ntotals (recovered / exact / SRBench-lenient / exact claimed for a wrong formula; wall and CPU s):")
     for tool, t in totals.items():
-        print(f"  {tool:<8} recovered {t['recovered']}/{t['n']}  exact {t['exact']}/{t['n']}  "
-              f"time {t['seconds']:.1f}s (CPU {t['cpu_seconds']:.1f}s)")
+        print(f"  {tool:<8} all      {t['recovered']}/{t['n']}  exact {t['exact']}  lenient {t['lenient']}  "
+              f"wrong-exact {t['claimed_exact_wrong']}  time {t['seconds']:.1f}s (CPU {t['cpu_seconds']:.1f}s, "
+              f"max {t['max_cpu_seconds']:.1f}s)")
+        for n, b in t["by_inputs"].items():
+            print(f"  {tool:<8} {n:>2} inputs {b['recovered']}/{b['n']}  exact {b['exact']}  lenient {b['lenient']}  "
+                  f"wrong-exact {b['claimed_exact_wrong']}  CPU {b['cpu_seconds']:.1f}s "
+                  f"(max {b['max_cpu_seconds']:.1f}s)")
     return 0
 
 

@@ -39,7 +39,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "to_latex": ("kanlens.symbolic.export", "to_latex"),
     "to_string": ("kanlens.symbolic.export", "to_string"),
     "lambdify": ("kanlens.symbolic.export", "lambdify"),
-    "symbolic_regression": ("kanlens.symbolic.pipeline", "symbolic_regression"),
+    "symbolic_regression": ("kanlens.symbolic.search", "symbolic_regression"),
     "kanpiler": ("kanlens.compiler", "kanpiler"),
     # pruning and graphs
     "to_networkx": ("kanlens.graph", "to_networkx"),

@@ -104,6 +104,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         ("--train-num", args.train_num, 1, MAX_SAMPLES), ("--test-num", args.test_num, 1, MAX_SAMPLES),
         ("--refine", args.refine, 0, MAX_GRID), ("--seed", args.seed, *SEED_RANGE),
     )
+    if args.time_budget is not None and not (math.isfinite(args.time_budget) and 0 < args.time_budget <= MAX_BUDGET):
+        raise UsageError(f"--time-budget must be a positive number of CPU seconds (at most {MAX_BUDGET:g}), "
+                         f"got {args.time_budget}")
     if not (math.isfinite(args.lamb) and 0 <= args.lamb <= MAX_LAMB):
         raise UsageError(f"--lamb must be a finite number in [0, {MAX_LAMB:g}], got {args.lamb}")
     if args.csv is not None and args.target is None:
@@ -114,6 +117,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
             width=parse_width(args.width) if args.width else None, grid=args.grid, k=args.k, steps=args.steps,
             lamb=args.lamb, refine=args.refine or None, seed=args.seed, device=parse_device(args.device),
             lib=parse_lib(args.lib), prune=not args.no_prune, symbolic=not args.no_symbolic, progress=not args.quiet,
+            time_budget=args.time_budget,
         )
         result = run_workflow(dataset, var_names, opts, folder, source=source, command=_command_line(args),
                               truth=truth)
@@ -270,7 +274,8 @@ def _add_fit_parser(sub: Any) -> None:
     src.add_argument("--features", help="comma-separated feature columns (default: all but the target)")
     src.add_argument("--test-frac", type=float, default=0.2, help="test fraction of --csv rows (default 0.2)")
     m = f.add_argument_group("model and training")
-    m.add_argument("--width", help="layer widths, e.g. 2,5,1 (default: n_inputs,5,1)")
+    m.add_argument("--width", help="layer widths, e.g. 2,5,1 (default: chosen by the symbolic search, "
+                   "n_inputs,2*n_inputs+1,1 pruned to what the data need; n_inputs,5,1 with --no-symbolic)")
     m.add_argument("--grid", type=int, default=5, help="spline grid intervals (default 5)")
     m.add_argument("-k", type=int, default=3, help="spline order (default 3)")
     m.add_argument("--steps", type=int, default=50, help="LBFGS steps of each of the 3 training stages (default 50)")
@@ -279,6 +284,8 @@ def _add_fit_parser(sub: Any) -> None:
     m.add_argument("--lib", help="symbolic functions to try, e.g. x,x^2,sin,exp (default: the built-in library)")
     m.add_argument("--no-prune", action="store_true", help="skip pruning")
     m.add_argument("--no-symbolic", action="store_true", help="skip symbolic fitting (splines only)")
+    m.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+                   help="CPU seconds for the symbolic search, a hard limit (default: none)")
     m.add_argument("--seed", type=int, default=0, help="seed for data sampling, initialisation, batches")
     m.add_argument("--device", default="cpu", help="torch device (default cpu)")
     o = f.add_argument_group("output")

@@ -11,7 +11,7 @@ The tests are pykan's (KAN 2.0, section 4), measured with autograd on a batch ``
 
 :func:`get_molecule` groups inputs hierarchically by symmetry, :func:`get_tree_node` labels each group
 (``Id``, ``Add``, ``Mul``, ``GS``), :func:`plot_tree` draws the tree (``model.tree()``). The symbolic search's own
-structure tests (sample swaps, in :mod:`kanlens.symbolic.pipeline`) answer the same questions without derivatives;
+structure tests (sample swaps, in :mod:`kanlens.symbolic.search`) answer the same questions without derivatives;
 these follow pykan's derivative-based definitions and thresholds so that its tutorials give its answers.
 """
 

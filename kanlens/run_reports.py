@@ -32,7 +32,7 @@ def model_inputs(model: Any, x: torch.Tensor) -> torch.Tensor:
 
 def formula_metrics(result: Any, var_names: Sequence[str], xte: torch.Tensor, yte: torch.Tensor,
                     truth: Any) -> dict[str, Any]:
-    """``metrics.json`` entries of a :class:`~kanlens.symbolic.pipeline.SymbolicResult`: the formula, its test
+    """``metrics.json`` entries of a :class:`~kanlens.symbolic.search.SymbolicResult`: the formula, its test
     RMSE, the candidates table and (with ``truth``) whether it is sympy-equal to the truth."""
     import numpy as np
     import sympy

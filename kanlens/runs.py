@@ -1,7 +1,7 @@
 """The fit -> prune -> refine -> symbolic workflow behind ``kanlens fit`` and the demo, and its run folders.
 
 :func:`run_workflow` trains a KAN with the shared schedule (:func:`kanlens.schedule.train_schedule`, or
-:func:`kanlens.symbolic.pipeline.symbolic_regression` which trains with the same schedule and then recovers a
+:func:`kanlens.symbolic.search.symbolic_regression` which trains with the same schedule and then recovers a
 formula), reports every finished stage as a :class:`~kanlens.schedule.StageEvent` to ``on_event`` and writes a
 complete run folder (``model/``, ``formula.txt``, ``formula.tex``, ``metrics.json``, ``history.csv``, PNGs,
 ``report.md``; see :mod:`kanlens.run_reports`).
@@ -116,6 +116,7 @@ class RunOptions:
     prune: bool = True
     symbolic: bool = True
     progress: bool = True
+    time_budget: float | None = None  # CPU seconds of the symbolic search (a hard limit); None: no limit
 
 
 @dataclasses.dataclass
@@ -187,7 +188,7 @@ class _Events:
 
 
 class _PipelineStages:
-    """Turns the fit callbacks of :func:`~kanlens.symbolic.pipeline.symbolic_regression` into stage events.
+    """Turns the fit callbacks of :func:`~kanlens.symbolic.search.symbolic_regression` into stage events.
 
     Transitional: the pipeline does not report its stages yet, so a stage is recognised by a new
     :class:`~kanlens.FitHistory`. Once the pipeline trains with :func:`~kanlens.schedule.train_schedule` and
@@ -231,13 +232,13 @@ def _drop_unused_inputs(model: Any, x: torch.Tensor) -> Any:
 def _train_symbolic(model: Any, dataset: dict, var_names: Sequence[str], opts: RunOptions,
                     events: _Events) -> tuple[Any, Any, Any, dict[str, float]]:
     """symbolic_regression (the shared schedule, then the formula search), then the symbolic KAN's own fit."""
-    from .symbolic.pipeline import symbolic_regression
+    from .symbolic.search import symbolic_regression
 
     log.info("training, pruning and fitting symbolic functions (%d LBFGS steps per stage)", opts.steps)
     stages = _PipelineStages(events, opts.steps)
     result = symbolic_regression(
         dataset, model=model, lib=opts.lib, lamb=opts.lamb, steps=(opts.steps,) * 3, refine_grid=opts.refine,
-        prune=opts.prune, var=list(var_names), fit_kwargs={"callbacks": [stages]},
+        prune=opts.prune, var=list(var_names), fit_kwargs={"callbacks": [stages]}, time_budget=opts.time_budget,
     )
     stages.flush()
     spline = events.stages[-1].model if events.stages else None
@@ -270,7 +271,14 @@ def _stage_metrics(stages: Sequence[StageEvent], final: Any, dataset: dict) -> d
 
 def _check_width(opts: RunOptions, dataset: dict) -> list[int]:
     n_in, n_out = dataset["train_input"].shape[1], dataset["train_label"].shape[1]
-    width = list(opts.width) if opts.width else [n_in, 5, 1]
+    if opts.width:
+        width = list(opts.width)
+    elif opts.symbolic:  # the search's own choice: [n, 2n + 1, m], sparsified and pruned to what the data need
+        from .symbolic.search import auto_width
+
+        width = auto_width(dataset)
+    else:
+        width = [n_in, 5, 1]
     if width[0] != n_in or width[-1] != n_out:
         raise UsageError(f"--width {','.join(map(str, width))} must start with the {n_in} inputs and end with "
                          f"{n_out} output")
@@ -290,7 +298,7 @@ def run_workflow(
 ) -> RunResult:
     """Train, prune, refine, (symbolic) and write a complete run folder into ``folder`` (which must exist).
 
-    With ``opts.symbolic`` the work is :func:`kanlens.symbolic.pipeline.symbolic_regression` (the shared
+    With ``opts.symbolic`` the work is :func:`kanlens.symbolic.search.symbolic_regression` (the shared
     training schedule, auto_symbolic, joint refit and snapping of constants) and a last fit of the symbolic KAN;
     otherwise the shared schedule :func:`kanlens.schedule.train_schedule` alone.
 

@@ -88,6 +88,8 @@ class _KANBase(BaseEstimator):
     # ------------------------------------------------------------------ helpers
     def _hidden(self) -> list[int]:
         h = self.hidden_layer_sizes
+        if h is None:  # the plain KAN's default; a symbolic search chooses its own (see KANRegressor)
+            return [5]
         if isinstance(h, (int, np.integer)) and not isinstance(h, bool):
             h = [int(h)]
         try:
@@ -231,19 +233,21 @@ class KANRegressor(RegressorMixin, _KANBase):
     """A KAN as a scikit-learn regressor (single or multi-output).
 
     Args:
-        hidden_layer_sizes: hidden widths; the KAN is ``[n_features, *hidden_layer_sizes, n_outputs]``.
+        hidden_layer_sizes: hidden widths; the KAN is ``[n_features, *hidden_layer_sizes, n_outputs]``. ``None``
+            (default): ``(5,)`` for a plain KAN; with ``symbolic=True`` the search chooses the network from the
+            data (:func:`kanlens.symbolic.search.auto_width`, then sparsification and pruning).
         grid, k: spline grid intervals and order.
         opt, steps, lr, batch, lamb, lamb_entropy, update_grid: passed to :func:`kanlens.fit`.
         normalize: standardise inputs and targets inside the estimator (undone in :meth:`predict` and in
             :meth:`sympy`), so raw tabular data meets the spline grids where they are. For readable formulas of
             data that is already in a small range, ``normalize=False`` avoids the ``(x - mean) / scale`` terms.
-        symbolic: recover a closed-form formula with :func:`kanlens.symbolic.pipeline.symbolic_regression`
+        symbolic: recover a closed-form formula with :func:`kanlens.symbolic.search.symbolic_regression`
             (sparse fit, prune, refine, ``auto_symbolic``, joint refit and snapping of constants; ``steps`` LBFGS
             steps per stage, ``lamb`` defaults to 0.01 there); :meth:`predict` then evaluates the chosen formula.
         lib: names of the symbolic functions to try (default: kanlens's library); only with ``symbolic=True``.
-        time_budget: CPU seconds for the formula search with ``symbolic=True`` (training always completes; on noisy
-            data no formula is exact, so without a budget every separability and pair test runs); ``None``: no
-            limit.
+        time_budget: CPU seconds for the formula search with ``symbolic=True``, a hard limit (training included;
+            the best formula so far is kept; on noisy data no formula is exact, so without a budget every
+            separability and pair test runs); ``None``: no limit.
         random_state: seed of the KAN's initialisation and mini-batch order (``None``: a random seed).
         device: torch device (``"cpu"``, ``"cuda"``).
         dtype: ``"float64"`` (default, matches scikit-learn's numerics) or ``"float32"``.
@@ -277,7 +281,7 @@ class KANRegressor(RegressorMixin, _KANBase):
     def __init__(
         self,
         *,
-        hidden_layer_sizes: Sequence[int] = (5,),
+        hidden_layer_sizes: Sequence[int] | None = None,
         grid: int = 5,
         k: int = 3,
         opt: str = "LBFGS",
@@ -340,18 +344,20 @@ class KANRegressor(RegressorMixin, _KANBase):
 
     # ------------------------------------------------------------------ symbolic
     def _fit_symbolic(self, X: np.ndarray, Y: np.ndarray) -> None:
-        """Run :func:`kanlens.symbolic.pipeline.symbolic_regression` on the (standardised) data."""
+        """Run :func:`kanlens.symbolic.search.symbolic_regression` on the (standardised) data."""
         import sympy
 
-        from .symbolic.pipeline import symbolic_regression
+        from .symbolic.search import auto_width, symbolic_regression
 
         dt = self._torch_dtype()
         xt = self._scale_x(X)
         yt = torch.as_tensor(np.ascontiguousarray((Y - self.y_mean_) / self.y_scale_), dtype=dt, device=self.device)
         data = {"train_input": xt, "train_label": yt, "test_input": xt, "test_label": yt}
         names = self._variable_names()
-        model = KAN(width=[X.shape[1], *self._hidden(), Y.shape[1]], grid=self.grid, k=self.k, seed=self._seed(),
-                    dtype=dt, device=self.device, input_names=names)
+        width = (auto_width(data) if self.hidden_layer_sizes is None
+                 else [X.shape[1], *self._hidden(), Y.shape[1]])
+        model = KAN(width=width, grid=self.grid, k=self.k, seed=self._seed(), dtype=dt, device=self.device,
+                    input_names=names)
         budget = self.time_budget
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0):
             raise ValueError(f"time_budget must be a positive number of CPU seconds or None, got {budget!r}")

@@ -434,7 +434,7 @@ def _dataset(task: SweepTask) -> tuple[dict[str, torch.Tensor], Any]:
 
 def _symbolic(task: SweepTask, ds: dict[str, torch.Tensor], truth: Any) -> dict[str, Any]:
     from .symbolic.library import default_library
-    from .symbolic.pipeline import symbolic_regression
+    from .symbolic.search import symbolic_regression
 
     lib = default_library()
     if task.lib:

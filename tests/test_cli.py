@@ -116,6 +116,11 @@ def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2
+    for bad in ("0", "-3", "nan", "soon"):
+        with pytest.raises(SystemExit) as info:
+            main(["fit", "--formula", "x1", "--time-budget", bad, "--out", "r"])
+        assert info.value.code == 2
+    assert "--time-budget" in capsys.readouterr().err
 
 
 def test_parsers() -> None:

@@ -9,8 +9,8 @@ import torch
 
 from kanlens import create_dataset
 from kanlens.symbolic.formula import noise_floor
-from kanlens.symbolic.pipeline import symbolic_regression
 from kanlens.symbolic.polyfit import monomial_exponents, polynomial_candidates
+from kanlens.symbolic.search import symbolic_regression
 
 X = sympy.symbols("x1:5")
 x1, x2, x3 = X[:3]
@@ -133,7 +133,7 @@ def test_large_datasets_are_cut_to_max_points():
 
 
 def test_pipeline_takes_an_exact_polynomial_and_stops_searching(monkeypatch):
-    from kanlens.symbolic import pipeline
+    from kanlens.symbolic.search import kan, polynomial
 
     torch.set_num_threads(1)
     ds = create_dataset(lambda x: x[:, [0]] ** 3 - 2 * x[:, [0]] * x[:, [1]], n_var=2, train_num=300, test_num=300,
@@ -148,8 +148,8 @@ def test_pipeline_takes_an_exact_polynomial_and_stops_searching(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("polynomial_candidates called with polynomial=False")
 
-    monkeypatch.setattr(pipeline, "polynomial_candidates", forbidden)
-    monkeypatch.setattr(pipeline, "_snap_views", lambda *args, **kwargs: None)  # only to keep the test short
+    monkeypatch.setattr(polynomial, "polynomial_candidates", forbidden)
+    monkeypatch.setattr(kan, "snap_views", lambda *args, **kwargs: None)  # only to keep the test short
     off = symbolic_regression(ds, [2, 3, 1], steps=(5, 5, 5), refine_grid=None, time_budget=2, polynomial=False,
                               target_transforms=("identity",), separable=False, alternatives=0)
     assert "polynomial" not in off.timings and not off.exact
@@ -200,15 +200,39 @@ def test_pipeline_takes_an_exact_ratio_of_polynomials():
 
 
 def test_exact_fits_with_unsnapped_constants_do_not_end_the_search():
-    from kanlens.symbolic.pipeline import Candidate, _Evaluator
+    from kanlens.symbolic.search import Candidate, Evaluator, Provenance
 
     ds = create_dataset(lambda x: x[:, [0]], n_var=1, train_num=20, test_num=20, seed=0)
-    ev = _Evaluator(ds, [x1], floor=1e-12)
+    ev = Evaluator(ds, [x1], floor=1e-12)
     approx = Candidate([(x1 + sympy.Float(0.0659) * x1**3) / (1 + sympy.Float(0.399) * x1**2)], 19, 0.0, 0.0,
-                       "polynomial rational snapped", exact=True)
-    snapped = Candidate([x1 / (1 + x1**2)], 9, 0.0, 0.0, "polynomial rational snapped", exact=True)
-    from_kan = Candidate([sympy.Float(0.0659) * x1], 3, 0.0, 0.0, "snapped", exact=True)
+                       Provenance("polynomial", step="rational snapped"), exact=True)
+    snapped = Candidate([x1 / (1 + x1**2)], 9, 0.0, 0.0, Provenance("polynomial", step="rational snapped"), exact=True)
+    from_kan = Candidate([sympy.Float(0.0659) * x1], 3, 0.0, 0.0, Provenance("kan", step="snapped"), exact=True)
     patch = Candidate([sympy.Float(0.005) * x1**4 - sympy.Float(0.733) * x1**2
-                       - sympy.Float(99.5) * sympy.cos(sympy.Float(0.187) * x1)], 20, 0.0, 0.0, "snapped",
-                      exact=True)  # more than two unsnapped constants
+                       - sympy.Float(99.5) * sympy.cos(sympy.Float(0.187) * x1)], 20, 0.0, 0.0,
+                      Provenance("kan", step="snapped"), exact=True)  # more than two unsnapped constants
     assert [ev.settled(c) for c in (approx, snapped, from_kan, patch)] == [False, True, True, False]
+
+
+@pytest.mark.parametrize("eps", [1e-2, 1e-1])
+def test_a_power_law_is_found_under_noise_even_where_small_labels_change_sign(eps):
+    """SRBench noise on x1*x2/(4*pi*x3*x4**2) over [1, 5]: labels near 0 turn negative, so log|y| cannot be taken
+    everywhere; the robust fit (majority sign, weighted by |y|) still gives exponents within a few percent."""
+    from kanlens.symbolic.polyfit import power_law_candidate
+
+    rng = np.random.default_rng(0)
+    x, xt = rng.uniform(1, 5, (1000, 4)), rng.uniform(1, 5, (1000, 4))
+
+    def f(v):
+        return v[:, 0] * v[:, 1] / (4 * np.pi * v[:, 2] * v[:, 3] ** 2)
+
+    y, yt = f(x), f(xt)
+    y, yt = y + eps * y.std() * rng.standard_normal(1000), yt + eps * y.std() * rng.standard_normal(1000)
+    assert (y < 0).any() or eps < 1e-1  # the case the robust fit is for
+    law = power_law_candidate(x, y, xt, yt, X[:4], resolution=1 / np.sqrt(1000))
+    assert law is not None
+    powers = {str(b): float(e) for b, e in (a.as_base_exp() for a in sympy.Mul.make_args(law)) if b.is_Symbol}
+    assert set(powers) == {"x1", "x2", "x3", "x4"}
+    for name, want in {"x1": 1, "x2": 1, "x3": -1, "x4": -2}.items():
+        assert abs(powers[name] - want) < 0.1 * abs(want), powers
+    assert power_law_candidate(x, np.sin(x[:, 0]) + x[:, 1], xt, np.sin(xt[:, 0]) + xt[:, 1], X[:4]) is None

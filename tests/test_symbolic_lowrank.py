@@ -83,19 +83,20 @@ def test_sum_of_products_drops_the_products_it_does_not_need(points):
 def test_low_rank_search_recovers_a_sum_of_cross_products(noise):
     """x1*sin(x2) + x2*cos(x1) is neither a sum nor a product of parts: only the rank test sees its structure. With
     a model 0.1% off (a smooth error, as a KAN's) the subspaces are approximate; the refit on the data is exact."""
-    from kanlens.symbolic.pipeline import _Evaluator, _low_rank_search
+    from kanlens.symbolic.search import Evaluator
+    from kanlens.symbolic.search.low_rank import low_rank_search
 
     torch.set_num_threads(1)
     ds = create_dataset(lambda t: torch.as_tensor(_w01(t.numpy()))[:, None], n_var=2, ranges=[[-2, 2], [-2, 2]],
                         train_num=400, test_num=400, dtype=torch.float64, seed=1)
-    ev = _Evaluator(ds, [x1, x2], sform.noise_floor(ds["train_label"].numpy(), torch.float64))
+    ev = Evaluator(ds, [x1, x2], sform.noise_floor(ds["train_label"].numpy(), torch.float64))
 
     def predict(x: np.ndarray) -> np.ndarray:
         return _w01(x) * (1 + noise * np.sin(x[:, 0] + 2 * x[:, 1]))
 
     t0 = time.process_time()
-    _low_rank_search(predict, ev, LIB.subset(["x", "x^2", "sin", "cos", "exp", "tanh"]), [x1, x2])
-    exact = [c for c in ev.seen if c.exact and c.source.startswith("low rank")]
+    low_rank_search(predict, ev, LIB.subset(["x", "x^2", "sin", "cos", "exp", "tanh"]), [x1, x2])
+    exact = [c for c in ev.seen if c.exact and c.provenance.stage == "low rank"]
     assert exact and any(sympy.simplify(c.expr - (x1 * sympy.sin(x2) + x2 * sympy.cos(x1))) == 0 for c in exact)
     assert time.process_time() - t0 < 60
 
@@ -104,34 +105,36 @@ def test_low_rank_search_trusts_the_model_only_to_its_own_error():
     """A surrogate formula that is exactly rank 2 with a wrong function (cos(0.03*x1) in place of x1**2, 1e-5 off
     the data): the membership tolerance follows the model's error on the data, not its spectrum, so x1**2 is
     found."""
-    from kanlens.symbolic.pipeline import _Evaluator, _low_rank_search
+    from kanlens.symbolic.search import Evaluator
+    from kanlens.symbolic.search.low_rank import low_rank_search
 
     truth = lambda x: x[:, 0] ** 2 * np.sin(x[:, 1]) + np.cos(x[:, 1])  # noqa: E731
     ds = create_dataset(lambda t: torch.as_tensor(truth(t.numpy()))[:, None], n_var=2, ranges=[[-1, 1], [-2, 2]],
                         train_num=400, test_num=400, dtype=torch.float64, seed=1)
-    ev = _Evaluator(ds, [x1, x2], sform.noise_floor(ds["train_label"].numpy(), torch.float64))
+    ev = Evaluator(ds, [x1, x2], sform.noise_floor(ds["train_label"].numpy(), torch.float64))
     k = 0.03
 
     def surrogate(x: np.ndarray) -> np.ndarray:
         return 2 * (1 - np.cos(k * x[:, 0])) / k**2 * np.sin(x[:, 1]) + np.cos(x[:, 1])
 
     assert 1e-14 < sform.nmse(surrogate(ev.xte), ev.yte[:, 0]) < 1e-8
-    _low_rank_search(surrogate, ev, LIB.subset(["x", "x^2", "sin", "cos", "exp"]), [x1, x2])
-    exact = [c for c in ev.seen if c.exact and c.source.startswith("low rank")]
+    low_rank_search(surrogate, ev, LIB.subset(["x", "x^2", "sin", "cos", "exp"]), [x1, x2])
+    exact = [c for c in ev.seen if c.exact and c.provenance.stage == "low rank"]
     assert exact and any(sympy.simplify(c.expr - (x1**2 * sympy.sin(x2) + sympy.cos(x2))) == 0 for c in exact)
 
 
 def test_low_rank_search_leaves_other_shapes_alone(points):
     """sin(3*x1*x2) is no sum of up to three products: its low-rank approximations are refitted but none is exact
     (nor snapped); a three-input problem is not the stage's, and nothing is even tried."""
-    from kanlens.symbolic.pipeline import _Evaluator, _low_rank_search
+    from kanlens.symbolic.search import Evaluator
+    from kanlens.symbolic.search.low_rank import low_rank_search
 
     for f, n in ((lambda t: torch.sin(3 * t[:, 0] * t[:, 1]), 2), (lambda t: t.sum(1), 3)):
         ds = create_dataset(lambda t, f=f: f(t)[:, None], n_var=n, train_num=200, test_num=200,
                             dtype=torch.float64, seed=0)
-        ev = _Evaluator(ds, [x1, x2, sympy.Symbol("x3")][:n], 1e-28)
-        _low_rank_search(lambda x, f=f: f(torch.as_tensor(x)).numpy(), ev, LIB, ev.variables)
+        ev = Evaluator(ds, [x1, x2, sympy.Symbol("x3")][:n], 1e-28)
+        low_rank_search(lambda x, f=f: f(torch.as_tensor(x)).numpy(), ev, LIB, ev.variables)
         if n == 3:
             assert ev.seen == []
         else:
-            assert ev.seen and all(c.source == "low rank" and not c.exact for c in ev.seen)
+            assert ev.seen and all(c.provenance.stage == "low rank" and not c.exact for c in ev.seen)

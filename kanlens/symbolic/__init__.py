@@ -5,7 +5,8 @@ Modules:
     fit: :func:`fit_affine` (``y ~ c*f(a*x+b)+d``), ``suggest_symbolic`` / ``fix_symbolic`` / ``auto_symbolic``.
     formula: ``symbolic_formula``, ``ex_round``, joint refit and constant snapping of formulas.
     export: ``to_latex``, ``to_string``, ``lambdify`` (numpy / torch).
-    pipeline: ``symbolic_regression`` (fit -> prune -> refine -> fit -> auto_symbolic -> refit -> formula).
+    search: ``symbolic_regression``, a search built from stages (polynomial fits, KAN runs with an edge search,
+        compositions, separability, pair symmetries, low rank) under one CPU deadline; ``pipeline`` re-exports it.
 
 Only the library and the pure fitting helpers load eagerly (the model imports this package); the rest loads on
 first attribute access.
@@ -31,7 +32,7 @@ _LAZY = {
     "to_latex": "kanlens.symbolic.export",
     "to_string": "kanlens.symbolic.export",
     "lambdify": "kanlens.symbolic.export",
-    "symbolic_regression": "kanlens.symbolic.pipeline",
+    "symbolic_regression": "kanlens.symbolic.search",
 }
 
 __all__ = ["SymbolicFunction", "SymbolicLibrary", "default_library", "resolve_library", *_LAZY]
@@ -40,7 +41,7 @@ __all__ = ["SymbolicFunction", "SymbolicLibrary", "default_library", "resolve_li
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
-    if name in ("library", "fit", "formula", "export", "pipeline"):
+    if name in ("library", "fit", "formula", "export", "pipeline", "search"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -23,7 +23,7 @@ import sympy
 
 from .formula import nmse
 
-__all__ = ["monomial_exponents", "polynomial_candidates"]
+__all__ = ["monomial_exponents", "polynomial_candidates", "power_law_candidate"]
 
 # Transforms t of the target: fit P(x) ~ t(y); the formula is the inverse applied to P, numerically (to score a fit)
 # and symbolically. ``s`` is the sign of y (all transforms but the identity need a one-signed target).
@@ -218,10 +218,22 @@ def _rational_score(labels: Sequence[tuple[str, tuple[int, ...]]], coef: np.ndar
 
 
 def _power_law(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, variables: Sequence[sympy.Symbol],
-               tol: float) -> sympy.Expr | None:
+               tol: float, resolution: float | None = None, robust: bool = False) -> sympy.Expr | None:
     """``y = c * prod_i x_i**a_i`` with real exponents (``x1*x2/x3**2``, ``sqrt(x1/x2)``) over the one-signed
-    inputs: a linear fit of ``log|y|`` on ``log|x_i|``, kept when it is exact on the test data."""
-    sign = _applicable(np.concatenate([y, yte]), "log")
+    inputs: a linear fit of ``log|y|`` on ``log|x_i|``, kept when its test NMSE is at most ``tol``. Inputs are
+    then eliminated while the fit stays within ``tol`` or, with ``resolution``, within that relative margin of the
+    full fit's test NMSE (see :func:`power_law_candidate`). ``robust``: noisy labels may cross 0 where ``y`` is
+    small; the fit then uses the training points of the majority sign, weighted by ``|y|`` (the log-space residual
+    times ``|y|`` is the residual of ``y`` itself, to first order)."""
+    weights = None
+    if robust:
+        sign = float(np.sign(np.median(y)))
+        keep = sign * y > 0
+        if sign == 0 or keep.sum() < max(20, 2 * x.shape[1] + 2):
+            return None
+        x, y, weights = x[keep], y[keep], np.abs(y[keep])
+    else:
+        sign = _applicable(np.concatenate([y, yte]), "log")
     if sign is None:
         return None
     xs = np.concatenate([x, xte])
@@ -233,10 +245,13 @@ def _power_law(x: np.ndarray, y: np.ndarray, xte: np.ndarray, yte: np.ndarray, v
     exps = monomial_exponents(len(cols), 1)
     score = functools.partial(_score, xte=lxt, yte=yte, inverse=lambda p, s: s * np.exp(p), sign=sign)
     a = _design(lx, exps)
+    if weights is not None:
+        a, t = a * weights[:, None], t * weights
     coef = _lstsq(a, t)
-    if not score(exps, coef) <= tol:
+    full = score(exps, coef)
+    if not full <= tol:
         return None
-    exps, coef = _eliminate(a, t, exps, coef, score, tol)
+    exps, coef = _eliminate(a, t, exps, coef, score, tol if resolution is None else full * (1 + resolution))
     out: sympy.Expr = sympy.Float(sign)
     for c, e in zip(coef, exps):
         if not any(e):
@@ -318,3 +333,28 @@ def polynomial_candidates(
     order = [t[0] for t in _TRANSFORMS] + ["power law", *_RATIONAL_TRANSFORMS.values()]
     names = [n for n in order if all(n in found for found in per_output)]
     return [(name, [found[name] for found in per_output]) for name in names]
+
+
+def power_law_candidate(
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    variables: Sequence[sympy.Symbol],
+    *,
+    max_nmse: float = 2e-2,
+    resolution: float = 0.05,
+) -> sympy.Expr | None:
+    """The power law ``c * prod_i x_i**a_i`` of one output fitted in log space, whatever its precision, when its
+    test NMSE is at most ``max_nmse``: a candidate for noisy labels, where no fit reaches the rounding floor that
+    :func:`polynomial_candidates` asks for (``x1*x2/(4*pi*x3*x4**2)`` with 1% noise; small labels may then change
+    sign: the fit uses the majority sign's points, weighted by ``|y|``). Inputs whose removal raises the
+    test NMSE by less than the relative ``resolution`` are dropped. The constants are to be refitted and snapped
+    by the caller; whether the law is the formula is for the comparison with the other candidates to decide.
+
+    Shapes:
+        x ``(n, d)``, y ``(n,)``, x_test ``(n_test, d)``, y_test ``(n_test,)``.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float).reshape(-1)
+    x_test, y_test = np.asarray(x_test, float), np.asarray(y_test, float).reshape(-1)
+    return _power_law(x, y, x_test, y_test, variables, max_nmse, resolution, robust=True)

@@ -210,7 +210,7 @@ def parse_formula(text: str, variables: Sequence[str] | None = None) -> tuple[sy
     except Exception as e:  # sympy raises many types for malformed input (SyntaxError, TypeError, ...)
         raise FormulaError(f"malformed formula: {one_line(f'{type(e).__name__}: {e}')}") from None
     _check_expr(expr, set(symbols))
-    _fold_constants(expr)  # refuses complex constants such as sqrt(-2) or log(-1)
+    fold_constants(expr)  # refuses complex constants such as sqrt(-2) or log(-1)
     return expr, symbols
 
 
@@ -254,7 +254,7 @@ def _constant(node: sympy.Expr) -> sympy.Float:
     return sympy.Float(value.real, 17)  # 17 digits: printed and read back as the same float64
 
 
-def _fold_constants(expr: sympy.Expr) -> sympy.Expr:
+def fold_constants(expr: sympy.Expr) -> sympy.Expr:
     """Replace every constant sub-expression (``sqrt(2)``, ``log(2)``, ``cos(1)``, ``pi``...) by its float value.
 
     torch functions take tensors only (``torch.sqrt(2)`` is a TypeError), so the torch code must never call them
@@ -274,7 +274,7 @@ def _fold_constants(expr: sympy.Expr) -> sympy.Expr:
         numbers = [a for a in args if a.is_number]
         if len(numbers) > 1:
             args = [expr.func(*numbers)] + [a for a in args if not a.is_number]
-    return expr.func(*(_fold_constants(a) for a in args))
+    return expr.func(*(fold_constants(a) for a in args))
 
 
 def formula_function(
@@ -296,7 +296,7 @@ def formula_function(
     if use_numpy:
         fn = sympy.lambdify(symbols, expr, modules=["scipy", "numpy"])
     else:  # constants folded to floats (torch functions take tensors only); sign printed as a call, not Python's
-        plain = _fold_constants(expr).replace(sympy.sign, sympy.Function("sign"))  # `0 if x == 0 else copysign`
+        plain = fold_constants(expr).replace(sympy.sign, sympy.Function("sign"))  # `0 if x == 0 else copysign`
         fn = sympy.lambdify(symbols, plain, modules=[_torch_namespace()])
 
     def f(x: torch.Tensor) -> torch.Tensor:

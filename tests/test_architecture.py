@@ -47,12 +47,7 @@ UPWARD_ALLOWED: set[tuple[str, str]] = set()
 
 # Private names still imported across modules in files other branches own (importer, "module:name"). The lead
 # shrinks this after merging; nothing may be added for files without a pending branch.
-PRIVATE_ALLOWED: set[tuple[str, str]] = {
-    # symbolic/ is being split into stages (symbolic/search/) on another branch; frozen in this wave
-    ("symbolic.export", "formula_parse:_fold_constants"),
-    ("symbolic.pipeline", "symbolic.fit:_subsample"),
-    ("symbolic.pipeline", "symbolic.formula:_variables"),
-}
+PRIVATE_ALLOWED: set[tuple[str, str]] = set()
 
 
 def _modules() -> dict[str, Path]:
@@ -170,7 +165,7 @@ def test_no_module_level_import_of_a_higher_layer():
 
 def _private_imports() -> list[tuple[str, str]]:
     """``from kanlens.x import _y`` anywhere in a module (also inside functions), and ``x._y`` on a kanlens module
-    bound by an import (``from . import formula; formula._variables(...)``)."""
+    bound by an import (``from . import formula; formula._helper(...)``)."""
     found = []
     for module, path in MODULES.items():
         is_package = path.name == "__init__.py"

@@ -84,13 +84,10 @@ def test_a_shared_deadline_bounds_a_nested_search():
 
 
 def test_legacy_absolute_deadlines_and_the_old_module_path():
-    """The structure tests keep their former import path (kanlens.symbolic.pipeline) and accept the former
-    deadline convention (an absolute time.process_time value)."""
+    """``symbolic_regression`` keeps its former import path (kanlens.symbolic.pipeline) and deadlines accept the
+    former convention (an absolute time.process_time value)."""
     from kanlens.symbolic import pipeline
-    from kanlens.symbolic.search import pairs, separable
 
-    assert pipeline._separable_split is separable.separable_split
-    assert pipeline._symmetric_pairs is pairs.symmetric_pairs
     assert pipeline.symbolic_regression is symbolic_regression
     end = time.process_time() + 5
     d = Deadline.coerce(end)

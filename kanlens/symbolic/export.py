@@ -111,11 +111,11 @@ def lambdify(
     if backend == "numpy":
         raw = sympy.lambdify(vs, expr, modules=["scipy", "numpy"])
     else:  # functions the plain Python printer does not know are printed by name and found in the namespace
-        from ..formula_parse import _fold_constants
+        from ..formula_parse import fold_constants
 
         # constant calls (sqrt(2), log(2)) folded to floats: torch functions take tensors only; sign by name, not
         # as the printer's `0 if x == 0 else copysign(1, x)`
-        plain = _fold_constants(expr).replace(sympy.sign, sympy.Function("sign"))
+        plain = fold_constants(expr).replace(sympy.sign, sympy.Function("sign"))
         for cls in (sympy.fresnels, sympy.fresnelc, sympy.besselj):
             plain = plain.replace(cls, sympy.Function(cls.__name__))
         raw = sympy.lambdify(vs, plain, modules=[_torch_namespace()])

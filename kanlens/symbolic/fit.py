@@ -213,7 +213,7 @@ def zoom_affine(score, a0: float, b0: float, e0: float, ra: float, rb: float,
     return e0, a0, b0
 
 
-def _subsample(x: np.ndarray, y: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+def subsample_points(x: np.ndarray, y: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     if x.size <= m:
         return x, y
     order = np.argsort(x)

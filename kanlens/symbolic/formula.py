@@ -59,7 +59,7 @@ def edge_expr(fn, params: Sequence[float], u: sympy.Expr) -> sympy.Expr:
     return c * fn.sympy_fn(a * u + b) + d
 
 
-def _variables(model, var) -> list[sympy.Symbol]:
+def input_symbols(model, var) -> list[sympy.Symbol]:
     n_in = model.width_in[0]
     if var is None:
         ids = model.config.input_ids if getattr(model.config, "input_ids", None) is not None else range(n_in)
@@ -98,7 +98,7 @@ def symbolic_formula(
         shown = ", ".join(f"(l={l}, i={i}, j={j})" for l, i, j in spline_left[:6])
         more = f" and {len(spline_left) - 6} more" if len(spline_left) > 6 else ""
         raise ValueError(f"edges {shown}{more} are still splines; call auto_symbolic() or fix_symbolic() first")
-    nodes: list[sympy.Expr] = list(_variables(model, var))
+    nodes: list[sympy.Expr] = list(input_symbols(model, var))
     for l in range(model.depth):
         nodes = _layer_exprs(model, l, nodes)
     out = nodes

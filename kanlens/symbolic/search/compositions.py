@@ -91,7 +91,7 @@ def function_plus_polynomial(x: np.ndarray, y: np.ndarray, library, var: sympy.S
     the polynomials, projected on ``F``'s); the joint refit of all constants on the real data polishes them.
     ``nmse``: the grid optimum's, on a subsample of ``max_points`` points.
     """
-    xs, ys = sfit._subsample(x, y, max_points)
+    xs, ys = sfit.subsample_points(x, y, max_points)
     mx, sx = float(xs.mean()), float(xs.std())
     if not sx > 0:
         return []

@@ -154,7 +154,7 @@ def symbolic_regression(
     if not transforms:
         raise ValueError(f"no usable target transform in {list(target_transforms or ())}: 'log' needs outputs "
                          f"that keep one sign; add 'identity'")
-    variables = sform._variables(model, var)
+    variables = sform.input_symbols(model, var)
     floor = sform.noise_floor(as_numpy(dataset["train_label"]), dataset["train_label"].dtype)
     options = SearchOptions(
         steps=tuple(steps), lamb=lamb, prune=prune, prune_rounds=prune_rounds, prune_kwargs=dict(prune_kwargs or {}),

@@ -49,6 +49,7 @@ from .cli_args import (
     parse_lib,
     parse_ranges,
     parse_width,
+    positive_seconds,
 )
 from .data import DataFileError, column_identifier, load_csv
 from .runs import MARKER, RunOptions, UsageError, run_folder, run_workflow
@@ -104,9 +105,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
         ("--train-num", args.train_num, 1, MAX_SAMPLES), ("--test-num", args.test_num, 1, MAX_SAMPLES),
         ("--refine", args.refine, 0, MAX_GRID), ("--seed", args.seed, *SEED_RANGE),
     )
-    if args.time_budget is not None and not (math.isfinite(args.time_budget) and 0 < args.time_budget <= MAX_BUDGET):
-        raise UsageError(f"--time-budget must be a positive number of CPU seconds (at most {MAX_BUDGET:g}), "
-                         f"got {args.time_budget}")
     if not (math.isfinite(args.lamb) and 0 <= args.lamb <= MAX_LAMB):
         raise UsageError(f"--lamb must be a finite number in [0, {MAX_LAMB:g}], got {args.lamb}")
     if args.csv is not None and args.target is None:
@@ -284,7 +282,7 @@ def _add_fit_parser(sub: Any) -> None:
     m.add_argument("--lib", help="symbolic functions to try, e.g. x,x^2,sin,exp (default: the built-in library)")
     m.add_argument("--no-prune", action="store_true", help="skip pruning")
     m.add_argument("--no-symbolic", action="store_true", help="skip symbolic fitting (splines only)")
-    m.add_argument("--time-budget", type=float, default=None, metavar="SECONDS",
+    m.add_argument("--time-budget", type=positive_seconds, default=None, metavar="SECONDS",
                    help="CPU seconds for the symbolic search, a hard limit (default: none)")
     m.add_argument("--seed", type=int, default=0, help="seed for data sampling, initialisation, batches")
     m.add_argument("--device", default="cpu", help="torch device (default cpu)")

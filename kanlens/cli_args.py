@@ -4,6 +4,7 @@ naming the flag (exit code 2), raised before any work starts.
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import torch
@@ -11,9 +12,25 @@ import torch
 from .runs import UsageError
 from .utils import did_you_mean
 
-__all__ = ["MAX_BUDGET", "MAX_GRID", "MAX_K", "MAX_LAMB", "MAX_ROUND", "MAX_SAMPLES", "MAX_STEPS", "MAX_WIDTH",
-           "MAX_WORKERS", "SEED_RANGE", "check_limits", "parse_device", "parse_edge", "parse_lib", "parse_ranges",
-           "parse_width"]
+__all__ = [
+    "MAX_BUDGET",
+    "MAX_GRID",
+    "MAX_K",
+    "MAX_LAMB",
+    "MAX_ROUND",
+    "MAX_SAMPLES",
+    "MAX_STEPS",
+    "MAX_WIDTH",
+    "MAX_WORKERS",
+    "SEED_RANGE",
+    "check_limits",
+    "parse_device",
+    "parse_edge",
+    "parse_lib",
+    "parse_ranges",
+    "parse_width",
+    "positive_seconds",
+]
 
 # generous upper bounds of numeric flags: beyond them a run would overflow float32 or exhaust memory (a one-line
 # usage error up front instead of an OverflowError / allocator traceback minutes later)
@@ -99,3 +116,14 @@ def parse_lib(text: str | None) -> list[str] | None:
         if n not in lib:
             raise UsageError(f"--lib: unknown function {n!r}{did_you_mean(n, list(lib))}")
     return names
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type of ``--time-budget``: a positive, finite number of CPU seconds (at most ``MAX_BUDGET``)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (math.isfinite(v) and 0 < v <= MAX_BUDGET):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds (at most {MAX_BUDGET:g}), got {text!r}")
+    return v

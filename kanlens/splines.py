@@ -268,8 +268,9 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
 _BASIS_BY_INPUT_CACHE: dict[int, tuple] = {}  # x, grid -> basis_by_input (see _cached)
 _POLY_ROWS_CACHE: dict[int, tuple] = {}  # grid -> _poly_rows
 # (in_dim, M, k, device) -> (interval of a knot count (M + 1,), row offsets ``arange(in_dim) * M`` (in, 1),
-# ``arange(k + 1)`` (1, k+1, 1)).
-_INDEX_CONSTS: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+# ``arange(k + 1)`` (1, k+1, 1), count offsets ``arange(in_dim) * (M + 1)`` (in, 1), column of a count index
+# ``(in * (M + 1),)``).
+_INDEX_CONSTS: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
 
 def _poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
@@ -290,9 +291,36 @@ def _index_consts(in_dim: int, m: int, k: int, device: torch.device):
         # Knots <= x, minus one, is the interval; 0 knots (left of the grid, NaN) and all M knots (right of it)
         # both map to the all-zero interval M - 1 of the table.
         interval = torch.cat([torch.tensor([m - 1]), torch.arange(m - 1), torch.tensor([m - 1])]).to(device)
-        consts = _INDEX_CONSTS[key] = (interval, torch.arange(in_dim, device=device).unsqueeze(-1) * m,
-                                       torch.arange(k + 1, device=device).view(1, k + 1, 1))
+        rows = torch.arange(in_dim, device=device).unsqueeze(-1)
+        # column i * M + interval of (input i, knot count c), at i * (M + 1) + c
+        col_of_count = (rows * m + interval).reshape(-1)
+        consts = _INDEX_CONSTS[key] = (interval, rows * m, torch.arange(k + 1, device=device).view(1, k + 1, 1),
+                                       rows * (m + 1), col_of_count)
     return consts
+
+
+# Up to this many knots per input, locate counts the knots <= x with one vectorised comparison (M compares per
+# sample, SIMD); beyond it a binary search (torch.searchsorted, ~15 ns per sample on a CPU) is cheaper.
+_COMPARE_MAX_KNOTS = 40
+
+
+def _knot_count_index(xt: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
+    """``i * (M + 1) + (number of knots <= x)`` of every sample ``(in_dim, batch)`` (NaN counts none), int64."""
+    in_dim, m = grid.shape
+    offsets = _index_consts(in_dim, m, k, grid.device)[3]
+    if m <= _COMPARE_MAX_KNOTS and xt.device.type == "cpu":
+        # (M, in, batch) booleans summed as bytes; the same counts as searchsorted(right=True) for sorted knots
+        count = torch.ge(xt, grid.T.unsqueeze(-1)).view(torch.uint8).sum(0, dtype=torch.uint8)
+    else:
+        count = torch.searchsorted(grid, xt, right=True)
+    return torch.add(count, offsets)  # int64 (uint8 + int64 promotes)
+
+
+def locate_columns(xt: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(t, col)`` of :func:`locate` (without the interval index itself)."""
+    in_dim, m = grid.shape
+    col = _index_consts(in_dim, m, k, grid.device)[4].take(_knot_count_index(xt, grid, k))
+    return xt - grid.reshape(-1).take(col), col
 
 
 def locate(xt: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -305,10 +333,8 @@ def locate(xt: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch.Tensor, 
     Shapes:
         xt: ``(in_dim, batch)`` (contiguous), grid: ``(in_dim, M)`` -> ``s``, ``t``, ``col``: ``(in_dim, batch)``.
     """
-    interval, offsets, _ = _index_consts(grid.shape[0], grid.shape[1], k, grid.device)
-    s = interval.take(torch.searchsorted(grid, xt, right=True))
-    col = s + offsets
-    return s, xt - grid.reshape(-1).take(col), col
+    t, col = locate_columns(xt, grid, k)
+    return col - _index_consts(grid.shape[0], grid.shape[1], k, grid.device)[1], t, col
 
 
 def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: bool):

@@ -51,6 +51,18 @@ _BASE_BACKWARD = {
     "gelu": lambda g, x, b: torch.ops.aten.gelu_backward(g, x),
 }
 
+_ONES: dict[tuple, torch.Tensor] = {}  # (shape, dtype, device) -> ones, for _all_ones
+
+
+def _all_ones(mask: torch.Tensor) -> bool:
+    """Whether every entry of ``mask`` is exactly 1 (one comparison with a cached tensor of ones)."""
+    key = (mask.shape, mask.dtype, mask.device)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = torch.ones(mask.shape, dtype=mask.dtype, device=mask.device)
+    return torch.equal(mask, ones)
+
+
 _DATA_CACHE: dict[int, tuple] = {}  # x (data), grid -> (x.T, b(x.T), dense bases); see splines._cached
 
 
@@ -84,8 +96,10 @@ def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: s
         data = not need_x
     n_out, n_in, nb = coef.shape
     n, m = x.shape[0], grid.shape[1]
-    w_sp = scale_sp * mask
-    w_base = (scale_base * mask).T.unsqueeze(-1)  # (in, out, 1)
+    if _all_ones(mask):  # the usual unpruned layer: multiplying by the mask changes nothing (x * 1.0 == x)
+        w_sp, w_base, mask = scale_sp, scale_base.T.unsqueeze(-1), None
+    else:
+        w_sp, w_base = scale_sp * mask, (scale_base * mask).T.unsqueeze(-1)  # (out, in), (in, out, 1)
     coef_eff = (coef * w_sp.unsqueeze(-1)).transpose(0, 1)  # (in, out, nb)
     if data and not need_x:
         xt, base, basis = _data_terms(x, grid, k, base_name)
@@ -163,9 +177,11 @@ def edge_backward(saved, g_out, g_mag, need: tuple[bool, bool, bool, bool]):
         if need[1]:
             g_coef = g_ceff * w_sp.unsqueeze(-1)
         if need[3]:
-            g_sp = (g_ceff * coef).sum(-1) * mask
+            g_sp = (g_ceff * coef).sum(-1)
+            g_sp = g_sp if mask is None else g_sp * mask
     if need[2]:
-        g_sb = torch.bmm(g_phi, base.unsqueeze(-1)).squeeze(-1).T * mask
+        g_sb = torch.bmm(g_phi, base.unsqueeze(-1)).squeeze(-1).T
+        g_sb = g_sb if mask is None else g_sb * mask
     return g_x, g_coef, g_sb, g_sp
 
 

@@ -41,16 +41,6 @@ _BASE_DERIVATIVES = {
 }
 
 
-# ``g * b'(x)`` given the gradient ``g``, ``x`` and ``b(x)``: one fused op where torch has one (the fused paths'
-# backward of the base function).
-_BASE_BACKWARD = {
-    "silu": lambda g, x, b: torch.ops.aten.silu_backward(g, x),
-    "identity": lambda g, x, b: g,
-    "zero": lambda g, x, b: torch.zeros_like(g),
-    "tanh": lambda g, x, b: torch.ops.aten.tanh_backward(g, b),
-    "gelu": lambda g, x, b: torch.ops.aten.gelu_backward(g, x),
-}
-
 _ONES: dict[tuple, torch.Tensor] = {}  # (shape, dtype, device) -> ones, for _all_ones
 
 

@@ -187,18 +187,21 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def _local_basis(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: bool):
-    """Non-zero bases of every sample: ``(idx, local, dlocal)`` with ``local``/``dlocal`` ``(batch, in, k+1)``
-    the values/derivatives of bases ``idx - k`` (padded column index ``idx``, ``(batch, in, k+1)``)."""
-    m = grid.shape[1]
+    """Non-zero bases of every sample: ``(idx, local, dlocal)`` with ``local``/``dlocal`` ``(..., in, k+1)``
+    the values/derivatives of bases ``idx - k`` (padded column index ``idx``, ``(..., in, k+1)``) for ``x`` of
+    shape ``(..., in)``."""
+    in_dim, m = grid.shape
     table = _poly_table(grid, k)
-    # Interval index = number of knots <= x, minus one (NaN counts none -> invalid). Faster than searchsorted
-    # for the short knot vectors of KANs.
-    s = (x.detach().unsqueeze(-1) >= grid).sum(-1) - 1  # (batch, in)
-    valid = (s >= 0) & (s <= m - 2)
-    s = torch.where(valid, s, m - 1)
-    ar = torch.arange(grid.shape[0], device=grid.device)
-    t = torch.where(valid, x - grid[ar, s], 0.0).unsqueeze(-1)  # (batch, in, 1)
-    rows = (table if with_derivative else table[:, :, : k + 1])[ar, s]  # (batch, in, k+1 [+k], r)
+    _, offsets, ar, count_offsets, col_of_count = _index_consts(in_dim, m, k, grid.device)
+    # (input, interval) column of every sample; points outside the extended grid and NaN get interval M - 1
+    xf = x.detach().reshape(-1, in_dim)  # any leading dimensions (convolutions pass (..., in))
+    count = _knot_count_index(xf.T.contiguous(), grid, k).T.reshape(x.shape)  # i * (M + 1) + knots <= x
+    col = col_of_count.take(count)
+    valid = (count > count_offsets.T) & (count < count_offsets.T + m)  # 1 <= knots <= x <= M - 1
+    t = torch.where(valid, x - grid.reshape(-1).take(col), 0.0).unsqueeze(-1)  # (batch, in, 1)
+    if not with_derivative:
+        table = table[:, :, : k + 1]
+    rows = table.reshape(in_dim * m, -1).index_select(0, col.reshape(-1)).view(*col.shape, -1, k + 1)
     local = rows[..., k, :]
     for p in range(k - 1, -1, -1):  # Horner
         local = torch.addcmul(rows[..., p, :], local, t)
@@ -207,7 +210,7 @@ def _local_basis(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: b
         dlocal = rows[..., 2 * k, :]
         for p in range(2 * k - 1, k, -1):
             dlocal = torch.addcmul(rows[..., p, :], dlocal, t)
-    idx = s.unsqueeze(-1) + torch.arange(k + 1, device=s.device)
+    idx = (col - offsets.T).unsqueeze(-1) + ar.view(-1)
     return idx, local, dlocal
 
 

@@ -66,3 +66,35 @@ def test_float64_lbfgs_trajectory_is_unchanged(name):
 if __name__ == "__main__" and "--write" in sys.argv:
     torch.set_num_threads(1)
     REFERENCE.write_text(json.dumps({name: _run(name) for name in CASES}, indent=0) + "\n")
+
+
+def test_lbfgs_step_reuses_the_accepted_point_without_changing_the_fit(monkeypatch):
+    """An LBFGS step starts at the point the previous step accepted; the fused objective is not evaluated there
+    again (remembered bit for bit), and the fit is the same as with the memo cleared at every step (a callback)."""
+    import kanlens.training as training
+
+    calls = {"closure": 0, "objective": 0}
+    closure, objective = training._Trainer.closure, training._Trainer._fused_objective
+
+    def counted_closure(self):
+        calls["closure"] += 1
+        return closure(self)
+
+    def counted_objective(self, stack):
+        calls["objective"] += 1
+        return objective(self, stack)
+
+    monkeypatch.setattr(training._Trainer, "closure", counted_closure)
+    monkeypatch.setattr(training._Trainer, "_fused_objective", counted_objective)
+    ds = create_dataset(_target, n_var=2, train_num=200, test_num=50, seed=1, dtype=torch.float64)
+    fits = []
+    for callbacks in ([], [lambda step, model, history: None]):
+        calls.update(closure=0, objective=0)
+        model = KAN(width=[2, 3, 1], seed=0, dtype=torch.float64)
+        h = model.fit(ds, opt="LBFGS", steps=6, lamb=1e-3, update_grid=False, progress=False, callbacks=callbacks)
+        fits.append((dict(calls), h.train_loss, torch.cat([p.detach().reshape(-1) for p in model.parameters()])))
+    (memo_calls, loss_a, params_a), (plain_calls, loss_b, params_b) = fits
+    assert plain_calls["closure"] == plain_calls["objective"] > 6
+    assert memo_calls["closure"] == plain_calls["closure"]
+    assert memo_calls["objective"] <= memo_calls["closure"] - 3  # most of the 5 later steps start from the memo
+    assert loss_a == loss_b and torch.equal(params_a, params_b)

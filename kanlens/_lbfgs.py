@@ -44,8 +44,13 @@ def _cubic_interpolate(x1: float, f1: float, g1: float, x2: float, f2: float, g2
     return (xmin_bound + xmax_bound) / 2.0
 
 
+def _max_abs(v: torch.Tensor) -> float:
+    """``float(v.abs().max())`` in one op (the infinity norm is that maximum, exactly; NaN propagates)."""
+    return float(torch.linalg.vector_norm(v, math.inf))
+
+
 def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
-    d_norm = float(d.abs().max())
+    d_norm = _max_abs(d)
     g = g.clone(memory_format=torch.contiguous_format)
     f_new, g_new = obj_func(x, t, d)
     ls_func_evals = 1
@@ -160,11 +165,11 @@ class FlatLBFGS:
         return self.param.new_zeros(self.param.shape) if g is None else g.clone()
 
     def _directional_evaluate(self, closure, x, t, d):
-        self.param.add_(d, alpha=t)
+        # the trial point x + t d, written straight into the parameter (the same arithmetic as an in-place add
+        # to x); every later use of the parameter writes it from x again, so it is not restored here
+        torch.add(x, d, alpha=t, out=self.param)
         loss = float(closure())
-        flat_grad = self._flat_grad()
-        self.param.copy_(x)
-        return loss, flat_grad
+        return loss, self._flat_grad()
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -178,7 +183,7 @@ class FlatLBFGS:
         current_evals = 1
         state["func_evals"] += 1
         flat_grad = self._flat_grad()
-        if float(flat_grad.abs().max()) <= tolerance_grad:
+        if _max_abs(flat_grad) <= tolerance_grad:
             return orig_loss
 
         d, t = state.get("d"), state.get("t")
@@ -242,15 +247,15 @@ class FlatLBFGS:
 
             loss, flat_grad, t, ls_func_evals = _strong_wolfe(obj_func, x_init, t, d, loss, flat_grad, gtd,
                                                               max_ls=max_eval - current_evals)
-            self.param.add_(d, alpha=t)
-            opt_cond = float(flat_grad.abs().max()) <= tolerance_grad
+            torch.add(x_init, d, alpha=t, out=self.param)
+            opt_cond = _max_abs(flat_grad) <= tolerance_grad
 
             current_evals += ls_func_evals
             state["func_evals"] += ls_func_evals
             # stopping tests
             if n_iter == max_iter or current_evals >= max_eval or opt_cond:
                 break
-            if float(d.abs().max()) * abs(t) <= tolerance_change:
+            if _max_abs(d) * abs(t) <= tolerance_change:
                 break
             if abs(loss - prev_loss) < tolerance_change:
                 break

@@ -115,11 +115,26 @@ def l1_entropy_with_grad(mags: Sequence[torch.Tensor], lamb_l1: float = 1.0,
                          lamb_entropy: float = 2.0) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """``sum(l1_entropy(m) for m in mags)`` and its gradient with respect to every ``m``, without autograd.
 
-    Small CPU magnitudes are done in Python floats (see ``_PY_MAX_EDGES``).
+    Small CPU magnitudes are done in Python floats (see ``_PY_MAX_EDGES``); when all of them are, the total and
+    every gradient come back from one tensor (views of it).
     """
+    mags = [m.detach() for m in mags]
+    if mags and all(m.device.type == "cpu" and 0 < m.numel() <= _PY_MAX_EDGES for m in mags) and len(
+            {m.dtype for m in mags}) == 1:
+        total, flat = 0.0, []
+        for mag in mags:
+            value, grad = _l1_entropy_python(mag.tolist(), lamb_l1, lamb_entropy)
+            total = total + value
+            for row in grad:
+                flat += row
+        out = torch.tensor([total, *flat], dtype=mags[0].dtype)
+        grads, off = [], 1
+        for mag in mags:
+            grads.append(out[off : off + mag.numel()].view(mag.shape))
+            off += mag.numel()
+        return out[0], grads
     total, grads = 0.0, []
     for mag in mags:
-        mag = mag.detach()
         if mag.device.type == "cpu" and 0 < mag.numel() <= _PY_MAX_EDGES:
             value, grad = _l1_entropy_python(mag.tolist(), lamb_l1, lamb_entropy)
             grads.append(torch.tensor(grad, dtype=mag.dtype))

@@ -205,6 +205,9 @@ class _Trainer:
         # _fused_objective), no autograd graph per evaluation.
         self.fused = (opt == "LBFGS" and self.flat is not None and loss_fn is _mse and lambs["lamb"] > 0
                       and reg_metric == "abs" and not lambs["lamb_coef"] and not lambs["lamb_coefdiff"])
+        # The last fused evaluations (flat parameters, objective, gradient, penalty): an LBFGS step starts by
+        # evaluating the point the previous step accepted, which it evaluated already (see _remembered).
+        self.memo: list[tuple[torch.Tensor, ...]] = []
 
     # ---------------------------------------------------------------- objective
     def objective(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,6 +278,11 @@ class _Trainer:
         cur = self.cur
         stack = cur.get("stack")
         if stack is not None:
+            hit = self._remembered() if cur["evals"] == 0 else None
+            if hit is not None:
+                total, cur["reg"] = hit
+                cur["evals"], cur["f0"] = 1, float(total)
+                return total
             total, backward = self._fused_objective(stack)
         else:
             self._zero_grad()
@@ -299,6 +307,9 @@ class _Trainer:
             cur["f0"] = value
         if backward is not None:
             backward()
+        if stack is not None:  # remembered for the next LBFGS step, which starts at the point accepted last
+            self.memo = [*self.memo[-3:], (self.flat.flat.detach().clone(), total, self.flat.flat.grad.clone(),
+                                           cur["reg"])]
         return total
 
     def _zero_grad(self) -> None:
@@ -306,6 +317,17 @@ class _Trainer:
             self.flat.zero_grad()
         else:
             self.optimizer.zero_grad()
+
+    def _remembered(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(objective, penalty)`` of a remembered evaluation at exactly the current parameters (bit for bit; its
+        gradient is written into ``.grad``), or ``None``. The memo is cleared whenever the objective may change:
+        a grid update, a new batch, a restored state, a callback."""
+        flat = self.flat.flat.detach()
+        for point, total, grad, reg in reversed(self.memo):
+            if torch.equal(point.view(_bits_dtype(point)), flat.view(_bits_dtype(flat))):
+                self.flat.flat.grad.copy_(grad)
+                return total, reg
+        return None
 
     def _nonfinite(self, total: torch.Tensor) -> torch.Tensor:
         """What LBFGS sees for a non-finite objective (the gradient is already zero)."""
@@ -370,6 +392,7 @@ class _Trainer:
         """Restore the last finite state and halve lr; ``True`` when training must stop."""
         h = self.history
         self.streak += 1
+        self.memo = []
         h.nonfinite_steps.append(step)
         self.model.load_state_dict(self.good_state)
         self.lr *= 0.5
@@ -395,7 +418,10 @@ class _Trainer:
         idx = None if idx is None else idx.to(self.model.device)
         self.cur.update(x=self.train_x if idx is None else self.train_x[idx],
                         y=self.train_y if idx is None else self.train_y[idx], evals=0, bad_evals=0, start_bad=False)
+        if idx is not None:
+            self.memo = []  # a new batch: a new objective
         if grid_every and step % grid_every == 0 and self.grid_start <= step < grid_stop:
+            self.memo = []  # new grids (or a state restored after a failed update)
             samples = self.cur["x"] if self.group is None else self.group.grid_samples(self.cur["x"])
             if _safe_grid_update(self.model, samples, step, self.history, self.good_state):
                 self.history.grid_updates.append(step)
@@ -435,6 +461,8 @@ class _Trainer:
                 h.reg.append(reg)
                 if progress and self.display is None and step % self.log_every == 0:
                     bar.set_postfix(train=f"{train_rmse:.2e}", test=f"{test_rmse:.2e}", reg=f"{reg:.2e}")
+                if callbacks:
+                    self.memo = []  # a callback may edit the model
                 stop = any(cb(step, self.model, h) for cb in callbacks)  # pykan's metrics and figures come first
                 if self.group is not None:
                     stop = self.group.any(stop)  # a callback that stops one rank stops all
@@ -487,6 +515,11 @@ def _safe_grid_update(model: KAN, x: torch.Tensor, step: int, history: FitHistor
         log.warning(msg)
         return False
     return True
+
+
+def _bits_dtype(t: torch.Tensor) -> torch.dtype:
+    """An integer dtype of ``t``'s element size (comparing bits: -0.0 != 0.0, NaN == NaN)."""
+    return {2: torch.int16, 4: torch.int32, 8: torch.int64}.get(t.element_size(), t.dtype)
 
 
 def _mse(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

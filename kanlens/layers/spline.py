@@ -43,6 +43,33 @@ BASE_DERIVATIVES = {
 }
 
 
+_ONES: dict[tuple, torch.Tensor] = {}  # (shape, dtype, device) -> ones, for _all_ones
+
+
+def _all_ones(mask: torch.Tensor) -> bool:
+    """Whether every entry of ``mask`` is exactly 1 (one comparison with a cached tensor of ones)."""
+    key = (mask.shape, mask.dtype, mask.device)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _ONES[key] = torch.ones(mask.shape, dtype=mask.dtype, device=mask.device)
+    return torch.equal(mask, ones)
+
+
+_DATA_CACHE: dict[int, tuple] = {}  # x (data), grid -> (x.T, b(x.T), dense bases); see splines._cached
+
+
+def _data_terms(x: torch.Tensor, grid: torch.Tensor, k: int, base_name: str):
+    """``(xt, b(xt), bases)`` of an input that needs no gradient, laid out ``(in, batch)`` / ``(in, nb, batch)``;
+    remembered for the very same ``x`` (the training data) until ``x`` or ``grid`` change."""
+    key = (k, base_name)
+    hit = splines._cached(_DATA_CACHE, key, x, grid)
+    if hit is not None:
+        return hit
+    xt = x.detach().T.contiguous()
+    terms = (xt, BASE_FUNCTIONS[base_name](xt), splines.basis_by_input(x, grid, k)[0])
+    return terms if x.is_inference() else splines._remember(_DATA_CACHE, terms, key, x, grid)
+
+
 def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: str, need_x: bool,
                  data: bool | None = None):
     """Spline layer output ``(batch, out)`` and per-edge mean magnitudes ``mean_b |phi_ji(x_bi)|`` ``(out, in)``,
@@ -51,7 +78,7 @@ def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: s
     The per-edge activations are formed laid out ``(in, out, batch)`` (samples innermost). The splines come
 
     * from the dense bases of ``x`` when ``x`` is ``data`` (an input evaluated again and again, e.g. the training
-      data; default: when it needs no gradient): the bases are cached across calls,
+      data; default: when it needs no gradient): the bases (and ``b(x)``) are cached across calls,
     * else, for narrow layers, from per-interval polynomials of the splines (``coef @ poly_coef_matrix``, a tiny
       matmul): each sample gathers ``2k + 1`` numbers per edge and runs Horner for the value (and the derivative
       if ``need_x``), instead of building and scattering dense bases and their derivatives,
@@ -61,13 +88,20 @@ def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: s
         data = not need_x
     n_out, n_in, nb = coef.shape
     n, m = x.shape[0], grid.shape[1]
-    w_sp = scale_sp * mask
-    w_base = (scale_base * mask).T.unsqueeze(-1)  # (in, out, 1)
+    if _all_ones(mask):  # the usual unpruned layer: multiplying by the mask changes nothing (x * 1.0 == x)
+        w_sp, w_base, mask = scale_sp, scale_base.T.unsqueeze(-1), None
+    else:
+        w_sp, w_base = scale_sp * mask, (scale_base * mask).T.unsqueeze(-1)  # (out, in), (in, out, 1)
     coef_eff = (coef * w_sp.unsqueeze(-1)).transpose(0, 1)  # (in, out, nb)
+    if data and not need_x:
+        xt, base, basis = _data_terms(x, grid, k, base_name)
+        phi = torch.baddbmm(w_base * base.unsqueeze(1), coef_eff, basis)  # (in, out, batch)
+        saved = ("dense", k, base_name, xt, base, phi, coef, w_sp, w_base, mask, coef_eff, basis, None)
+        return phi.sum(0).T, phi.abs().mean(-1).T, saved
     xt = x.detach().T.contiguous()  # (in, batch)
     base = BASE_FUNCTIONS[base_name](xt)
     if not data and (2 * k + 1) * n_out <= 2 * (nb + 2 * k + 1):
-        _, t, cols = splines.locate(xt, grid, k)  # cols: (in, batch) column of (in, interval)
+        t, cols = splines.locate_columns(xt, grid, k)  # cols: (in, batch) column of (in, interval)
         q = splines.poly_coef_matrix(grid, k)  # (in, nb, (2k+1) * M)
         # rows (power, out), columns (in, interval): gathering columns keeps the samples innermost
         a = torch.bmm(coef_eff, q).view(n_in, n_out, 2 * k + 1, m).permute(2, 1, 0, 3)
@@ -86,6 +120,21 @@ def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: s
     return phi.sum(0).T, phi.abs().mean(-1).T, saved
 
 
+def _poly_coef_grad(g_phi, q, cols, t, k: int) -> torch.Tensor:
+    """Gradient ``(out, in, nb)`` of the effective spline coefficients on the polynomial path: the sum over the
+    samples of each interval of ``g_phi * t^p`` (one scatter), mapped back through ``poly_coef_matrix``."""
+    n_in, n_out, n = g_phi.shape
+    r, m = k + 1, q.shape[-1] // (2 * k + 1)
+    parts = g_phi.new_empty(r, n_out, n_in, n)  # (power, out, in, batch)
+    parts[0].copy_(g_phi.transpose(0, 1))
+    for p in range(1, r):
+        torch.mul(parts[p - 1], t, out=parts[p])
+    g_a = g_phi.new_zeros(r * n_out, n_in * m).scatter_add_(
+        1, cols.view(1, -1).expand(r * n_out, -1), parts.view(r * n_out, -1))
+    g_a = g_a.view(r, n_out, n_in, m).permute(2, 1, 0, 3).reshape(n_in, n_out, -1)
+    return torch.bmm(g_a, q[:, :, : r * m].transpose(1, 2)).transpose(0, 1)
+
+
 def edge_backward(saved, g_out, g_mag, need: tuple[bool, bool, bool, bool]):
     """Gradients ``(x, coef, scale_base, scale_sp)`` (``None`` where not in ``need``) of the outputs of
     :func:`edge_forward` given their gradients ``g_out`` ``(batch, out)`` and ``g_mag`` ``(out, in)`` (or ``None``)."""
@@ -100,18 +149,10 @@ def edge_backward(saved, g_out, g_mag, need: tuple[bool, bool, bool, bool]):
     if path == "poly":
         q, cols, t, dspline = rest
         if need[0]:
-            g_x = (g_phi.transpose(0, 1) * dspline).sum(0)  # spline part (in, batch)
+            g_x = g_phi.transpose(0, 1) * dspline  # spline part (out, in, batch) ...
+            g_x = g_x[0] if n_out == 1 else g_x.sum(0)  # ... summed over outputs (in, batch)
         if need[1] or need[3]:
-            # d/d(polynomial coefficients) = sum over the samples of each interval of g_phi * t^p
-            parts = [g_phi.transpose(0, 1)]  # (out, in, batch)
-            for _ in range(k):
-                parts.append(parts[-1] * t)
-            m = q.shape[-1] // (2 * k + 1)
-            row = torch.arange((k + 1) * n_out, device=t.device).view(k + 1, n_out, 1, 1) * (n_in * m)
-            g_a = phi.new_zeros((k + 1) * n_out * n_in * m).scatter_add_(
-                0, (row + cols).view(-1), torch.stack(parts).view(-1))
-            g_a = g_a.view(k + 1, n_out, n_in, m).permute(2, 1, 0, 3).reshape(n_in, n_out, -1)
-            g_ceff = torch.bmm(g_a, q[:, :, : (k + 1) * m].transpose(1, 2)).transpose(0, 1)  # (out, in, nb)
+            g_ceff = _poly_coef_grad(g_phi, q, cols, t, k)  # (out, in, nb)
     else:
         coef_eff, basis, dbasis = rest
         if need[0]:
@@ -119,15 +160,20 @@ def edge_backward(saved, g_out, g_mag, need: tuple[bool, bool, bool, bool]):
         if need[1] or need[3]:
             g_ceff = torch.bmm(g_phi, basis.transpose(1, 2)).transpose(0, 1)  # (out, in, nb)
     if need[0]:
-        g_base = torch.bmm(w_base.transpose(1, 2), g_phi).squeeze(1)  # (in, batch)
+        if n_out == 1:
+            g_base = g_phi[:, 0] * w_base[:, 0]  # (in, batch)
+        else:
+            g_base = torch.bmm(w_base.transpose(1, 2), g_phi).squeeze(1)
         g_x = torch.addcmul(g_x, g_base, BASE_DERIVATIVES[base_name](xt, base)).T
     if g_ceff is not None:
         if need[1]:
             g_coef = g_ceff * w_sp.unsqueeze(-1)
         if need[3]:
-            g_sp = (g_ceff * coef).sum(-1) * mask
+            g_sp = (g_ceff * coef).sum(-1)
+            g_sp = g_sp if mask is None else g_sp * mask
     if need[2]:
-        g_sb = torch.bmm(g_phi, base.unsqueeze(-1)).squeeze(-1).T * mask
+        g_sb = torch.bmm(g_phi, base.unsqueeze(-1)).squeeze(-1).T
+        g_sb = g_sb if mask is None else g_sb * mask
     return g_x, g_coef, g_sb, g_sp
 
 

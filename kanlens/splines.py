@@ -121,7 +121,7 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 
 # The caches below map id(key tensor) -> (k, ((weak ref, value_stamp) of the key tensor and of each tensor the value
-# depends on), value); see _cached / _remember. An entry dies with its key tensor and is only used for the very
+# depends on), value); see cached_value / remember_value. An entry dies with its key tensor and is only used for the very
 # same tensor objects, so a new tensor that reuses a freed one's memory never sees a stale value; edits of any of
 # them (see value_stamp) force a rebuild.
 _POLY_CACHE: dict[int, tuple] = {}  # grid -> _poly_table
@@ -134,7 +134,7 @@ def _forget(cache: dict, ref: weakref.ref, key: int) -> None:
         del cache[key]
 
 
-def _cached(cache: dict, k: int, *tensors: torch.Tensor) -> torch.Tensor | None:
+def cached_value(cache: dict, k: int, *tensors: torch.Tensor) -> torch.Tensor | None:
     """The value remembered for ``tensors`` (the first is the key) and ``k``, if none of them changed since."""
     hit = cache.get(id(tensors[0]))
     if hit is None or hit[0] != k or len(hit[1]) != len(tensors):
@@ -145,8 +145,8 @@ def _cached(cache: dict, k: int, *tensors: torch.Tensor) -> torch.Tensor | None:
     return hit[2]
 
 
-def _remember(cache: dict, value: torch.Tensor, k: int, *tensors: torch.Tensor) -> torch.Tensor:
-    """Store ``value`` for :func:`_cached`; returns it."""
+def remember_value(cache: dict, value: torch.Tensor, k: int, *tensors: torch.Tensor) -> torch.Tensor:
+    """Store ``value`` for :func:`cached_value`; returns it."""
     key = id(tensors[0])
     first = weakref.ref(tensors[0], lambda r, key=key: _forget(cache, r, key))
     cache[key] = (k, ((first, value_stamp(tensors[0])), *((weakref.ref(t), value_stamp(t)) for t in tensors[1:])),
@@ -162,7 +162,7 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     Computed once per grid (cached until the grid changes, see :func:`value_stamp`) by sampling the Cox-de Boor
     recursion at ``k + 1`` points per interval and solving the Vandermonde system in float64.
     """
-    hit = _cached(_POLY_CACHE, k, grid)
+    hit = cached_value(_POLY_CACHE, k, grid)
     if hit is not None:
         return hit
     g = grid.detach().double()
@@ -183,7 +183,7 @@ def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     table = torch.cat([coef, deriv], dim=2)
     # Row M-1 is all zeros: samples outside the extended grid point there (all bases vanish).
     table = torch.nn.functional.pad(table, (0, 0, 0, 0, 0, 1)).to(grid.dtype).contiguous()
-    return _remember(_POLY_CACHE, table, k, grid)
+    return remember_value(_POLY_CACHE, table, k, grid)
 
 
 def _local_basis(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: bool):
@@ -259,16 +259,16 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
         return _BSplineBasis.apply(x, grid, k)
     # Inputs that need no gradient (a network's data) are usually evaluated again and again on the same batch
     # (every LBFGS line-search trial): remember the last basis of each such tensor.
-    hit = _cached(_BASIS_CACHE, k, x, grid)
+    hit = cached_value(_BASIS_CACHE, k, x, grid)
     if hit is not None:
         return hit
     with torch.no_grad():
         idx, local, _ = _local_basis(x, grid, k, with_derivative=False)
         basis = _dense(idx, local, grid.shape[1] - k - 1, k)
-    return basis if x.is_inference() else _remember(_BASIS_CACHE, basis, k, x, grid)
+    return basis if x.is_inference() else remember_value(_BASIS_CACHE, basis, k, x, grid)
 
 
-_BASIS_BY_INPUT_CACHE: dict[int, tuple] = {}  # x, grid -> basis_by_input (see _cached)
+_BASIS_BY_INPUT_CACHE: dict[int, tuple] = {}  # x, grid -> basis_by_input (see cached_value)
 _POLY_ROWS_CACHE: dict[int, tuple] = {}  # grid -> _poly_rows
 # (in_dim, M, k, device) -> (interval of a knot count (M + 1,), row offsets ``arange(in_dim) * M`` (in, 1),
 # ``arange(k + 1)`` (1, k+1, 1), count offsets ``arange(in_dim) * (M + 1)`` (in, 1), column of a count index
@@ -279,12 +279,12 @@ _INDEX_CONSTS: dict[tuple, tuple[torch.Tensor, ...]] = {}
 def _poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
     """:func:`_poly_table` as ``((2k + 1) * (k + 1), in_dim * M)``: one row per (power, basis), one column per
     (input, interval), so gathering the columns of many samples leaves the samples innermost (contiguous)."""
-    hit = _cached(_POLY_ROWS_CACHE, k, grid)
+    hit = cached_value(_POLY_ROWS_CACHE, k, grid)
     if hit is not None:
         return hit
     table = _poly_table(grid, k)  # (in, M, 2k+1, k+1)
     rows = table.permute(2, 3, 0, 1).reshape((2 * k + 1) * (k + 1), -1).contiguous()
-    return _remember(_POLY_ROWS_CACHE, rows, k, grid)
+    return remember_value(_POLY_ROWS_CACHE, rows, k, grid)
 
 
 def _index_consts(in_dim: int, m: int, k: int, device: torch.device):
@@ -361,7 +361,7 @@ def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative
     return basis, dbasis
 
 
-_POLY_MATRIX_CACHE: dict[int, tuple] = {}  # grid -> poly_coef_matrix (see _cached)
+_POLY_MATRIX_CACHE: dict[int, tuple] = {}  # grid -> poly_coef_matrix (see cached_value)
 
 
 def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
@@ -375,7 +375,7 @@ def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
     Shapes:
         grid: ``(in_dim, M)`` -> ``(in_dim, G + k, (2k + 1) * M)``.
     """
-    hit = _cached(_POLY_MATRIX_CACHE, k, grid)
+    hit = cached_value(_POLY_MATRIX_CACHE, k, grid)
     if hit is not None:
         return hit
     table = _poly_table(grid, k)  # (in, M, 2k+1, r): basis s - k + r on interval s
@@ -388,7 +388,7 @@ def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
         ok = (j >= 0) & (j < nb)
         q[:, j[ok], :, s[ok]] = table[:, s[ok], :, r].permute(1, 0, 2)
     q = q.reshape(in_dim, nb, -1).contiguous()
-    return _remember(_POLY_MATRIX_CACHE, q, k, grid)
+    return remember_value(_POLY_MATRIX_CACHE, q, k, grid)
 
 
 @torch.no_grad()
@@ -408,11 +408,11 @@ def basis_by_input(
     """
     if with_derivative:
         return _basis_by_input(x, grid, k, True)
-    hit = _cached(_BASIS_BY_INPUT_CACHE, k, x, grid)
+    hit = cached_value(_BASIS_BY_INPUT_CACHE, k, x, grid)
     if hit is not None:
         return hit, None
     basis = _basis_by_input(x, grid, k, False)[0]
-    return (basis if x.is_inference() else _remember(_BASIS_BY_INPUT_CACHE, basis, k, x, grid)), None
+    return (basis if x.is_inference() else remember_value(_BASIS_BY_INPUT_CACHE, basis, k, x, grid)), None
 
 
 def coef2curve(x: torch.Tensor, grid: torch.Tensor, coef: torch.Tensor, k: int) -> torch.Tensor:

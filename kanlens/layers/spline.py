@@ -55,19 +55,19 @@ def _all_ones(mask: torch.Tensor) -> bool:
     return torch.equal(mask, ones)
 
 
-_DATA_CACHE: dict[int, tuple] = {}  # x (data), grid -> (x.T, b(x.T), dense bases); see splines._cached
+_DATA_CACHE: dict[int, tuple] = {}  # x (data), grid -> (x.T, b(x.T), dense bases); see splines.cached_value
 
 
 def _data_terms(x: torch.Tensor, grid: torch.Tensor, k: int, base_name: str):
     """``(xt, b(xt), bases)`` of an input that needs no gradient, laid out ``(in, batch)`` / ``(in, nb, batch)``;
     remembered for the very same ``x`` (the training data) until ``x`` or ``grid`` change."""
     key = (k, base_name)
-    hit = splines._cached(_DATA_CACHE, key, x, grid)
+    hit = splines.cached_value(_DATA_CACHE, key, x, grid)
     if hit is not None:
         return hit
     xt = x.detach().T.contiguous()
     terms = (xt, BASE_FUNCTIONS[base_name](xt), splines.basis_by_input(x, grid, k)[0])
-    return terms if x.is_inference() else splines._remember(_DATA_CACHE, terms, key, x, grid)
+    return terms if x.is_inference() else splines.remember_value(_DATA_CACHE, terms, key, x, grid)
 
 
 def edge_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: str, need_x: bool,

@@ -121,7 +121,7 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 
 # The caches below map id(key tensor) -> (k, ((weak ref, value_stamp) of the key tensor and of each tensor the value
-# depends on), value); see cached_value / remember_value. An entry dies with its key tensor and is only used for the very
+# depends on), value) (cached_value, remember_value). An entry dies with its key tensor and is only used for the very
 # same tensor objects, so a new tensor that reuses a freed one's memory never sees a stale value; edits of any of
 # them (see value_stamp) force a rebuild.
 _POLY_CACHE: dict[int, tuple] = {}  # grid -> _poly_table

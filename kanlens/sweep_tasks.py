@@ -71,7 +71,8 @@ class SweepTask:
         ranges: one ``(low, high)`` per variable (default ``(-1, 1)`` each).
         data: the rows instead of a formula (float arrays, kept as float64).
         variables: input names (default ``x1..xn``).
-        width: KAN widths (default ``(n_inputs, 5, 1)``).
+        width: KAN widths (default: a symbolic task lets the search choose, see
+            :func:`kanlens.symbolic.search.auto_width`; a fit task uses ``(n_inputs, 5, 1)``).
         lib: special functions added to the default symbolic library (``"besselj0"``, ``"erf"``, ...).
         noise: Gaussian noise of ``noise * std(y)`` added to all labels (seeded by ``seed``).
         time_budget: CPU seconds of the symbolic search (see :func:`kanlens.symbolic_regression`).
@@ -172,6 +173,11 @@ class SweepTask:
         return n
 
     def _check_settings(self, n_in: int) -> None:
+        if self.width is not None or self.kind != "symbolic":  # no width: the symbolic search chooses one
+            self._check_width(n_in)
+        self._check_options()
+
+    def _check_width(self, n_in: int) -> None:
         width = self.width if self.width is not None else (n_in, 5, 1)
         try:
             width = tuple(int(w) for w in width)
@@ -182,6 +188,8 @@ class SweepTask:
             raise SweepError(f"task {self.name!r}: width {list(width)} must start with the {n_in} inputs, end with 1 "
                              f"output and have positive entries")
         self._set("width", width)
+
+    def _check_options(self) -> None:
         lib = (self.lib,) if isinstance(self.lib, str) else tuple(self.lib)
         if lib:
             from .symbolic.library import default_library
@@ -439,7 +447,8 @@ def _symbolic(task: SweepTask, ds: dict[str, torch.Tensor], truth: Any) -> dict[
     lib = default_library()
     if task.lib:
         lib = lib.with_special().subset(lib.names + [n for n in task.lib if n not in lib.names])
-    res = symbolic_regression(ds, list(task.width), seed=task.seed, lib=lib, steps=task.steps,
+    width = None if task.width is None else list(task.width)
+    res = symbolic_regression(ds, width, seed=task.seed, lib=lib, steps=task.steps,
                               refine_grid=task.refine_grid, lamb=task.lamb, time_budget=task.time_budget,
                               var=list(task.variables))
     chosen = res.table[res.table.chosen]

@@ -283,8 +283,9 @@ def test_task_checks():
         SweepTask("a", formula="x1", lib=("bessel",))
     with pytest.raises(SweepError, match="time_budget must be a positive number"):
         SweepTask("a", formula="x1", time_budget=0)
-    t = SweepTask("a", formula="x2 + 1")  # x1..x2, default box and width
-    assert t.variables == ("x1", "x2") and t.ranges == ((-1.0, 1.0), (-1.0, 1.0)) and t.width == (2, 5, 1)
+    t = SweepTask("a", formula="x2 + 1")  # x1..x2, default box; a symbolic task leaves the width to the search
+    assert t.variables == ("x1", "x2") and t.ranges == ((-1.0, 1.0), (-1.0, 1.0)) and t.width is None
+    assert SweepTask("a", kind="fit", formula="x2 + 1").width == (2, 5, 1)
     assert t.fingerprint() == SweepTask("a", formula="x2 + 1").fingerprint() != SweepTask("a", formula="x2 + 2",
                                                                                           ).fingerprint()
 

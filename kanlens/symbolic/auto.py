@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..utils import check_kwargs
+from .._checks import check_kwargs
 from .affine import AffineFit, fit_library, rank_fits
 from .edge_fit import fix_symbolic
 from .library import SymbolicLibrary, resolve_library

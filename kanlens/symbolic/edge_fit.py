@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .._checks import check_edge
-from ..utils import check_kwargs, is_int, warn_user
+from .._checks import check_edge, check_kwargs, check_tensor, is_int
+from ..utils import warn_user
 from .affine import AffineFit, fit_affine, fit_library, rank_fits
 from .library import SymbolicFunction, SymbolicLibrary, resolve_library
 
@@ -76,8 +76,6 @@ def edge_samples(model, l: int, i: int, j: int, x: torch.Tensor | None = None) -
     """
     check_edge(model, l, i, j)
     if x is not None:
-        from ..utils import check_tensor
-
         check_tensor("x", x, ndim=2, last_dim=model.width_in[0])
     acts = model.layer_inputs(x)
     x_l = acts[l]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import sympy
 
-from ..utils import is_int
+from .._checks import is_int
 from .constants import ConstantFit, refit_constants, simple_constants, snap_constants
 from .detaylor import detaylor  # noqa: F401 (re-exported: the search stages call sform.detaylor)
 from .simplify import formula_complexity, n_floats, normalize  # noqa: F401 (n_floats re-exported)

@@ -214,7 +214,9 @@ def parse_formula(text: str, variables: Sequence[str] | None = None) -> tuple[sy
     return expr, symbols
 
 
-def _torch_namespace() -> dict[str, object]:
+def torch_namespace() -> dict[str, object]:
+    """torch versions of the elementary functions sympy prints, for ``sympy.lambdify(..., modules=[namespace])``
+    (:mod:`kanlens.symbolic.export` adds the special functions and constants)."""
     return {
         "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "cot": lambda x: 1 / torch.tan(x),
         "asin": torch.asin, "acos": torch.acos, "atan": torch.atan, "sinh": torch.sinh, "cosh": torch.cosh,
@@ -297,7 +299,7 @@ def formula_function(
         fn = sympy.lambdify(symbols, expr, modules=["scipy", "numpy"])
     else:  # constants folded to floats (torch functions take tensors only); sign printed as a call, not Python's
         plain = fold_constants(expr).replace(sympy.sign, sympy.Function("sign"))  # `0 if x == 0 else copysign`
-        fn = sympy.lambdify(symbols, plain, modules=[_torch_namespace()])
+        fn = sympy.lambdify(symbols, plain, modules=[torch_namespace()])
 
     def f(x: torch.Tensor) -> torch.Tensor:
         if use_numpy:

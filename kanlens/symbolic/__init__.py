@@ -2,8 +2,11 @@
 
 Modules:
     library: :class:`SymbolicLibrary`, :func:`default_library` (named functions with torch/sympy/safe versions).
-    fit: :func:`fit_affine` (``y ~ c*f(a*x+b)+d``), ``suggest_symbolic`` / ``fix_symbolic`` / ``auto_symbolic``.
-    formula: ``symbolic_formula``, ``ex_round``, joint refit and constant snapping of formulas.
+    fit: :func:`fit_affine` (``y ~ c*f(a*x+b)+d``), ``suggest_symbolic`` / ``fix_symbolic`` / ``auto_symbolic``;
+        re-exports ``affine`` (fitting one function or a library), ``affine_search`` (parameterisations, grids,
+        refinement), ``edge_fit`` (suggest/fix/unfix on a model) and ``auto`` (``auto_symbolic``).
+    formula: ``symbolic_formula``, ``ex_round``; re-exports ``simplify`` (``normalize``, complexity), ``values``
+        (``nmse``, ``noise_floor``), ``constants`` (joint refit and snapping of constants) and ``detaylor``.
     export: ``to_latex``, ``to_string``, ``lambdify`` (numpy / torch).
     search: ``symbolic_regression``, a search built from stages (polynomial fits, KAN runs with an edge search,
         compositions, separability, pair symmetries, low rank) under one CPU deadline; ``pipeline`` re-exports it.

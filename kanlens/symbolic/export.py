@@ -72,14 +72,12 @@ def _torch_namespace() -> dict[str, object]:
             return torch.special.bessel_j1(x)
         raise ValueError(f"besselj({n}, x) has no torch implementation (only orders 0 and 1)")
 
+    from ..formula_parse import torch_namespace
     from .library import default_library
 
     lib = default_library(special=True)
     return {
-        "sin": torch.sin, "cos": torch.cos, "tan": torch.tan, "exp": torch.exp, "log": torch.log,
-        "sqrt": torch.sqrt, "Abs": torch.abs, "sign": torch.sign, "tanh": torch.tanh, "asin": torch.arcsin,
-        "acos": torch.arccos, "atan": torch.arctan, "atanh": torch.arctanh, "sinh": torch.sinh,
-        "cosh": torch.cosh, "erf": torch.erf, "besselj": besselj, "fresnels": lib["fresnels"].torch_fn,
+        **torch_namespace(), "besselj": besselj, "fresnels": lib["fresnels"].torch_fn,
         "fresnelc": lib["fresnelc"].torch_fn, "pi": math.pi, "E": math.e, "exp1": math.e,
     }
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .schedule import StageEvent
+from .utils import one_line
 
 __all__ = ["formula_metrics", "formulas_equal", "jsonable", "model_inputs", "report_markdown", "write_history",
            "write_metrics", "write_plots"]
@@ -88,10 +89,6 @@ def formulas_equal(a: Any, b: Any) -> bool:
         return False
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
-
-
 def write_plots(folder: Path, jobs: Sequence[tuple[str, Any]], stages: Sequence[StageEvent], dataset: dict,
                 var_names: Sequence[str]) -> list[str]:
     """Network diagrams of the given ``(file name, model)`` pairs and the loss curves of ``stages``
@@ -114,14 +111,14 @@ def write_plots(folder: Path, jobs: Sequence[tuple[str, Any]], stages: Sequence[
                            title=fname[:-4].replace("_", " "), path=folder / fname)
             plt.close(fig)
         except Exception as e:
-            problems.append(f"{fname}: {type(e).__name__}: {_one_line(e)}")
+            problems.append(f"{fname}: {type(e).__name__}: {one_line(e)}")
     try:
         if stages:
             fig = plot_history([st.history for st in stages], path=folder / "loss.png",
                                title="training (stages separated by vertical lines)")
             plt.close(fig)
     except Exception as e:
-        problems.append(f"loss.png: {type(e).__name__}: {_one_line(e)}")
+        problems.append(f"loss.png: {type(e).__name__}: {one_line(e)}")
     for p in problems:
         log.warning("plot failed: %s", p)
     return problems

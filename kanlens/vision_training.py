@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_choice, check_tensor, is_int
+from ._checks import as_int, check_choice, check_tensor
 
 __all__ = ["TrainResult", "evaluate", "random_shift", "shift_images", "train_classifier"]
 
@@ -33,11 +33,6 @@ class TrainResult:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     epochs: int = 0
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not is_int(value) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def train_classifier(
@@ -92,6 +87,7 @@ def train_classifier(
         x, y, x_val, y_val = data["x"], data["y"], data["x_val"], data["y_val"]
     if group is None:
         validate()
+    epochs, batch_size, max_shift = int(epochs), int(batch_size), int(max_shift)  # numpy ints pass the checks
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = x.shape[0] if group is None else group.total
@@ -172,11 +168,9 @@ def _check_train_args(x, y, schedule, batch_size, epochs, max_shift) -> None:
         got = (f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__)
         raise ValueError(f"y must be an int64 tensor of class labels of shape ({x.shape[0]},), got {got}")
     check_choice("schedule", schedule, ("onecycle", "cosine", "constant"))
-    _positive_int("batch_size", batch_size)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
-        raise ValueError(f"max_shift must be an int >= 0, got {max_shift!r}")
+    as_int("batch_size", batch_size, minimum=1)
+    as_int("epochs", epochs, minimum=0)
+    as_int("max_shift", max_shift, minimum=0)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -212,7 +206,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
         x: ``(N, C, H, W)``, y: ``(N,)``.
     """
     x = check_tensor("x", x, allow_empty=True)
-    _positive_int("batch_size", batch_size)
+    batch_size = as_int("batch_size", batch_size, minimum=1)
     if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],) or y.is_floating_point() or y.is_complex():
         got = (f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__)
         raise ValueError(f"y must be an integer tensor of class labels of shape ({x.shape[0]},), got {got}")

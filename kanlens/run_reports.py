@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .schedule import StageEvent
-from .utils import one_line
+from .utils import jsonable, one_line  # jsonable: re-exported (a public name of this module)
 
 __all__ = ["formula_metrics", "formulas_equal", "jsonable", "model_inputs", "report_markdown", "write_history",
            "write_metrics", "write_plots"]
@@ -133,19 +133,6 @@ def write_history(path: Path, stages: Sequence[StageEvent]) -> None:
             h = st.history
             for s, (tr, te, rg) in enumerate(zip(h.train_loss, h.test_loss, h.reg)):
                 w.writerow([st.name, s, f"{tr:.8g}", f"{te:.8g}", f"{rg:.8g}"])
-
-
-def jsonable(v: Any) -> Any:
-    """``v`` with non-finite floats as ``None`` and unknown objects as strings (strict JSON)."""
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
 
 
 def write_metrics(folder: Path, metrics: dict[str, Any]) -> None:

@@ -87,12 +87,11 @@ def train_classifier(
         x, y, x_val, y_val = data["x"], data["y"], data["x_val"], data["y_val"]
     if group is None:
         validate()
-    epochs, batch_size, max_shift = int(epochs), int(batch_size), int(max_shift)  # numpy ints pass the checks
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = x.shape[0] if group is None else group.total
     steps_per_epoch = math.ceil(n / batch_size)
-    sched = _lr_schedule(opt, schedule, lr, epochs * steps_per_epoch)
+    sched = _lr_schedule(opt, schedule, lr, int(epochs) * steps_per_epoch)  # an int for OneCycleLR
     result = TrainResult()
     t0, c0 = time.perf_counter(), time.process_time()
     for epoch in range(epochs):

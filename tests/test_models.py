@@ -194,7 +194,7 @@ def test_training_helpers_name_bad_arguments():
         evaluate(CNN(), x, y, batch_size=None)
     with pytest.raises(ValueError, match=r"class labels of shape \(4,\)"):
         evaluate(CNN(), x, y[:3])
-    result = train_classifier(CNN(), x, y, epochs=np.int64(1), batch_size=np.int64(4))  # numpy ints are ints
+    result = train_classifier(CNN(), x, y, epochs=np.int64(1), batch_size=np.int64(4), max_shift=np.int64(1))
     assert type(result.epochs) is int and result.epochs == 1 and len(result.losses) == 1
     with pytest.raises(ValueError, match="target_params must be a positive int"):
         matched_cnn(0)

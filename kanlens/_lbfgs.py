@@ -12,6 +12,7 @@ more precise than torch's float32 0-dim tensors.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -49,101 +50,135 @@ def _max_abs(v: torch.Tensor) -> float:
     return float(torch.linalg.vector_norm(v, math.inf))
 
 
-def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
-    d_norm = _max_abs(d)
-    g = g.clone(memory_format=torch.contiguous_format)
-    f_new, g_new = obj_func(x, t, d)
-    ls_func_evals = 1
-    gtd_new = float(g_new.dot(d))
+def _clone(v: torch.Tensor) -> torch.Tensor:
+    return v.clone(memory_format=torch.contiguous_format)
 
-    t_prev, f_prev, g_prev, gtd_prev = 0.0, f, g, gtd
-    done = False
-    ls_iter = 0
-    while ls_iter < max_ls:
-        # check conditions
-        if f_new > (f + c1 * t * gtd) or (ls_iter > 1 and f_new >= f_prev):
-            bracket = [t_prev, t]
-            bracket_f = [f_prev, f_new]
-            bracket_g = [g_prev, g_new.clone(memory_format=torch.contiguous_format)]
-            bracket_gtd = [gtd_prev, gtd_new]
-            break
-        if abs(gtd_new) <= -c2 * gtd:
-            bracket, bracket_f, bracket_g = [t], [f_new], [g_new]
-            done = True
-            break
-        if gtd_new >= 0:
-            bracket = [t_prev, t]
-            bracket_f = [f_prev, f_new]
-            bracket_g = [g_prev, g_new.clone(memory_format=torch.contiguous_format)]
-            bracket_gtd = [gtd_prev, gtd_new]
-            break
-        # interpolate
-        min_step = t + 0.01 * (t - t_prev)
-        max_step = t * 10
-        tmp = t
-        t = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(min_step, max_step))
-        # next step
-        t_prev = tmp
-        f_prev = f_new
-        g_prev = g_new.clone(memory_format=torch.contiguous_format)
-        gtd_prev = gtd_new
-        f_new, g_new = obj_func(x, t, d)
-        ls_func_evals += 1
-        gtd_new = float(g_new.dot(d))
-        ls_iter += 1
 
-    # reached max number of iterations?
-    if ls_iter == max_ls:
-        bracket = [0.0, t]
-        bracket_f = [f, f_new]
-        bracket_g = [g, g_new]
+class _WolfeSearch:
+    """One strong-Wolfe line search along ``d`` from ``x`` (loss ``f``, slope ``gtd = g . d`` at ``t = 0``).
 
-    # zoom phase: we now have a point satisfying the criteria, or a bracket around it
-    insuf_progress = False
-    low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[-1] else (1, 0)
-    while not done and ls_iter < max_ls:
-        if abs(bracket[1] - bracket[0]) * d_norm < tolerance_change:
-            break
-        t = _cubic_interpolate(bracket[0], bracket_f[0], bracket_gtd[0], bracket[1], bracket_f[1], bracket_gtd[1])
-        # test that we are making sufficient progress
-        eps = 0.1 * (max(bracket) - min(bracket))
-        if min(max(bracket) - t, t - min(bracket)) < eps:
-            if insuf_progress or t >= max(bracket) or t <= min(bracket):
-                t = max(bracket) - eps if abs(t - max(bracket)) < abs(t - min(bracket)) else min(bracket) + eps
-                insuf_progress = False
+    A point of the search is a tuple ``(t, loss, gradient, slope)``; the bracket is a list of one point (the
+    search is done) or two (the interval the zoom phase narrows)."""
+
+    def __init__(self, obj_func, x, d, f: float, gtd: float, c1: float, c2: float) -> None:
+        self.obj_func, self.x, self.d = obj_func, x, d
+        self.f, self.gtd, self.c1, self.c2 = f, gtd, c1, c2
+        self.evals = 0
+
+    def evaluate(self, t: float) -> tuple[float, torch.Tensor, float]:
+        f_new, g_new = self.obj_func(self.x, t, self.d)
+        self.evals += 1
+        return f_new, g_new, float(g_new.dot(self.d))
+
+    def armijo_fails(self, t: float, f_new: float) -> bool:
+        return f_new > (self.f + self.c1 * t * self.gtd)
+
+    def curvature_holds(self, gtd_new: float) -> bool:
+        return abs(gtd_new) <= -self.c2 * self.gtd
+
+    def bracket(self, t: float, g: torch.Tensor, max_ls: int) -> tuple[list, bool, int]:
+        """Grow the step until it satisfies the conditions (``done``) or a bracket around such a step is found:
+        ``(bracket, done, iterations)``."""
+        f, gtd = self.f, self.gtd
+        f_new, g_new, gtd_new = self.evaluate(t)
+        prev = (0.0, f, g, gtd)
+        ls_iter = 0
+        while ls_iter < max_ls:
+            t_prev, f_prev, _, gtd_prev = prev
+            sufficient_decrease_fails = self.armijo_fails(t, f_new) or (ls_iter > 1 and f_new >= f_prev)
+            if not sufficient_decrease_fails and self.curvature_holds(gtd_new):
+                return [(t, f_new, g_new, gtd_new)], True, ls_iter
+            if sufficient_decrease_fails or gtd_new >= 0:
+                return [prev, (t, f_new, _clone(g_new), gtd_new)], False, ls_iter
+            # interpolate, then take the next step
+            min_step = t + 0.01 * (t - t_prev)
+            max_step = t * 10
+            t_next = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(min_step, max_step))
+            prev = (t, f_new, _clone(g_new), gtd_new)
+            t = t_next
+            f_new, g_new, gtd_new = self.evaluate(t)
+            ls_iter += 1
+        # reached the maximum number of iterations (the slopes are not used: the zoom phase does not run)
+        return [(0.0, f, g, None), (t, f_new, g_new, None)], False, ls_iter
+
+    def zoom(self, bracket: list, done: bool, ls_iter: int, max_ls: int, tolerance_change: float) -> tuple:
+        """Narrow a two-point ``bracket`` until a point satisfies the conditions; the best point ``(t, loss,
+        gradient, slope)``."""
+        d_norm = _max_abs(self.d)
+        insuf_progress = False
+        low_pos, high_pos = (0, 1) if bracket[0][1] <= bracket[-1][1] else (1, 0)
+        while not done and ls_iter < max_ls:
+            (t0, f0, _, gtd0), (t1, f1, _, gtd1) = bracket
+            if abs(t1 - t0) * d_norm < tolerance_change:
+                break
+            t = _cubic_interpolate(t0, f0, gtd0, t1, f1, gtd1)
+            t, insuf_progress = _keep_inside(t, max(t0, t1), min(t0, t1), insuf_progress)
+            f_new, g_new, gtd_new = self.evaluate(t)
+            ls_iter += 1
+
+            if self.armijo_fails(t, f_new) or f_new >= bracket[low_pos][1]:
+                # Armijo condition not satisfied or not lower than lowest point
+                bracket[high_pos] = (t, f_new, _clone(g_new), gtd_new)
+                low_pos, high_pos = (0, 1) if bracket[0][1] <= bracket[1][1] else (1, 0)
             else:
-                insuf_progress = True
-        else:
-            insuf_progress = False
+                if self.curvature_holds(gtd_new):
+                    done = True  # Wolfe conditions satisfied
+                elif gtd_new * (bracket[high_pos][0] - bracket[low_pos][0]) >= 0:
+                    bracket[high_pos] = bracket[low_pos]  # old high becomes new low
+                bracket[low_pos] = (t, f_new, _clone(g_new), gtd_new)  # new point becomes new low
+        return bracket[low_pos]
 
-        f_new, g_new = obj_func(x, t, d)
-        ls_func_evals += 1
-        gtd_new = float(g_new.dot(d))
-        ls_iter += 1
 
-        if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:
-            # Armijo condition not satisfied or not lower than lowest point
-            bracket[high_pos] = t
-            bracket_f[high_pos] = f_new
-            bracket_g[high_pos] = g_new.clone(memory_format=torch.contiguous_format)
-            bracket_gtd[high_pos] = gtd_new
-            low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[1] else (1, 0)
-        else:
-            if abs(gtd_new) <= -c2 * gtd:
-                done = True  # Wolfe conditions satisfied
-            elif gtd_new * (bracket[high_pos] - bracket[low_pos]) >= 0:
-                # old high becomes new low
-                bracket[high_pos] = bracket[low_pos]
-                bracket_f[high_pos] = bracket_f[low_pos]
-                bracket_g[high_pos] = bracket_g[low_pos]
-                bracket_gtd[high_pos] = bracket_gtd[low_pos]
-            # new point becomes new low
-            bracket[low_pos] = t
-            bracket_f[low_pos] = f_new
-            bracket_g[low_pos] = g_new.clone(memory_format=torch.contiguous_format)
-            bracket_gtd[low_pos] = gtd_new
+def _keep_inside(t: float, t_max: float, t_min: float, insuf_progress: bool) -> tuple[float, bool]:
+    """Test that the zoom makes sufficient progress: a trial step too close to the bracket's ends is moved
+    ``0.1`` of the bracket inside it (on the second time in a row, or when it is outside); ``(t, insuf_progress)``."""
+    eps = 0.1 * (t_max - t_min)
+    if min(t_max - t, t - t_min) < eps:
+        if insuf_progress or t >= t_max or t <= t_min:
+            t = t_max - eps if abs(t - t_max) < abs(t - t_min) else t_min + eps
+            return t, False
+        return t, True
+    return t, False
 
-    return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], ls_func_evals
+
+def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
+    """``torch.optim.lbfgs._strong_wolfe`` with float scalars: ``(loss, gradient, t, evaluations)``."""
+    search = _WolfeSearch(obj_func, x, d, f, gtd, c1, c2)
+    bracket, done, ls_iter = search.bracket(t, _clone(g), max_ls)
+    t, f_best, g_best, _ = search.zoom(bracket, done, ls_iter, max_ls, tolerance_change)
+    return f_best, g_best, t, search.evals
+
+
+def _update_memory(y: torch.Tensor, s: torch.Tensor, old_dirs: list, old_stps: list, ro: list, h_diag: float,
+                   history_size: int) -> float:
+    """Add the curvature pair ``(y, s)`` (gradient change, step) to the history when ``y . s > 1e-10``, dropping
+    the oldest pair past ``history_size``; the new Hessian diagonal (``h_diag`` if the pair is skipped)."""
+    ys = float(y.dot(s))
+    if ys > 1e-10:
+        if len(old_dirs) == history_size:
+            old_dirs.pop(0)
+            old_stps.pop(0)
+            ro.pop(0)
+        old_dirs.append(y)
+        old_stps.append(s)
+        ro.append(1.0 / ys)
+        h_diag = _div(ys, float(y.dot(y)))
+    return h_diag
+
+
+def _two_loop(flat_grad: torch.Tensor, old_dirs: list, old_stps: list, ro: list, h_diag: float) -> torch.Tensor:
+    """The two-loop recursion: the L-BFGS inverse Hessian times minus the gradient (the descent direction)."""
+    num_old = len(old_dirs)
+    al = [0.0] * num_old
+    q = flat_grad.neg()
+    for i in range(num_old - 1, -1, -1):
+        al[i] = float(old_stps[i].dot(q)) * ro[i]
+        q.add_(old_dirs[i], alpha=-al[i])
+    d = r = torch.mul(q, h_diag)
+    for i in range(num_old):
+        be_i = float(old_dirs[i].dot(r)) * ro[i]
+        r.add_(old_stps[i], alpha=al[i] - be_i)
+    return d
 
 
 class FlatLBFGS:
@@ -200,30 +235,9 @@ class FlatLBFGS:
                 old_dirs, old_stps, ro = [], [], []
                 h_diag = 1.0
             else:
-                # update memory
-                y = flat_grad.sub(prev_flat_grad)
-                s = d.mul(t)
-                ys = float(y.dot(s))
-                if ys > 1e-10:
-                    if len(old_dirs) == history_size:
-                        old_dirs.pop(0)
-                        old_stps.pop(0)
-                        ro.pop(0)
-                    old_dirs.append(y)
-                    old_stps.append(s)
-                    ro.append(1.0 / ys)
-                    h_diag = _div(ys, float(y.dot(y)))
-                # two-loop recursion: the L-BFGS inverse Hessian times the gradient
-                num_old = len(old_dirs)
-                al = [0.0] * num_old
-                q = flat_grad.neg()
-                for i in range(num_old - 1, -1, -1):
-                    al[i] = float(old_stps[i].dot(q)) * ro[i]
-                    q.add_(old_dirs[i], alpha=-al[i])
-                d = r = torch.mul(q, h_diag)
-                for i in range(num_old):
-                    be_i = float(old_dirs[i].dot(r)) * ro[i]
-                    r.add_(old_stps[i], alpha=al[i] - be_i)
+                h_diag = _update_memory(flat_grad.sub(prev_flat_grad), d.mul(t), old_dirs, old_stps, ro, h_diag,
+                                        history_size)
+                d = _two_loop(flat_grad, old_dirs, old_stps, ro, h_diag)
 
             if prev_flat_grad is None:
                 prev_flat_grad = flat_grad.clone(memory_format=torch.contiguous_format)
@@ -241,10 +255,7 @@ class FlatLBFGS:
                 break
 
             x_init = self.param.clone(memory_format=torch.contiguous_format)
-
-            def obj_func(x, t, d):
-                return self._directional_evaluate(closure, x, t, d)
-
+            obj_func = functools.partial(self._directional_evaluate, closure)
             loss, flat_grad, t, ls_func_evals = _strong_wolfe(obj_func, x_init, t, d, loss, flat_grad, gtd,
                                                               max_ls=max_eval - current_evals)
             torch.add(x_init, d, alpha=t, out=self.param)
@@ -252,12 +263,9 @@ class FlatLBFGS:
 
             current_evals += ls_func_evals
             state["func_evals"] += ls_func_evals
-            # stopping tests
-            if n_iter == max_iter or current_evals >= max_eval or opt_cond:
-                break
-            if _max_abs(d) * abs(t) <= tolerance_change:
-                break
-            if abs(loss - prev_loss) < tolerance_change:
+            # stopping tests (in torch's order: the later ones are not computed once one holds)
+            if (n_iter == max_iter or current_evals >= max_eval or opt_cond
+                    or _max_abs(d) * abs(t) <= tolerance_change or abs(loss - prev_loss) < tolerance_change):
                 break
 
         state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=h_diag,

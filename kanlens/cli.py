@@ -53,6 +53,7 @@ from .cli_args import (
 )
 from .data import DataFileError, column_identifier, load_csv
 from .runs import MARKER, RunOptions, UsageError, run_folder, run_workflow
+from .utils import one_line
 
 __all__ = ["MARKER", "UsageError", "build_parser", "main", "parse_ranges", "parse_width"]
 
@@ -83,7 +84,7 @@ def _load(ckpt: Path) -> Any:
     try:
         return load(ckpt)
     except ValueError as e:  # kanlens.io.CheckpointError is a ValueError naming the file and the problem
-        raise UsageError(_one_line(e)) from None
+        raise UsageError(one_line(e)) from None
 
 
 def _find_checkpoint(path: str | os.PathLike) -> tuple[Path, Path | None]:
@@ -361,15 +362,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except (UsageError, DataFileError, FileExistsError, FileNotFoundError) as e:
-        print(f"kanlens: error: {_one_line(e)}", file=sys.stderr)
+        print(f"kanlens: error: {one_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("kanlens: interrupted", file=sys.stderr)
         return 130
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
 
 
 if __name__ == "__main__":  # pragma: no cover

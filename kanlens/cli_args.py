@@ -9,8 +9,8 @@ import math
 
 import torch
 
+from ._checks import did_you_mean
 from .runs import UsageError
-from .utils import did_you_mean
 
 __all__ = [
     "MAX_BUDGET",

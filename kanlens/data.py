@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .utils import check_choice, check_device, default_dtype, did_you_mean
+from ._checks import check_choice, check_device, did_you_mean
+from .utils import default_dtype
 
 __all__ = ["DataFileError", "column_identifier", "create_dataset", "load_csv"]
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ._checks import as_int, check_choice, check_tensor, is_int
 from .pykan_fit import PYKAN_REG_METRICS
 from .regularization import REG_METRICS
-from .utils import as_int, check_choice, check_tensor, is_int
 
 if TYPE_CHECKING:
     from .model import KAN

@@ -47,7 +47,7 @@ class FitHistory:
 
     def __getitem__(self, key: str) -> Any:
         if key not in self.keys():
-            from .utils import did_you_mean
+            from ._checks import did_you_mean
 
             raise KeyError(f"FitHistory has no field {key!r}{did_you_mean(key, self.keys())}")
         return self.metrics[key] if key in self.metrics else getattr(self, key)

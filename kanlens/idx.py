@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .utils import check_choice, usual_permissions
+from ._checks import check_choice
+from .utils import usual_permissions
 
 __all__ = ["MNIST_FILES", "load_mnist", "read_idx", "write_idx"]
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .schedule import StageEvent
+from .utils import jsonable, one_line  # jsonable: re-exported (a public name of this module)
 
 __all__ = ["formula_metrics", "formulas_equal", "jsonable", "model_inputs", "report_markdown", "write_history",
            "write_metrics", "write_plots"]
@@ -88,10 +89,6 @@ def formulas_equal(a: Any, b: Any) -> bool:
         return False
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
-
-
 def write_plots(folder: Path, jobs: Sequence[tuple[str, Any]], stages: Sequence[StageEvent], dataset: dict,
                 var_names: Sequence[str]) -> list[str]:
     """Network diagrams of the given ``(file name, model)`` pairs and the loss curves of ``stages``
@@ -114,14 +111,14 @@ def write_plots(folder: Path, jobs: Sequence[tuple[str, Any]], stages: Sequence[
                            title=fname[:-4].replace("_", " "), path=folder / fname)
             plt.close(fig)
         except Exception as e:
-            problems.append(f"{fname}: {type(e).__name__}: {_one_line(e)}")
+            problems.append(f"{fname}: {type(e).__name__}: {one_line(e)}")
     try:
         if stages:
             fig = plot_history([st.history for st in stages], path=folder / "loss.png",
                                title="training (stages separated by vertical lines)")
             plt.close(fig)
     except Exception as e:
-        problems.append(f"loss.png: {type(e).__name__}: {_one_line(e)}")
+        problems.append(f"loss.png: {type(e).__name__}: {one_line(e)}")
     for p in problems:
         log.warning("plot failed: %s", p)
     return problems
@@ -136,19 +133,6 @@ def write_history(path: Path, stages: Sequence[StageEvent]) -> None:
             h = st.history
             for s, (tr, te, rg) in enumerate(zip(h.train_loss, h.test_loss, h.reg)):
                 w.writerow([st.name, s, f"{tr:.8g}", f"{te:.8g}", f"{rg:.8g}"])
-
-
-def jsonable(v: Any) -> Any:
-    """``v`` with non-finite floats as ``None`` and unknown objects as strings (strict JSON)."""
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
 
 
 def write_metrics(folder: Path, metrics: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from ._checks import as_int
 from .fit_checks import all_finite, is_class_index, validate_dataset, validate_fit
 from .fit_history import FitHistory
 from .fit_optim import FlatParams, optimizer_factory, snapshot
@@ -40,7 +41,7 @@ from .layers.stack import stack_backward, stack_forward
 from .progress import live_progress, print_progress_line
 from .pykan_fit import PYKAN_REG_METRICS, pykan_objective, pykan_options
 from .regularization import l1_entropy_with_grad, magnitude_reg, total_reg
-from .utils import as_int, warn_user
+from .utils import warn_user
 
 if TYPE_CHECKING:
     from .model import KAN

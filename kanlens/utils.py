@@ -1,13 +1,17 @@
-"""Small shared helpers: user warnings attributed to user code, the default dtype, file permissions, and pykan's
+"""Small shared helpers: user warnings attributed to user code, the default dtype, file permissions, messages and
+values fit for logs and JSON (:func:`one_line`, :func:`jsonable`), and pykan's
 ``kan.utils`` names (loaded lazily). The argument checks (``as_int``, ``check_tensor``, ...) are in
 :mod:`kanlens._checks` and re-exported here."""
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import warnings
+from typing import Any
 
+import numpy as np
 import torch
 
 # The argument checks live in kanlens._checks; re-exported here for the imports that still name kanlens.utils.
@@ -22,6 +26,7 @@ __all__ = [
     "default_dtype",
     "did_you_mean",
     "is_int",
+    "jsonable",
     "one_line",
     "usual_permissions",
     "warn_user",
@@ -31,6 +36,23 @@ __all__ = [
 def one_line(e: BaseException | str) -> str:
     """An exception (or message) as one line: whitespace runs, newlines included, become single spaces."""
     return " ".join(str(e).split())
+
+
+def jsonable(v: Any) -> Any:
+    """``v`` as strict JSON data: dicts (keys as strings), lists and tuples recursively; floats (numpy ones
+    included) as Python floats, non-finite ones as ``None``; numpy integers and bools as Python ones; ``str``,
+    ``int``, ``bool`` and ``None`` as they are; any other object as its ``str``."""
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, (np.integer, np.bool_)):
+        return v.item()
+    if isinstance(v, (str, int, bool)) or v is None:
+        return v
+    return str(v)
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

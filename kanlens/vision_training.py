@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .utils import check_choice, check_tensor, is_int
+from ._checks import as_int, check_choice, check_tensor
 
 __all__ = ["TrainResult", "evaluate", "random_shift", "shift_images", "train_classifier"]
 
@@ -33,11 +33,6 @@ class TrainResult:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     epochs: int = 0
-
-
-def _positive_int(name: str, value: object) -> None:
-    if not is_int(value) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def train_classifier(
@@ -96,7 +91,7 @@ def train_classifier(
     opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     n = x.shape[0] if group is None else group.total
     steps_per_epoch = math.ceil(n / batch_size)
-    sched = _lr_schedule(opt, schedule, lr, epochs * steps_per_epoch)
+    sched = _lr_schedule(opt, schedule, lr, int(epochs) * steps_per_epoch)  # an int for OneCycleLR
     result = TrainResult()
     t0, c0 = time.perf_counter(), time.process_time()
     for epoch in range(epochs):
@@ -172,11 +167,9 @@ def _check_train_args(x, y, schedule, batch_size, epochs, max_shift) -> None:
         got = (f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__)
         raise ValueError(f"y must be an int64 tensor of class labels of shape ({x.shape[0]},), got {got}")
     check_choice("schedule", schedule, ("onecycle", "cosine", "constant"))
-    _positive_int("batch_size", batch_size)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be an int >= 0, got {epochs!r}")
-    if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
-        raise ValueError(f"max_shift must be an int >= 0, got {max_shift!r}")
+    as_int("batch_size", batch_size, minimum=1)
+    as_int("epochs", epochs, minimum=0)
+    as_int("max_shift", max_shift, minimum=0)
 
 
 def random_shift(x: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -212,7 +205,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
         x: ``(N, C, H, W)``, y: ``(N,)``.
     """
     x = check_tensor("x", x, allow_empty=True)
-    _positive_int("batch_size", batch_size)
+    batch_size = as_int("batch_size", batch_size, minimum=1)
     if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],) or y.is_floating_point() or y.is_complex():
         got = (f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__)
         raise ValueError(f"y must be an integer tensor of class labels of shape ({x.shape[0]},), got {got}")

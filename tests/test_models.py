@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -174,14 +175,27 @@ def test_bad_arguments(digits) -> None:
 
 def test_training_helpers_name_bad_arguments():
     x, y = torch.rand(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    # one exception type per kind of mistake (kanlens._checks): ValueError out of range, TypeError not an int
+    with pytest.raises(ValueError, match=r"^batch_size must be >= 1, got 0$"):
         train_classifier(CNN(), x, y, batch_size=0)
-    with pytest.raises(ValueError, match="epochs must be an int >= 0"):
+    with pytest.raises(ValueError, match=r"^epochs must be >= 0, got -1$"):
         train_classifier(CNN(), x, y, epochs=-1)
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match=r"^max_shift must be >= 0, got -2$"):
+        train_classifier(CNN(), x, y, max_shift=-2)
+    with pytest.raises(TypeError, match=r"^batch_size must be an int, got float \(2\.5\)$"):
+        train_classifier(CNN(), x, y, batch_size=2.5)
+    with pytest.raises(TypeError, match=r"^epochs must be an int, got bool \(True\)$"):
+        train_classifier(CNN(), x, y, epochs=True)
+    with pytest.raises(TypeError, match=r"^max_shift must be an int, got str \('1'\)$"):
+        train_classifier(CNN(), x, y, max_shift="1")
+    with pytest.raises(ValueError, match=r"^batch_size must be >= 1, got 0$"):
         evaluate(CNN(), x, y, batch_size=0)
+    with pytest.raises(TypeError, match=r"^batch_size must be an int, got NoneType \(None\)$"):
+        evaluate(CNN(), x, y, batch_size=None)
     with pytest.raises(ValueError, match=r"class labels of shape \(4,\)"):
         evaluate(CNN(), x, y[:3])
+    result = train_classifier(CNN(), x, y, epochs=np.int64(1), batch_size=np.int64(4), max_shift=np.int64(1))
+    assert type(result.epochs) is int and result.epochs == 1 and len(result.losses) == 1
     with pytest.raises(ValueError, match="target_params must be a positive int"):
         matched_cnn(0)
     with pytest.raises(ValueError, match="no two-stage CNN"):

@@ -47,9 +47,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import splines
+from .._checks import as_int, check_choice, check_tensor
 from ..cardinal import cardinal_basis  # re-exported: part of this module's public names
 from ..hooks import HookPoint
-from ..utils import as_int, check_choice, check_tensor
 from . import conv_padding
 from .conv_features import ConvFeaturesMixin
 from .conv_grid import ConvGridMixin

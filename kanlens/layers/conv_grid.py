@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from .. import splines
+from .._checks import as_int
 from ..spline_refit import quantile_subsample, range_sweep, refit_coef, target_grid
-from ..utils import as_int
 
 __all__ = ["ConvGridMixin"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..utils import check_tensor
+from .._checks import check_tensor
 
 __all__ = ["ConvInspectionMixin", "mean_abs_over_positions"]
 

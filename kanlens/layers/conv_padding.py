@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..utils import as_int
+from .._checks import as_int
 
 __all__ = [
     "PADDING_MODES",

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .._checks import check_tensor
 from ..layers.conv import KANConvNd
-from ..utils import check_tensor
 
 __all__ = ["ConvSymbolicReport", "ElementFit", "auto_symbolic_conv", "element_linear_fits", "element_samples"]
 

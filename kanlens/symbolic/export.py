@@ -16,7 +16,7 @@ import numpy as np
 import sympy
 import torch
 
-from ..utils import check_choice
+from .._checks import check_choice
 
 __all__ = ["free_variables", "lambdify", "to_latex", "to_string"]
 

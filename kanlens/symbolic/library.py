@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..utils import did_you_mean
+from .._checks import did_you_mean
 
 __all__ = [
     "ALIASES",

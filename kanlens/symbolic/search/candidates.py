@@ -120,7 +120,7 @@ def as_numpy(t: torch.Tensor) -> np.ndarray:
 
 def check_dataset(dataset: dict) -> None:
     """Raise a clear error when ``dataset`` is not a ``create_dataset``-style dict of 2-D finite tensors."""
-    from ...utils import check_tensor
+    from ..._checks import check_tensor
 
     if not isinstance(dataset, dict):
         raise TypeError(f"dataset must be a dict like create_dataset's, got {type(dataset).__name__}")

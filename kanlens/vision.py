@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._checks import check_choice
 from .layers.conv import KANConv2d
 from .layers.spline import KANLayer
-from .utils import check_choice
 from .vision_training import TrainResult, evaluate, random_shift, shift_images, train_classifier
 
 __all__ = [

@@ -187,32 +187,6 @@ class _Events:
             self.bar.close()
 
 
-class _PipelineStages:
-    """Turns the fit callbacks of :func:`~kanlens.symbolic.search.symbolic_regression` into stage events.
-
-    Transitional: the pipeline does not report its stages yet, so a stage is recognised by a new
-    :class:`~kanlens.FitHistory`. Once the pipeline trains with :func:`~kanlens.schedule.train_schedule` and
-    passes an ``on_stage`` through, this adapter goes away.
-    """
-
-    def __init__(self, events: _Events, steps: int) -> None:
-        self.events, self.steps, self.cur = events, steps, None
-
-    def __call__(self, step: int, model: Any, history: Any) -> bool:
-        if self.cur is None or history is not self.cur.history:
-            self.flush()
-            self.cur = StageEvent("spline", 0, list(model.width), model.grid, history, model)
-        if step == self.steps - 1:  # later stages may change the model in place (auto_symbolic)
-            self.cur.model = model.copy()
-        return self.events.step(step, model, history)
-
-    def flush(self) -> None:
-        if self.cur is not None:
-            stage = "sparse spline" if any(r > 0 for r in self.cur.history.reg) else "spline"
-            self.events.emit(dataclasses.replace(self.cur, stage=stage, seconds=self.cur.history.seconds))
-            self.cur = None
-
-
 # ---------------------------------------------------------------------------------------------- the workflow
 def _rmse(model: Any, x: torch.Tensor, y: torch.Tensor) -> float:
     with torch.no_grad():
@@ -235,12 +209,11 @@ def _train_symbolic(model: Any, dataset: dict, var_names: Sequence[str], opts: R
     from .symbolic.search import symbolic_regression
 
     log.info("training, pruning and fitting symbolic functions (%d LBFGS steps per stage)", opts.steps)
-    stages = _PipelineStages(events, opts.steps)
     result = symbolic_regression(
         dataset, model=model, lib=opts.lib, lamb=opts.lamb, steps=(opts.steps,) * 3, refine_grid=opts.refine,
-        prune=opts.prune, var=list(var_names), fit_kwargs={"callbacks": [stages]}, time_budget=opts.time_budget,
+        prune=opts.prune, var=list(var_names), fit_kwargs={"callbacks": [events.step]}, on_stage=events.emit,
+        time_budget=opts.time_budget,
     )
-    stages.flush()
     spline = events.stages[-1].model if events.stages else None
     # the pipeline refits the *formula*; train the symbolic KAN's own constants too (pykan's last fit)
     final, t = result.model, time.perf_counter()

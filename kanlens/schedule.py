@@ -4,7 +4,9 @@
 (:func:`kanlens.symbolic.pipeline.symbolic_regression`) and, through it, ``KANRegressor(symbolic=True)`` train
 with: sparse fit and prune (repeated while the width shrinks, retried with a weaker penalty when pruning lost
 accuracy), harder pruning while the error allows, then finer grids while they help. Every finished training stage
-is reported as a :class:`StageEvent` to ``on_stage``: callers never infer stages from fit callbacks.
+is reported as a :class:`StageEvent` to ``on_stage``: callers never infer stages from fit callbacks. An optional
+``deadline`` (the search's :class:`~kanlens.symbolic.search.budget.Deadline`, or anything with ``limited``,
+``expired()`` and ``callback()``) stops every fit once spent and skips the retries and refinements left.
 
 Example:
     >>> events = []
@@ -22,11 +24,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .fit_history import FitHistory
+
+if TYPE_CHECKING:  # duck-typed at run time: the schedule (level 4) does not load the symbolic package
+    from .symbolic.search.budget import Deadline
 
 __all__ = ["SPARSE_RETRY_FACTORS", "SPARSE_RETRY_RMSE", "StageEvent", "holdout_rmse", "n_edges", "train_schedule"]
 
@@ -101,8 +106,6 @@ def holdout_rmse(model: Any, dataset: dict) -> float:
     return v if math.isfinite(v) else math.inf
 
 
-
-
 def n_edges(model: Any) -> int:
     """Number of active spline edges."""
     return sum(int((layer.mask != 0).sum()) for layer in model.layers)
@@ -128,7 +131,7 @@ class _Stages:
 def train_schedule(model: Any, dataset: dict, *, steps: Sequence[int], lamb: float,
                    refine_grid: Sequence[int] | None, prune: bool = True, prune_rounds: int = 3,
                    prune_kwargs: dict | None = None, timings: dict | None = None, fit_kwargs: dict | None = None,
-                   on_stage: OnStage | None = None) -> Any:
+                   on_stage: OnStage | None = None, deadline: Deadline | None = None) -> Any:
     """Sparse fit and prune (repeated while the width keeps shrinking), then fit and refine grids.
 
     When pruning leaves a model with test RMSE above 1% of std(y), the sparse stage is rerun from the initial
@@ -136,7 +139,9 @@ def train_schedule(model: Any, dataset: dict, *, steps: Sequence[int], lamb: flo
     Then 3x and 10x the pruning thresholds are tried (kept while the retrained error stays within 1.5x). Grids in
     ``refine_grid`` are tried in order; refinement stops (keeping the previous model) once a finer grid no longer
     improves the test error (or improves it less than 1.5x once the error is below 0.1% of std(y)), and is skipped
-    once the test error reaches float precision.
+    once the test error reaches float precision. With a ``deadline``, every fit stops once it is spent and the
+    retries, harder pruning and refinements left are skipped, so training never outlasts the budget by more than
+    one LBFGS step.
 
     Args:
         model: the KAN to start from (trained in place by the first stage; pruning and refining make new ones).
@@ -148,7 +153,8 @@ def train_schedule(model: Any, dataset: dict, *, steps: Sequence[int], lamb: flo
             thresholds passed to ``model.prune``.
         timings: filled with seconds per phase (``fit_sparse_prune``, ``prune_harder``, ``fit_refine``).
         fit_kwargs: extra options of every ``model.fit`` call (e.g. ``callbacks``).
-        on_stage: called with a :class:`StageEvent` after every training stage.
+        on_stage: called with a :class:`StageEvent` after every training stage, before the next one starts.
+        deadline: a :class:`~kanlens.symbolic.search.budget.Deadline` (``None``: no limit).
 
     Returns:
         The trained model (``model`` itself or a pruned / refined copy), run once on the training inputs.
@@ -157,8 +163,11 @@ def train_schedule(model: Any, dataset: dict, *, steps: Sequence[int], lamb: flo
         ``dataset["train_input"]``: ``(n, width[0])``, ``dataset["train_label"]``: ``(n, width[-1])``.
     """
     timings = {} if timings is None else timings
-    prune_kwargs = prune_kwargs or {}
-    stages = _Stages(on_stage, fit_kwargs or {})
+    prune_kwargs, fit_kwargs = prune_kwargs or {}, dict(fit_kwargs or {})
+    if deadline is not None and deadline.limited:
+        fit_kwargs["callbacks"] = [*fit_kwargs.get("callbacks", ()), deadline.callback()]
+    expired = deadline.expired if deadline is not None else (lambda: False)
+    stages = _Stages(on_stage, fit_kwargs)
     steps = list(steps)
     t = time.perf_counter()
     y_std = float(dataset["test_label"].double().std()) or 1.0
@@ -166,7 +175,7 @@ def train_schedule(model: Any, dataset: dict, *, steps: Sequence[int], lamb: flo
     kw = dict(steps=steps, prune=prune, prune_rounds=prune_rounds, prune_kwargs=prune_kwargs, stages=stages)
     model, err, shrunk = _sparse_rounds(model, dataset, lamb=lamb, **kw)
     for factor in SPARSE_RETRY_FACTORS:
-        if initial is None or not shrunk or err <= SPARSE_RETRY_RMSE * y_std:
+        if initial is None or not shrunk or err <= SPARSE_RETRY_RMSE * y_std or expired():
             break
         alt, alt_err, alt_shrunk = _sparse_rounds(copy.deepcopy(initial), dataset, lamb=lamb * factor, **kw)
         log.info("sparse retry lamb %.3g: %s test rmse %.3e -> %s %.3e", lamb * factor, model.width, err,
@@ -175,19 +184,21 @@ def train_schedule(model: Any, dataset: dict, *, steps: Sequence[int], lamb: flo
             model, err, shrunk = alt, alt_err, alt_shrunk
     timings["fit_sparse_prune"] = time.perf_counter() - t
     t = time.perf_counter()
-    if prune and hasattr(model, "prune"):
+    if prune and hasattr(model, "prune") and not expired():
         model, err = _prune_harder(model, dataset, err, y_std, steps[1], prune_kwargs, stages)
     timings["prune_harder"] = time.perf_counter() - t
     t = time.perf_counter()
-    model = _refine(model, dataset, err, y_std, refine_grid or (), steps[2], stages)
+    model = _refine(model, dataset, err, y_std, refine_grid or (), steps[2], stages, expired)
     model(dataset["train_input"])
     timings["fit_refine"] = time.perf_counter() - t
     return model
 
 
 def _refine(model: Any, dataset: dict, err: float, y_std: float, grids: Sequence[int], steps: int,
-            stages: _Stages) -> Any:
+            stages: _Stages, expired: Callable[[], bool]) -> Any:
     for g in grids:
+        if expired():
+            break
         if err <= 1e-5 * y_std or g <= model.grid:
             continue
         finer = model.refine(g, dataset["train_input"])

@@ -232,6 +232,12 @@ class _KANBase(BaseEstimator):
 class KANRegressor(RegressorMixin, _KANBase):
     """A KAN as a scikit-learn regressor (single or multi-output).
 
+    ``symbolic=True`` trains with the shared schedule (:func:`kanlens.schedule.train_schedule`: sparse fit,
+    prune, refine) inside the formula search. The plain estimator is one :func:`kanlens.fit` by design: its
+    hyperparameters (``hidden_layer_sizes``, ``opt``, ``steps``, ``lamb``, ...) describe the model that is
+    trained, so ``GridSearchCV`` and ``clone`` mean what they say (pruning would change the widths asked for,
+    and the schedule's keep-or-undo decisions need held-out data that ``fit(X, y)`` does not have).
+
     Args:
         hidden_layer_sizes: hidden widths; the KAN is ``[n_features, *hidden_layer_sizes, n_outputs]``. ``None``
             (default): ``(5,)`` for a plain KAN; with ``symbolic=True`` the search chooses the network from the
@@ -259,7 +265,7 @@ class KANRegressor(RegressorMixin, _KANBase):
         history_: the :class:`kanlens.FitHistory` of the training run (``None`` with ``symbolic``).
         n_features_in_, feature_names_in_: as in scikit-learn.
         x_mean_, x_scale_, y_mean_, y_scale_: the standardisation constants (zeros and ones without ``normalize``).
-        n_iter_: optimisation steps run.
+        n_iter_: optimisation steps run (with ``symbolic``: summed over the training stages of the search).
         feature_importances_: attribution score of every feature (:func:`kanlens.pruning.feature_score`),
             normalised to sum to 1; works with ``SelectFromModel``.
         formulas_: with ``symbolic``, the chosen formula per output (sympy, original units and feature names).
@@ -361,11 +367,13 @@ class KANRegressor(RegressorMixin, _KANBase):
         budget = self.time_budget
         if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0):
             raise ValueError(f"time_budget must be a positive number of CPU seconds or None, got {budget!r}")
+        stage_steps: list[int] = []  # LBFGS steps of each training stage (the schedule reports every one)
         res = symbolic_regression(data, model=model, lib=self.lib, lamb=self.lamb if self.lamb > 0 else 0.01,
-                                  steps=(self.steps,) * 3, var=names, time_budget=budget)
+                                  steps=(self.steps,) * 3, var=names, time_budget=budget,
+                                  on_stage=lambda ev: stage_steps.append(len(ev.history)))
         self.model_ = res.model
         self.history_ = None
-        self.n_iter_ = 3 * self.steps
+        self.n_iter_ = sum(stage_steps)
         sym = [sympy.Symbol(n) for n in names]
         # undo the standardisation: z_i = (x_i - mean_i) / scale_i, y = mean_y + scale_y * f(z)
         subs = {s: (s - _num(m)) / _num(sd) if self.normalize else s

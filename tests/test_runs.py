@@ -112,6 +112,42 @@ def test_workflow_symbolic_events(tmp_path: Path) -> None:
     assert m["formula_test_rmse"] < 1e-3 and (tmp_path / "model_spline" / "config.json").is_file()
 
 
+def test_workflow_symbolic_stage_lines_arrive_when_each_stage_ends(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The search reports its training stages itself (no callback sniffing): the event and the progress line of a
+    stage come before the next stage's fit starts, in the schedule's order."""
+    import re
+
+    from kanlens.model import KAN as KANClass
+
+    log: list[tuple[str, str]] = []  # ("fit", "") when a fit starts, ("event", stage) / ("line", text) when reported
+    fit = KANClass.fit
+
+    def spy(self, *args, **kwargs):
+        log.extend(("line", line) for line in capsys.readouterr().err.splitlines() if line.startswith("kanlens: "))
+        log.append(("fit", ""))
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(KANClass, "fit", spy)
+    opts = RunOptions(width=[1, 3, 1], steps=5, refine=10, progress=True, lib=["x", "x^2", "exp"])
+    ds = create_dataset(lambda x: 3 * x[:, [0]] ** 2, n_var=1, train_num=200, test_num=100, seed=0)
+    result = run_workflow(ds, ["x1"], opts, tmp_path, on_event=lambda ev: log.append(("event", ev.stage)))
+    kinds = [e.stage for e in result.events]
+    # start, the schedule's stages (sparse fits and prunes, then plain fits), the symbolic fit, formula, written
+    assert re.fullmatch(r"start(,sparse spline)+(,spline)+,symbolic,formula,written", ",".join(kinds)), kinds
+    training = [e for e in result.events if e.history is not None]
+    assert [e.index for e in training] == list(range(1, len(training) + 1))
+    assert all(len(e.history) == 5 for e in training)
+    # every fit after the first starts only once the previous stage's event and progress line are out
+    fits = [i for i, (kind, _) in enumerate(log) if kind == "fit"]
+    assert len(fits) == len(training)
+    for k in range(1, len(fits)):
+        before = log[:fits[k]]
+        assert sum(kind == "event" and stage in ("sparse spline", "spline") for kind, stage in before) == k
+        assert sum(kind == "line" and text.startswith("kanlens: stage ") for kind, text in before) == k
+        assert [t for kind, t in before if kind == "line"][-1].startswith(f"kanlens: stage {k}: ")
+    assert training[0].model.width == [1, 3, 1] and training[-1].model is not result.model
+
+
 def test_workflow_refuses_width_not_matching_the_data(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="must start with the 1 inputs"):
         run_workflow(_data(), ["x1"], RunOptions(width=[2, 3, 1], progress=False), tmp_path)

@@ -103,7 +103,7 @@ def test_too_strong_sparsity_is_retried_weaker(caplog):
     import re
 
     from kanlens import KAN
-    from kanlens.symbolic.search.train import train
+    from kanlens.schedule import train_schedule
 
     torch.set_num_threads(1)
     ds = create_dataset(lambda x: x[:, [0]] * x[:, [1]], n_var=2, train_num=300, test_num=300, dtype=torch.float64,
@@ -111,9 +111,9 @@ def test_too_strong_sparsity_is_retried_weaker(caplog):
     scale = ds["train_label"].std()
     ds = dict(ds, train_label=ds["train_label"] / scale, test_label=ds["test_label"] / scale)
     model = KAN(width=[2, 3, 1], grid=5, k=3, seed=0, dtype=torch.float64)
-    with caplog.at_level(logging.INFO, logger="kanlens.symbolic.search.train"):
-        model = train(model, ds, steps=(20, 20, 20), lamb=0.1, refine_grid=(), prune=True, prune_rounds=3,
-                       prune_kwargs={}, timings={}, fit_kwargs={})
+    with caplog.at_level(logging.INFO, logger="kanlens.schedule"):
+        model = train_schedule(model, ds, steps=(20, 20, 20), lamb=0.1, refine_grid=(), prune=True, prune_rounds=3,
+                               prune_kwargs={}, timings={}, fit_kwargs={})
     first = re.search(r"sparse retry lamb 0.0333: \[[\d, ]+\] test rmse ([\d.e+-]+)", caplog.text)
     assert first is not None and float(first.group(1)) > 0.3  # the first sparse fit lost what it needed
     assert model.width == [2, 2, 1]

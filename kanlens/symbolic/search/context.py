@@ -38,6 +38,7 @@ class SearchOptions:
     alternatives: int = 2
     normalize_labels: bool = True
     fit_kwargs: dict = field(default_factory=dict)
+    on_stage: Callable | None = None
     separable: bool = True
     polynomial: bool = True
     seed: int = 0

@@ -11,11 +11,11 @@ from collections.abc import Sequence
 import sympy
 import torch
 
+from ...schedule import train_schedule
 from .. import fit as sfit
 from .candidates import Candidate, Provenance
 from .context import KanRun, SearchContext
 from .edges import EdgeSearch, spline_samples
-from .train import train
 from .views import snap_views
 
 __all__ = ["TRANSFORMS", "KanFit", "fit_and_search", "resolve_transforms"]
@@ -83,9 +83,10 @@ def fit_and_search(ctx: SearchContext, model, name: str, forward, wrap) -> KanRu
 
     tag = "" if name == "identity" else f"{name}: "
     stage_times: dict[str, float] = {}
-    model = train(model, ds_model, steps=opt.steps, lamb=opt.lamb, refine_grid=opt.grids, prune=opt.prune,
-                  prune_rounds=opt.prune_rounds, prune_kwargs=opt.prune_kwargs, timings=stage_times,
-                  fit_kwargs=opt.fit_kwargs, deadline=ctx.deadline.share(_TRAIN_SHARE))
+    model = train_schedule(model, ds_model, steps=opt.steps, lamb=opt.lamb, refine_grid=opt.grids, prune=opt.prune,
+                           prune_rounds=opt.prune_rounds, prune_kwargs=opt.prune_kwargs, timings=stage_times,
+                           fit_kwargs=opt.fit_kwargs, on_stage=opt.on_stage,
+                           deadline=ctx.deadline.share(_TRAIN_SHARE))
     ctx.timings.update({tag + key: v for key, v in stage_times.items()})  # a later run must not overwrite these
     with torch.no_grad():  # fold the label standardisation into the output nodes: the model predicts y again
         model.node_scale[-1].mul_(y_scale.to(model.node_scale[-1]))

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ...schedule import OnStage
 from .. import formula as sform
 from ..library import SymbolicLibrary, resolve_library
 from .budget import Deadline
@@ -51,6 +52,7 @@ def symbolic_regression(
     target_transforms: Sequence[str] | None = ("identity", "log"),
     separable: bool = True,
     polynomial: bool = True,
+    on_stage: OnStage | None = None,
 ) -> SymbolicResult:
     """Recover a closed-form formula from data with a KAN.
 
@@ -120,6 +122,9 @@ def symbolic_regression(
             smooth function on a narrow range). See
             :func:`~kanlens.symbolic.polyfit.polynomial_candidates`. The KAN is still trained (``result.model``),
             but its search stops once an exact formula is known.
+        on_stage: called with a :class:`~kanlens.schedule.StageEvent` when each training stage of a KAN run ends
+            (see :func:`~kanlens.schedule.train_schedule`: all runs train with that shared schedule; its ``model``
+            is the live, label-standardised model: copy it to keep it). Nested searches do not report.
 
     Returns:
         a :class:`SymbolicResult`.
@@ -160,8 +165,8 @@ def symbolic_regression(
         steps=tuple(steps), lamb=lamb, prune=prune, prune_rounds=prune_rounds, prune_kwargs=dict(prune_kwargs or {}),
         grids=[] if refine_grid is None else ([refine_grid] if isinstance(refine_grid, int) else list(refine_grid)),
         weight_simple=weight_simple, r2_threshold=r2_threshold, alternatives=alternatives,
-        normalize_labels=normalize_labels, fit_kwargs=dict(fit_kwargs or {}), separable=separable,
-        polynomial=polynomial, seed=seed, dtype=dtype or dataset["train_input"].dtype)
+        normalize_labels=normalize_labels, fit_kwargs=dict(fit_kwargs or {}), on_stage=on_stage,
+        separable=separable, polynomial=polynomial, seed=seed, dtype=dtype or dataset["train_input"].dtype)
     ctx = SearchContext(dataset, library, variables, var, Evaluator(dataset, variables, floor, deadline), deadline,
                         options, model, transforms, initial=copy.deepcopy(model) if len(transforms) > 1 else None)
     run_stages(ctx, STAGES)

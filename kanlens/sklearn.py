@@ -31,9 +31,9 @@ except ImportError as e:  # pragma: no cover - exercised only without scikit-lea
         "kanlens.sklearn needs scikit-learn >= 1.6: pip install 'kanlens[sklearn]'"
     ) from e
 
+from ._checks import check_choice
 from .model import KAN, KANConfig
 from .training import FitHistory, fit
-from .utils import check_choice
 
 __all__ = ["KANClassifier", "KANRegressor"]
 

@@ -58,7 +58,7 @@ def test_kanlens_has_what_it_claims(name):
 
 
 def test_same_rows_are_exercised_by_tests():
-    text = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py")
+    text = "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").rglob("test_*.py")
                      if p.name != "test_pykan_names.py")
     untested = [n for n in TESTED if not re.search(rf"\b{re.escape(n.split('.')[-1])}\b", text)]
     assert untested == []

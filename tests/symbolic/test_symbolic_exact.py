@@ -26,7 +26,7 @@ def _noisy(ds: dict, eps: float, seed: int = 0) -> dict:
 
 
 def test_erf_without_the_special_library_is_not_exact():
-    """float32 labels (the loosest rounding floor); float64: tests/test_symbolic_pipeline.py."""
+    """float32 labels (the loosest rounding floor); float64: tests/symbolic/test_symbolic_pipeline.py."""
     torch.set_num_threads(1)
     ds = create_dataset(lambda x: torch.erf(x[:, [0]]), n_var=1, train_num=500, test_num=500, dtype=torch.float32,
                         seed=0)

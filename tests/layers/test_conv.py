@@ -703,7 +703,7 @@ def test_speed_benchmark_skips_the_naive_loop_with_zero_reps(monkeypatch) -> Non
     import importlib.util
     from pathlib import Path
 
-    bench_dir = Path(__file__).resolve().parents[1] / "benchmarks"
+    bench_dir = Path(__file__).resolve().parents[2] / "benchmarks"
     monkeypatch.syspath_prepend(str(bench_dir))
     spec = importlib.util.spec_from_file_location("conv_speed", bench_dir / "conv_speed.py")
     mod = importlib.util.module_from_spec(spec)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .schedule import StageEvent
@@ -139,7 +140,10 @@ def write_history(path: Path, stages: Sequence[StageEvent]) -> None:
 
 
 def jsonable(v: Any) -> Any:
-    """``v`` with non-finite floats as ``None`` and unknown objects as strings (strict JSON)."""
+    """``v`` with numpy scalars as Python values, non-finite floats as ``None``, unknown objects as strings (strict
+    JSON)."""
+    if isinstance(v, np.generic):
+        v = v.item()
     if isinstance(v, dict):
         return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):

@@ -347,7 +347,8 @@ def test_cli_sweeps_a_formula_file_end_to_end(tmp_path, capsys):
         {"id": "sq", "formula": "x1**2 + 1", "n_vars": 1, "ranges": [[-1, 1]], "kan_width": [1, 1]},
     ]}))
     out = tmp_path / "run"
-    argv = ["sweep", str(path), "--out", str(out), "--workers", "2", "--time-budget", "2", "--steps", "20"]
+    argv = ["sweep", str(path), "--out", str(out), "--use-file-width", "--workers", "2", "--time-budget", "2",
+            "--steps", "20"]  # the file's widths: a 2 s budget
     assert main(argv) == 0
     printed = capsys.readouterr()
     assert "| sin | symbolic | done | `sin(x1)` | True |" in printed.out

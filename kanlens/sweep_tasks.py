@@ -434,12 +434,13 @@ def _dataset(task: SweepTask) -> tuple[dict[str, torch.Tensor], Any]:
 
 def _symbolic(task: SweepTask, ds: dict[str, torch.Tensor], truth: Any) -> dict[str, Any]:
     from .symbolic.search import symbolic_regression
+    from .symbolic.search.budget import cpu_clock
 
     width = None if task.width is None else list(task.width)
-    res = symbolic_regression(ds, width, seed=task.seed, dtype=ds["train_input"].dtype, lib=special_library(task.lib),
-                              steps=task.steps,
-                              refine_grid=task.refine_grid, lamb=task.lamb, time_budget=task.time_budget,
-                              var=list(task.variables))
+    with cpu_clock(time.thread_time):  # one torch thread: the budget is this thread's CPU time, not the worker's
+        res = symbolic_regression(ds, width, seed=task.seed, dtype=ds["train_input"].dtype,
+                                  lib=special_library(task.lib), steps=task.steps, refine_grid=task.refine_grid,
+                                  lamb=task.lamb, time_budget=task.time_budget, var=list(task.variables))
     chosen = res.table[res.table.chosen]
     metrics: dict[str, Any] = {"formula_test_nrmse": math.sqrt(chosen.test_nmse),
                                "formula_train_nrmse": math.sqrt(chosen.train_nmse), "width": list(res.width),

@@ -416,3 +416,23 @@ def test_a_formula_files_width_is_used_only_when_asked(tmp_path):
     assert [t.width for t in load_formula_tasks(path)] == [None] * 4
     assert [t.width for t in load_formula_tasks(path, use_file_width=True)] == [(4, 4, 2, 1), (1, 1), (2, 5, 5, 1),
                                                                                 (2, 5, 5, 1)]
+
+
+def test_a_sweep_search_budget_is_its_own_threads_cpu_time():
+    import threading
+
+    from kanlens.symbolic.search.budget import Deadline, cpu_clock
+
+    def burn() -> None:  # another thread of the process (a Dask worker's heartbeats, transfers) spends 0.2 CPU s
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.2:
+            pass
+
+    with cpu_clock(time.thread_time):
+        own = Deadline(10.0)
+    process = Deadline(10.0)
+    worker = threading.Thread(target=burn)
+    worker.start()
+    worker.join()
+    assert own.spent() < 0.05 and own.left() > 9.95
+    assert process.spent() >= 0.19 and process.left() <= 9.81

@@ -69,7 +69,8 @@ def run_sweep(args: argparse.Namespace) -> dict:
     from kanlens import sweep
     from kanlens.sweep_tasks import load_formula_tasks
 
-    tasks = load_formula_tasks(args.formulas, time_budget=args.time_budget, seed=args.seed)
+    tasks = load_formula_tasks(args.formulas, use_file_width=args.use_file_width, time_budget=args.time_budget,
+                               seed=args.seed)
     if args.limit:
         tasks = tasks[: args.limit]
     entries = {e["id"]: e for e in json.loads(Path(args.formulas).read_text())["formulas"]}
@@ -107,6 +108,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--limit", type=int, default=0, help="only the first N formulas (0: all)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts to compare (default 1 2)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--use-file-width", action="store_true",
+                    help="start from each formula's kan_width (default: the search chooses, as --auto-width of "
+                    "symbolic_recovery.py)")
     ap.add_argument("--out", help="keep the run folders here (default: a temporary folder)")
 
 

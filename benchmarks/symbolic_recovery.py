@@ -52,8 +52,7 @@ import numpy as np
 import sympy
 import torch
 
-SPECIAL_MAP = {"besselj": ["besselj0", "besselj1"], "erf": ["erf"], "fresnels": ["fresnels"],
-               "fresnelc": ["fresnelc"], "fresnel": ["fresnels", "fresnelc"]}
+from kanlens.formula_data import formula_nrmse, library_names, numpy_function, sample_formula, special_library
 
 
 # ---------------------------------------------------------------------------------------------- formulas & data
@@ -74,55 +73,13 @@ def parse_candidate(text: str, n_vars: int) -> sympy.Expr:
     return parse_truth(text, n_vars)[0]
 
 
-def numpy_fn(expr: sympy.Expr, xs: list[sympy.Symbol]):
-    f = sympy.lambdify(xs, expr, modules=["scipy", "numpy"])
-
-    def g(x: np.ndarray) -> np.ndarray:
-        with np.errstate(all="ignore"):
-            out = f(*(x[:, k] for k in range(x.shape[1])))
-        out = np.asarray(out)
-        if np.iscomplexobj(out):
-            out = np.where(np.abs(out.imag) > 0, np.nan, out.real)
-        return np.broadcast_to(out.astype(np.float64), (x.shape[0],))
-
-    return g
-
-
-def make_dataset(expr, xs, ranges, *, seed: int, dtype: torch.dtype, n_train=1000, n_test=1000,
-                 noise: float = 0.0) -> dict:
-    """Uniform points in ``ranges``, labels in float64 then cast; ``noise``: SRBench's ``noise * std(y) * N(0, 1)``
-    added to every label (std of the noise-free training labels; its own generator, so the points do not change)."""
-    rng = np.random.default_rng(seed)
-    noise_rng = np.random.default_rng([seed, 1])
-    lo, hi = np.array(ranges, dtype=np.float64).T
-    f = numpy_fn(expr, xs)
-    out, scale = {}, None
-    for split, n in (("train", n_train), ("test", n_test)):
-        x = (lo + (hi - lo) * rng.random((n, len(xs)))).astype(np.float32 if dtype == torch.float32 else np.float64)
-        y = f(x.astype(np.float64))
-        if not np.isfinite(y).all():
-            raise ValueError("the formula is not finite on its ranges")
-        scale = float(np.std(y)) if scale is None else scale
-        if noise:
-            y = y + noise * scale * noise_rng.standard_normal(y.shape)
-        out[f"{split}_input"] = torch.tensor(x, dtype=dtype)
-        out[f"{split}_label"] = torch.tensor(y[:, None], dtype=dtype)
-    return out
+numpy_fn = numpy_function  # the library's sampler: kanlens.sweep's formula tasks sample the same data
+make_dataset = sample_formula
 
 
 # ---------------------------------------------------------------------------------------------- criterion
 def nrmse(cand: sympy.Expr, truth: sympy.Expr, xs, ranges, *, n: int = 10000, seed: int = 12345) -> float:
-    rng = np.random.default_rng(seed)
-    lo, hi = np.array(ranges, dtype=np.float64).T
-    x = lo + (hi - lo) * rng.random((n, len(xs)))
-    t = numpy_fn(truth, xs)(x)
-    try:
-        c = numpy_fn(cand, xs)(x)
-    except Exception:
-        return math.inf
-    if not np.isfinite(c).all():
-        return math.inf
-    return float(np.sqrt(np.mean((c - t) ** 2)) / np.std(t))
+    return formula_nrmse(cand, truth, xs, ranges, n=n, seed=seed)
 
 
 _KS = [Fraction(1), Fraction(2), Fraction(3), Fraction(4), Fraction(1, 2), Fraction(1, 3), Fraction(1, 4)]
@@ -246,12 +203,7 @@ def library_for(entry: dict, mode: str):
 
     if mode == "always":
         return default_library(special=True)
-    lib = default_library()
-    if mode == "auto":
-        names = [n for s in entry.get("special_functions", []) for n in SPECIAL_MAP.get(s, [s])]
-        if names:
-            lib = lib.with_special().subset(lib.names + names)
-    return lib
+    return special_library(library_names(entry.get("special_functions", [])) if mode == "auto" else ())
 
 
 def run_kanlens(entry: dict, ds: dict, args) -> str:
@@ -288,7 +240,7 @@ def run_pykan(entry: dict, ds: dict, args) -> str:
             if args.refine_grid:
                 model = model.refine(20)
                 model.fit(ds, opt="LBFGS", steps=args.steps[2])
-            names = [n for s in entry.get("special_functions", []) for n in SPECIAL_MAP.get(s, [s])]
+            names = list(library_names(entry.get("special_functions", [])))
             if names and args.special != "never":
                 _pykan_add_specials(names)
             model.auto_symbolic()

@@ -164,7 +164,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         else:
             if args.targets or args.features:
                 raise UsageError("--targets and --features are for CSV files (a formula file names its formulas)")
-            tasks = load_formula_tasks(args.tasks, **settings)
+            tasks = load_formula_tasks(args.tasks, use_file_width=args.use_file_width, **settings)
         report = sweep(tasks, args.scheduler, out=args.out, n_workers=args.workers, overwrite=args.overwrite,
                        progress=False if args.quiet else None)
     except SweepError as e:
@@ -312,6 +312,8 @@ def _add_sweep_parser(sub: Any) -> None:
     sw.add_argument("--noise", type=float, default=0.0, metavar="EPS", help="label noise, EPS * std(y) (default 0)")
     sw.add_argument("--seed", type=int, default=0, help="seed of data sampling and initialisation (default 0)")
     sw.add_argument("--steps", type=int, default=50, help="LBFGS steps of each training stage (default 50)")
+    sw.add_argument("--use-file-width", action="store_true",
+                    help="formula file: start from each entry's kan_width (default: the search chooses the network)")
     sw.add_argument("--overwrite", action="store_true",
                     help="accept an --out folder holding another sweep: results not matching these tasks are deleted")
     sw.add_argument("--quiet", "-q", action="store_true", help="no progress bar or per-task lines")

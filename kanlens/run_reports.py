@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from .schedule import StageEvent
@@ -35,7 +36,6 @@ def formula_metrics(result: Any, var_names: Sequence[str], xte: torch.Tensor, yt
                     truth: Any) -> dict[str, Any]:
     """``metrics.json`` entries of a :class:`~kanlens.symbolic.search.SymbolicResult`: the formula, its test
     RMSE, the candidates table and (with ``truth``) whether it is sympy-equal to the truth."""
-    import numpy as np
     import sympy
 
     symbols = [sympy.Symbol(n) for n in var_names]
@@ -65,7 +65,6 @@ def formulas_equal(a: Any, b: Any) -> bool:
     A numeric comparison at random points comes first, so that ``sympy.simplify`` (slow on large expressions)
     only runs on candidates that already agree numerically.
     """
-    import numpy as np
     import sympy
 
     a, b = (e.xreplace({s: sympy.Symbol(s.name) for s in e.free_symbols}) for e in (a, b))

@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .utils import one_line
+from .formula_data import SPECIAL_FUNCTIONS, formula_nrmse, library_names, sample_formula, special_library
+from .utils import jsonable, one_line
 
 __all__ = ["KINDS", "SPECIAL_FUNCTIONS", "SweepError", "SweepResult", "SweepTask", "load_formula_tasks",
            "run_task", "tasks_from_csv"]
@@ -44,13 +45,9 @@ __all__ = ["KINDS", "SPECIAL_FUNCTIONS", "SweepError", "SweepResult", "SweepTask
 log = logging.getLogger(__name__)
 
 KINDS = ("symbolic", "fit")
-# special-function names of a formula file (``special_functions``) -> library functions they need
-SPECIAL_FUNCTIONS = {"besselj": ("besselj0", "besselj1"), "erf": ("erf",), "fresnels": ("fresnels",),
-                     "fresnelc": ("fresnelc",), "fresnel": ("fresnels", "fresnelc")}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _DATA_KEYS = ("train_input", "train_label", "test_input", "test_label")
 _MAX_SAMPLES = 10_000_000
-_TRUTH_POINTS, _TRUTH_SEED = 10_000, 12345  # fresh points for the formula-vs-truth error (independent of training)
 
 
 class SweepError(ValueError):
@@ -61,8 +58,9 @@ class SweepError(ValueError):
 class SweepTask:
     """One search of a sweep: a symbolic regression (``kind="symbolic"``) or one KAN fit (``kind="fit"``).
 
-    Give exactly one data source: ``formula`` (sampled on the worker, uniformly on ``ranges``: ``n_train`` /
-    ``n_test`` points with ``seed``) or ``data`` (``create_dataset``-style arrays; labels ``(n,)`` or ``(n, 1)``).
+    Give exactly one data source: ``formula`` (sampled on the worker by :func:`kanlens.formula_data.sample_formula`,
+    the symbolic-recovery benchmark's sampler: uniformly on ``ranges``, ``n_train`` / ``n_test`` points with
+    ``seed``) or ``data`` (``create_dataset``-style arrays; labels ``(n,)`` or ``(n, 1)``).
 
     Args:
         name: unique in a sweep; letters, digits, ``._-`` (it names the result file).
@@ -74,7 +72,8 @@ class SweepTask:
         width: KAN widths (default: a symbolic task lets the search choose, see
             :func:`kanlens.symbolic.search.auto_width`; a fit task uses ``(n_inputs, 5, 1)``).
         lib: special functions added to the default symbolic library (``"besselj0"``, ``"erf"``, ...).
-        noise: Gaussian noise of ``noise * std(y)`` added to all labels (seeded by ``seed``).
+        noise: Gaussian noise of ``noise * std(y)`` added to all labels (seeded by ``seed``; for a formula as the
+            benchmark's ``--noise``).
         time_budget: CPU seconds of the symbolic search (see :func:`kanlens.symbolic_regression`).
         steps, lamb, refine_grid: training settings (LBFGS steps per stage, sparsity weight, finer grids).
     """
@@ -101,7 +100,7 @@ class SweepTask:
             raise SweepError(f"task name {self.name!r} must be 1-100 letters, digits, '.', '_' or '-' (it names a "
                              f"file), starting with a letter or digit")
         if self.kind not in KINDS:
-            from .utils import did_you_mean
+            from ._checks import did_you_mean
 
             raise SweepError(f"task {self.name!r}: unknown kind {self.kind!r}{did_you_mean(str(self.kind), KINDS)}")
         if (self.formula is None) == (self.data is None):
@@ -193,7 +192,7 @@ class SweepTask:
         lib = (self.lib,) if isinstance(self.lib, str) else tuple(self.lib)
         if lib:
             from .symbolic.library import default_library
-            from .utils import did_you_mean
+            from ._checks import did_you_mean
 
             known = default_library(special=True)
             for n in lib:
@@ -271,7 +270,7 @@ class SweepResult:
     finished: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        return jsonable(dataclasses.asdict(self))
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> SweepResult:
@@ -279,20 +278,9 @@ class SweepResult:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, (np.integer, np.bool_)):
-        return v.item()
-    return v
-
-
 # ---------------------------------------------------------------------------------------------- task files
-def load_formula_tasks(path: str | os.PathLike, **settings: Any) -> list[SweepTask]:
+def load_formula_tasks(path: str | os.PathLike, *, use_file_width: bool = False,
+                       **settings: Any) -> list[SweepTask]:
     """Tasks from a formula file in the format of ``formulas_public.json``.
 
     The file holds ``{"formulas": [entry, ...]}`` (or the bare list); an entry has ``id`` and ``formula`` and
@@ -300,6 +288,10 @@ def load_formula_tasks(path: str | os.PathLike, **settings: Any) -> list[SweepTa
     ``fresnelc``); other keys are ignored. ``settings`` (``kind``, ``noise``, ``seed``, ``time_budget``,
     ``steps``, ...) apply to every task. Every entry is checked here: a malformed one raises :class:`SweepError`
     naming it (its position and id) before anything runs.
+
+    With the default settings a task does what ``benchmarks/symbolic_recovery.py --auto-width`` does for the
+    entry: the same data (:func:`kanlens.formula_data.sample_formula`), library and search settings. The entry's
+    ``kan_width`` is used only with ``use_file_width=True`` (otherwise the search chooses the network).
     """
     path = Path(path)
     try:
@@ -315,7 +307,7 @@ def load_formula_tasks(path: str | os.PathLike, **settings: Any) -> list[SweepTa
     for k, entry in enumerate(entries):
         where = f"{path}: entry {k}" + (f" ({entry.get('id')!r})" if isinstance(entry, dict) else "")
         try:
-            task = _entry_task(entry, settings)
+            task = _entry_task(entry, settings, use_file_width)
         except SweepError as e:
             raise SweepError(f"{where}: {e}") from None
         if task.name in seen:
@@ -325,7 +317,7 @@ def load_formula_tasks(path: str | os.PathLike, **settings: Any) -> list[SweepTa
     return tasks
 
 
-def _entry_task(entry: Any, settings: Mapping[str, Any]) -> SweepTask:
+def _entry_task(entry: Any, settings: Mapping[str, Any], use_file_width: bool) -> SweepTask:
     if not isinstance(entry, dict):
         raise SweepError(f"must be an object with 'id' and 'formula', got {type(entry).__name__}")
     for key in ("id", "formula"):
@@ -342,10 +334,11 @@ def _entry_task(entry: Any, settings: Mapping[str, Any]) -> SweepTask:
     specials = entry.get("special_functions") or []
     if not isinstance(specials, list) or any(s not in SPECIAL_FUNCTIONS for s in specials):
         raise SweepError(f"special_functions must be a list of {sorted(SPECIAL_FUNCTIONS)}, got {specials!r}")
-    lib = tuple(dict.fromkeys(n for s in specials for n in SPECIAL_FUNCTIONS[s]))
+    lib = library_names(specials)
     width = entry.get("kan_width")
     if width is not None and not (isinstance(width, list) and all(isinstance(w, int) for w in width)):
         raise SweepError(f"kan_width must be a list of integers, got {width!r}")
+    width = width if use_file_width else None  # by default the search chooses the network
     try:
         return SweepTask(entry["id"], formula=entry["formula"], ranges=ranges, width=width, lib=lib, **settings)
     except SweepError as e:  # the entry is named by the caller: drop the task prefix
@@ -424,14 +417,12 @@ def _dataset(task: SweepTask) -> tuple[dict[str, torch.Tensor], Any]:
     """The task's dataset (float32, labels ``(n, 1)``) and the true formula (``None`` for data tasks)."""
     truth = None
     if task.formula is not None:
-        from .data import create_dataset
-        from .formula_parse import formula_function, parse_formula
+        from .formula_parse import parse_formula
 
         truth, symbols = parse_formula(task.formula, task.variables)
-        ds = create_dataset(formula_function(truth, symbols), n_var=len(symbols), ranges=[list(r) for r in task.ranges],
-                            train_num=task.n_train, test_num=task.n_test, seed=task.seed, dtype=torch.float32)
-    else:
-        ds = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in task.data.items()}
+        return sample_formula(truth, symbols, task.ranges, seed=task.seed, n_train=task.n_train,
+                              n_test=task.n_test, noise=task.noise), truth  # the benchmark's sampler
+    ds = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in task.data.items()}
     if task.noise > 0:
         gen = torch.Generator().manual_seed(task.seed + 1)
         scale = task.noise * float(ds["train_label"].double().std())
@@ -441,16 +432,14 @@ def _dataset(task: SweepTask) -> tuple[dict[str, torch.Tensor], Any]:
 
 
 def _symbolic(task: SweepTask, ds: dict[str, torch.Tensor], truth: Any) -> dict[str, Any]:
-    from .symbolic.library import default_library
     from .symbolic.search import symbolic_regression
+    from .symbolic.search.budget import cpu_clock
 
-    lib = default_library()
-    if task.lib:
-        lib = lib.with_special().subset(lib.names + [n for n in task.lib if n not in lib.names])
     width = None if task.width is None else list(task.width)
-    res = symbolic_regression(ds, width, seed=task.seed, lib=lib, steps=task.steps,
-                              refine_grid=task.refine_grid, lamb=task.lamb, time_budget=task.time_budget,
-                              var=list(task.variables))
+    with cpu_clock(time.thread_time):  # one torch thread: the budget is this thread's CPU time, not the worker's
+        res = symbolic_regression(ds, width, seed=task.seed, dtype=ds["train_input"].dtype,
+                                  lib=special_library(task.lib), steps=task.steps, refine_grid=task.refine_grid,
+                                  lamb=task.lamb, time_budget=task.time_budget, var=list(task.variables))
     chosen = res.table[res.table.chosen]
     metrics: dict[str, Any] = {"formula_test_nrmse": math.sqrt(chosen.test_nmse),
                                "formula_train_nrmse": math.sqrt(chosen.train_nmse), "width": list(res.width),
@@ -461,22 +450,10 @@ def _symbolic(task: SweepTask, ds: dict[str, torch.Tensor], truth: Any) -> dict[
 
 
 def _truth_nrmse(formula: Any, truth: Any, task: SweepTask) -> float:
-    """RMSE(formula - truth) / std(truth) on fresh uniform points of the task's box (inf if not finite)."""
+    """RMSE(formula - truth) / std(truth) on 10000 fresh uniform points of the task's box (inf if not finite)."""
     import sympy
 
-    symbols = [sympy.Symbol(v) for v in task.variables]
-    lo, hi = np.array(task.ranges).T
-    x = lo + (hi - lo) * np.random.default_rng(_TRUTH_SEED).random((_TRUTH_POINTS, len(symbols)))
-    vals = []
-    for e in (formula, truth):
-        f = sympy.lambdify(symbols, e, modules=["scipy", "numpy"])
-        with np.errstate(all="ignore"):
-            v = np.asarray(f(*x.T))
-        if np.iscomplexobj(v):
-            v = np.where(np.abs(v.imag) > 0, np.nan, v.real)
-        vals.append(np.broadcast_to(v.astype(np.float64), (x.shape[0],)))
-    err = float(np.sqrt(np.mean((vals[0] - vals[1]) ** 2)) / max(float(np.std(vals[1])), 1e-300))
-    return err if math.isfinite(err) else math.inf
+    return formula_nrmse(formula, truth, [sympy.Symbol(v) for v in task.variables], task.ranges)
 
 
 def _fit(task: SweepTask, ds: dict[str, torch.Tensor]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ LEVELS: dict[str, int] = {
     "progress": 0,
     "cardinal": 0, "spline_refit": 0,  # cardinal B-spline kernels and grid-refit helpers next to splines
     # 1, pure building blocks the layers use: the symbolic function library, penalties, formula strings
-    "symbolic.library": 1, "regularization": 1, "formula_parse": 1,
+    "symbolic.library": 1, "regularization": 1, "formula_parse": 1, "formula_data": 1,
     # 2, layers: KANLayer, SymbolicKANLayer, multiplication nodes, the fused stack kernel, convolutions
     "layers": 2, "layers.*": 2,
     # 3, models: KAN (with its config and pykan method mixin), the MLP baseline, the vision models

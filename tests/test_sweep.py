@@ -212,10 +212,11 @@ BAD_ENTRIES = [
 def test_a_malformed_task_file_entry_is_named_before_anything_runs(tmp_path, capsys, entry, message):
     path = tmp_path / "formulas.json"
     path.write_text(json.dumps({"formulas": [{"id": "a", "formula": "x1 + 1", "n_vars": 1}, entry]}))
+    file_width = isinstance(entry, dict) and "kan_width" in entry  # a file's width is checked where it is used
     with pytest.raises(SweepError, match=message):
-        load_formula_tasks(path)
+        load_formula_tasks(path, use_file_width=file_width)
     out = tmp_path / "run"
-    assert main(["sweep", str(path), "--out", str(out), "--quiet"]) == 2
+    assert main(["sweep", str(path), "--out", str(out), "--quiet", *(["--use-file-width"] * file_width)]) == 2
     assert "kanlens: error:" in capsys.readouterr().err and not out.exists()
 
 
@@ -346,7 +347,8 @@ def test_cli_sweeps_a_formula_file_end_to_end(tmp_path, capsys):
         {"id": "sq", "formula": "x1**2 + 1", "n_vars": 1, "ranges": [[-1, 1]], "kan_width": [1, 1]},
     ]}))
     out = tmp_path / "run"
-    argv = ["sweep", str(path), "--out", str(out), "--workers", "2", "--time-budget", "2", "--steps", "20"]
+    argv = ["sweep", str(path), "--out", str(out), "--use-file-width", "--workers", "2", "--time-budget", "2",
+            "--steps", "20"]  # the file's widths: a 2 s budget
     assert main(argv) == 0
     printed = capsys.readouterr()
     assert "| sin | symbolic | done | `sin(x1)` | True |" in printed.out
@@ -357,3 +359,80 @@ def test_cli_sweeps_a_formula_file_end_to_end(tmp_path, capsys):
     assert result_files(out) == before
     assert main([*argv[:-2], "--steps", "30", "--quiet"]) == 2
     assert "holds another sweep (task 'sin' has other settings (steps: 20 -> 30)" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- the benchmark's data
+@pytest.fixture(scope="module")
+def bench():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("symbolic_recovery", ROOT / "benchmarks" / "symbolic_recovery.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+BENCH_ENTRIES = [  # entries of formulas_public.json: constants, 4 inputs, shifted boxes, special functions
+    {"id": "P04", "formula": "exp((sin(pi*(x1**2 + x2**2)) + sin(pi*(x3**2 + x4**2)))/2)", "n_vars": 4,
+     "ranges": [[-1.0, 1.0]] * 4, "kan_width": [4, 4, 2, 1]},
+    {"id": "P06", "formula": "besselj(0, 20*x1)", "n_vars": 1, "ranges": [[-1.0, 1.0]], "kan_width": [1, 1],
+     "special_functions": ["besselj"]},
+    {"id": "P09", "formula": "exp(-x1**2/(2*x2**2))/sqrt(2*pi*x2**2)", "n_vars": 2, "ranges": [[1.0, 3.0]] * 2,
+     "kan_width": [2, 5, 5, 1]},
+    {"id": "P14", "formula": "x1/(exp(x2) + exp(-x2))", "n_vars": 2, "ranges": [[0.5, 2.0], [-2.0, 2.0]],
+     "kan_width": [2, 5, 5, 1], "special_functions": []},
+]
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+@pytest.mark.parametrize("entry", BENCH_ENTRIES, ids=lambda e: e["id"])
+def test_a_formula_task_samples_the_benchmarks_dataset(tmp_path, bench, entry, noise):
+    import torch
+
+    from kanlens.formula_data import special_library
+    from kanlens.sweep_tasks import _dataset
+
+    path = tmp_path / "formulas.json"
+    path.write_text(json.dumps({"formulas": [entry]}))
+    (task,) = load_formula_tasks(path, seed=3, noise=noise)
+    ds, truth = _dataset(task)
+    bench_truth, xs = bench.parse_truth(entry["formula"], entry["n_vars"])
+    assert sympy.simplify(truth - bench_truth) == 0
+    expected = bench.make_dataset(bench_truth, xs, entry["ranges"], seed=3, dtype=torch.float32, noise=noise)
+    assert sorted(ds) == sorted(expected)
+    for key, value in expected.items():
+        assert ds[key].dtype == torch.float32 and ds[key].shape == value.shape == (1000, value.shape[1])
+        assert torch.equal(ds[key], value), key  # bit for bit
+    assert (ds["train_label"] != ds["test_label"]).any()
+    # the benchmark's library and search defaults
+    assert task.width is None and task.steps == 50 and task.lamb == 0.01 and task.refine_grid == (10, 20, 50)
+    assert task.lib == {"P06": ("besselj0", "besselj1")}.get(entry["id"], ())
+    assert bench.library_for(entry, "auto").names == special_library(task.lib).names
+
+
+def test_a_formula_files_width_is_used_only_when_asked(tmp_path):
+    path = tmp_path / "formulas.json"
+    path.write_text(json.dumps({"formulas": BENCH_ENTRIES}))
+    assert [t.width for t in load_formula_tasks(path)] == [None] * 4
+    assert [t.width for t in load_formula_tasks(path, use_file_width=True)] == [(4, 4, 2, 1), (1, 1), (2, 5, 5, 1),
+                                                                                (2, 5, 5, 1)]
+
+
+def test_a_sweep_search_budget_is_its_own_threads_cpu_time():
+    import threading
+
+    from kanlens.symbolic.search.budget import Deadline, cpu_clock
+
+    def burn() -> None:  # another thread of the process (a Dask worker's heartbeats, transfers) spends 0.2 CPU s
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.2:
+            pass
+
+    with cpu_clock(time.thread_time):
+        own = Deadline(10.0)
+    process = Deadline(10.0)
+    worker = threading.Thread(target=burn)
+    worker.start()
+    worker.join()
+    assert own.spent() < 0.05 and own.left() > 9.95
+    assert process.spent() >= 0.19 and process.left() <= 9.81

@@ -191,8 +191,8 @@ class SweepTask:
     def _check_options(self) -> None:
         lib = (self.lib,) if isinstance(self.lib, str) else tuple(self.lib)
         if lib:
-            from .symbolic.library import default_library
             from ._checks import did_you_mean
+            from .symbolic.library import default_library
 
             known = default_library(special=True)
             for n in lib:

@@ -18,33 +18,15 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from _machine import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_FORMULAS = ROOT.parent / "shared" / "benchmarks" / "formulas_public.json"
-
-
-def cpu_description() -> str:
-    """CPU model, core count and the SIMD flags that matter for torch on CPU."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    simd = [f for f in ("avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return (f"{model}; {os.cpu_count()} logical CPUs; flags {' '.join(simd) or 'n/a'}; "
-            f"torch {torch.__version__} capability {torch.backends.cpu.get_cpu_capability()}")
 
 
 def lpt_makespan(durations: list[float], workers: int) -> float:

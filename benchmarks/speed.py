@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,7 @@ import tempfile
 import time
 
 import torch
+from _machine import cpu_description
 
 WIDTH = [100, 100, 100]
 GRID, K, BATCH = 5, 3, 1024
@@ -111,22 +111,6 @@ def throughput(models: dict[str, torch.nn.Module], device: str, seconds: float,
 def median_ratio(num: list[float], den: list[float]) -> float:
     """Median over rounds of ``num[r] / den[r]`` (both measured in the same round)."""
     return statistics.median(a / b for a, b in zip(num, den))
-
-
-def cpu_description() -> str:
-    """CPU model and the SIMD flags that decide torch's kernels (from /proc/cpuinfo where there is one)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and ":" in line:
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and ":" in line:
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "amx_tile") if f in flags]
-    return f"{model}; flags: {' '.join(simd) or 'unknown'}"
 
 
 def _rss_kib(field: str) -> int:

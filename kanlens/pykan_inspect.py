@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ._checks import as_int, check_tensor
+from ._checks import as_int, check_edge, check_tensor
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -105,13 +105,8 @@ def get_act(model: KAN, x: torch.Tensor | dict | None = None) -> None:
 
 
 def _edge(model: KAN, l: int, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
-    l = as_int("l", l, 0)
-    if l >= model.depth:
-        raise IndexError(f"l = {l} is out of range: the model has {model.depth} layers")
-    i, j = as_int("i", i, 0), as_int("j", j, 0)
-    n_in, n_out = model.layers[l].in_dim, model.layers[l].out_dim  # subnodes with multiplication nodes
-    if i >= n_in or j >= n_out:
-        raise IndexError(f"edge (l={l}, i={i}, j={j}) does not exist: layer {l} is {n_in} -> {n_out}")
+    check_edge(model, l, i, j)  # output index j counts subnodes with multiplication nodes
+    l, i, j = int(l), int(i), int(j)
     acts = model.layer_inputs(None)
     with torch.no_grad():
         y = model.edge_activations_layer(l, acts[l])[:, j, i]

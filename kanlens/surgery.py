@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ._checks import as_int, check_choice, check_tensor
+from ._checks import as_int, check_choice, check_edge, check_tensor
 
 if TYPE_CHECKING:
     from .model import KAN
@@ -38,13 +38,8 @@ MODES = ("n", "s", "sn", "ns", "none")
 
 
 def _edge(model: KAN, l: int, i: int, j: int) -> tuple[int, int, int]:
-    l = as_int("l", l, 0)
-    if l >= model.depth:
-        raise IndexError(f"l = {l} is out of range: the model has {model.depth} layers")
-    i, j = as_int("i", i, 0), as_int("j", j, 0)
-    n_in, n_out = model.layers[l].in_dim, model.layers[l].out_dim  # subnodes with multiplication nodes
-    if i >= n_in or j >= n_out:
-        raise IndexError(f"edge (l={l}, i={i}, j={j}) does not exist: layer {l} is {n_in} -> {n_out}")
+    check_edge(model, l, i, j)  # output index j counts subnodes with multiplication nodes
+    l, i, j = int(l), int(i), int(j)
     return l, i, j
 
 

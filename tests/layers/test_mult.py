@@ -421,7 +421,7 @@ def test_pykan_node_surgery_refuses_product_nodes_and_edge_tools_index_subnodes(
             call()
     xs, ys = model.get_fun(0, 1, 2, plot=False)  # subnode 2: the product node's second factor
     assert xs.shape == ys.shape == (50,) and np.all(np.diff(xs) >= 0)
-    with pytest.raises(IndexError, match="layer 0 is 2 -> 3"):
+    with pytest.raises(IndexError, match="j = 3 is out of range: layer 0 has 3 outputs"):
         model.get_fun(0, 0, 3, plot=False)
     model.remove_edge(0, 1, 2)  # edge-level tools work on subnodes
     assert float(model.layers[0].mask[2, 1]) == 0.0

@@ -6,7 +6,9 @@ CI machine is noisy) and ``thorough`` (for local bug hunting): ``HYPOTHESIS_PROF
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -62,3 +64,24 @@ def small_model():
     with torch.no_grad():
         model(x)
     return model
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """scikit-learn's 8x8 digits as ``(images (n, 1, 8, 8) in [0, 1], labels (n,))`` (skipped without sklearn)."""
+    sklearn = pytest.importorskip("sklearn.datasets")
+    d = sklearn.load_digits()
+    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    return x, torch.tensor(d.target, dtype=torch.long)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    """``benchmarks/symbolic_recovery.py`` loaded as a module (its sampler, scoring and report writers)."""
+    spec = importlib.util.spec_from_file_location("symbolic_recovery", ROOT / "benchmarks" / "symbolic_recovery.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

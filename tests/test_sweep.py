@@ -362,16 +362,6 @@ def test_cli_sweeps_a_formula_file_end_to_end(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------------------------------- the benchmark's data
-@pytest.fixture(scope="module")
-def bench():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("symbolic_recovery", ROOT / "benchmarks" / "symbolic_recovery.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 BENCH_ENTRIES = [  # entries of formulas_public.json: constants, 4 inputs, shifted boxes, special functions
     {"id": "P04", "formula": "exp((sin(pi*(x1**2 + x2**2)) + sin(pi*(x3**2 + x4**2)))/2)", "n_vars": 4,
      "ranges": [[-1.0, 1.0]] * 4, "kan_width": [4, 4, 2, 1]},

@@ -18,14 +18,6 @@ from kanlens.vision import (
 )
 
 
-@pytest.fixture(scope="module")
-def digits():
-    sklearn = pytest.importorskip("sklearn.datasets")
-    d = sklearn.load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    return x, torch.tensor(d.target, dtype=torch.long)
-
-
 def test_shapes_and_parameter_counts() -> None:
     x = torch.rand(3, 1, 28, 28)
     kan = KANConvNet(channels=(4, 8), grid=5, k=3)

@@ -19,14 +19,6 @@ from kanlens.vision import KANConvNet, train_classifier  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def digits():
-    sklearn = pytest.importorskip("sklearn.datasets")
-    d = sklearn.load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0
-    return x, torch.tensor(d.target, dtype=torch.long)
-
-
-@pytest.fixture(scope="module")
 def trained(digits):
     """A KAN-conv first layer after a short training on real digits."""
     x, y = digits

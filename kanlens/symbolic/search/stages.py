@@ -7,6 +7,7 @@ from __future__ import annotations
 from .choose import Choose
 from .compositions import Compositions
 from .context import Stage
+from .index import MonomialIndex
 from .kan import KanFit
 from .low_rank import LowRank
 from .pairs import PairSymmetries
@@ -17,6 +18,7 @@ __all__ = ["STAGES"]
 
 STAGES: list[Stage] = [
     Polynomial(),
+    MonomialIndex(),  # a product of powers times a function of one monomial, from the data alone
     KanFit(0),  # the first target transform (always runs: it gives result.model)
     KanFit(1),  # the second, while no exact formula is known
     Compositions(),

@@ -1,0 +1,212 @@
+"""Monomial-index models, found from data alone: ``y = prod_i x_i**a_i * g(prod_i x_i**b_i)``.
+
+Most laws of physics are a product of powers of their inputs times one function of one dimensionless combination
+(``n0*exp(-m*g*x/(kb*T))``, ``m0/sqrt(1 - v**2/c**2)``, ``n*kb*T*log(V2/V1)``, ``asin(l/(n*d))``). With positive
+inputs and ``L = log(x)`` that is ``log|y| = a . L + G(b . L)``: a linear part plus a one-dimensional ridge function.
+:func:`index_models` finds ``b`` (up to scale) and ``a`` (up to multiples of ``b``) by least squares with ``G`` a
+cubic spline, snaps both to small rationals, and checks the result on ``y`` itself; the caller then has a
+one-input problem ``g(z)`` on ``z = prod x**b`` (see :class:`~kanlens.symbolic.search.index.MonomialIndex`).
+
+``b`` is started from the leading eigenvector of the Hessian of a quadratic fit in ``L`` (for ``a . L + G(b . L)`` it
+is ``G'' b b^T``, rank one), from every single input (``g(x_j)``) and from every ratio and product of two inputs,
+and refined by variable projection (the spline and ``a`` are linear given ``b``). Outputs that change sign (the
+``g`` crosses zero: ``x1*x2*sin(x3)``) are fitted on ``log|y|`` with the points near the zeros trimmed away.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+from scipy.interpolate import BSpline
+from scipy.optimize import least_squares
+
+__all__ = ["IndexModel", "index_models", "snap_exponents"]
+
+log = logging.getLogger(__name__)
+
+_KNOTS = 8  # interior knots of the spline G (at quantiles of b . L)
+_REFINE = 3  # starting directions refined by variable projection
+
+
+@dataclass
+class IndexModel:
+    """``y ~ prod x**a * g(z)`` with ``z = prod x**b`` (exponents snapped to small rationals).
+
+    Attributes:
+        a: ``(d,)`` exponents of the monomial factor.
+        b: ``(d,)`` exponents of the index ``z`` (largest magnitude 1 or a small integer; at least two nonzero, or
+            one input alone).
+        nmse: normalised squared error of ``y`` against ``prod x**a * S(log z)`` with ``S`` a cubic spline fitted by
+            least squares on ``y`` itself: how well a smooth ``g`` explains the data.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    nmse: float
+
+
+def _design(u: np.ndarray, knots: int = _KNOTS) -> np.ndarray:
+    """``(n, m)`` cubic B-spline basis on ``u`` with interior knots at its quantiles (constants and lines are in
+    its span)."""
+    inner = np.unique(np.quantile(u, np.linspace(0.0, 1.0, knots + 2)))
+    if len(inner) < 2:
+        return np.ones((len(u), 1))
+    t = np.r_[[inner[0]] * 3, inner, [inner[-1]] * 3]
+    return BSpline.design_matrix(np.clip(u, inner[0], inner[-1]), t, 3).toarray()
+
+
+def _profile(logx: np.ndarray, t: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Residual of ``t ~ a . L + G(b . L)`` for fixed ``b`` (``a`` and the spline by least squares), and ``a``."""
+    m = np.hstack([logx, _design(logx @ b)])
+    coef, *_ = np.linalg.lstsq(m, t, rcond=None)
+    return t - m @ coef, coef[: logx.shape[1]]
+
+
+def _unit(b: np.ndarray) -> np.ndarray:
+    n = float(np.linalg.norm(b))
+    return b / n if n > 0 else b
+
+
+def _starts(logx: np.ndarray, t: np.ndarray) -> list[np.ndarray]:
+    """Starting directions: the quadratic fit's leading Hessian eigenvector, every input, every pair ``i +- j``."""
+    n, d = logx.shape
+    lc = logx - logx.mean(0)
+    pairs = list(itertools.combinations_with_replacement(range(d), 2))
+    quad = np.column_stack([np.ones(n), lc] + [lc[:, i] * lc[:, j] for i, j in pairs])
+    coef, *_ = np.linalg.lstsq(quad, t, rcond=None)
+    h = np.zeros((d, d))
+    for (i, j), c in zip(pairs, coef[1 + d:]):
+        h[i, j] += c
+        h[j, i] += c
+    w, v = np.linalg.eigh(h)
+    starts = [v[:, int(np.argmax(np.abs(w)))]]
+    eye = np.eye(d)
+    starts += [eye[j] for j in range(d)]
+    starts += [_unit(eye[i] + s * eye[j]) for i, j in itertools.combinations(range(d), 2) for s in (1.0, -1.0)]
+    return starts
+
+
+def _refine(logx: np.ndarray, t: np.ndarray, b0: np.ndarray, scale: float) -> np.ndarray:
+    """``b`` refined by variable projection from ``b0`` (a few Gauss-Newton steps with finite differences)."""
+    if np.count_nonzero(np.abs(b0) > 1e-12) == 1:
+        return b0  # one input alone: nothing to refine (a spline of x_j is any function of it)
+
+    def fun(b: np.ndarray) -> np.ndarray:
+        return _profile(logx, t, _unit(b))[0] / scale
+
+    try:
+        res = least_squares(fun, b0, method="trf", diff_step=1e-4, max_nfev=20 * (len(b0) + 1), xtol=1e-10)
+    except (ValueError, np.linalg.LinAlgError):
+        return b0
+    return _unit(res.x)
+
+
+def snap_exponents(v: np.ndarray, max_den: int, tol: float) -> tuple[np.ndarray, float] | None:
+    """``v`` with every entry replaced by the nearest fraction of denominator <= ``max_den`` (and |value| <= 4), and
+    the largest change; None when some entry is farther than ``tol`` from every such fraction."""
+    out = np.empty_like(v)
+    worst = 0.0
+    for i, x in enumerate(v):
+        f = Fraction(float(x)).limit_denominator(max_den)
+        if abs(f) > 4 or abs(float(f) - x) > tol:
+            return None
+        out[i] = float(f)
+        worst = max(worst, abs(float(f) - x))
+    return out, worst
+
+
+def _snap_direction(b: np.ndarray) -> np.ndarray | None:
+    """``b`` scaled so that one of its large entries is 1 and the others snap to fractions (denominator <= 4)."""
+    big = np.abs(b).max()
+    best = None
+    for k in np.flatnonzero(np.abs(b) >= 0.2 * big):
+        r = b / b[k]
+        r[np.abs(r) < 0.05] = 0.0
+        snapped = snap_exponents(r, 4, 0.04)
+        if snapped is not None:
+            key = (snapped[1] > 0.02, int(np.count_nonzero(snapped[0])), snapped[1])
+            if best is None or key < best[0]:
+                best = (key, snapped[0])
+    if best is None:
+        return None
+    b = best[1]
+    return -b if b.sum() < 0 or (b.sum() == 0 and b[np.flatnonzero(b)[0]] < 0) else b
+
+
+def _exponent_choices(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+    """Snapped monomial exponents ``a + tau * b`` (``a`` is known up to multiples of ``b``): ``tau`` chosen to zero
+    each input of the index in turn, or 0; simplest first."""
+    out: list[tuple[tuple, np.ndarray]] = []
+    taus = [0.0] + [-a[j] / b[j] for j in np.flatnonzero(b)]
+    for tau in taus:
+        snapped = snap_exponents(a + tau * b, 2, 0.06)
+        if snapped is None:
+            continue
+        e = snapped[0]
+        if not any(np.array_equal(e, o) for _, o in out):
+            out.append(((int(np.count_nonzero(e)), float(np.abs(e).sum()), snapped[1]), e))
+    return [e for _, e in sorted(out, key=lambda p: p[0])]
+
+
+def _y_fit(logx: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+    """NMSE of ``y`` against ``prod x**a * S(b . L)`` with the spline ``S`` fitted by least squares on ``y``."""
+    mono = np.exp(logx @ a)
+    m = mono[:, None] * _design(logx @ b, 2 * _KNOTS)
+    coef, *_ = np.linalg.lstsq(m, y, rcond=None)
+    return float(np.mean((y - m @ coef) ** 2) / max(np.var(y), 1e-300))
+
+
+def index_models(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-3, max_models: int = 3) -> list[IndexModel]:
+    """Monomial-index models of ``y`` (best first), each within ``tol`` (NMSE on ``y``) of the data; empty when the
+    inputs are not all positive, or no such structure fits.
+
+    Args:
+        x: ``(n, d)`` inputs, ``d >= 2``, all positive.
+        y: ``(n,)`` labels.
+        tol: the largest NMSE of a model (spline ``g``) on ``y`` accepted.
+        max_models: at most this many models.
+
+    Shapes:
+        ``x`` ``(n, d)``, ``y`` ``(n,)``; ``a``, ``b`` ``(d,)``.
+    """
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)
+    n, d = x.shape
+    if d < 2 or n < 4 * (d + _KNOTS + 4) or not (np.all(x > 0) and np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        return []
+    if not np.all(y != 0):
+        return []
+    logx, t = np.log(x), np.log(np.abs(y))
+    keep = np.ones(n, dtype=bool)
+    if not (np.all(y > 0) or np.all(y < 0)):
+        # g changes sign: log|g| dives at its zeros, which no spline follows; the lowest decile of |y| goes
+        keep = t > np.quantile(t, 0.1)
+    logx, t_fit = logx[keep], t[keep]
+    scale = float(np.std(t_fit)) * math.sqrt(len(t_fit))
+    if not scale > 0:
+        return []
+    scored = sorted(((float(np.sum(_profile(logx, t_fit, b)[0] ** 2)), i, b)
+                     for i, b in enumerate(_starts(logx, t_fit))), key=lambda s: s[:2])
+    models: list[IndexModel] = []
+    seen: set[tuple] = set()
+    full_logx = np.log(x)
+    for _, _, b0 in scored[:_REFINE]:
+        b = _snap_direction(_refine(logx, t_fit, b0, scale))
+        if b is None:
+            continue
+        _, a = _profile(logx, t_fit, b)
+        for e in _exponent_choices(a, b):
+            key = (tuple(e), tuple(b))
+            if key in seen:
+                continue
+            seen.add(key)
+            err = _y_fit(full_logx, y, e, b)
+            log.debug("index model a=%s b=%s: NMSE %.2e", e, b, err)
+            if err <= tol:
+                models.append(IndexModel(e, b, err))
+    models.sort(key=lambda m: (m.nmse > tol / 10, int(np.count_nonzero(m.a)) + int(np.count_nonzero(m.b)), m.nmse))
+    return models[:max_models]

@@ -1,0 +1,95 @@
+"""The monomial-index stage: before any KAN is trained, test whether ``y = prod x**a * g(prod x**b)`` (a product of
+powers times one function of one monomial, see :mod:`kanlens.symbolic.index_fit`); if so, ``g`` is recovered by a
+one-input search and the whole formula joins the candidates (``x1*exp(-x2*x3*x5/(x4*x6))``,
+``x1/sqrt(1 - x2**2/x3**2)``, ``x1*x2*x3*log(x5/x4)``). Cost without such a structure: well under a second for
+up to six inputs."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import sympy
+
+from ..index_fit import IndexModel, index_models
+from .budget import Deadline
+from .candidates import Candidate, Evaluator, Provenance
+from .context import SearchContext
+from .parts import to_dataset
+from .views import snap_views
+
+__all__ = ["MonomialIndex", "index_search", "monomial"]
+
+log = logging.getLogger(__name__)
+
+_MAX_RUNS = 3  # one-input searches at most (models x orientations of the index)
+_VIEW_SECONDS = 7.5
+
+
+def monomial(variables, exponents: np.ndarray) -> sympy.Expr:
+    """``prod variables[i]**exponents[i]`` with rational exponents."""
+    out = sympy.Integer(1)
+    for v, e in zip(variables, exponents):
+        if e != 0:
+            out *= v ** sympy.nsimplify(float(e), rational=True)
+    return out
+
+
+def _reduced(x: np.ndarray, y: np.ndarray, model: IndexModel, sign: float) -> tuple[np.ndarray, np.ndarray]:
+    logx = np.log(x)
+    return np.exp(sign * (logx @ model.b))[:, None], y / np.exp(logx @ model.a)
+
+
+def index_search(ev: Evaluator, library, variables, deadline: Deadline | None = None, *, seed: int,
+                 dtype, tol: float = 1e-3) -> None:
+    """If ``y = prod x**a * g(z)`` with ``z = prod x**b`` (:func:`~kanlens.symbolic.index_fit.index_models` on the
+    training data, within ``tol``), recover ``g`` by one-input searches on ``(z, y / prod x**a)`` (also with
+    ``1/z`` as the input when the first is not exact) and add ``prod x**a * g(prod x**b)`` to the candidates.
+
+    One output, positive inputs. The searches share the time left before ``deadline`` (default: the evaluator's).
+    """
+    from .run import symbolic_regression  # a nested search (the orchestrator imports the stages)
+
+    deadline = deadline or ev.deadline
+    models = index_models(ev.xtr, ev.ytr[:, 0], tol=tol)
+    if not models:
+        log.info("index: no product of powers times a function of one monomial fits")
+        return
+    runs = [(m, s) for m in models[:2] for s in (1.0, -1.0)][:_MAX_RUNS]
+    z = sympy.Symbol("index_z_")
+    for k, (model, sign) in enumerate(runs):
+        if deadline.expired() or ev.exact_found:
+            return
+        mono, index = monomial(variables, model.a), monomial(variables, sign * model.b)
+        log.info("index: y = %s * g(%s) (spline NMSE %.1e)", mono, index, model.nmse)
+        (ztr, rtr), (zte, rte) = _reduced(ev.xtr, ev.ytr[:, 0], model, sign), _reduced(ev.xte, ev.yte[:, 0], model,
+                                                                                        sign)
+        if not all(np.all(np.isfinite(v)) for v in (ztr, rtr, zte, rte)):
+            continue
+        res = symbolic_regression(to_dataset(ztr, rtr, zte, rte, dtype), None, seed=seed, dtype=dtype, lib=library,
+                                  var=[z.name], time_budget=deadline.share(1 / (len(runs) - k)))
+        log.info("index: g = %s", res.formula)
+        rows = list(res.table)
+        picks = dict.fromkeys([rows[res.table.chosen].expr, min(rows, key=lambda c: c.test_nmse).expr])
+        for g in picks:
+            cand = ev.refit([mono * g.xreplace({z: index})], Provenance("index"))
+            if cand.test_nmse <= 1e-4:
+                snap_views(cand, ev, Provenance("index"), deadline.within(_VIEW_SECONDS))
+
+
+class MonomialIndex:
+    """:func:`index_search` on the data alone (no KAN): one output, two inputs or more, all inputs positive."""
+
+    name, always = "index", False
+    share = 0.5  # half the time left at most: the KAN runs come after
+
+    def applies(self, ctx: SearchContext) -> bool:
+        ev = ctx.ev
+        return (ctx.options.separable and ctx.one_output and ctx.n_inputs >= 2 and bool(np.all(ev.xtr > 0))
+                and bool(np.all(ev.xte > 0)))
+
+    def run(self, ctx: SearchContext) -> list[Candidate]:
+        start = len(ctx.ev.seen)
+        index_search(ctx.ev, ctx.library, ctx.variables, ctx.deadline, seed=ctx.options.seed,
+                     dtype=ctx.options.dtype)
+        return ctx.ev.seen[start:]

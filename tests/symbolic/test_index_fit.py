@@ -1,0 +1,94 @@
+"""Monomial-index models (``y = prod x**a * g(prod x**b)``) found from data alone, and the search stage using them."""
+
+import numpy as np
+import pytest
+import sympy
+import torch
+
+from kanlens.symbolic.index_fit import index_models, snap_exponents
+from kanlens.symbolic.search.index import MonomialIndex, monomial
+
+
+def _sample(fn, ranges, n=1000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = np.column_stack([rng.uniform(lo, hi, n) for lo, hi in ranges])
+    return x, fn(*x.T)
+
+
+def test_exponential_of_a_monomial():
+    x, y = _sample(lambda a, b, c, d: a * np.exp(-b * c / d), [(1, 5)] * 4)
+    models = index_models(x, y)
+    assert models, "no model found"
+    m = models[0]
+    assert m.a.tolist() == [1, 0, 0, 0]
+    assert m.b.tolist() == [0, 1, 1, -1]
+    assert m.nmse < 1e-6
+
+
+def test_relativistic_factor_and_half_powers():
+    x, y = _sample(lambda m, v, c: m * v / np.sqrt(1 - v**2 / c**2), [(1, 5), (1, 2), (3, 10)])
+    m = index_models(x, y)[0]
+    assert m.b.tolist() == [0, 1, -1]
+    # a is known up to multiples of b: x1*x2*g(x2/x3) and x1*x3*g'(x2/x3) are both right; the simplest is first
+    assert m.a.tolist() in ([1, 1, 0], [1, 0, 1])
+    x, y = _sample(lambda a, b: np.sqrt(a) * b ** 1.5 * np.sin(a / b), [(1, 3), (1, 3)])
+    m = index_models(x, y)[0]
+    assert sorted(np.abs(m.b).tolist()) == [1, 1] and m.b.sum() == 0
+
+
+def test_sign_change_in_g_is_handled():
+    # sin(x3) crosses zero: log|y| dives there, the trimmed fit still finds x1*x2 * g(x3)
+    x, y = _sample(lambda a, b, c: a * b * np.sin(c), [(1, 5), (1, 5), (0.1, 5)])
+    m = index_models(x, y)[0]
+    assert m.a.tolist() == [1, 1, 0] and m.b.tolist() == [0, 0, 1]
+    x, y = _sample(lambda a, b, c, d: a * b * np.log(d / c), [(1, 5)] * 4)
+    m = index_models(x, y)[0]
+    assert m.a.tolist() == [1, 1, 0, 0] and sorted(m.b.tolist()) == [-1, 0, 0, 1]
+
+
+def test_no_model_without_the_structure():
+    x, y = _sample(lambda a, b, c: a + b**2 + np.sin(c), [(1, 5)] * 3)
+    assert index_models(x, y) == []
+    x, y = _sample(lambda a, b: a * b, [(-1, 1), (1, 2)])  # an input that is not positive: log space is out
+    assert index_models(x, y) == []
+    x, y = _sample(lambda a: np.exp(a), [(1, 2)])  # one input: nothing to reduce
+    assert index_models(x, y) == []
+
+
+def test_snap_exponents():
+    out, worst = snap_exponents(np.array([0.999, -0.501, 1.33]), 3, 0.01)
+    assert out.tolist() == [1.0, -0.5, pytest.approx(4 / 3)] and worst < 0.01
+    assert snap_exponents(np.array([0.37]), 2, 0.05) is None
+    assert snap_exponents(np.array([7.0]), 1, 0.05) is None  # beyond |4|
+
+
+def test_monomial_expression():
+    x1, x2, x3 = sympy.symbols("x1 x2 x3")
+    assert monomial([x1, x2, x3], np.array([1.0, -0.5, 0.0])) == x1 / sympy.sqrt(x2)
+
+
+def test_stage_applies_only_to_positive_inputs():
+    from types import SimpleNamespace
+
+    stage = MonomialIndex()
+    opts = SimpleNamespace(separable=True)
+    pos = SimpleNamespace(xtr=np.ones((4, 2)), xte=np.ones((4, 2)))
+    neg = SimpleNamespace(xtr=-np.ones((4, 2)), xte=np.ones((4, 2)))
+    assert stage.applies(SimpleNamespace(options=opts, one_output=True, n_inputs=2, ev=pos))
+    assert not stage.applies(SimpleNamespace(options=opts, one_output=True, n_inputs=2, ev=neg))
+    assert not stage.applies(SimpleNamespace(options=opts, one_output=True, n_inputs=1, ev=pos))
+
+
+@pytest.mark.slow
+def test_search_recovers_a_boltzmann_factor_without_width():
+    from kanlens import symbolic_regression
+    from kanlens.formula_data import sample_formula
+
+    xs = sympy.symbols("x1:5")
+    target = xs[0] * sympy.exp(-xs[1] * xs[2] / xs[3])
+    ds = sample_formula(target, list(xs), [(1.0, 5.0)] * 4, seed=0, dtype=torch.float64)
+    res = symbolic_regression(ds, time_budget=40, seed=0)
+    assert res.exact
+    assert sympy.simplify(res.formula.subs({sympy.Symbol(f"x{i + 1}"): xs[i] for i in range(4)}) - target) == 0
+    assert res.table[res.table.chosen].provenance.stage == "index"
+    assert res.cpu_seconds < 40 * 1.1 + 1

@@ -60,11 +60,17 @@ def _design(u: np.ndarray, knots: int = _KNOTS) -> np.ndarray:
     return BSpline.design_matrix(np.clip(u, inner[0], inner[-1]), t, 3).toarray()
 
 
-def _profile(logx: np.ndarray, t: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Residual of ``t ~ a . L + G(b . L)`` for fixed ``b`` (``a`` and the spline by least squares), and ``a``."""
+def _profile(logx: np.ndarray, t: np.ndarray, b: np.ndarray, w: np.ndarray | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Weighted residual of ``t ~ a . L + G(b . L)`` for fixed ``b`` (``a`` and the spline by least squares, rows
+    scaled by ``w``), ``a``, and the fitted ``t``."""
     m = np.hstack([logx, _design(logx @ b)])
-    coef, *_ = np.linalg.lstsq(m, t, rcond=None)
-    return t - m @ coef, coef[: logx.shape[1]]
+    if w is None:
+        coef, *_ = np.linalg.lstsq(m, t, rcond=None)
+    else:
+        coef, *_ = np.linalg.lstsq(m * w[:, None], t * w, rcond=None)
+    fit = m @ coef
+    return (t - fit) if w is None else (t - fit) * w, coef[: logx.shape[1]], fit
 
 
 def _unit(b: np.ndarray) -> np.ndarray:
@@ -91,13 +97,13 @@ def _starts(logx: np.ndarray, t: np.ndarray) -> list[np.ndarray]:
     return starts
 
 
-def _refine(logx: np.ndarray, t: np.ndarray, b0: np.ndarray, scale: float) -> np.ndarray:
+def _refine(logx: np.ndarray, t: np.ndarray, b0: np.ndarray, scale: float, w: np.ndarray | None) -> np.ndarray:
     """``b`` refined by variable projection from ``b0`` (a few Gauss-Newton steps with finite differences)."""
     if np.count_nonzero(np.abs(b0) > 1e-12) == 1:
         return b0  # one input alone: nothing to refine (a spline of x_j is any function of it)
 
     def fun(b: np.ndarray) -> np.ndarray:
-        return _profile(logx, t, _unit(b))[0] / scale
+        return _profile(logx, t, _unit(b), w)[0] / scale
 
     try:
         res = least_squares(fun, b0, method="trf", diff_step=1e-4, max_nfev=20 * (len(b0) + 1), xtol=1e-10)
@@ -120,22 +126,30 @@ def snap_exponents(v: np.ndarray, max_den: int, tol: float) -> tuple[np.ndarray,
     return out, worst
 
 
-def _snap_direction(b: np.ndarray) -> np.ndarray | None:
-    """``b`` scaled so that one of its large entries is 1 and the others snap to fractions (denominator <= 4)."""
+def _snap_direction(b: np.ndarray) -> list[np.ndarray]:
+    """``b`` scaled so that one of its large entries is 1 and the others snap to fractions (denominator <= 4), with
+    entries below 5%, 15% and 30% of the largest set to 0 (noise leaks a little of the linear part into ``b``), and
+    once more to the nearest halves."""
     big = np.abs(b).max()
-    best = None
-    for k in np.flatnonzero(np.abs(b) >= 0.2 * big):
-        r = b / b[k]
-        r[np.abs(r) < 0.05] = 0.0
-        snapped = snap_exponents(r, 4, 0.04)
-        if snapped is not None:
-            key = (snapped[1] > 0.02, int(np.count_nonzero(snapped[0])), snapped[1])
-            if best is None or key < best[0]:
-                best = (key, snapped[0])
-    if best is None:
-        return None
-    b = best[1]
-    return -b if b.sum() < 0 or (b.sum() == 0 and b[np.flatnonzero(b)[0]] < 0) else b
+    out: list[np.ndarray] = []
+    # the last try: halves within 0.25 (noise can bias a flat direction by 10-20%); the fit on y decides
+    for floor, den, tol in ((0.05, 4, 0.06), (0.15, 4, 0.06), (0.3, 4, 0.06), (0.25, 2, 0.25)):
+        best = None
+        for k in np.flatnonzero(np.abs(b) >= 0.2 * big):
+            r = b / b[k]
+            r[np.abs(r) < floor] = 0.0
+            snapped = snap_exponents(r, den, tol)
+            if snapped is not None:
+                key = (snapped[1] > 0.02, int(np.count_nonzero(snapped[0])), snapped[1])
+                if best is None or key < best[0]:
+                    best = (key, snapped[0])
+        if best is None:
+            continue
+        s = best[1]
+        s = -s if s.sum() < 0 or (s.sum() == 0 and s[np.flatnonzero(s)[0]] < 0) else s
+        if not any(np.array_equal(s, o) for o in out):
+            out.append(s)
+    return out
 
 
 def _exponent_choices(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
@@ -159,6 +173,13 @@ def _y_fit(logx: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray) -> flo
     m = mono[:, None] * _design(logx @ b, 2 * _KNOTS)
     coef, *_ = np.linalg.lstsq(m, y, rcond=None)
     return float(np.mean((y - m @ coef) ** 2) / max(np.var(y), 1e-300))
+
+
+def _directions(logx: np.ndarray, t: np.ndarray, scale: float, w: np.ndarray | None) -> list[np.ndarray]:
+    """The best ``_REFINE`` starting directions, refined (best start first)."""
+    scored = sorted(((float(np.sum(_profile(logx, t, b, w)[0] ** 2)), i, b)
+                     for i, b in enumerate(_starts(logx, t))), key=lambda s: s[:2])
+    return [_refine(logx, t, b0, scale, w) for _, _, b0 in scored[:_REFINE]]
 
 
 def index_models(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-3, max_models: int = 3) -> list[IndexModel]:
@@ -185,20 +206,27 @@ def index_models(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-3, max_models:
     if not (np.all(y > 0) or np.all(y < 0)):
         # g changes sign: log|g| dives at its zeros, which no spline follows; the lowest decile of |y| goes
         keep = t > np.quantile(t, 0.1)
-    logx, t_fit = logx[keep], t[keep]
+    logx, t_fit, y_fit = logx[keep], t[keep], y[keep]
     scale = float(np.std(t_fit)) * math.sqrt(len(t_fit))
     if not scale > 0:
         return []
-    scored = sorted(((float(np.sum(_profile(logx, t_fit, b)[0] ** 2)), i, b)
-                     for i, b in enumerate(_starts(logx, t_fit))), key=lambda s: s[:2])
+    directions = _directions(logx, t_fit, scale, None)
+    # noisy labels: log|y| of a small y is mostly noise (its variance is ~ sigma**2 / y**2), so the rows are
+    # weighted by y_hat**2 / (y_hat**2 + sigma**2), sigma the robust spread of y around the first pass's best fit
+    _, _, fit = _profile(logx, t_fit, directions[0])
+    resid = np.abs(y_fit) - np.exp(fit)
+    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    if sigma > 1e-6 * float(np.median(np.abs(y_fit))):
+        yhat2 = np.exp(2 * fit)
+        w = np.sqrt(yhat2 / (yhat2 + sigma**2))
+        directions = _directions(logx, t_fit, scale, w) + directions
+    else:
+        w = None
     models: list[IndexModel] = []
     seen: set[tuple] = set()
     full_logx = np.log(x)
-    for _, _, b0 in scored[:_REFINE]:
-        b = _snap_direction(_refine(logx, t_fit, b0, scale))
-        if b is None:
-            continue
-        _, a = _profile(logx, t_fit, b)
+    for b in (s for d in directions for s in _snap_direction(d)):
+        _, a, _ = _profile(logx, t_fit, b, w)
         for e in _exponent_choices(a, b):
             key = (tuple(e), tuple(b))
             if key in seen:

@@ -1,4 +1,5 @@
-"""Monomial-index models, found from data alone: ``y = prod_i x_i**a_i * g(prod_i x_i**b_i)``.
+"""Monomial-index models, found from data alone: ``y = prod_i x_i**a_i * g(prod_i x_i**b_i)`` (or ``g`` of two
+such monomials).
 
 Most laws of physics are a product of powers of their inputs times one function of one dimensionless combination
 (``n0*exp(-m*g*x/(kb*T))``, ``m0/sqrt(1 - v**2/c**2)``, ``n*kb*T*log(V2/V1)``, ``asin(l/(n*d))``). With positive
@@ -11,6 +12,9 @@ one-input problem ``g(z)`` on ``z = prod x**b`` (see :class:`~kanlens.symbolic.s
 is ``G'' b b^T``, rank one), from every single input (``g(x_j)``) and from every ratio and product of two inputs,
 and refined by variable projection (the spline and ``a`` are linear given ``b``). Outputs that change sign (the
 ``g`` crosses zero: ``x1*x2*sin(x3)``) are fitted on ``log|y|`` with the points near the zeros trimmed away.
+When no one-index model fits (three inputs or more), two indices are tried, ``log|y| = a . L + G(b1 . L, b2 . L)``
+with a tensor-product spline ``G`` (``x1*(1 + x2/x1 + 2*sqrt(x2/x1)*cos(x3))``,
+``(x1 - x2*x3)/sqrt(1 - x2**2/x4**2)``).
 """
 
 from __future__ import annotations
@@ -29,20 +33,22 @@ __all__ = ["IndexModel", "index_models", "snap_exponents"]
 
 log = logging.getLogger(__name__)
 
-_KNOTS = 8  # interior knots of the spline G (at quantiles of b . L)
+_KNOTS = 8  # interior knots of the spline G (at quantiles of b . L); per axis for two indices: _KNOTS2
+_KNOTS2 = 4
+_PAIR_STARTS = 12  # two indices: pairs among the best one-index starts and the single inputs
 _REFINE = 3  # starting directions refined by variable projection
 
 
 @dataclass
 class IndexModel:
-    """``y ~ prod x**a * g(z)`` with ``z = prod x**b`` (exponents snapped to small rationals).
+    """``y ~ prod x**a * g(z_1, ..)`` with ``z_i = prod x**b[i]`` (exponents snapped to small rationals).
 
     Attributes:
         a: ``(d,)`` exponents of the monomial factor.
-        b: ``(d,)`` exponents of the index ``z`` (largest magnitude 1 or a small integer; at least two nonzero, or
-            one input alone).
-        nmse: normalised squared error of ``y`` against ``prod x**a * S(log z)`` with ``S`` a cubic spline fitted by
-            least squares on ``y`` itself: how well a smooth ``g`` explains the data.
+        b: ``(k, d)`` exponents of the ``k`` indices (``k`` is 1 or 2; in each row the largest magnitude is 1 or a
+            small integer).
+        nmse: normalised squared error of ``y`` against ``prod x**a * S(log z)`` with ``S`` a cubic (tensor) spline
+            fitted by least squares on ``y`` itself: how well a smooth ``g`` explains the data.
     """
 
     a: np.ndarray
@@ -50,9 +56,7 @@ class IndexModel:
     nmse: float
 
 
-def _design(u: np.ndarray, knots: int = _KNOTS) -> np.ndarray:
-    """``(n, m)`` cubic B-spline basis on ``u`` with interior knots at its quantiles (constants and lines are in
-    its span)."""
+def _basis(u: np.ndarray, knots: int) -> np.ndarray:
     inner = np.unique(np.quantile(u, np.linspace(0.0, 1.0, knots + 2)))
     if len(inner) < 2:
         return np.ones((len(u), 1))
@@ -60,11 +64,21 @@ def _design(u: np.ndarray, knots: int = _KNOTS) -> np.ndarray:
     return BSpline.design_matrix(np.clip(u, inner[0], inner[-1]), t, 3).toarray()
 
 
+def _design(u: np.ndarray, fine: bool = False) -> np.ndarray:
+    """``(n, m)`` cubic B-spline basis on the index values ``u`` ``(n, k)`` (knots at quantiles; a tensor product for
+    two indices); constants and lines are in its span."""
+    if u.shape[1] == 1:
+        return _basis(u[:, 0], 2 * _KNOTS if fine else _KNOTS)
+    knots = 2 * _KNOTS2 if fine else _KNOTS2
+    b1, b2 = _basis(u[:, 0], knots), _basis(u[:, 1], knots)
+    return (b1[:, :, None] * b2[:, None, :]).reshape(len(u), -1)
+
+
 def _profile(logx: np.ndarray, t: np.ndarray, b: np.ndarray, w: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weighted residual of ``t ~ a . L + G(b . L)`` for fixed ``b`` (``a`` and the spline by least squares, rows
-    scaled by ``w``), ``a``, and the fitted ``t``."""
-    m = np.hstack([logx, _design(logx @ b)])
+    """Weighted residual of ``t ~ a . L + G(b . L)`` for fixed ``b`` ``(k, d)`` (``a`` and the spline by least
+    squares, rows scaled by ``w``), ``a``, and the fitted ``t``."""
+    m = np.hstack([logx, _design(logx @ b.T)])
     if w is None:
         coef, *_ = np.linalg.lstsq(m, t, rcond=None)
     else:
@@ -74,12 +88,13 @@ def _profile(logx: np.ndarray, t: np.ndarray, b: np.ndarray, w: np.ndarray | Non
 
 
 def _unit(b: np.ndarray) -> np.ndarray:
-    n = float(np.linalg.norm(b))
-    return b / n if n > 0 else b
+    n = np.linalg.norm(b, axis=-1, keepdims=True)
+    return np.divide(b, n, out=np.zeros_like(b), where=n > 0)
 
 
-def _starts(logx: np.ndarray, t: np.ndarray) -> list[np.ndarray]:
-    """Starting directions: the quadratic fit's leading Hessian eigenvector, every input, every pair ``i +- j``."""
+def _single_starts(logx: np.ndarray, t: np.ndarray) -> list[np.ndarray]:
+    """One-index starting directions: the quadratic fit's leading Hessian eigenvector, every input, every pair
+    ``i +- j``."""
     n, d = logx.shape
     lc = logx - logx.mean(0)
     pairs = list(itertools.combinations_with_replacement(range(d), 2))
@@ -97,19 +112,37 @@ def _starts(logx: np.ndarray, t: np.ndarray) -> list[np.ndarray]:
     return starts
 
 
+def _starts(logx: np.ndarray, t: np.ndarray, k: int, w: np.ndarray | None) -> list[np.ndarray]:
+    """Starting ``(k, d)`` index matrices: for two indices, pairs among the best one-index starts and the inputs."""
+    single = _single_starts(logx, t)
+    if k == 1:
+        return [b[None, :] for b in single]
+    scored = sorted(range(len(single)), key=lambda i: float(np.sum(_profile(logx, t, single[i][None, :], w)[0] ** 2)))
+    d = logx.shape[1]
+    pool = [single[i] for i in scored[:_PAIR_STARTS]] + list(np.eye(d))
+    out = []
+    for p, q in itertools.combinations(pool, 2):
+        m = np.stack([p, q])
+        if np.linalg.matrix_rank(m, tol=1e-6) == 2 and not any(np.allclose(m, o) for o in out):
+            out.append(m)
+    return out
+
+
 def _refine(logx: np.ndarray, t: np.ndarray, b0: np.ndarray, scale: float, w: np.ndarray | None) -> np.ndarray:
-    """``b`` refined by variable projection from ``b0`` (a few Gauss-Newton steps with finite differences)."""
-    if np.count_nonzero(np.abs(b0) > 1e-12) == 1:
+    """``b`` ``(k, d)`` refined by variable projection from ``b0`` (Gauss-Newton steps with finite differences)."""
+    if b0.shape[0] == 1 and np.count_nonzero(np.abs(b0) > 1e-12) == 1:
         return b0  # one input alone: nothing to refine (a spline of x_j is any function of it)
+    shape = b0.shape
 
     def fun(b: np.ndarray) -> np.ndarray:
-        return _profile(logx, t, _unit(b), w)[0] / scale
+        return _profile(logx, t, _unit(b.reshape(shape)), w)[0] / scale
 
     try:
-        res = least_squares(fun, b0, method="trf", diff_step=1e-4, max_nfev=20 * (len(b0) + 1), xtol=1e-10)
+        res = least_squares(fun, b0.ravel(), method="trf", diff_step=1e-4, xtol=1e-10,
+                            max_nfev=(20 if len(b0) == 1 else 8) * (b0.size + 1))
     except (ValueError, np.linalg.LinAlgError):
         return b0
-    return _unit(res.x)
+    return _unit(res.x.reshape(shape))
 
 
 def snap_exponents(v: np.ndarray, max_den: int, tol: float) -> tuple[np.ndarray, float] | None:
@@ -127,9 +160,9 @@ def snap_exponents(v: np.ndarray, max_den: int, tol: float) -> tuple[np.ndarray,
 
 
 def _snap_direction(b: np.ndarray) -> list[np.ndarray]:
-    """``b`` scaled so that one of its large entries is 1 and the others snap to fractions (denominator <= 4), with
-    entries below 5%, 15% and 30% of the largest set to 0 (noise leaks a little of the linear part into ``b``), and
-    once more to the nearest halves."""
+    """``b`` ``(d,)`` scaled so that one of its large entries is 1 and the others snap to fractions (denominator
+    <= 4), with entries below 5%, 15% and 30% of the largest set to 0 (noise leaks a little of the linear part into
+    ``b``), and once more to the nearest halves."""
     big = np.abs(b).max()
     out: list[np.ndarray] = []
     # the last try: halves within 0.25 (noise can bias a flat direction by 10-20%); the fit on y decides
@@ -145,23 +178,60 @@ def _snap_direction(b: np.ndarray) -> list[np.ndarray]:
                     best = (key, snapped[0])
         if best is None:
             continue
-        s = best[1]
+        s = best[1] + 0.0  # no -0.0
         s = -s if s.sum() < 0 or (s.sum() == 0 and s[np.flatnonzero(s)[0]] < 0) else s
         if not any(np.array_equal(s, o) for o in out):
             out.append(s)
     return out
 
 
+def _sparsest_basis(b: np.ndarray) -> np.ndarray:
+    """Rows of ``b`` ``(k, d)`` replaced by combinations with fewer nonzero entries while any exists (the same
+    span: ``g(z1, z2)`` is as good a model as ``g(z1, z2 / z1**c)``), each rescaled as :func:`_snap_direction`."""
+    b = b.copy()
+    changed = True
+    while changed and len(b) > 1:
+        changed = False
+        for i, j in itertools.permutations(range(len(b)), 2):
+            for c in np.flatnonzero((b[i] != 0) & (b[j] != 0)):
+                r = b[i] - b[i, c] / b[j, c] * b[j]
+                r[np.abs(r) < 1e-9] = 0.0
+                if 0 < np.count_nonzero(r) < np.count_nonzero(b[i]):
+                    r = r / np.abs(r).max()
+                    b[i] = -r if r.sum() < 0 or (r.sum() == 0 and r[np.flatnonzero(r)[0]] < 0) else r
+                    changed = True
+    return b + 0.0
+
+
+def _snap_indices(b: np.ndarray) -> list[np.ndarray]:
+    """Snapped ``(k, d)`` index matrices from a refined one (every combination of its rows' snaps, full rank, in
+    its sparsest basis)."""
+    rows = [_snap_direction(r) for r in b]
+    out: list[np.ndarray] = []
+    for combo in itertools.product(*rows):
+        m = np.stack(combo)
+        if np.linalg.matrix_rank(m, tol=1e-9) == len(m):
+            m = _sparsest_basis(m)
+            m = m[np.lexsort(m.T[::-1])]  # one row order: (z1, z2) and (z2, z1) are the same model
+            if snap_exponents(m.ravel(), 4, 1e-9) is not None and not any(np.array_equal(m, o) for o in out):
+                out.append(m)
+    return out
+
+
 def _exponent_choices(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
-    """Snapped monomial exponents ``a + tau * b`` (``a`` is known up to multiples of ``b``): ``tau`` chosen to zero
-    each input of the index in turn, or 0; simplest first."""
+    """Snapped monomial exponents ``a + tau . b`` (``a`` is known up to combinations of the rows of ``b``):
+    ``tau`` chosen to zero one input of each index, or 0; simplest first."""
     out: list[tuple[tuple, np.ndarray]] = []
-    taus = [0.0] + [-a[j] / b[j] for j in np.flatnonzero(b)]
+    taus = [np.zeros(len(b))]
+    for cols in itertools.product(*[np.flatnonzero(r) for r in b]):
+        sub = b[:, list(cols)].T  # (k, k): tau . b[:, cols] = -a[cols]
+        if len(set(cols)) == len(cols) and abs(np.linalg.det(sub)) > 1e-9:
+            taus.append(np.linalg.solve(sub, -a[list(cols)]))
     for tau in taus:
-        snapped = snap_exponents(a + tau * b, 2, 0.06)
+        snapped = snap_exponents(a + tau @ b, 2, 0.06)
         if snapped is None:
             continue
-        e = snapped[0]
+        e = snapped[0] + 0.0
         if not any(np.array_equal(e, o) for _, o in out):
             out.append(((int(np.count_nonzero(e)), float(np.abs(e).sum()), snapped[1]), e))
     return [e for _, e in sorted(out, key=lambda p: p[0])]
@@ -170,71 +240,82 @@ def _exponent_choices(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
 def _y_fit(logx: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
     """NMSE of ``y`` against ``prod x**a * S(b . L)`` with the spline ``S`` fitted by least squares on ``y``."""
     mono = np.exp(logx @ a)
-    m = mono[:, None] * _design(logx @ b, 2 * _KNOTS)
+    m = mono[:, None] * _design(logx @ b.T, fine=True)
     coef, *_ = np.linalg.lstsq(m, y, rcond=None)
     return float(np.mean((y - m @ coef) ** 2) / max(np.var(y), 1e-300))
 
 
-def _directions(logx: np.ndarray, t: np.ndarray, scale: float, w: np.ndarray | None) -> list[np.ndarray]:
-    """The best ``_REFINE`` starting directions, refined (best start first)."""
+def _directions(logx: np.ndarray, t: np.ndarray, scale: float, w: np.ndarray | None, k: int) -> list[np.ndarray]:
+    """The best ``_REFINE`` starting index matrices, refined (best start first)."""
     scored = sorted(((float(np.sum(_profile(logx, t, b, w)[0] ** 2)), i, b)
-                     for i, b in enumerate(_starts(logx, t))), key=lambda s: s[:2])
+                     for i, b in enumerate(_starts(logx, t, k, w))), key=lambda s: s[:2])
     return [_refine(logx, t, b0, scale, w) for _, _, b0 in scored[:_REFINE]]
 
 
-def index_models(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-3, max_models: int = 3) -> list[IndexModel]:
+def _models(x: np.ndarray, y: np.ndarray, k: int, tol: float) -> list[IndexModel]:
+    n = len(x)
+    logx, t = np.log(x), np.log(np.abs(y))
+    keep = np.ones(n, dtype=bool)
+    if not (np.all(y > 0) or np.all(y < 0)) or np.min(np.abs(y)) < 1e-3 * np.median(np.abs(y)):
+        # g changes sign (or nearly vanishes): log|g| dives at its zeros, which no spline follows; the lowest decile
+        # of |y| goes
+        keep = t > np.quantile(t, 0.1)
+    logx, t_fit, y_fit = logx[keep], t[keep], y[keep]
+    scale = float(np.std(t_fit)) * math.sqrt(len(t_fit))
+    if not scale > 0:
+        return []
+    directions = _directions(logx, t_fit, scale, None, k)
+    # noisy labels: log|y| of a small y is mostly noise (its variance is ~ sigma**2 / y**2), so the rows are
+    # weighted by y_hat**2 / (y_hat**2 + sigma**2), sigma the robust spread of y around the first pass's best fit
+    _, _, fit = _profile(logx, t_fit, directions[0])
+    resid = np.abs(y_fit) - np.exp(fit)
+    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
+    w = None
+    if sigma > 1e-6 * float(np.median(np.abs(y_fit))):
+        yhat2 = np.exp(2 * fit)
+        w = np.sqrt(yhat2 / (yhat2 + sigma**2))
+        directions = _directions(logx, t_fit, scale, w, k) + directions
+    models: list[IndexModel] = []
+    seen: set[tuple] = set()
+    full_logx = np.log(x)
+    for b in (s for dm in directions for s in _snap_indices(dm)):
+        _, a, _ = _profile(logx, t_fit, b, w)
+        for e in _exponent_choices(a, b):
+            key = (tuple(e), tuple(b.ravel()))
+            if key in seen:
+                continue
+            seen.add(key)
+            err = _y_fit(full_logx, y, e, b)
+            log.debug("index model a=%s b=%s: NMSE %.2e", e, b.tolist(), err)
+            if err <= tol:
+                models.append(IndexModel(e, b, err))
+    models.sort(key=lambda m: (m.nmse > tol / 10, int(np.count_nonzero(m.a)) + int(np.count_nonzero(m.b)), m.nmse))
+    return models
+
+
+def index_models(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-3, max_models: int = 3,
+                 max_indices: int = 2) -> list[IndexModel]:
     """Monomial-index models of ``y`` (best first), each within ``tol`` (NMSE on ``y``) of the data; empty when the
-    inputs are not all positive, or no such structure fits.
+    inputs are not all positive, or no such structure fits. One index is tried first; two (for three inputs or
+    more, up to ``max_indices``) only when no one-index model fits.
 
     Args:
         x: ``(n, d)`` inputs, ``d >= 2``, all positive.
         y: ``(n,)`` labels.
         tol: the largest NMSE of a model (spline ``g``) on ``y`` accepted.
         max_models: at most this many models.
+        max_indices: 1 or 2.
 
     Shapes:
-        ``x`` ``(n, d)``, ``y`` ``(n,)``; ``a``, ``b`` ``(d,)``.
+        ``x`` ``(n, d)``, ``y`` ``(n,)``; ``a`` ``(d,)``, ``b`` ``(k, d)``.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64).reshape(-1)
     n, d = x.shape
-    if d < 2 or n < 4 * (d + _KNOTS + 4) or not (np.all(x > 0) and np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+    if d < 2 or n < 4 * (d + 2 * _KNOTS + 4) or not (np.all(x > 0) and np.all(np.isfinite(x))
+                                                     and np.all(np.isfinite(y)) and np.all(y != 0)):
         return []
-    if not np.all(y != 0):
-        return []
-    logx, t = np.log(x), np.log(np.abs(y))
-    keep = np.ones(n, dtype=bool)
-    if not (np.all(y > 0) or np.all(y < 0)):
-        # g changes sign: log|g| dives at its zeros, which no spline follows; the lowest decile of |y| goes
-        keep = t > np.quantile(t, 0.1)
-    logx, t_fit, y_fit = logx[keep], t[keep], y[keep]
-    scale = float(np.std(t_fit)) * math.sqrt(len(t_fit))
-    if not scale > 0:
-        return []
-    directions = _directions(logx, t_fit, scale, None)
-    # noisy labels: log|y| of a small y is mostly noise (its variance is ~ sigma**2 / y**2), so the rows are
-    # weighted by y_hat**2 / (y_hat**2 + sigma**2), sigma the robust spread of y around the first pass's best fit
-    _, _, fit = _profile(logx, t_fit, directions[0])
-    resid = np.abs(y_fit) - np.exp(fit)
-    sigma = 1.4826 * float(np.median(np.abs(resid - np.median(resid))))
-    if sigma > 1e-6 * float(np.median(np.abs(y_fit))):
-        yhat2 = np.exp(2 * fit)
-        w = np.sqrt(yhat2 / (yhat2 + sigma**2))
-        directions = _directions(logx, t_fit, scale, w) + directions
-    else:
-        w = None
-    models: list[IndexModel] = []
-    seen: set[tuple] = set()
-    full_logx = np.log(x)
-    for b in (s for d in directions for s in _snap_direction(d)):
-        _, a, _ = _profile(logx, t_fit, b, w)
-        for e in _exponent_choices(a, b):
-            key = (tuple(e), tuple(b))
-            if key in seen:
-                continue
-            seen.add(key)
-            err = _y_fit(full_logx, y, e, b)
-            log.debug("index model a=%s b=%s: NMSE %.2e", e, b, err)
-            if err <= tol:
-                models.append(IndexModel(e, b, err))
-    models.sort(key=lambda m: (m.nmse > tol / 10, int(np.count_nonzero(m.a)) + int(np.count_nonzero(m.b)), m.nmse))
-    return models[:max_models]
+    for k in range(1, min(max_indices, d - 1) + 1):
+        models = _models(x, y, k, tol)
+        if models:
+            return models[:max_models]
+    return []

@@ -21,29 +21,47 @@ def test_exponential_of_a_monomial():
     assert models, "no model found"
     m = models[0]
     assert m.a.tolist() == [1, 0, 0, 0]
-    assert m.b.tolist() == [0, 1, 1, -1]
+    assert m.b.tolist() == [[0, 1, 1, -1]]
     assert m.nmse < 1e-6
 
 
 def test_relativistic_factor_and_half_powers():
     x, y = _sample(lambda m, v, c: m * v / np.sqrt(1 - v**2 / c**2), [(1, 5), (1, 2), (3, 10)])
     m = index_models(x, y)[0]
-    assert m.b.tolist() == [0, 1, -1]
+    assert m.b.tolist() == [[0, 1, -1]]
     # a is known up to multiples of b: x1*x2*g(x2/x3) and x1*x3*g'(x2/x3) are both right; the simplest is first
     assert m.a.tolist() in ([1, 1, 0], [1, 0, 1])
     x, y = _sample(lambda a, b: np.sqrt(a) * b ** 1.5 * np.sin(a / b), [(1, 3), (1, 3)])
     m = index_models(x, y)[0]
-    assert sorted(np.abs(m.b).tolist()) == [1, 1] and m.b.sum() == 0
+    assert sorted(np.abs(m.b[0]).tolist()) == [1, 1] and m.b.sum() == 0
 
 
 def test_sign_change_in_g_is_handled():
     # sin(x3) crosses zero: log|y| dives there, the trimmed fit still finds x1*x2 * g(x3)
     x, y = _sample(lambda a, b, c: a * b * np.sin(c), [(1, 5), (1, 5), (0.1, 5)])
     m = index_models(x, y)[0]
-    assert m.a.tolist() == [1, 1, 0] and m.b.tolist() == [0, 0, 1]
+    assert m.a.tolist() == [1, 1, 0] and m.b.tolist() == [[0, 0, 1]]
     x, y = _sample(lambda a, b, c, d: a * b * np.log(d / c), [(1, 5)] * 4)
     m = index_models(x, y)[0]
-    assert m.a.tolist() == [1, 1, 0, 0] and sorted(m.b.tolist()) == [-1, 0, 0, 1]
+    assert m.a.tolist() == [1, 1, 0, 0] and sorted(m.b[0].tolist()) == [-1, 0, 0, 1]
+
+
+def test_two_indices_when_one_is_not_enough():
+    # x1 + x2 + 2*sqrt(x1*x2)*cos(x3) = x1 * g(x2/x1, x3): no single monomial carries all of it
+    x, y = _sample(lambda a, b, c: a + b + 2 * np.sqrt(a * b) * np.cos(c), [(1, 5), (1, 5), (0.5, 2)])
+    assert index_models(x, y, max_indices=1) == []
+    m = index_models(x, y)[0]
+    assert m.b.shape == (2, 3) and m.nmse < 1e-6
+    rows = sorted(m.b.tolist())
+    assert rows == [[-1, 1, 0], [0, 0, 1]] or rows == [[0, 0, 1], [1, -1, 0]]
+    assert m.a.tolist() in ([1, 0, 0], [0, 1, 0])  # x1 * g(x2/x1, x3) or x2 * g'(x2/x1, x3)
+
+
+def test_sparsest_basis_of_the_index_span():
+    from kanlens.symbolic.index_fit import _sparsest_basis
+
+    b = _sparsest_basis(np.array([[0.0, 0.0, 0.0, 0.0, 1.0], [0.0, -1.0, 1.0, 1.0, 3.5]]))
+    assert sorted(b.tolist()) == [[0, -1, 1, 1, 0], [0, 0, 0, 0, 1]]
 
 
 def test_no_model_without_the_structure():

@@ -211,9 +211,12 @@ def _snap_indices(b: np.ndarray) -> list[np.ndarray]:
     for combo in itertools.product(*rows):
         m = np.stack(combo)
         if np.linalg.matrix_rank(m, tol=1e-9) == len(m):
-            m = _sparsest_basis(m)
+            snapped = snap_exponents(_sparsest_basis(m).ravel(), 4, 1e-6)
+            if snapped is None:
+                continue
+            m = snapped[0].reshape(m.shape) + 0.0
             m = m[np.lexsort(m.T[::-1])]  # one row order: (z1, z2) and (z2, z1) are the same model
-            if snap_exponents(m.ravel(), 4, 1e-9) is not None and not any(np.array_equal(m, o) for o in out):
+            if not any(np.array_equal(m, o) for o in out):
                 out.append(m)
     return out
 

@@ -11,12 +11,14 @@ import logging
 import numpy as np
 import sympy
 
+from .. import formula as sform
 from ..index_fit import IndexModel, index_models
+from ..polyfit import polynomial_candidates
 from .budget import Deadline
 from .candidates import Candidate, Evaluator, Provenance
 from .context import SearchContext
 from .parts import to_dataset
-from .views import snap_views
+from .views import snap, snap_views
 
 __all__ = ["MonomialIndex", "index_search", "monomial"]
 
@@ -58,19 +60,30 @@ def index_search(ev: Evaluator, library, variables, deadline: Deadline | None = 
         log.info("index: no product of powers times a function of one monomial fits")
         return
     # one index: also 1/z as the input (asin(1/z) is harder to find than asin(z)); two: (z1, z2) as found
-    runs = [(m, s) for m in models[:2] for s in ((1.0, -1.0) if len(m.b) == 1 else (1.0,))][:_MAX_RUNS]
-    for k, (model, sign) in enumerate(runs):
-        if deadline.expired() or ev.exact_found:
-            return
+    # models differing only in a (x1*g(x2/x3) vs x3*g'(x2/x3)) are one problem: the simplest a only
+    distinct = [m for i, m in enumerate(models) if not any(np.array_equal(m.b, o.b) for o in models[:i])]
+    runs = [(m, s) for m in distinct[:2] for s in ((1.0, -1.0) if len(m.b) == 1 else (1.0,))][:_MAX_RUNS]
+    problems = []
+    for model, sign in runs:
         zs = [sympy.Symbol(f"index_z{i + 1}_") for i in range(len(model.b))]
         mono, index = monomial(variables, model.a), [monomial(variables, sign * b) for b in model.b]
-        log.info("index: y = %s * g(%s) (spline NMSE %.1e)", mono, index, model.nmse)
         (ztr, rtr), (zte, rte) = _reduced(ev.xtr, ev.ytr[:, 0], model, sign), _reduced(ev.xte, ev.yte[:, 0], model,
                                                                                         sign)
-        if not all(np.all(np.isfinite(v)) for v in (ztr, rtr, zte, rte)):
-            continue
+        if all(np.all(np.isfinite(v)) for v in (ztr, rtr, zte, rte)):
+            problems.append((model, zs, mono, index, (ztr, rtr, zte, rte)))
+    # first the cheap part for every model: g a polynomial or a ratio of polynomials (of g, 1/g, log g, g**2)
+    for _model, zs, mono, index, (ztr, rtr, zte, rte) in problems:
+        floor = sform.noise_floor(rtr, dtype)
+        for name, exprs in polynomial_candidates(ztr, rtr[:, None], zte, rte[:, None], zs, floor):
+            snap(ev, [mono * exprs[0].xreplace(dict(zip(zs, index)))], Provenance("index", step=f"polynomial {name}"))
+        if ev.exact_found:
+            return
+    for k, (model, zs, mono, index, (ztr, rtr, zte, rte)) in enumerate(problems):
+        if deadline.expired() or ev.exact_found:
+            return
+        log.info("index: y = %s * g(%s) (spline NMSE %.1e)", mono, index, model.nmse)
         res = symbolic_regression(to_dataset(ztr, rtr, zte, rte, dtype), None, seed=seed, dtype=dtype, lib=library,
-                                  var=[z.name for z in zs], time_budget=deadline.share(1 / (len(runs) - k)))
+                                  var=[z.name for z in zs], time_budget=deadline.share(1 / (len(problems) - k)))
         log.info("index: g = %s", res.formula)
         rows = list(res.table)
         picks = dict.fromkeys([rows[res.table.chosen].expr, min(rows, key=lambda c: c.test_nmse).expr])

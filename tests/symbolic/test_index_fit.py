@@ -110,3 +110,14 @@ def test_search_recovers_a_boltzmann_factor_without_width():
     assert sympy.simplify(res.formula.subs({sympy.Symbol(f"x{i + 1}"): xs[i] for i in range(4)}) - target) == 0
     assert res.table[res.table.chosen].provenance.stage == "index"
     assert res.cpu_seconds < 40 * 1.1 + 1
+
+
+def test_basis_variants_cover_small_integer_changes_and_orientations():
+    from kanlens.symbolic.search.index import basis_variants
+
+    b = np.array([[-1.0, 0.0, 1.0, 1.0], [0.0, 1.0, -1.0, 0.0]])  # x3*x4/x1, x2/x3
+    variants = basis_variants(b)
+    assert len(variants) == len({tuple(v.ravel()) for v in variants}) == 36
+    # x1*x3/(x2**2*x4) = 1 / ((x3*x4/x1) * (x2/x3)**2), with x3/x2: the basis where g is simplest for I.15.3t
+    assert any(np.array_equal(v, [[1.0, -2.0, 1.0, -1.0], [0.0, -1.0, 1.0, 0.0]]) for v in variants)
+    assert [v.tolist() for v in basis_variants(np.array([[0.0, 1.0, -1.0]]))] == [[[0, 1, -1]], [[0, -1, 1]]]

@@ -6,6 +6,7 @@ structure: about a second for one index, 3-15 CPU s when two are tried (5-9 inpu
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import numpy as np
@@ -20,7 +21,7 @@ from .context import SearchContext
 from .parts import to_dataset
 from .views import snap, snap_views
 
-__all__ = ["MonomialIndex", "index_search", "monomial"]
+__all__ = ["MonomialIndex", "basis_variants", "index_search", "monomial"]
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +38,40 @@ def monomial(variables, exponents: np.ndarray) -> sympy.Expr:
     return out
 
 
-def _reduced(x: np.ndarray, y: np.ndarray, model: IndexModel, sign: float) -> tuple[np.ndarray, np.ndarray]:
+def _reduced(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Inputs ``(n, k)`` (the indices) and target ``(n,)`` of the reduced problem."""
     logx = np.log(x)
-    return np.exp(sign * (logx @ model.b.T)), y / np.exp(logx @ model.a)
+    return np.exp(logx @ b.T), y / np.exp(logx @ a)
+
+
+def _problem(ev: Evaluator, variables, model: IndexModel, b: np.ndarray):
+    """``(model, index symbols, monomial, index expressions, (z_train, r_train, z_test, r_test))``, or None when
+    the reduced data are not finite."""
+    zs = [sympy.Symbol(f"index_z{i + 1}_") for i in range(len(b))]
+    mono, index = monomial(variables, model.a), [monomial(variables, row) for row in b]
+    (ztr, rtr), (zte, rte) = _reduced(ev.xtr, ev.ytr[:, 0], model.a, b), _reduced(ev.xte, ev.yte[:, 0], model.a, b)
+    if not all(np.all(np.isfinite(v)) for v in (ztr, rtr, zte, rte)):
+        return None
+    return model, zs, mono, index, (ztr, rtr, zte, rte)
+
+
+def basis_variants(b: np.ndarray) -> list[np.ndarray]:
+    """Bases of the span of the index rows ``b`` ``(k, d)`` with either orientation of each row; for two rows also
+    each row plus -2..2 times the other (the same model: ``g(z1, z2) = g'(z1 * z2**c, z2)``)."""
+    bases = [b]
+    if len(b) == 2:
+        for i, j in ((0, 1), (1, 0)):
+            for c in (-2.0, -1.0, 1.0, 2.0):
+                m = b.copy()
+                m[i] = b[i] + c * b[j]
+                bases.append(m)
+    out: list[np.ndarray] = []
+    for m in bases:
+        for signs in itertools.product((1.0, -1.0), repeat=len(b)):
+            v = m * np.array(signs)[:, None] + 0.0
+            if not any(np.array_equal(v, o) for o in out):
+                out.append(v)
+    return out
 
 
 def index_search(ev: Evaluator, library, variables, deadline: Deadline | None = None, *, seed: int,
@@ -63,19 +94,23 @@ def index_search(ev: Evaluator, library, variables, deadline: Deadline | None = 
     # models differing only in a (x1*g(x2/x3) vs x3*g'(x2/x3)) are one problem: the simplest a only
     distinct = [m for i, m in enumerate(models) if not any(np.array_equal(m.b, o.b) for o in models[:i])]
     runs = [(m, s) for m in distinct[:2] for s in ((1.0, -1.0) if len(m.b) == 1 else (1.0,))][:_MAX_RUNS]
-    problems = []
-    for model, sign in runs:
-        zs = [sympy.Symbol(f"index_z{i + 1}_") for i in range(len(model.b))]
-        mono, index = monomial(variables, model.a), [monomial(variables, sign * b) for b in model.b]
-        (ztr, rtr), (zte, rte) = _reduced(ev.xtr, ev.ytr[:, 0], model, sign), _reduced(ev.xte, ev.yte[:, 0], model,
-                                                                                        sign)
-        if all(np.all(np.isfinite(v)) for v in (ztr, rtr, zte, rte)):
-            problems.append((model, zs, mono, index, (ztr, rtr, zte, rte)))
-    # first the cheap part for every model: g a polynomial or a ratio of polynomials (of g, 1/g, log g, g**2)
-    for _model, zs, mono, index, (ztr, rtr, zte, rte) in problems:
-        floor = sform.noise_floor(rtr, dtype)
-        for name, exprs in polynomial_candidates(ztr, rtr[:, None], zte, rte[:, None], zs, floor):
-            snap(ev, [mono * exprs[0].xreplace(dict(zip(zs, index)))], Provenance("index", step=f"polynomial {name}"))
+    problems = [p for p in (_problem(ev, variables, m, m.b * sign) for m, sign in runs) if p is not None]
+    # first the cheap part: g a polynomial or a ratio of polynomials (of g, 1/g, log g, g**2), for every model and
+    # every basis of its indices with small integer changes and either orientation (x4*(1 - z1)/sqrt(1 - z2**2)
+    # is simple in z1 = x1*x3/(x2**2*x4), z2 = x3/x2, not in the sparsest basis x1/(x3*x4), x3/x2)
+    cheap = deadline.share(0.25)
+    for model in distinct[:2]:
+        for b in basis_variants(model.b):
+            problem = _problem(ev, variables, model, b)
+            if problem is None:
+                continue
+            _, zs, mono, index, (ztr, rtr, zte, rte) = problem
+            for name, exprs in polynomial_candidates(ztr, rtr[:, None], zte, rte[:, None], zs,
+                                                     sform.noise_floor(rtr, dtype)):
+                snap(ev, [mono * exprs[0].xreplace(dict(zip(zs, index)))],
+                     Provenance("index", step=f"polynomial {name}"))
+            if ev.exact_found or cheap.expired():
+                break
         if ev.exact_found:
             return
     for k, (model, zs, mono, index, (ztr, rtr, zte, rte)) in enumerate(problems):

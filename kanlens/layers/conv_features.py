@@ -14,7 +14,7 @@ import math
 import torch
 
 from .. import splines
-from ..cardinal import FAR, cardinal_basis, contract_rows, expand_rows
+from ..cardinal import FAR, cardinal_basis, expand_rows
 from .spline import BASE_DERIVATIVES, BASE_FUNCTIONS, recompute_grads
 
 __all__ = ["ConvFeaturesMixin", "UniformFeatures"]
@@ -45,17 +45,14 @@ class UniformFeatures(torch.autograd.Function):
         torch.nan_to_num_(tc, nan=FAR)
         buf = x.new_empty(*lead, c * nb1)
         flat = buf.view(-1, c * nb1)
-        # with an input gradient ahead, the slopes come from the same passes as the bases (saved: the backward
-        # is then two passes instead of recomputing every basis)
-        slope = torch.empty_like(flat) if ctx.needs_input_grad[0] else None
-        expand_rows(t, nb1, k, out=flat, slot0=BASE_FUNCTIONS[base_name](xpm), slope=slope)
-        ctx.save_for_backward(xpm, t, h, x, t0, slope)
+        expand_rows(t, nb1, k, out=flat, slot0=BASE_FUNCTIONS[base_name](xpm))
+        ctx.save_for_backward(xpm, t, h, x, t0)
         ctx.k, ctx.nb1, ctx.base_name = k, nb1, base_name
         return buf.movedim(-1, 1)
 
     @staticmethod
     def backward(ctx, grad):
-        xpm, t, h, x, t0, slope = ctx.saved_tensors  # xpm: (N, C) pixel-major input
+        xpm, t, h, x, t0 = ctx.saved_tensors  # xpm: (N, C) pixel-major input
         if not ctx.needs_input_grad[0]:
             return None, None, None, None, None, None
         c, nb1 = xpm.shape[1], ctx.nb1
@@ -72,10 +69,7 @@ class UniformFeatures(torch.autograd.Function):
 
             return (*recompute_grads(expand, (x,), (True,), (g2,)), None, None, None, None, None)
         g_base = torch.empty_like(xpm)  # contiguous: on strided slices the base's backward kernels are ~15x slower
-        if slope is None:
-            grad_t = expand_rows(t, nb1, ctx.k, grad=g2, slot0=g_base)  # (N, C)
-        else:
-            grad_t = contract_rows(slope, g2, nb1, ctx.k, slot0=g_base)
+        grad_t = expand_rows(t, nb1, ctx.k, grad=g2, slot0=g_base)  # (N, C)
         base = BASE_FUNCTIONS[ctx.base_name]
         grad_x = g_base.mul_(BASE_DERIVATIVES[ctx.base_name](xpm, base(xpm))).add_(grad_t.div_(h))
         return grad_x.view(*gl.shape[:-1], c).movedim(-1, 1), None, None, None, None, None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import io
-import math
 import random
 
 import pytest
@@ -418,37 +417,6 @@ def test_basis_expansion_in_pixel_chunks(monkeypatch) -> None:
     out_b.sin().sum().backward()
     torch.testing.assert_close(out_a, out_b, atol=0, rtol=0)
     torch.testing.assert_close(xa.grad, xb.grad, atol=2e-6, rtol=1e-5)
-
-
-@pytest.mark.parametrize("k", [1, 2, 3, 5])
-def test_saved_slopes_equal_the_recomputed_derivative(k: int) -> None:
-    """``expand_rows(..., slope=)`` writes the same bases as without it, and ``contract_rows`` on the saved slopes
-    equals the recomputed contracted derivative (float64, chunked: 7 rows per chunk), and the cardinal bases'
-    derivative by autograd."""
-    c, nb1, n = 3, 9, 40
-    gen = torch.Generator().manual_seed(k)
-    x = torch.rand(n, c, generator=gen, dtype=torch.float64) * (nb1 + k + 2) - 1.5  # also outside the grid
-    t = torch.cat([x, torch.ones(n, 1, dtype=torch.float64)], 1)
-    grad = torch.randn(n, c * nb1, generator=gen, dtype=torch.float64)
-    base = torch.randn(n, c, generator=gen, dtype=torch.float64)
-    plain, with_slope, slope = (torch.empty(n, c * nb1, dtype=torch.float64) for _ in range(3))
-    old_chunk = cardinal.CHUNK
-    try:
-        cardinal.CHUNK = 7 * c * nb1
-        cardinal.expand_rows(t, nb1, k, out=plain, slot0=base)
-        cardinal.expand_rows(t, nb1, k, out=with_slope, slot0=base, slope=slope)
-        g0_a, g0_b = torch.empty(n, c, dtype=torch.float64), torch.empty(n, c, dtype=torch.float64)
-        recomputed = cardinal.expand_rows(t, nb1, k, grad=grad, slot0=g0_a)
-        contracted = cardinal.contract_rows(slope, grad, nb1, k, slot0=g0_b)
-    finally:
-        cardinal.CHUNK = old_chunk
-    torch.testing.assert_close(with_slope, plain, atol=0, rtol=0)
-    torch.testing.assert_close(contracted, recomputed, atol=1e-12, rtol=1e-12)
-    torch.testing.assert_close(g0_b, grad.view(n, c, nb1)[:, :, 0], atol=0, rtol=0)
-    xa = x.clone().requires_grad_()
-    bases = cardinal_basis(xa, nb1 - 1, k) * math.factorial(k)  # (n, C, nb1 - 1)
-    (auto,) = torch.autograd.grad(bases, xa, grad.view(n, c, nb1)[:, :, 1:])
-    torch.testing.assert_close(contracted, auto, atol=1e-10, rtol=1e-10)
 
 
 def test_zero_padded_path_gradcheck_float64() -> None:

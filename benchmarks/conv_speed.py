@@ -12,7 +12,7 @@ memory events).
 
 Usage:
     python benchmarks/conv_speed.py [--threads 1 2] [--reps 30] [--repeats 3] [--grad both|params|input]
-        [--out docs/benchmarks_conv.md]
+        [--breakdown] [--out docs/benchmarks_conv.md]
 """
 
 from __future__ import annotations
@@ -187,6 +187,58 @@ def run_case(
     return rows
 
 
+def breakdown(b: int, c: int, size: int, o: int, reps: int, input_grad: bool, repeats: int) -> dict[str, float]:
+    """Where a KANConv2d step's time goes: CPU ms (median over rounds of each round's median) of the whole step,
+    the feature expansion alone (forward, plus its backward with ``input_grad``), ``F.conv2d`` over the same
+    precomputed features (forward + backward, same loss) and ``nn.Conv2d``+SiLU; the rest (weights, border term,
+    checks, layout) is the step minus the two parts. All interleaved in every round."""
+    from kanlens.layers.conv_features import UniformFeatures
+
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(b, c, size, size, generator=gen) * 2 - 1).requires_grad_(input_grad)
+    kan = KANConv2d(c, o, 3, padding=1, grid=5, k=3)
+    conv = nn.Conv2d(c, o, 3, padding=1)
+    drop = kan._inside_grid(x, with_zero=True)
+    nb = kan.num_basis - int(drop)
+    spacing = kan._uniform_spacing()
+    assert spacing is not None
+    with torch.no_grad():
+        feats0 = UniformFeatures.apply(x, *spacing, nb, kan.k, kan.base_fun_name)
+    feats = feats0.detach().requires_grad_(input_grad)
+    weight = kan._fused_weight(drop, 1.0)[0].detach().requires_grad_()
+    grad_feats = torch.rand(feats0.shape, generator=gen).to(memory_format=torch.channels_last)
+
+    def expansion() -> None:
+        x.grad = None
+        out = UniformFeatures.apply(x, *spacing, nb, kan.k, kan.base_fun_name)
+        if input_grad:
+            out.backward(grad_feats)
+
+    def conv_only() -> None:
+        weight.grad = feats.grad = None
+        F.conv2d(feats, weight, None, 1, 1).square().mean().backward()
+
+    fns = {"KANConv2d step": _step(kan, x), "feature expansion": expansion, "F.conv2d on the features": conv_only,
+           "nn.Conv2d+SiLU": _step(conv, x, F.silu)}
+    rounds = [time_interleaved(fns, reps) for _ in range(max(1, repeats))]
+    res = {name: statistics.median(r[name]["cpu_med"] for r in rounds) for name in fns}
+    res["rest (step - expansion - conv)"] = (res["KANConv2d step"] - res["feature expansion"]
+                                             - res["F.conv2d on the features"])
+    return res
+
+
+def format_breakdown(parts: list[tuple[int, str, bool, dict[str, float]]]) -> str:
+    """One row per part, one column per (threads, shape, gradients) case, each also as a multiple of the
+    baseline."""
+    names = list(parts[0][3])
+    head = " | ".join(f"{t}t {shape} {'params + input' if xg else 'params'}" for t, shape, xg, _ in parts)
+    lines = [f"| part (CPU ms, x nn.Conv2d+SiLU) | {head} |", "|---|" + "---:|" * len(parts)]
+    for name in names:
+        cells = " | ".join(f"{p[name]:.2f} ({p[name] / p['nn.Conv2d+SiLU']:.2f}x)" for *_, p in parts)
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines)
+
+
 def format_table(rows: list[tuple]) -> str:
     lines = [
         "| shape | layer | CPU ms median | CPU ms min | wall ms median | x Conv2d+SiLU (CPU median / CPU min / "
@@ -231,10 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grad", choices=("both", "params", "input"), default="both",
                         help="gradients for the parameters only, also for the input, or both runs")
     parser.add_argument("--input-grad", action="store_true", help="same as --grad input (the former flag)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the feature expansion and the convolution over the features alone")
     parser.add_argument("--out", default=None, help="write a markdown report to this path")
     args = parser.parse_args(argv)
     modes = {"both": (False, True), "params": (False,), "input": (True,)}["input" if args.input_grad else args.grad]
-    summary, detail = [], []
+    summary, detail, parts = [], [], []
     for threads in args.threads:
         torch.set_num_threads(threads)
         for input_grad in modes:
@@ -245,11 +299,16 @@ def main(argv: list[str] | None = None) -> int:
                 rows = run_case(b, c, size, o, args.reps, input_grad, naive, repeats=args.repeats)
                 summary.append((threads, rows[0][0], input_grad, rows))
                 rows_of_mode += rows
+                if args.breakdown:
+                    parts.append((threads, rows[0][0], input_grad,
+                                  breakdown(b, c, size, o, args.reps, input_grad, args.repeats)))
             detail.append((threads, input_grad, rows_of_mode))
     cmd = "python benchmarks/conv_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     env = (f"{cpu_description()}; threads {' '.join(map(str, args.threads))}; {args.reps} interleaved calls per "
            f"round, {args.repeats} rounds (naive loop: {args.naive_reps} calls)")
     text = [env, "", format_summary(summary, args.repeats)]
+    if parts:
+        text += ["", "Where the time goes (medians over rounds):", "", format_breakdown(parts)]
     for threads, input_grad, rows in detail:
         text += ["", f"{threads} thread(s), gradients: {'params + input' if input_grad else 'params'}", "",
                  format_table(rows)]

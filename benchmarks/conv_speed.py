@@ -1,21 +1,24 @@
 """KANConv2d speed and memory vs nn.Conv2d+SiLU and a naive per-channel-pair loop, side by side in one run.
 
 Shapes (3x3 kernels, padding 1, grid 5, k 3, batch 64): 1x28x28 -> 8 channels and 8x14x14 -> 16 channels.
-Each case times forward + backward (``out.square().mean().backward()``) with gradients for the parameters
-(and, with ``--input-grad``, for the input too). Repetitions are interleaved, so background load hits all
-candidates alike; process CPU time is reported next to wall time (on a shared machine wall time also counts
-waiting for a core, which inflates long calls more than short ones). Peak memory is the largest amount of CPU
-tensor memory alive during one forward + backward, above what existed before it (torch profiler memory events).
+Each case times forward + backward (``out.square().mean().backward()``) with gradients for the parameters, and
+(by default in the same run) also with the input's gradient. Repetitions are interleaved, so background load hits
+all candidates alike; process CPU time is reported next to wall time (on a shared machine wall time also counts
+waiting for a core, which inflates long calls more than short ones). The summary's ratio is the median over
+``--repeats`` independent interleaved rounds (each round's ratio is a ratio of CPU-time medians), at every thread
+count of ``--threads``; the machine's CPU model and SIMD flags are printed with it. Peak memory is the largest
+amount of CPU tensor memory alive during one forward + backward, above what existed before it (torch profiler
+memory events).
 
 Usage:
-    python benchmarks/conv_speed.py [--threads 1] [--reps 30] [--input-grad] [--out docs/benchmarks_conv.md]
+    python benchmarks/conv_speed.py [--threads 1 2] [--reps 30] [--repeats 3] [--grad both|params|input]
+        [--breakdown] [--out docs/benchmarks_conv.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,6 +30,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
+from _machine import cpu_description
 from _markdown import write_section
 
 from kanlens.layers.conv import KANConv2d
@@ -129,15 +133,30 @@ def time_interleaved(
     }
 
 
-def run_case(b: int, c: int, size: int, o: int, reps: int, input_grad: bool, naive_reps: int) -> list[tuple]:
-    """Table rows for one shape; ``naive_reps=0`` skips the naive loop (its rows and its correctness check)."""
+def run_case(
+    b: int, c: int, size: int, o: int, reps: int, input_grad: bool, naive_reps: int, repeats: int = 1
+) -> list[tuple]:
+    """Table rows for one shape; ``naive_reps=0`` skips the naive loop (its rows and its correctness check).
+
+    The two fast layers are timed in ``repeats`` interleaved rounds of ``reps`` calls; a row's times are the
+    medians over rounds of each round's median (CPU) and its ratios the medians of the per-round ratios.
+    """
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(b, c, size, size, generator=gen) * 2 - 1).requires_grad_(input_grad)
     conv = nn.Conv2d(c, o, 3, padding=1)
     kan = KANConv2d(c, o, 3, padding=1, grid=5, k=3)
     models: dict[str, nn.Module] = {"nn.Conv2d+SiLU": conv, "KANConv2d": kan}
     fns = {"nn.Conv2d+SiLU": _step(conv, x, F.silu), "KANConv2d": _step(kan, x)}
-    res = time_interleaved(fns, reps)
+    rounds = [time_interleaved(fns, reps) for _ in range(max(1, repeats))]
+    res = {name: {key: statistics.median(r[name][key] for r in rounds) for key in rounds[0][name]} for name in fns}
+    ratios_by_name = {
+        name: tuple(
+            statistics.median(r[name][key] / r["nn.Conv2d+SiLU"][key] for r in rounds)
+            for key in ("cpu_med", "cpu_min", "wall_med")
+        )
+        for name in fns
+    }
+    spread = {name: [r[name]["cpu_med"] / r["nn.Conv2d+SiLU"]["cpu_med"] for r in rounds] for name in fns}
     err = None
     if naive_reps > 0:
         with torch.no_grad():
@@ -153,17 +172,71 @@ def run_case(b: int, c: int, size: int, o: int, reps: int, input_grad: bool, nai
         models["naive loop"] = ref
         fns["naive loop"] = _step(ref, x)
         res["naive loop"] = time_interleaved({"naive": fns["naive loop"]}, naive_reps, warmup=1)["naive"]
-    base = res["nn.Conv2d+SiLU"]
+        base = res["nn.Conv2d+SiLU"]
+        r = res["naive loop"]
+        ratios_by_name["naive loop"] = (r["cpu_med"] / base["cpu_med"], r["cpu_min"] / base["cpu_min"],
+                                        r["wall_med"] / base["wall_med"])
+        spread["naive loop"] = [ratios_by_name["naive loop"][0]]
     shape = f"{b}x{c}x{size}x{size} -> {o}"
     rows = []
     for name, model in models.items():
-        r = res[name]
-        ratios = (r["cpu_med"] / base["cpu_med"], r["cpu_min"] / base["cpu_min"], r["wall_med"] / base["wall_med"])
         params = sum(p.numel() for p in model.parameters())
-        rows.append((shape, name, r, ratios, peak_memory_mb(fns[name]), params))
+        rows.append((shape, name, res[name], ratios_by_name[name], peak_memory_mb(fns[name]), params, spread[name]))
     if err is not None:
-        rows.append((shape, f"(max abs naive - fast: {err:.1e})", None, None, None, None))
+        rows.append((shape, f"(max abs naive - fast: {err:.1e})", None, None, None, None, None))
     return rows
+
+
+def breakdown(b: int, c: int, size: int, o: int, reps: int, input_grad: bool, repeats: int) -> dict[str, float]:
+    """Where a KANConv2d step's time goes: CPU ms (median over rounds of each round's median) of the whole step,
+    the feature expansion alone (forward, plus its backward with ``input_grad``), ``F.conv2d`` over the same
+    precomputed features (forward + backward, same loss) and ``nn.Conv2d``+SiLU; the rest (weights, border term,
+    checks, layout) is the step minus the two parts. All interleaved in every round."""
+    from kanlens.layers.conv_features import UniformFeatures
+
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(b, c, size, size, generator=gen) * 2 - 1).requires_grad_(input_grad)
+    kan = KANConv2d(c, o, 3, padding=1, grid=5, k=3)
+    conv = nn.Conv2d(c, o, 3, padding=1)
+    drop = kan._inside_grid(x, with_zero=True)
+    nb = kan.num_basis - int(drop)
+    spacing = kan._uniform_spacing()
+    assert spacing is not None
+    with torch.no_grad():
+        feats0 = UniformFeatures.apply(x, *spacing, nb, kan.k, kan.base_fun_name)
+    feats = feats0.detach().requires_grad_(input_grad)
+    weight = kan._fused_weight(drop, 1.0)[0].detach().requires_grad_()
+    grad_feats = torch.rand(feats0.shape, generator=gen).to(memory_format=torch.channels_last)
+
+    def expansion() -> None:
+        x.grad = None
+        out = UniformFeatures.apply(x, *spacing, nb, kan.k, kan.base_fun_name)
+        if input_grad:
+            out.backward(grad_feats)
+
+    def conv_only() -> None:
+        weight.grad = feats.grad = None
+        F.conv2d(feats, weight, None, 1, 1).square().mean().backward()
+
+    fns = {"KANConv2d step": _step(kan, x), "feature expansion": expansion, "F.conv2d on the features": conv_only,
+           "nn.Conv2d+SiLU": _step(conv, x, F.silu)}
+    rounds = [time_interleaved(fns, reps) for _ in range(max(1, repeats))]
+    res = {name: statistics.median(r[name]["cpu_med"] for r in rounds) for name in fns}
+    res["rest (step - expansion - conv)"] = (res["KANConv2d step"] - res["feature expansion"]
+                                             - res["F.conv2d on the features"])
+    return res
+
+
+def format_breakdown(parts: list[tuple[int, str, bool, dict[str, float]]]) -> str:
+    """One row per part, one column per (threads, shape, gradients) case, each also as a multiple of the
+    baseline."""
+    names = list(parts[0][3])
+    head = " | ".join(f"{t}t {shape} {'params + input' if xg else 'params'}" for t, shape, xg, _ in parts)
+    lines = [f"| part (CPU ms, x nn.Conv2d+SiLU) | {head} |", "|---|" + "---:|" * len(parts)]
+    for name in names:
+        cells = " | ".join(f"{p[name]:.2f} ({p[name] / p['nn.Conv2d+SiLU']:.2f}x)" for *_, p in parts)
+        lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines)
 
 
 def format_table(rows: list[tuple]) -> str:
@@ -172,7 +245,7 @@ def format_table(rows: list[tuple]) -> str:
         "wall median) | peak MB | params |",
         "|---|---|---:|---:|---:|---|---:|---:|",
     ]
-    for shape, name, r, ratios, mem, params in rows:
+    for shape, name, r, ratios, mem, params, _ in rows:
         if r is None:
             lines.append(f"| {shape} | {name} | | | | | | |")
         else:
@@ -184,30 +257,66 @@ def format_table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+def format_summary(summary: list[tuple[int, str, bool, tuple]], repeats: int) -> str:
+    """The headline table: KANConv2d / nn.Conv2d+SiLU per thread count, shape and gradient mode."""
+    lines = [
+        f"| threads | shape | gradients | Conv2d+SiLU CPU ms | KANConv2d CPU ms | x Conv2d+SiLU (median of {repeats} "
+        "rounds) | per-round ratios |",
+        "|---:|---|---|---:|---:|---:|---|",
+    ]
+    for threads, shape, input_grad, rows in summary:
+        conv = next(r for r in rows if r[1] == "nn.Conv2d+SiLU")
+        kan = next(r for r in rows if r[1] == "KANConv2d")
+        grads = "params + input" if input_grad else "params"
+        per_round = " ".join(f"{v:.2f}" for v in kan[6])
+        lines.append(f"| {threads} | {shape} | {grads} | {conv[2]['cpu_med']:.2f} | {kan[2]['cpu_med']:.2f} | "
+                     f"**{kan[3][0]:.2f}** | {per_round} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--reps", type=int, default=30)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1], help="torch thread counts, e.g. 1 2")
+    parser.add_argument("--reps", type=int, default=30, help="interleaved calls per candidate per round")
+    parser.add_argument("--repeats", type=int, default=3, help="independent rounds; ratios are their median")
     parser.add_argument("--naive-reps", type=int, default=3, help="0 skips the naive loop")
-    parser.add_argument("--input-grad", action="store_true", help="also back-propagate to the input")
+    parser.add_argument("--grad", choices=("both", "params", "input"), default="both",
+                        help="gradients for the parameters only, also for the input, or both runs")
+    parser.add_argument("--input-grad", action="store_true", help="same as --grad input (the former flag)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the feature expansion and the convolution over the features alone")
     parser.add_argument("--out", default=None, help="write a markdown report to this path")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    rows = []
-    for b, c, size, o in SHAPES:
-        rows += run_case(b, c, size, o, args.reps, args.input_grad, args.naive_reps)
-    table = format_table(rows)
+    modes = {"both": (False, True), "params": (False,), "input": (True,)}["input" if args.input_grad else args.grad]
+    summary, detail, parts = [], [], []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for input_grad in modes:
+            rows_of_mode = []
+            for b, c, size, o in SHAPES:
+                # the naive loop (seconds per call) only once, at the first thread count, without the input grad
+                naive = args.naive_reps if threads == args.threads[0] and not input_grad else 0
+                rows = run_case(b, c, size, o, args.reps, input_grad, naive, repeats=args.repeats)
+                summary.append((threads, rows[0][0], input_grad, rows))
+                rows_of_mode += rows
+                if args.breakdown:
+                    parts.append((threads, rows[0][0], input_grad,
+                                  breakdown(b, c, size, o, args.reps, input_grad, args.repeats)))
+            detail.append((threads, input_grad, rows_of_mode))
     cmd = "python benchmarks/conv_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    env = (
-        f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
-        f"input grad: {args.input_grad}, {args.reps} interleaved reps (naive loop: {args.naive_reps})"
-    )
-    print(env)
-    print(table)
+    env = (f"{cpu_description()}; threads {' '.join(map(str, args.threads))}; {args.reps} interleaved calls per "
+           f"round, {args.repeats} rounds (naive loop: {args.naive_reps} calls)")
+    text = [env, "", format_summary(summary, args.repeats)]
+    if parts:
+        text += ["", "Where the time goes (medians over rounds):", "", format_breakdown(parts)]
+    for threads, input_grad, rows in detail:
+        text += ["", f"{threads} thread(s), gradients: {'params + input' if input_grad else 'params'}", "",
+                 format_table(rows)]
+    report = "\n".join(text)
+    print(report)
     if args.out:
-        title = "KANConv2d speed" + (" (with the input gradient)" if args.input_grad else "")
-        text = f"### {title}\n\nCommand: `{cmd.strip()}`\n\n{env}\n\n{table}\n"
-        write_section(args.out, f"conv_speed_{args.threads}t{'_xgrad' if args.input_grad else ''}", text)
+        text = f"### KANConv2d speed\n\nCommand: `{cmd.strip()}`\n\n{report}\n"
+        write_section(args.out, "conv_speed", text)
     return 0
 
 

@@ -714,6 +714,12 @@ def test_speed_benchmark_skips_the_naive_loop_with_zero_reps(monkeypatch) -> Non
     rows = mod.run_case(2, 2, 6, 3, reps=1, input_grad=True, naive_reps=1)
     assert [r[1] for r in rows][:3] == ["nn.Conv2d+SiLU", "KANConv2d", "naive loop"]
     assert float(rows[-1][1].split(": ")[1].rstrip(")")) < 1e-5
+    # repeats: the ratio is the median of the per-round ratios, all of which the summary lists
+    rows = mod.run_case(2, 2, 6, 3, reps=2, input_grad=False, naive_reps=0, repeats=3)
+    kan = rows[1]
+    assert len(kan[6]) == 3 and kan[3][0] == sorted(kan[6])[1]
+    summary = mod.format_summary([(1, rows[0][0], False, rows)], 3)
+    assert "median of 3 rounds" in summary and f"**{kan[3][0]:.2f}**" in summary
 
 
 @pytest.mark.parametrize("rows", [0, 5])

@@ -158,39 +158,47 @@ class _DenseLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, coef, scale_base, scale_sp, mask, grid, k, base_name):  # type: ignore[override]
+        inner = _state(x, coef, scale_base, scale_sp, mask, grid, k, base_name, ctx.needs_input_grad[0])
+        buf, w = inner[0], inner[5]
         n_out, nb = coef.shape[0], coef.shape[2]
-        n = x.shape[0]
-        need_x = ctx.needs_input_grad[0]
-        if need_x:
-            xt = x.detach().T.contiguous()
-            buf, idx, t, rows = _features(xt, grid, k, base_name)
-        else:
-            buf, idx, t, rows = _cached_features(x, grid, k, base_name)
-            xt = None
-        w, w_sp = _weights(coef, scale_base, scale_sp, mask)
-        feats = buf[k : k + nb + 1].view(-1, n)  # (slot * in, batch)
-        y = torch.mm(w.view(n_out, -1), feats).T  # (batch, out), laid out (out, batch)
+        y = torch.mm(w.view(n_out, -1), buf[k : k + nb + 1].view(-1, x.shape[0])).T  # (batch, out) from (out, batch)
         ctx.save_for_backward(x, coef, scale_base, scale_sp, mask, grid)
-        ctx.inner = (buf, idx, t, rows, xt, w, w_sp, k, base_name)
+        ctx.inner, ctx.k, ctx.base_name = inner, k, base_name
         return y
 
     @staticmethod
     def backward(ctx, g):  # type: ignore[override]
         need = ctx.needs_input_grad[:4]
         x, coef, scale_base, scale_sp, mask, grid = ctx.saved_tensors
-        buf, idx, t, rows, xt, w, w_sp, k, base_name = ctx.inner
+        k, base_name = ctx.k, ctx.base_name
         if torch.is_grad_enabled():  # create_graph: differentiate the autograd composition instead
             from .spline import recompute_grads
 
             grads = recompute_grads(lambda *a: (dense_reference(*a, mask, grid, k, base_name),),
                                     (x, coef, scale_base, scale_sp), need, (g,))
             return (*grads, None, None, None, None)
-        return (*_dense_backward(g, need, coef, mask, grid, k, base_name, buf, idx, t, rows, xt, w, w_sp),
-                None, None, None, None)
+        inner = ctx.inner
+        if inner is None:  # a second backward (retain_graph): the first one wrote its gradients into the features
+            inner = _state(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need[0])
+        if need[0]:
+            ctx.inner = None  # the backward reuses the feature buffer (not the cached one of a constant input)
+        return (*_dense_backward(g, need, coef, mask, grid, k, base_name, *inner), None, None, None, None)
+
+
+def _state(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need_x: bool) -> tuple:
+    """``(buf, idx, t, rows, xt, w, w_sp)``: the features (cached for a constant input) and the weights."""
+    if need_x:
+        xt = x.detach().T.contiguous()
+        buf, idx, t, rows = _features(xt, grid, k, base_name)
+    else:
+        buf, idx, t, rows = _cached_features(x, grid, k, base_name)
+        xt = None
+    return (buf, idx, t, rows, xt, *_weights(coef, scale_base, scale_sp, mask))
 
 
 def _dense_backward(g, need, coef, mask, grid, k, base_name, buf, idx, t, rows, xt, w, w_sp):
-    """Gradients ``(x, coef, scale_base, scale_sp)`` of :class:`_DenseLayer` (``None`` where not in ``need``)."""
+    """Gradients ``(x, coef, scale_base, scale_sp)`` of :class:`_DenseLayer` (``None`` where not in ``need``).
+    With ``need[0]`` the gradients of the features are written into ``buf`` (the weight gradient is formed first)."""
     from .spline import BASE_DERIVATIVES
 
     n_out, n_in, nb = coef.shape
@@ -207,18 +215,18 @@ def _dense_backward(g, need, coef, mask, grid, k, base_name, buf, idx, t, rows, 
             g_sp = (g_ceff * coef).sum(-1)
             g_sp = g_sp if mask is None else g_sp * mask
     if need[0]:
-        g_feat = g.new_empty(buf.shape)  # padded like the features
+        d_base = BASE_DERIVATIVES[base_name](xt, buf[nb + k])
+        g_feat = buf  # padded like the features; the junk rows must be zero for the gather below
         g_feat[:k].zero_()
         g_feat[k + nb + 1 :].zero_()
         torch.mm(w.view(n_out, -1).T, g.T, out=g_feat[k : k + nb + 1].view(-1, n))
-        g_base = g_feat[k + nb].clone()
+        g_x = torch.mul(g_feat[k + nb], d_base)
         g_feat[k + nb].zero_()  # the row basis nb (junk) shares with the base function
         if rows is None:  # d/dx = (d/du) / h on a uniform grid
             dlocal = _horner(_cardinal_pieces(k, g.dtype, g.device)[k + 1 :], t).mul_(uniform_knots(grid, k)[1])
         else:
             dlocal = _horner(rows[k + 1 :], t)
-        g_x = dlocal.mul_(g_feat.gather(0, idx)).sum(0)  # (in, batch)
-        g_x = torch.addcmul(g_x, g_base, BASE_DERIVATIVES[base_name](xt, buf[nb + k])).T
+        g_x = g_x.add_(dlocal.mul_(g_feat.gather(0, idx)).sum(0)).T  # (batch, in)
     return g_x, g_coef, g_sb, g_sp
 
 

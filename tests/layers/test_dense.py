@@ -111,3 +111,14 @@ def test_uniform_knots():
     bent = grid.clone()
     bent[1, 5] += 1e-4
     assert uniform_knots(bent, 3) is None
+
+
+def test_second_backward_with_retain_graph():
+    """The backward writes the feature gradients into the feature buffer; a second backward rebuilds it."""
+    layer = _layer(4, 3, 5, 3, "silu", torch.float32, False)
+    x = _inputs(30, 4, torch.float32).requires_grad_()
+    y = layer(x).square().sum()
+    first = torch.autograd.grad(y, [x, layer.coef], retain_graph=True)
+    second = torch.autograd.grad(y, [x, layer.coef])
+    for a, b in zip(first, second):
+        assert torch.equal(a, b)

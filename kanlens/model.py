@@ -381,7 +381,8 @@ class KAN(PykanMethods, nn.Module):
             raise ValueError(f"x needs at least 2 samples to adapt grids, got {x.shape[0]}")
         for l in range(self.depth):
             self.layers[l].update_grid(x)
-            x = self._layer_out(l, x)
+            if l + 1 < self.depth:  # the last layer's output is not needed
+                x = self._layer_out(l, x)
 
     update_grid_from_samples = update_grid
 

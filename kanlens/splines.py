@@ -24,6 +24,8 @@ __all__ = [
     "extend_grid",
     "grid_from_samples",
     "num_basis",
+    "poly_rows",
+    "poly_table",
     "uniform_grid",
 ]
 
@@ -359,6 +361,27 @@ def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative
         dlocal = torch.addcmul(rows[p], dlocal, t)
     dbasis = x.new_zeros(in_dim, nb + 2 * k + 1, n).scatter_(1, cols, dlocal.transpose(0, 1))[:, k : k + nb]
     return basis, dbasis
+
+
+def poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
+    """Piecewise-polynomial form of the bases: ``P[i, s, p, r]`` is the coefficient of ``(x - t_s)^p`` of basis
+    ``s - k + r`` on knot interval ``s`` of input ``i`` (``p = 0..k``), then the ``k`` coefficients of its derivative
+    (of ``(x - t_s)^(p - 1)``); interval ``M - 1`` is all zero (points outside the grid). Cached per grid.
+
+    Shapes:
+        grid: ``(in_dim, M)`` -> ``(in_dim, M, 2k + 1, k + 1)``.
+    """
+    return _poly_table(grid, k)
+
+
+def poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`poly_table` laid out one row per (power, basis) and one column per (input, interval), so gathering
+    the columns of many samples keeps the samples innermost. Cached per grid.
+
+    Shapes:
+        grid: ``(in_dim, M)`` -> ``((2k + 1) * (k + 1), in_dim * M)``.
+    """
+    return _poly_rows(grid, k)
 
 
 _POLY_MATRIX_CACHE: dict[int, tuple] = {}  # grid -> poly_coef_matrix (see cached_value)

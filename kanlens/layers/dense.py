@@ -70,7 +70,7 @@ def _cardinal_pieces(k: int, dtype: torch.dtype, device: torch.device) -> torch.
     hit = _PIECES.get(key)
     if hit is None:
         unit = torch.arange(-k, k + 2, dtype=torch.float64)[None]  # one interval of knots, k extended on each side
-        table = splines._poly_table(unit, k)[0, k]  # interval k: its k + 1 bases all exist; (2k + 1, k + 1)
+        table = splines.poly_table(unit, k)[0, k]  # interval k: its k + 1 bases all exist; (2k + 1, k + 1)
         hit = _PIECES[key] = table.to(dtype=dtype, device=device).view(2 * k + 1, k + 1, 1, 1)
     return hit
 
@@ -96,7 +96,7 @@ def _locate(xt: torch.Tensor, grid: torch.Tensor, k: int):
     uni = uniform_knots(grid, k)
     if uni is None:
         s, t, col = splines.locate(xt, grid, k)
-        rows = splines._poly_rows(grid, k).index_select(1, col.view(-1))
+        rows = splines.poly_rows(grid, k).index_select(1, col.view(-1))
         return s, t, rows.view(2 * k + 1, k + 1, *xt.shape)
     pos = torch.mul(xt, uni[1]).sub_(uni[0])  # knot units from the first knot
     fl = pos.floor()

@@ -24,16 +24,33 @@ derivatives stay exact.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import torch
 
 from .. import splines
 
-__all__ = ["FUSED_DTYPES", "dense_forward", "dense_reference", "uniform_knots"]
+__all__ = ["FUSED_DTYPES", "composition_arithmetic", "dense_forward", "dense_reference", "uniform_knots"]
 
 # Dtypes that take the fused kernel. float64 keeps the plain composition (:func:`dense_reference`), bit for bit the
 # arithmetic of earlier releases: float64 is the reproducibility mode, and its LBFGS trajectories (pinned by
 # tests/test_trajectory.py) amplify any change of rounding. Edit this set to opt float64 in (or float32 out).
 FUSED_DTYPES: set[torch.dtype] = {torch.float32}
+_COMPOSITION = contextvars.ContextVar("kanlens_dense_composition", default=False)
+
+
+@contextlib.contextmanager
+def composition_arithmetic() -> Iterator[None]:
+    """Inside the block :func:`dense_forward` evaluates the plain composition (:func:`dense_reference`) in every
+    dtype: the arithmetic of earlier releases, bit for bit. :meth:`kanlens.KAN.update_grid` uses it, so grids (and
+    with them whole fits) come out exactly as before the fused kernel."""
+    token = _COMPOSITION.set(True)
+    try:
+        yield
+    finally:
+        _COMPOSITION.reset(token)
 
 _UNIFORM_CACHE: dict[int, tuple] = {}  # grid -> ((t0 / h, 1 / h) or None,); see splines.cached_value
 _FEATURE_CACHE: dict[int, tuple] = {}  # x (no gradient), grid -> features; see splines.cached_value
@@ -252,6 +269,6 @@ def dense_forward(x, coef, scale_base, scale_sp, mask, grid, k: int, base_name: 
         x: ``(batch, in)``; coef: ``(out, in, nb)``; scale_base, scale_sp, mask: ``(out, in)``;
         grid: ``(in, nb + k + 1)`` -> ``(batch, out)``.
     """
-    if x.dtype not in FUSED_DTYPES:
+    if x.dtype not in FUSED_DTYPES or _COMPOSITION.get():
         return dense_reference(x, coef, scale_base, scale_sp, mask, grid, k, base_name)
     return _DenseLayer.apply(x, coef, scale_base, scale_sp, mask, grid, k, base_name)

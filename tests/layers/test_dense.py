@@ -122,3 +122,15 @@ def test_second_backward_with_retain_graph():
     second = torch.autograd.grad(y, [x, layer.coef])
     for a, b in zip(first, second):
         assert torch.equal(a, b)
+
+
+def test_composition_arithmetic_context():
+    """Inside composition_arithmetic() (used by KAN.update_grid) float32 layers evaluate the plain composition,
+    bit for bit; outside, the fused kernel (equal to rounding)."""
+    layer = _layer(6, 5, 5, 3, "silu", torch.float32, False)
+    x = _inputs(64, 6, torch.float32)
+    ref = dense_reference(x, *_args(layer))
+    with dense.composition_arithmetic():
+        assert torch.equal(layer(x), ref)
+    fused = layer(x)
+    torch.testing.assert_close(fused, ref, rtol=1e-6, atol=1e-6)

@@ -122,6 +122,23 @@ def _locate(xt: torch.Tensor, grid: torch.Tensor, k: int):
     return fl.masked_fill_(outside, m - 1).long(), u, None
 
 
+# Spent feature buffers of the last backward passes, one per shape, reused (zeroed) by the next forward: on CPUs a
+# fresh multi-megabyte buffer per step costs more in page faults than filling it (glibc hands big blocks back to
+# the system). At most _SPARE_MAX buffers (the oldest shape goes first); only CPU tensors.
+_SPARE: dict[tuple, torch.Tensor] = {}
+_SPARE_MAX = 4
+
+
+def _spare_key(t: torch.Tensor) -> tuple:
+    return tuple(t.shape), t.dtype, t.device
+
+
+def _spare_buffer(shape: tuple, like: torch.Tensor) -> torch.Tensor:
+    """A zeroed buffer of ``shape`` (a spent one when there is, see ``_SPARE``)."""
+    buf = _SPARE.pop((shape, like.dtype, like.device), None) if like.device.type == "cpu" else None
+    return like.new_zeros(shape) if buf is None else buf.zero_()
+
+
 def _features(xt: torch.Tensor, grid: torch.Tensor, k: int, base_name: str):
     """The padded feature buffer ``(nb + 2k + 1, in, batch)`` and what the backward needs ``(idx, t, rows)``.
 
@@ -140,7 +157,7 @@ def _features(xt: torch.Tensor, grid: torch.Tensor, k: int, base_name: str):
     else:
         local = _horner(rows[: k + 1], t)
     idx = s + torch.arange(k + 1, device=xt.device).view(-1, 1, 1)  # padded row of basis s - k + r
-    buf = xt.new_zeros(nb + 2 * k + 1, n_in, n)
+    buf = _spare_buffer((nb + 2 * k + 1, n_in, n), xt)
     buf.scatter_(0, idx, local)
     buf[nb + k] = BASE_FUNCTIONS[base_name](xt)  # after the scatter: basis nb (junk) lands on this row too
     return buf, idx, t, rows
@@ -197,9 +214,14 @@ class _DenseLayer(torch.autograd.Function):
         inner = ctx.inner
         if inner is None:  # a second backward (retain_graph): the first one wrote its gradients into the features
             inner = _state(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need[0])
-        if need[0]:
-            ctx.inner = None  # the backward reuses the feature buffer (not the cached one of a constant input)
-        return (*_dense_backward(g, need, coef, mask, grid, k, base_name, *inner), None, None, None, None)
+        grads = _dense_backward(g, need, coef, mask, grid, k, base_name, *inner)
+        if need[0]:  # the feature buffer (not the cached one of a constant input) is spent: a spare for the next
+            ctx.inner = None
+            if inner[0].device.type == "cpu":
+                _SPARE[_spare_key(inner[0])] = inner[0]
+                while len(_SPARE) > _SPARE_MAX:
+                    del _SPARE[next(iter(_SPARE))]
+        return (*grads, None, None, None, None)
 
 
 def _state(x, coef, scale_base, scale_sp, mask, grid, k, base_name, need_x: bool) -> tuple:

@@ -134,3 +134,18 @@ def test_composition_arithmetic_context():
         assert torch.equal(layer(x), ref)
     fused = layer(x)
     torch.testing.assert_close(fused, ref, rtol=1e-6, atol=1e-6)
+
+
+def test_spent_buffer_reuse_gives_fresh_results():
+    """The next forward reuses (and zeroes) the feature buffer a backward spent: results stay those of the
+    composition, step after step, with inputs that fall into different knot intervals."""
+    layer = _layer(5, 4, 5, 3, "silu", torch.float32, False)
+    for seed in range(3):
+        x = (_inputs(40, 5, torch.float32, seed=seed) * (1 + seed)).requires_grad_()
+        y = layer(x)
+        g = torch.autograd.grad(y.square().sum(), x)[0]
+        x_ref = x.detach().clone().requires_grad_()
+        y_ref = dense_reference(x_ref, *_args(layer))
+        g_ref = torch.autograd.grad(y_ref.square().sum(), x_ref)[0]
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-5)

@@ -52,6 +52,7 @@ def composition_arithmetic() -> Iterator[None]:
     finally:
         _COMPOSITION.reset(token)
 
+
 _UNIFORM_CACHE: dict[int, tuple] = {}  # grid -> ((t0 / h, 1 / h) or None,); see splines.cached_value
 _FEATURE_CACHE: dict[int, tuple] = {}  # x (no gradient), grid -> features; see splines.cached_value
 _PIECES: dict[tuple, torch.Tensor] = {}  # (k, dtype, device) -> cardinal pieces, see _cardinal_pieces
@@ -124,9 +125,11 @@ def _locate(xt: torch.Tensor, grid: torch.Tensor, k: int):
 
 # Spent feature buffers of the last backward passes, one per shape, reused (zeroed) by the next forward: on CPUs a
 # fresh multi-megabyte buffer per step costs more in page faults than filling it (glibc hands big blocks back to
-# the system). At most _SPARE_MAX buffers (the oldest shape goes first); only CPU tensors.
+# the system). At most _SPARE_MAX buffers (the oldest shape goes first) of at most _SPARE_MAX_BYTES each; only CPU
+# tensors.
 _SPARE: dict[tuple, torch.Tensor] = {}
 _SPARE_MAX = 4
+_SPARE_MAX_BYTES = 64 << 20
 
 
 def _spare_key(t: torch.Tensor) -> tuple:
@@ -217,8 +220,9 @@ class _DenseLayer(torch.autograd.Function):
         grads = _dense_backward(g, need, coef, mask, grid, k, base_name, *inner)
         if need[0]:  # the feature buffer (not the cached one of a constant input) is spent: a spare for the next
             ctx.inner = None
-            if inner[0].device.type == "cpu":
-                _SPARE[_spare_key(inner[0])] = inner[0]
+            spent = inner[0]
+            if spent.device.type == "cpu" and spent.numel() * spent.element_size() <= _SPARE_MAX_BYTES:
+                _SPARE[_spare_key(spent)] = spent
                 while len(_SPARE) > _SPARE_MAX:
                     del _SPARE[next(iter(_SPARE))]
         return (*grads, None, None, None, None)

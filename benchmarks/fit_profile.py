@@ -21,7 +21,7 @@ from kanlens import KAN, create_dataset
 
 PARTS = {"evaluations": (training._Trainer, "closure"), "optimizer step": (training._Trainer, "optimizer_step"),
          "grid updates": (training, "_safe_grid_update"), "measure": (training._Trainer, "measure"),
-         "snapshot": (training, "_snapshot"), "fused objective": (training._Trainer, "_fused_objective")}
+         "snapshot": (training, "snapshot"), "fused objective": (training._Trainer, "_fused_objective")}
 
 
 def _timed(acc: dict[str, float], calls: dict[str, int], key: str, fn):

@@ -7,6 +7,7 @@ Everything is measured side by side in one run; compare the ratios, not the abso
     python benchmarks/speed.py --no-fit        # skip the canonical-fit timing
     python benchmarks/speed.py --device cuda   # on a GPU machine
     python benchmarks/speed.py --mult-only     # only the multiplication-node (MultKAN) comparison
+    python benchmarks/speed.py --no-mult       # everything but the MultKAN comparison
 
 Ratios are medians over interleaved rounds (each round times every implementation once, back to back), so load
 that comes and goes on a shared machine hits both sides of a ratio alike.
@@ -298,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-layer", action="store_true", help="skip the layer throughput tables")
     ap.add_argument("--no-pykan", action="store_true")
     ap.add_argument("--mult-only", action="store_true", help="only the multiplication-node comparison")
+    ap.add_argument("--no-mult", action="store_true", help="skip the multiplication-node comparison")
     ap.add_argument("--threads", type=int, nargs="+", default=[0],
                     help="torch thread counts to time the layers at (0 = torch default); the fit uses the first")
     ap.add_argument("--memory-worker", metavar="IMPL", help=argparse.SUPPRESS)
@@ -321,7 +323,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.threads[0]:
             torch.set_num_threads(args.threads[0])
         fit_table(args, impls)
-    mult_section(args, with_pykan)
+    if not args.no_mult:
+        mult_section(args, with_pykan)
 
 
 if __name__ == "__main__":

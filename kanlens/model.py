@@ -22,6 +22,7 @@ from torch import nn
 from ._checks import as_int, check_device, check_tensor
 from .config import DTYPES, KANConfig, build_config, dtype_name
 from .hooks import HookPoint, run_with_cache
+from .layers.dense import composition_arithmetic
 from .layers.mult import NodeLayout, NodeMap, node_layout
 from .layers.spline import KANLayer
 from .layers.stack import stack_apply
@@ -379,9 +380,11 @@ class KAN(PykanMethods, nn.Module):
         check_tensor("x", x)
         if x.shape[0] < 2:
             raise ValueError(f"x needs at least 2 samples to adapt grids, got {x.shape[0]}")
-        for l in range(self.depth):
-            self.layers[l].update_grid(x)
-            x = self._layer_out(l, x)
+        with composition_arithmetic():  # the activations of earlier releases, bit for bit (see layers.dense)
+            for l in range(self.depth):
+                self.layers[l].update_grid(x)
+                if l + 1 < self.depth:  # the last layer's output is not needed
+                    x = self._layer_out(l, x)
 
     update_grid_from_samples = update_grid
 

@@ -24,6 +24,8 @@ __all__ = [
     "extend_grid",
     "grid_from_samples",
     "num_basis",
+    "poly_rows",
+    "poly_table",
     "uniform_grid",
 ]
 
@@ -312,18 +314,21 @@ def _knot_count_index(xt: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Ten
     in_dim, m = grid.shape
     offsets = _index_consts(in_dim, m, k, grid.device)[3]
     if m <= _COMPARE_MAX_KNOTS and xt.device.type == "cpu":
-        # (M, in, batch) booleans summed as bytes; the same counts as searchsorted(right=True) for sorted knots
-        count = torch.ge(xt, grid.T.unsqueeze(-1)).view(torch.uint8).sum(0, dtype=torch.uint8)
-    else:
-        count = torch.searchsorted(grid, xt, right=True)
-    return torch.add(count, offsets)  # int64 (uint8 + int64 promotes)
+        # (M, in, batch) indicators 1.0 / 0.0 of x - knot >= 0 (x >= knot: IEEE subtraction keeps the sign; NaN
+        # counts none) summed in floats (exact small integers): the counts of searchsorted(right=True) for sorted
+        # knots, about twice as fast on CPUs as comparisons with boolean results
+        return torch.sub(xt, grid.T.unsqueeze(-1)).ge_(0.0).sum(0, dtype=torch.float32).add_(offsets).long()
+    count = torch.searchsorted(grid, xt, right=True)
+    return torch.add(count, offsets)
 
 
 def locate_columns(xt: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``(t, col)`` of :func:`locate` (without the interval index itself)."""
     in_dim, m = grid.shape
-    col = _index_consts(in_dim, m, k, grid.device)[4].take(_knot_count_index(xt, grid, k))
-    return xt - grid.reshape(-1).take(col), col
+    count = _knot_count_index(xt, grid, k)
+    # index_select on flat tables: the same values as take, faster on CPUs
+    col = _index_consts(in_dim, m, k, grid.device)[4].index_select(0, count.view(-1)).view(count.shape)
+    return xt - grid.reshape(-1).index_select(0, col.view(-1)).view(col.shape), col
 
 
 def locate(xt: torch.Tensor, grid: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -359,6 +364,27 @@ def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative
         dlocal = torch.addcmul(rows[p], dlocal, t)
     dbasis = x.new_zeros(in_dim, nb + 2 * k + 1, n).scatter_(1, cols, dlocal.transpose(0, 1))[:, k : k + nb]
     return basis, dbasis
+
+
+def poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
+    """Piecewise-polynomial form of the bases: ``P[i, s, p, r]`` is the coefficient of ``(x - t_s)^p`` of basis
+    ``s - k + r`` on knot interval ``s`` of input ``i`` (``p = 0..k``), then the ``k`` coefficients of its derivative
+    (of ``(x - t_s)^(p - 1)``); interval ``M - 1`` is all zero (points outside the grid). Cached per grid.
+
+    Shapes:
+        grid: ``(in_dim, M)`` -> ``(in_dim, M, 2k + 1, k + 1)``.
+    """
+    return _poly_table(grid, k)
+
+
+def poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`poly_table` laid out one row per (power, basis) and one column per (input, interval), so gathering
+    the columns of many samples keeps the samples innermost. Cached per grid.
+
+    Shapes:
+        grid: ``(in_dim, M)`` -> ``((2k + 1) * (k + 1), in_dim * M)``.
+    """
+    return _poly_rows(grid, k)
 
 
 _POLY_MATRIX_CACHE: dict[int, tuple] = {}  # grid -> poly_coef_matrix (see cached_value)

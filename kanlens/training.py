@@ -263,8 +263,8 @@ class _Trainer:
             mags = self.group.magnitudes(mags)
         diff = pred - cur["y"]
         reg, g_mags = l1_entropy_with_grad(mags, lambs["lamb_l1"], lambs["lamb_entropy"])
-        cur["reg"] = reg
-        total = torch.add(diff.square().mean(), reg, alpha=lambs["lamb"])
+        cur["reg"], cur["mse"] = reg, diff.square().mean()
+        total = torch.add(cur["mse"], reg, alpha=lambs["lamb"])
 
         @torch.no_grad()
         def backward() -> None:
@@ -281,7 +281,7 @@ class _Trainer:
         if stack is not None:
             hit = self._remembered() if cur["evals"] == 0 else None
             if hit is not None:
-                total, cur["reg"] = hit
+                total, cur["reg"], cur["mse"] = hit
                 cur["evals"], cur["f0"] = 1, float(total)
                 return total
             total, backward = self._fused_objective(stack)
@@ -310,7 +310,7 @@ class _Trainer:
             backward()
         if stack is not None:  # remembered for the next LBFGS step, which starts at the point accepted last
             self.memo = [*self.memo[-3:], (self.flat.flat.detach().clone(), total, self.flat.flat.grad.clone(),
-                                           cur["reg"])]
+                                           cur["reg"], cur["mse"])]
         return total
 
     def _zero_grad(self) -> None:
@@ -319,15 +319,16 @@ class _Trainer:
         else:
             self.optimizer.zero_grad()
 
-    def _remembered(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(objective, penalty)`` of a remembered evaluation at exactly the current parameters (bit for bit; its
-        gradient is written into ``.grad``), or ``None``. The memo is cleared whenever the objective may change:
-        a grid update, a new batch, a restored state, a callback."""
+    def _remembered(self, with_grad: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """``(objective, penalty, mse)`` of a remembered evaluation at exactly the current parameters (bit for bit;
+        its gradient is written into ``.grad`` if ``with_grad``), or ``None``. The memo is cleared whenever the
+        objective may change: a grid update, a new batch, a restored state, a callback."""
         flat = self.flat.flat.detach()
-        for point, total, grad, reg in reversed(self.memo):
+        for point, total, grad, reg, mse in reversed(self.memo):
             if torch.equal(point.view(_bits_dtype(point)), flat.view(_bits_dtype(flat))):
-                self.flat.flat.grad.copy_(grad)
-                return total, reg
+                if with_grad:
+                    self.flat.flat.grad.copy_(grad)
+                return total, reg, mse
         return None
 
     def _nonfinite(self, total: torch.Tensor) -> torch.Tensor:
@@ -375,15 +376,20 @@ class _Trainer:
             # the fused stack's forward (cached data bases), as in the objective; equal to model(x)
             cfg, params, _ = stack
             no_grad = (False,) * (len(params) + 1)
-            pred_train = stack_forward(self.train_x, cfg, params, no_grad)[0]
+            # the train MSE of the full-batch objective at exactly these parameters is remembered (the same ops on
+            # the same values as below, bit for bit)
+            full = self.cur.get("x") is self.train_x and self.group is None and not self.classes
+            hit = self._remembered(with_grad=False) if full else None
+            pred_train = None if hit is not None else stack_forward(self.train_x, cfg, params, no_grad)[0]
             pred_test = stack_forward(self.test_x, cfg, params, no_grad)[0]
         else:
-            pred_train, pred_test = model(self.train_x), model(self.test_x)
+            hit, (pred_train, pred_test) = None, (model(self.train_x), model(self.test_x))
         if self.classes:  # no squared error for class indices: the loss itself (its sqrt is recorded, as pykan)
             with torch.no_grad():
                 errs = [self.loss_fn(pred_train, self.train_y), self.loss_fn(pred_test, self.test_y)]
         else:
-            errs = [torch.mean((pred_train - self.train_y) ** 2), torch.mean((pred_test - self.test_y) ** 2)]
+            train_err = hit[2] if hit is not None else torch.mean((pred_train - self.train_y) ** 2)
+            errs = [train_err, torch.mean((pred_test - self.test_y) ** 2)]
         if self.group is not None:
             errs = self.group.errors(*errs)
         vals = torch.stack([e.to(dt) for e in errs] + [self.cur["reg"].to(dt), flags.to(dt)]).tolist()

@@ -12,6 +12,7 @@ from .. import splines
 from .._checks import as_int
 from ..hooks import HookPoint
 from ..spline_refit import range_sweep, target_grid
+from .dense import dense_forward
 
 __all__ = ["BASE_FUNCTIONS", "KANLayer"]
 
@@ -401,10 +402,8 @@ class KANLayer(nn.Module):
         if self.hook_edges.has_hooks():
             edges = self.hook_edges(self.forward_edges(x))
             return edges.sum(-1)
-        basis = splines.b_spline_basis(x, self.grid, self.k)  # (batch, in, nb)
-        w_sp = self.spline_weight().flatten(1)  # (out, in*nb)
-        w_base = self.scale_base * self.mask
-        return self.base_fun(x) @ w_base.T + basis.flatten(1) @ w_sp.T
+        mask = None if _all_ones(self.mask) else self.mask
+        return dense_forward(x, self.coef, self.scale_base, self.scale_sp, mask, self.grid, self.k, self.base_fun_name)
 
     def forward_edges(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge activations ``mask * phi_ji(x_i)``, shape ``(batch, out_dim, in_dim)``."""

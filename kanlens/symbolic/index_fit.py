@@ -22,6 +22,7 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -30,6 +31,13 @@ from scipy.interpolate import BSpline
 from scipy.optimize import least_squares
 
 __all__ = ["IndexModel", "index_models", "snap_exponents"]
+
+
+class _OutOfTime(Exception):
+    """Raised inside the fits when the caller's ``stop()`` says the time is spent."""
+
+
+_MAX_ROWS = 3000  # rows used (a fixed subsample of larger data): the structure does not need more
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +82,15 @@ def _design(u: np.ndarray, fine: bool = False) -> np.ndarray:
     return (b1[:, :, None] * b2[:, None, :]).reshape(len(u), -1)
 
 
+_STOP: list = [lambda: False]  # the current call's stop() (index_models sets and restores it)
+
+
 def _profile(logx: np.ndarray, t: np.ndarray, b: np.ndarray, w: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted residual of ``t ~ a . L + G(b . L)`` for fixed ``b`` ``(k, d)`` (``a`` and the spline by least
     squares, rows scaled by ``w``), ``a``, and the fitted ``t``."""
+    if _STOP[0]():
+        raise _OutOfTime
     m = np.hstack([logx, _design(logx @ b.T)])
     if w is None:
         coef, *_ = np.linalg.lstsq(m, t, rcond=None)
@@ -297,17 +310,19 @@ def _models(x: np.ndarray, y: np.ndarray, k: int, tol: float) -> list[IndexModel
 
 
 def index_models(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-3, max_models: int = 3,
-                 max_indices: int = 2) -> list[IndexModel]:
+                 max_indices: int = 2, stop: Callable[[], bool] | None = None) -> list[IndexModel]:
     """Monomial-index models of ``y`` (best first), each within ``tol`` (NMSE on ``y``) of the data; empty when the
     inputs are not all positive, or no such structure fits. One index is tried first; two (for three inputs or
     more, up to ``max_indices``) only when no one-index model fits.
 
     Args:
-        x: ``(n, d)`` inputs, ``d >= 2``, all positive.
+        x: ``(n, d)`` inputs, ``d >= 2``, all positive (at most 3,000 rows are used: a fixed subsample).
         y: ``(n,)`` labels.
         tol: the largest NMSE of a model (spline ``g``) on ``y`` accepted.
         max_models: at most this many models.
         max_indices: 1 or 2.
+        stop: called between fits; once it returns True the search ends with the models found so far (e.g.
+            ``Deadline.expired``).
 
     Shapes:
         ``x`` ``(n, d)``, ``y`` ``(n,)``; ``a`` ``(d,)``, ``b`` ``(k, d)``.
@@ -317,8 +332,17 @@ def index_models(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-3, max_models:
     if d < 2 or n < 4 * (d + 2 * _KNOTS + 4) or not (np.all(x > 0) and np.all(np.isfinite(x))
                                                      and np.all(np.isfinite(y)) and np.all(y != 0)):
         return []
-    for k in range(1, min(max_indices, d - 1) + 1):
-        models = _models(x, y, k, tol)
-        if models:
-            return models[:max_models]
+    if n > _MAX_ROWS:
+        rows = np.sort(np.random.default_rng(0).choice(n, _MAX_ROWS, replace=False))
+        x, y = x[rows], y[rows]
+    previous, _STOP[0] = _STOP[0], stop or (lambda: False)
+    try:
+        for k in range(1, min(max_indices, d - 1) + 1):
+            models = _models(x, y, k, tol)
+            if models:
+                return models[:max_models]
+    except _OutOfTime:
+        log.info("index models: time budget spent")
+    finally:
+        _STOP[0] = previous
     return []

@@ -121,3 +121,16 @@ def test_basis_variants_cover_small_integer_changes_and_orientations():
     # x1*x3/(x2**2*x4) = 1 / ((x3*x4/x1) * (x2/x3)**2), with x3/x2: the basis where g is simplest for I.15.3t
     assert any(np.array_equal(v, [[1.0, -2.0, 1.0, -1.0], [0.0, -1.0, 1.0, 0.0]]) for v in variants)
     assert [v.tolist() for v in basis_variants(np.array([[0.0, 1.0, -1.0]]))] == [[[0, 1, -1]], [[0, -1, 1]]]
+
+
+def test_stop_ends_the_search_and_large_data_is_subsampled():
+    import time
+
+    x, y = _sample(lambda a, b, c, d, e: a + b + c * d + np.sin(e), [(1, 5)] * 5, n=20000)
+    t = time.process_time()
+    assert index_models(x, y, stop=lambda: time.process_time() - t > 0.2) == []
+    assert time.process_time() - t < 1.0
+    x, y = _sample(lambda a, b, c: a * np.exp(-b / c), [(1, 5)] * 3, n=20000)
+    t = time.process_time()
+    m = index_models(x, y)[0]
+    assert m.b.tolist() == [[0, 1, -1]] and time.process_time() - t < 10

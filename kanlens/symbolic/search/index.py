@@ -86,7 +86,7 @@ def index_search(ev: Evaluator, library, variables, deadline: Deadline | None = 
     from .run import symbolic_regression  # a nested search (the orchestrator imports the stages)
 
     deadline = deadline or ev.deadline
-    models = index_models(ev.xtr, ev.ytr[:, 0], tol=tol)
+    models = index_models(ev.xtr, ev.ytr[:, 0], tol=tol, stop=deadline.expired)
     if not models:
         log.info("index: no product of powers times a function of one monomial fits")
         return

@@ -38,8 +38,8 @@ SAME, DIFF, OTHER, NO, MULT, COMPILER = "same", "same name, see notes", "other k
 # pykan name -> (status, where in kanlens, note). "same" / DIFF rows are exercised by tests (test_pykan_names checks).
 STATUS: dict[str, tuple[str, str, str]] = {
     # ---------------------------------------------------------------- MultKAN methods
-    "MultKAN": (DIFF, "kanlens.KAN", "`KAN(width, grid, k, seed, ...)`; `mult_arity` and `[n_sum, n_mult]` widths: "
-                "multiplication nodes"),
+    "MultKAN": (DIFF, "kanlens.MultKAN", "`kanlens.MultKAN` is `kanlens.KAN`: `KAN(width, grid, k, seed, ...)`; "
+                "`mult_arity` and `[n_sum, n_mult]` widths: multiplication nodes"),
     "MultKAN.to": (SAME, "KAN.to", "`torch.nn.Module.to`"),
     "MultKAN.width_in": (MULT, "KAN.width_in", "node counts with multiplication nodes"),
     "MultKAN.width_out": (MULT, "KAN.width_out", "node counts with multiplication nodes"),

@@ -29,7 +29,7 @@ from .layers.symbolic import SymbolicKANLayer
 from .pykan_api import PykanMethods
 from .utils import warn_user
 
-__all__ = ["KAN", "KANConfig"]
+__all__ = ["KAN", "KANConfig", "MultKAN"]
 
 
 
@@ -498,3 +498,6 @@ class KAN(PykanMethods, nn.Module):
         return torch.compile(self) if compile else self
 
 
+#: pykan 0.2's class name (``from kan.MultKAN import MultKAN``; KAN 2.0): the same class as :class:`KAN`, which
+#: takes multiplication nodes through ``width=[2, [5, 2], 1]`` and ``mult_arity``.
+MultKAN = KAN

@@ -112,3 +112,11 @@ def test_mlp_auto_swap_l():
     assert float(model.connection_cost) <= after_l2 + 1e-9
     with pytest.raises(IndexError, match="hidden layer"):
         model.auto_swap_l(3)
+
+
+def test_multkan_is_kan_with_mult_nodes():
+    from kanlens import MultKAN
+
+    assert MultKAN is KAN
+    model = MultKAN(width=[5, [0, 1]], mult_arity=2, grid=3, k=3, seed=1)
+    assert model.width_in == [5, 1] and model.width_out == [5, 2]  # pykan 0.2.8: [5, 1] and [5, 2]

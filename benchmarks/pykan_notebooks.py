@@ -158,7 +158,7 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- runner (parent)
-def run_notebook(path: Path, backend: str, cell_timeout: float, nb_timeout: float) -> dict:
+def run_notebook(path: Path, backend: str, cell_timeout: float, nb_timeout: float, kanlens_root: Path = ROOT) -> dict:
     """Run one notebook in a subprocess; returns ``{"name", "cells": [...per-cell records...], "seconds"}``."""
     n_cells = len(json.loads(path.read_text(encoding="utf-8"))["cells"])
     work = Path(tempfile.mkdtemp(prefix="pykan_nb_"))
@@ -166,7 +166,7 @@ def run_notebook(path: Path, backend: str, cell_timeout: float, nb_timeout: floa
     env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "CUDA_VISIBLE_DEVICES": "", "PYTHONWARNINGS": "ignore"}
     if backend == "kanlens":
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["PYTHONPATH"] = os.pathsep.join([str(kanlens_root), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     cmd = [sys.executable, str(Path(__file__).resolve()), "--backend", backend, "--worker", str(path),
            "--results", str(results), "--cell-timeout", str(cell_timeout)]
     t0 = time.perf_counter()
@@ -227,11 +227,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cell-timeout", type=float, default=60.0)
     p.add_argument("--notebook-timeout", type=float, default=120.0)
     p.add_argument("--json", type=Path, default=None, help="write the per-cell records here")
+    p.add_argument("--kanlens-root", type=Path, default=ROOT,
+                   help="folder holding the kanlens package to test (default: this checkout), e.g. an older commit's "
+                        "`git archive` for a before/after comparison")
+    p.add_argument("--from-json", type=Path, nargs="+", default=None,
+                   help="print the report of earlier --json files (merged; a later file's notebook replaces an "
+                        "earlier one's) instead of running")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--results", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         _worker(args)
+        return
+    if args.from_json:
+        merged: dict[str, dict] = {}
+        backends = set()
+        for f in args.from_json:
+            data = json.loads(f.read_text(encoding="utf-8"))
+            backends.add(data["backend"])
+            merged.update({r["name"]: r for r in data["runs"]})
+        print(report([merged[k] for k in sorted(merged)], "+".join(sorted(backends))))
         return
     paths = sorted(NOTEBOOKS.glob("*.json"))
     if args.only:
@@ -240,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no notebooks under {NOTEBOOKS} match {args.only}")
     runs = []
     for q in paths:
-        r = run_notebook(q, args.backend, args.cell_timeout, args.notebook_timeout)
+        r = run_notebook(q, args.backend, args.cell_timeout, args.notebook_timeout, args.kanlens_root.resolve())
         k = sum(c["status"] == "ok" for c in r["cells"])
         print(f"{r['name']}: {k}/{len(r['cells'])} cells ({r['seconds']} s)", file=sys.stderr, flush=True)
         runs.append(r)

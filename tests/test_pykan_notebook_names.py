@@ -120,3 +120,19 @@ def test_multkan_is_kan_with_mult_nodes():
     assert MultKAN is KAN
     model = MultKAN(width=[5, [0, 1]], mult_arity=2, grid=3, k=3, seed=1)
     assert model.width_in == [5, 1] and model.width_out == [5, 2]  # pykan 0.2.8: [5, 1] and [5, 2]
+
+
+def test_notebook_import_rewrite():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "pykan_notebooks.py"
+    spec = importlib.util.spec_from_file_location("pykan_notebooks", path)
+    nb = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nb)
+    src = ("from kan import *\nfrom kan.utils import create_dataset, ex_round\nimport kan\nimport kan.utils as ku\n"
+           "    from kan.MultKAN import MultKAN\n%matplotlib inline\nfrom kanlens import KAN\nx = 'from kan import *'")
+    assert nb.rewrite(src).splitlines() == [
+        "from _nb_kan import *", "from _nb_kan.utils import create_dataset, ex_round", "import _nb_kan as kan",
+        "import _nb_kan.utils as ku", "    from _nb_kan.MultKAN import MultKAN", "pass  # %matplotlib inline",
+        "from kanlens import KAN", "x = 'from kan import *'"]

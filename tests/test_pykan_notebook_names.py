@@ -136,3 +136,34 @@ def test_notebook_import_rewrite():
         "from _nb_kan import *", "from _nb_kan.utils import create_dataset, ex_round", "import _nb_kan as kan",
         "import _nb_kan.utils as ku", "    from _nb_kan.MultKAN import MultKAN", "pass  # %matplotlib inline",
         "from kanlens import KAN", "x = 'from kan import *'"]
+
+
+def test_prune_node_mode_and_log_history_as_pykan():
+    model = KAN(width=[2, 5, 1], grid=3, k=3, seed=0)
+    x = torch.rand(200, 2, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    model(x)
+    small = model.prune_node(mode="manual", active_neurons_id=[[0, 2]], log_history=False)
+    assert small.width == [2, 2, 1]  # pykan 0.2.8: prune_node(mode='manual', active_neurons_id=[[0, 2]]).width_in
+    torch.testing.assert_close(small.prune_node(1e-9, "auto")(x), small(x))
+    with pytest.raises(ValueError, match="mode='manual' needs active_neurons_id"):
+        model.prune_node(mode="manual")
+    with pytest.raises(ValueError, match="mode"):
+        model.prune_node(mode="manuel", active_neurons_id=[[0]])
+    assert model.prune_input(0.0, [1], log_history=False).config.input_ids == [1]
+
+
+def test_unfix_symbolic_log_history(tmp_path):
+    from kanlens import checkpoints
+
+    model = KAN(width=[2, 1], grid=3, k=3, seed=0)
+    model(torch.rand(20, 2))
+    model.fix_symbolic(0, 0, 0, "x", fit_params=False)
+    checkpoints.track(model, tmp_path / "ckpt")
+    model.unfix_symbolic(0, 0, 0, log_history=False)
+    assert model.history() == []
+    model.fix_symbolic(0, 1, 0, "x", fit_params=False)
+    model.unfix_symbolic(0, 1, 0)
+    model.fix_symbolic(0, 0, 0, "x", fit_params=False)
+    model.unfix_symbolic_all()
+    assert model.history() == ["0.0 => unfix_symbolic => 0.1", "0.1 => unfix_symbolic_all => 0.2"]
+    assert bool((model.act_fun[0].mask == 1).all()) and model.symbolic[0].fixed_edges() == []

@@ -176,13 +176,13 @@ STATUS: dict[str, tuple[str, str, str]] = {
     "KANLayer.update_grid_from_samples": (OTHER, "kanlens.KANLayer.update_grid", ""),
     "KANLayer.initialize_grid_from_parent": (OTHER, "kanlens.KANLayer.refine", "`refine(new_grid, x)`"),
     "KANLayer.get_subset": (OTHER, "kanlens.KANLayer.subset", ""),
-    "KANLayer.swap": (NO, "", "`KAN.swap` reorders nodes"),
+    "KANLayer.swap": (SAME, "kanlens.KANLayer.swap", "in place; `mode=\"in\"` carries the grids along"),
     "Symbolic_KANLayer": (DIFF, "kanlens.Symbolic_KANLayer", "`(out, in)` tensors; functions by name"),
     "Symbolic_KANLayer.to": (SAME, "kanlens.Symbolic_KANLayer.to", ""),
     "Symbolic_KANLayer.forward": (DIFF, "kanlens.Symbolic_KANLayer.forward", "returns the output only"),
     "Symbolic_KANLayer.get_subset": (OTHER, "kanlens.Symbolic_KANLayer.subset", ""),
     "Symbolic_KANLayer.fix_symbolic": (OTHER, "kanlens.Symbolic_KANLayer.fix", "`fix(i, j, name, (a, b, c, d))`"),
-    "Symbolic_KANLayer.swap": (NO, "", "`KAN.swap` reorders nodes"),
+    "Symbolic_KANLayer.swap": (SAME, "kanlens.Symbolic_KANLayer.swap", "in place"),
 }
 
 

@@ -167,3 +167,34 @@ def test_unfix_symbolic_log_history(tmp_path):
     model.unfix_symbolic_all()
     assert model.history() == ["0.0 => unfix_symbolic => 0.1", "0.1 => unfix_symbolic_all => 0.2"]
     assert bool((model.act_fun[0].mask == 1).all()) and model.symbolic[0].fixed_edges() == []
+
+
+def test_kanlayer_swap_as_pykan():
+    from kanlens import KANLayer, Symbolic_KANLayer
+
+    layer = KANLayer(in_dim=3, out_dim=2, num=5, k=3, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(40, 3, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        layer.mask[1, 2] = 0.0
+        layer.grid[0] *= 1.5  # inputs with different grids: swapping inputs must carry the grids along
+    y = layer(x).detach()
+    layer.swap(0, 2, mode="in")
+    torch.testing.assert_close(layer(x[:, [2, 1, 0]]), y, atol=1e-6, rtol=1e-6)
+    assert float(layer.mask[1, 0]) == 0.0
+    layer.swap(0, 1, mode="out")
+    torch.testing.assert_close(layer(x[:, [2, 1, 0]]), y[:, [1, 0]], atol=1e-6, rtol=1e-6)
+    with pytest.raises(ValueError, match="mode"):
+        layer.swap(0, 1, mode="up")
+    with pytest.raises(IndexError, match="2 outputs"):
+        layer.swap(0, 2, mode="out")
+
+    sym = Symbolic_KANLayer(in_dim=2, out_dim=2)
+    sym.fix(0, 1, "sin", (2.0, 0.5, 1.5, -1.0))
+    sym.fix(1, 0, "x^2")
+    z = torch.rand(30, 2, generator=torch.Generator().manual_seed(2))
+    out = sym(z).detach()
+    sym.swap(0, 1, mode="in")
+    assert sym.function_name(1, 1) == "sin" and sym.function_name(0, 0) == "x^2"
+    torch.testing.assert_close(sym(z[:, [1, 0]]), out)
+    sym.swap(0, 1, mode="out")
+    torch.testing.assert_close(sym(z[:, [1, 0]]), out[:, [1, 0]])

@@ -12,9 +12,10 @@ The one change to the notebooks is the import of pykan: ``from kan import *``, `
 ``import kan`` become imports of ``_nb_kan`` (the same rewrite for both backends). ``_nb_kan`` is the shim:
 
 * ``--backend pykan``: ``_nb_kan`` and ``_nb_kan.X`` are pykan's ``kan`` and ``kan.X`` themselves;
-* ``--backend kanlens``: ``_nb_kan`` (and every ``_nb_kan.X``) holds the names pykan's star import brings from
-  torch / numpy / sympy / matplotlib / the standard library, then kanlens's public names (``kanlens.__all__`` and
-  the pykan-compatibility modules' ``__all__``). No kanlens name is defined here.
+* ``--backend kanlens``: ``_nb_kan`` (and every ``_nb_kan.X``) holds kanlens's public names (``kanlens.__all__``
+  and the pykan-compatibility modules' ``__all__``) and the names pykan's star import brings from torch / numpy /
+  sympy / matplotlib / the standard library (these win a clash, as in pykan: ``lambdify`` is sympy's). No kanlens
+  name is defined here.
 
 IPython lines (``%magic``, ``!shell``) become ``pass``. Usage::
 
@@ -86,13 +87,15 @@ def _install_shim(backend: str) -> None:
             with contextlib.suppress(ImportError):  # a submodule this pykan version lacks
                 sys.modules[f"{SHIM}.{sub}"] = importlib.import_module(f"kan.{sub}")
         return
+    prelude: dict = {}
+    exec(STAR_PRELUDE, prelude)
     ns: dict = {}
-    exec(STAR_PRELUDE, ns)
     for name in KANLENS_MODULES:
         mod = importlib.import_module(name)
         for attr in getattr(mod, "__all__", ()):
             if not attr.startswith("__"):
                 ns[attr] = getattr(mod, attr)
+    ns.update(prelude)  # as in pykan's namespace, sympy's names win (`lambdify` is sympy's there, not kanlens's)
     shim = types.ModuleType(SHIM)
     shim.__dict__.update({k: v for k, v in ns.items() if not k.startswith("__")})
     shim.__all__ = [k for k in shim.__dict__ if not k.startswith("_")]

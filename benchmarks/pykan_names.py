@@ -38,8 +38,8 @@ SAME, DIFF, OTHER, NO, MULT, COMPILER = "same", "same name, see notes", "other k
 # pykan name -> (status, where in kanlens, note). "same" / DIFF rows are exercised by tests (test_pykan_names checks).
 STATUS: dict[str, tuple[str, str, str]] = {
     # ---------------------------------------------------------------- MultKAN methods
-    "MultKAN": (DIFF, "kanlens.KAN", "`KAN(width, grid, k, seed, ...)`; `mult_arity` and `[n_sum, n_mult]` widths: "
-                "multiplication nodes"),
+    "MultKAN": (DIFF, "kanlens.MultKAN", "`kanlens.MultKAN` is `kanlens.KAN`: `KAN(width, grid, k, seed, ...)`; "
+                "`mult_arity` and `[n_sum, n_mult]` widths: multiplication nodes"),
     "MultKAN.to": (SAME, "KAN.to", "`torch.nn.Module.to`"),
     "MultKAN.width_in": (MULT, "KAN.width_in", "node counts with multiplication nodes"),
     "MultKAN.width_out": (MULT, "KAN.width_out", "node counts with multiplication nodes"),
@@ -98,8 +98,8 @@ STATUS: dict[str, tuple[str, str, str]] = {
     "MultKAN.suggest_symbolic": (DIFF, "KAN.suggest_symbolic", "returns a table; `a_range`, `b_range`, "
                                  "`r2_loss_fun`, `c_loss_fun` accepted and ignored"),
     "MultKAN.auto_symbolic": (DIFF, "KAN.auto_symbolic", "returns a table of the choices"),
-    "MultKAN.symbolic_formula": (DIFF, "KAN.symbolic_formula", "pykan's `x_1, x_2...` symbols; `normalizer`, "
-                                 "`output_normalizer` not provided (`simplify`, `round` are)"),
+    "MultKAN.symbolic_formula": (DIFF, "KAN.symbolic_formula", "pykan's `x_1, x_2...` symbols, `var`, "
+                                 "`normalizer`, `output_normalizer` (equal to pykan's); also `simplify`, `round`"),
     "MultKAN.expand_depth": (SAME, "KAN.expand_depth", ""),
     "MultKAN.expand_width": (DIFF, "KAN.expand_width", "sum nodes; `sum_bool=False` (multiplication nodes) refused"),
     "MultKAN.perturb": (SAME, "KAN.perturb", ""),
@@ -130,7 +130,7 @@ STATUS: dict[str, tuple[str, str, str]] = {
     "utils.model2param": (SAME, "kanlens.model2param", ""),
     # ---------------------------------------------------------------- kan.hypothesis
     "hypothesis.detect_separability": (SAME, "kanlens.detect_separability", "logs instead of printing"),
-    "hypothesis.batch_grad_normgrad": (NO, "", "internal step of `get_dependence`"),
+    "hypothesis.batch_grad_normgrad": (SAME, "kanlens.hypothesis.batch_grad_normgrad", "equal to pykan's"),
     "hypothesis.get_dependence": (SAME, "kanlens.get_dependence", ""),
     "hypothesis.test_symmetry": (SAME, "kanlens.test_symmetry", ""),
     "hypothesis.test_separability": (SAME, "kanlens.test_separability", ""),
@@ -138,7 +138,8 @@ STATUS: dict[str, tuple[str, str, str]] = {
     "hypothesis.get_molecule": (SAME, "kanlens.get_molecule", ""),
     "hypothesis.get_tree_node": (SAME, "kanlens.get_tree_node", ""),
     "hypothesis.plot_tree": (DIFF, "kanlens.plot_tree", "returns a Figure"),
-    "hypothesis.test_symmetry_var": (NO, "", "use `test_symmetry` on the variables' group"),
+    "hypothesis.test_symmetry_var": (DIFF, "kanlens.hypothesis.test_symmetry_var", "returns pykan's cosine "
+                                     "similarities (equal); logs the verdict where pykan prints it"),
     # ---------------------------------------------------------------- kan.compiler (multiplication-node work)
     "compiler.next_nontrivial_operation": (COMPILER, "kanlens.compiler", "compiler internals"),
     "compiler.expr2kan": (COMPILER, "kanlens.compiler.kanpiler", "formula -> KAN"),
@@ -163,7 +164,7 @@ STATUS: dict[str, tuple[str, str, str]] = {
     "MLP.fit": (SAME, "kanlens.MLP.fit", ""),
     "MLP.connection_cost": (SAME, "kanlens.MLP.connection_cost", ""),
     "MLP.swap": (SAME, "kanlens.MLP.swap", ""),
-    "MLP.auto_swap_l": (NO, "", "`auto_swap()` covers every layer"),
+    "MLP.auto_swap_l": (SAME, "kanlens.MLP.auto_swap_l", ""),
     "MLP.auto_swap": (SAME, "kanlens.MLP.auto_swap", ""),
     "MLP.tree": (SAME, "kanlens.MLP.tree", ""),
     "LBFGS": (SAME, "kanlens.LBFGS", "torch's LBFGS with pykan's fit settings"),
@@ -175,13 +176,13 @@ STATUS: dict[str, tuple[str, str, str]] = {
     "KANLayer.update_grid_from_samples": (OTHER, "kanlens.KANLayer.update_grid", ""),
     "KANLayer.initialize_grid_from_parent": (OTHER, "kanlens.KANLayer.refine", "`refine(new_grid, x)`"),
     "KANLayer.get_subset": (OTHER, "kanlens.KANLayer.subset", ""),
-    "KANLayer.swap": (NO, "", "`KAN.swap` reorders nodes"),
+    "KANLayer.swap": (SAME, "kanlens.KANLayer.swap", "in place; `mode=\"in\"` carries the grids along"),
     "Symbolic_KANLayer": (DIFF, "kanlens.Symbolic_KANLayer", "`(out, in)` tensors; functions by name"),
     "Symbolic_KANLayer.to": (SAME, "kanlens.Symbolic_KANLayer.to", ""),
     "Symbolic_KANLayer.forward": (DIFF, "kanlens.Symbolic_KANLayer.forward", "returns the output only"),
     "Symbolic_KANLayer.get_subset": (OTHER, "kanlens.Symbolic_KANLayer.subset", ""),
     "Symbolic_KANLayer.fix_symbolic": (OTHER, "kanlens.Symbolic_KANLayer.fix", "`fix(i, j, name, (a, b, c, d))`"),
-    "Symbolic_KANLayer.swap": (NO, "", "`KAN.swap` reorders nodes"),
+    "Symbolic_KANLayer.swap": (SAME, "kanlens.Symbolic_KANLayer.swap", "in place"),
 }
 
 
@@ -234,7 +235,8 @@ def render(names: dict[str, list[str]]) -> str:
         lines.append("")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     lines += [f"{sum(counts.values())} pykan names: {summary}. Rows \"{SAME}\" and \"{DIFF}\" are exercised by "
-              "`tests/test_pykan_api.py`, `tests/test_pykan_utils.py` and `tests/test_hypothesis.py` (checked by "
+              "`tests/test_pykan_api.py`, `tests/test_pykan_utils.py`, `tests/test_pykan_notebook_names.py` and "
+              "`tests/test_hypothesis.py` (checked by "
               "`tests/test_pykan_names.py`); rows \"with multiplication nodes\" and \"kanlens.compiler\" belong to "
               "the multiplication-node work (`mult_arity`, `kanlens.compiler.kanpiler`).", "", END]
     return "\n".join(lines)

@@ -20,7 +20,7 @@ from .data import create_dataset
 from .hooks import ActivationCache, HookPoint, run_with_cache
 from .io import CheckpointError, CheckpointNotFoundError, load, save
 from .layers.spline import KANLayer
-from .model import KAN, KANConfig
+from .model import KAN, KANConfig, MultKAN
 from .training import FitHistory, fit
 
 __version__ = "0.1.0"
@@ -98,6 +98,7 @@ _LAZY: dict[str, tuple[str, str]] = {
 __all__ = [
     "KAN",
     "KANConfig",
+    "MultKAN",
     "KANLayer",
     "FitHistory",
     "ActivationCache",

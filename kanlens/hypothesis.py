@@ -28,6 +28,7 @@ from ._checks import check_choice, check_tensor
 from .pykan_utils import batch_hessian, batch_jacobian
 
 __all__ = [
+    "batch_grad_normgrad",
     "detect_separability",
     "get_dependence",
     "get_molecule",
@@ -36,6 +37,7 @@ __all__ = [
     "test_general_separability",
     "test_separability",
     "test_symmetry",
+    "test_symmetry_var",
 ]
 
 log = logging.getLogger(__name__)
@@ -149,11 +151,19 @@ def test_general_separability(model: Func, x: torch.Tensor, groups: Sequence[Seq
     return ok
 
 
-def get_dependence(model: Func, x: torch.Tensor, group: Sequence[int]) -> torch.Tensor:
-    """How much the direction of ``grad_A f`` (``A = group``) depends on each other input: ``(|A|, d - |A|)``
-    (median over the batch, scaled by the inputs' spreads)."""
+def batch_grad_normgrad(model: Func, x: torch.Tensor, group: Sequence[int],
+                        create_graph: bool = False) -> torch.Tensor:
+    """pykan's ``batch_grad_normgrad``: the derivative of the unit direction of ``grad_A f`` (``A = group``) in the
+    other inputs ``B``, per sample.
+
+    Shapes:
+        x: ``(batch, d)``; returns ``(batch, |A|, |B|)``, ``[n, a, b] = d(g_a / |g_A|) / dx_b`` at sample ``n``
+        (``g = grad f``, ``|g_A| + 1e-6`` as pykan).
+    """
     x = _check_x(x)
-    a = list(group)
+    a = [int(i) for i in group]
+    if not a or any(not 0 <= i < x.shape[1] for i in a):
+        raise ValueError(f"group must hold input indices in 0..{x.shape[1] - 1}, got {list(group)}")
     b = [i for i in range(x.shape[1]) if i not in a]
 
     def direction(z: torch.Tensor) -> torch.Tensor:
@@ -163,9 +173,20 @@ def get_dependence(model: Func, x: torch.Tensor, group: Sequence[int]) -> torch.
     z = x.clone().requires_grad_(True)
     with torch.enable_grad():
         u = direction(z)
-        rows = [torch.autograd.grad(u[:, k].sum(), z, retain_graph=True, allow_unused=True)[0] for k in range(len(a))]
+        rows = [torch.autograd.grad(u[:, k].sum(), z, retain_graph=True, allow_unused=True,
+                                    create_graph=create_graph)[0] for k in range(len(a))]
     rows = [torch.zeros_like(z) if r is None else r for r in rows]
-    dep = torch.stack(rows, 1)[:, :, b].detach()  # (batch, |A|, |B|)
+    dep = torch.stack(rows, 1)[:, :, b]
+    return dep if create_graph else dep.detach()
+
+
+def get_dependence(model: Func, x: torch.Tensor, group: Sequence[int]) -> torch.Tensor:
+    """How much the direction of ``grad_A f`` (``A = group``) depends on each other input: ``(|A|, d - |A|)``
+    (median over the batch, scaled by the inputs' spreads)."""
+    x = _check_x(x)
+    a = list(group)
+    b = [i for i in range(x.shape[1]) if i not in a]
+    dep = batch_grad_normgrad(model, x, a)  # (batch, |A|, |B|)
     std = x.std(0)
     return torch.median((dep * std[None, a, None] * std[None, None, b]).abs(), dim=0).values
 
@@ -176,6 +197,44 @@ def test_symmetry(model: Func, x: torch.Tensor, group: Sequence[int], dependence
     if len(group) == 0 or len(group) == x.shape[1]:
         return True
     return bool(get_dependence(model, x, group).max() < dependence_th)
+
+
+def test_symmetry_var(model: Func, x: torch.Tensor, input_vars: Sequence, symmetry_var) -> torch.Tensor:
+    """pykan's ``test_symmetry_var``: whether ``f`` depends on the variables of ``symmetry_var`` only through
+    ``symmetry_var`` (e.g. ``b + c`` in ``a * (b + c)``): per sample, ``|cos|`` of the angle between ``grad f`` and
+    ``grad symmetry_var`` restricted to those variables. Logs the share of samples above 0.9 (pykan prints it;
+    above 90% suggests the symmetry).
+
+    Args:
+        model: a KAN, an MLP or any ``f(x) -> (batch, n_out)`` (the first output is tested).
+        x: inputs.
+        input_vars: sympy symbols (or names), one per column of ``x`` in order.
+        symmetry_var: a sympy expression in some of ``input_vars``.
+
+    Shapes:
+        x: ``(batch, d)``; returns ``(batch,)``.
+    """
+    import sympy
+
+    from .symbolic.export import lambdify
+
+    x = _check_x(x)
+    syms = [v if isinstance(v, sympy.Symbol) else sympy.Symbol(str(v)) for v in input_vars]
+    if len(syms) > x.shape[1]:
+        raise ValueError(f"input_vars names {len(syms)} variables but x has {x.shape[1]} columns")
+    expr = sympy.sympify(symmetry_var)
+    unknown = expr.free_symbols - set(syms)
+    if unknown:
+        raise ValueError(f"symmetry_var uses {sorted(map(str, unknown))}, not among input_vars {syms}")
+    idx = [syms.index(s) for s in expr.free_symbols]
+    g_fn = lambdify(expr, syms, backend="torch")
+    input_grad = batch_jacobian(model, x)[:, idx]
+    sym_grad = batch_jacobian(lambda z: g_fn(z[:, :len(syms)])[:, None], x)[:, idx]
+    cossim = torch.abs((input_grad * sym_grad).sum(1) / (input_grad.norm(dim=1) * sym_grad.norm(dim=1)))
+    ratio = float((cossim > 0.9).double().mean())
+    log.info("%.1f%% of the samples have a cosine similarity above 0.9: %s symmetry", 100 * ratio,
+             "suggesting" if ratio > 0.9 else "not suggesting")
+    return cossim
 
 
 def get_molecule(model: Func, x: torch.Tensor, sym_th: float = 1e-3, verbose: bool = False) -> list[list[list[int]]]:

@@ -124,17 +124,26 @@ class MLP(nn.Module):
         w = self.linears[l].weight
         w[:, [i1, i2]] = w[:, [i2, i1]]
 
+    def auto_swap_l(self, l: int) -> None:
+        """pykan's ``auto_swap_l``: for each node of hidden layer ``l`` in turn, swap it with the node whose
+        position gives the lowest :attr:`connection_cost`."""
+        l = as_int("l", l, 1)
+        if l >= self.depth:
+            raise IndexError(f"l must be a hidden layer (1..{self.depth - 1}), got {l}")
+        n = self.width[l]
+        for i in range(n):
+            costs = []
+            for j in range(n):
+                self.swap(l, i, j)
+                costs.append(float(self.connection_cost))
+                self.swap(l, i, j)
+            self.swap(l, i, int(np.argmin(costs)))
+
     def auto_swap(self) -> None:
-        """Greedy reordering of hidden nodes to lower :attr:`connection_cost`."""
+        """Greedy reordering of hidden nodes to lower :attr:`connection_cost` (:meth:`auto_swap_l` on every
+        hidden layer)."""
         for l in range(1, self.depth):
-            n = self.width[l]
-            for i in range(n):
-                costs = []
-                for j in range(n):
-                    self.swap(l, i, j)
-                    costs.append(float(self.connection_cost))
-                    self.swap(l, i, j)
-                self.swap(l, i, int(np.argmin(costs)))
+            self.auto_swap_l(l)
 
     def reg(self, reg_metric: str = "w", lamb_l1: float = 1.0, lamb_entropy: float = 2.0) -> torch.Tensor:
         """pykan's MLP regulariser: L1 + entropy of ``|w|`` (``reg_metric="w"``)."""

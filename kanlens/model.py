@@ -30,7 +30,7 @@ from .layers.symbolic import SymbolicKANLayer
 from .pykan_api import PykanMethods
 from .utils import warn_user
 
-__all__ = ["KAN", "KANConfig"]
+__all__ = ["KAN", "KANConfig", "MultKAN"]
 
 
 
@@ -446,8 +446,9 @@ class KAN(PykanMethods, nn.Module):
 
         ``model.symbolic_formula()[0][0]`` is the first output's formula, as in pykan's tutorials, in pykan's
         variables ``x_1, x_2, ...`` (so ``f.subs('x_1', 0.3)`` works);
-        :func:`kanlens.symbolic.formula.symbolic_formula` returns just the list. Options: ``var`` (input names),
-        ``simplify``, ``round``.
+        :func:`kanlens.symbolic.formula.symbolic_formula` returns just the list. Options: ``var`` (input names or
+        sympy expressions), ``normalizer`` / ``output_normalizer`` (pykan's ``(mean, std)`` pairs: the formula in
+        un-normalized inputs and outputs), ``simplify``, ``round``.
         """
         import sympy
 
@@ -457,7 +458,7 @@ class KAN(PykanMethods, nn.Module):
             ids = self.config.input_ids if self.config.input_ids is not None else range(self.width_in[0])
             var = [f"x_{int(k) + 1}" for k in ids]
         exprs = formula.symbolic_formula(self, var=var, **kwargs)
-        return exprs, [v if isinstance(v, sympy.Symbol) else sympy.Symbol(str(v)) for v in var]
+        return exprs, [v if isinstance(v, sympy.Expr) else sympy.Symbol(str(v)) for v in var]
 
     # ------------------------------------------------------------------ plotting & io
     def plot(self, x: torch.Tensor | None = None, **kwargs: Any):
@@ -500,3 +501,6 @@ class KAN(PykanMethods, nn.Module):
         return torch.compile(self) if compile else self
 
 
+#: pykan 0.2's class name (``from kan.MultKAN import MultKAN``; KAN 2.0): the same class as :class:`KAN`, which
+#: takes multiplication nodes through ``width=[2, [5, 2], 1]`` and ``mult_arity``.
+MultKAN = KAN

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ._checks import check_choice
 from .scores import Attribution, active_edges, attribute, edge_scores, feature_score, node_scores, score_batch
 
 if TYPE_CHECKING:
@@ -165,9 +166,11 @@ def _keep_from_scores(scores: torch.Tensor, threshold: float, layer: int) -> lis
 def prune_node(
     model: KAN,
     threshold: float = 1e-2,
+    mode: str = "auto",
+    active_neurons_id: Sequence[Sequence[int]] | None = None,
     *,
     x: torch.Tensor | None = None,
-    active_neurons_id: Sequence[Sequence[int]] | None = None,
+    log_history: bool = True,
 ) -> KAN:
     """A new, narrower KAN without the hidden nodes whose attribution score is ``<= threshold``.
 
@@ -177,8 +180,11 @@ def prune_node(
     Args:
         model: the KAN (left unchanged).
         threshold: hidden nodes with ``node_scores <= threshold`` are removed.
-        x: the data (default: the last batch the model saw).
+        mode: pykan's ``"auto"`` (by ``threshold``) or ``"manual"`` (by ``active_neurons_id``, which is required
+            then; giving ``active_neurons_id`` selects ``"manual"`` as in pykan).
         active_neurons_id: explicit hidden nodes to keep, one list per hidden layer (overrides ``threshold``).
+        x: the data (default: the last batch the model saw).
+        log_history: pykan's option, accepted; a method that returns a new model logs no checkpoint version.
 
     Returns:
         a new :class:`~kanlens.model.KAN` whose ``config.width`` is the pruned shape.
@@ -192,6 +198,9 @@ def prune_node(
         [2, 1, 1]
     """
     threshold = _check_threshold("threshold", threshold)
+    check_choice("mode", mode, ("auto", "manual"))
+    if mode == "manual" and active_neurons_id is None:
+        raise ValueError("mode='manual' needs active_neurons_id (the hidden nodes to keep, one list per hidden layer)")
     x = score_batch(model, x)
     width, depth = model.width_in, model.depth
     keep = [list(range(w)) for w in width]
@@ -290,9 +299,10 @@ def prune(
 def prune_input(
     model: KAN,
     threshold: float = 1e-2,
+    active_inputs: Sequence[int] | None = None,
     *,
     x: torch.Tensor | None = None,
-    active_inputs: Sequence[int] | None = None,
+    log_history: bool = True,
 ) -> KAN:
     """A new KAN without the inputs whose attribution score (:func:`feature_score`) is ``<= threshold``.
 
@@ -302,8 +312,9 @@ def prune_input(
     Args:
         model: the KAN (left unchanged).
         threshold: inputs with ``feature_score <= threshold`` are removed (at least one is kept).
-        x: the data (default: the last batch the model saw).
         active_inputs: explicit input indices to keep (overrides ``threshold``).
+        x: the data (default: the last batch the model saw).
+        log_history: pykan's option, accepted; a method that returns a new model logs no checkpoint version.
 
     Shapes:
         x: ``(batch, width[0])``; the new model takes ``(batch, len(kept))``.

@@ -248,7 +248,8 @@ class PykanMethods:
         """pykan's ``unfix_symbolic_all``: every edge back to its spline."""
         for l in range(self.depth):  # type: ignore[attr-defined]
             for i, j in self.symbolic[l].fixed_edges():  # type: ignore[attr-defined]
-                self.unfix_symbolic(l, i, j)  # type: ignore[attr-defined]
+                self.unfix_symbolic(l, i, j, log_history=False)  # type: ignore[attr-defined]
+        self._logged("unfix_symbolic_all", log_history)
 
     def disable_symbolic_in_fit(self, lamb: float):
         """pykan's ``disable_symbolic_in_fit``: ``(old save_act, old symbolic_enabled)``; kanlens's fit decides this

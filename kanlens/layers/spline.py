@@ -13,6 +13,7 @@ from .._checks import as_int
 from ..hooks import HookPoint
 from ..spline_refit import range_sweep, target_grid
 from .dense import dense_forward
+from .reorder import swap_ids
 
 __all__ = ["BASE_FUNCTIONS", "KANLayer"]
 
@@ -479,6 +480,14 @@ class KANLayer(nn.Module):
         layer.scale_sp = nn.Parameter(self.scale_sp.detach().clone(), self.scale_sp.requires_grad)
         layer.hook_edges = HookPoint()
         return layer
+
+    @torch.no_grad()
+    def swap(self, i1: int, i2: int, mode: str = "in") -> None:
+        """pykan's ``swap``: exchange inputs (``mode="in"``, grids included) or outputs (``"out"``) ``i1`` and
+        ``i2`` in place."""
+        new = self.subset(*swap_ids(self, i1, i2, mode))
+        for name in ("grid", "mask", "coef", "scale_base", "scale_sp"):
+            getattr(self, name).copy_(getattr(new, name))
 
     def subset(self, in_ids: list[int], out_ids: list[int]) -> KANLayer:
         """A smaller layer keeping only inputs ``in_ids`` and outputs ``out_ids`` (edge functions unchanged)."""

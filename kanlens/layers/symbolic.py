@@ -14,6 +14,7 @@ from torch import nn
 
 from .._checks import as_int, is_int
 from ..symbolic.library import SymbolicLibrary, default_library
+from .reorder import swap_ids
 from .spline import check_layer_input
 
 __all__ = ["SymbolicKANLayer", "Symbolic_KANLayer"]
@@ -223,6 +224,14 @@ class SymbolicKANLayer(nn.Module):
     def _apply(self, fn, recurse: bool = True):  # .to()/.cuda()/.double(): cached index tensors follow the device
         self._invalidate()
         return super()._apply(fn, recurse)
+
+    @torch.no_grad()
+    def swap(self, i1: int, i2: int, mode: str = "in") -> None:
+        """pykan's ``swap``: exchange inputs (``mode="in"``) or outputs (``"out"``) ``i1`` and ``i2`` in place."""
+        new = self.subset(*swap_ids(self, i1, i2, mode))
+        self.affine.copy_(new.affine)
+        self.mask.copy_(new.mask)
+        self.set_function_names(new.function_names())
 
     def subset(self, in_ids: Sequence[int], out_ids: Sequence[int]) -> SymbolicKANLayer:
         """A smaller layer keeping only inputs ``in_ids`` and outputs ``out_ids`` (edges unchanged)."""

@@ -232,9 +232,12 @@ def _structural(fn: SymbolicFunction) -> dict:
     return {k: getattr(fn, k) for k in keep}
 
 
-def unfix_symbolic(model, l: int, i: int, j: int) -> None:
-    """Turn edge ``(l, i, j)`` back into a spline edge (pykan's ``unfix_symbolic``)."""
+def unfix_symbolic(model, l: int, i: int, j: int, log_history: bool = True) -> None:
+    """Turn edge ``(l, i, j)`` back into a spline edge (pykan's ``unfix_symbolic``); with ``log_history`` a
+    tracked model (:func:`kanlens.checkpoints.track`) saves a version, as pykan's does."""
     check_edge(model, l, i, j)
     model.symbolic[l].unfix(i, j)
     with torch.no_grad():
         model.layers[l].mask[j, i] = 1.0
+    if hasattr(model, "_logged"):
+        model._logged("unfix_symbolic", log_history)

@@ -60,21 +60,40 @@ def edge_expr(fn, params: Sequence[float], u: sympy.Expr) -> sympy.Expr:
     return c * fn.sympy_fn(a * u + b) + d
 
 
-def input_symbols(model, var) -> list[sympy.Symbol]:
+def input_symbols(model, var) -> list[sympy.Expr]:
+    """The model's input variables: ``x1..xn`` by default, else ``var`` (names, symbols or sympy expressions)."""
     n_in = model.width_in[0]
     if var is None:
         ids = model.config.input_ids if getattr(model.config, "input_ids", None) is not None else range(n_in)
         return [sympy.Symbol(f"x{k + 1}") for k in ids]
     if len(var) != n_in:
         raise ValueError(f"var needs {n_in} names (one per model input), got {len(var)}")
-    return [v if isinstance(v, sympy.Symbol) else sympy.Symbol(str(v)) for v in var]
+    return [v if isinstance(v, sympy.Expr) else sympy.Symbol(str(v)) for v in var]
+
+
+def _normalizer_pair(name: str, normalizer, n: int) -> tuple[list[float], list[float]]:
+    """``(mean, std)`` of ``n`` variables as two float lists; a clear error for any other shape."""
+    try:
+        mean, std = normalizer
+        mean = [float(v) for v in (mean.reshape(-1).tolist() if hasattr(mean, "reshape") else mean)]
+        std = [float(v) for v in (std.reshape(-1).tolist() if hasattr(std, "reshape") else std)]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a pair (mean, std) of {n} numbers each, got {normalizer!r}") from err
+    if len(mean) != n or len(std) != n:
+        raise ValueError(f"{name} must give {n} means and {n} stds (one per variable), got {len(mean)} and "
+                         f"{len(std)}")
+    if any(s == 0 for s in std):
+        raise ValueError(f"{name}: a std of 0 cannot normalize")
+    return mean, std
 
 
 def symbolic_formula(
     model,
-    var: Sequence[str | sympy.Symbol] | None = None,
+    var: Sequence[str | sympy.Expr] | None = None,
     simplify: bool = False,
     round: int | None = None,
+    normalizer=None,
+    output_normalizer=None,
 ) -> list[sympy.Expr]:
     """One sympy expression per output of a model whose active edges are all symbolic (pykan's ``symbolic_formula``).
 
@@ -83,6 +102,10 @@ def symbolic_formula(
         var: input names (default ``x1..xn``; after ``prune_input`` the original indices are kept).
         simplify: run ``sympy.simplify`` on each output (can be slow for large formulas).
         round: round floats to this many decimals (:func:`ex_round`).
+        normalizer: pykan's ``(mean, std)`` of the inputs, when the model was trained on ``(x - mean) / std``:
+            the formula is then in the raw inputs (each ``x_i`` replaced by ``(x_i - mean_i) / std_i``).
+        output_normalizer: pykan's ``(mean, std)`` of the outputs, when the model was trained on normalized
+            targets: each output ``y_j`` becomes ``y_j * std_j + mean_j``.
 
     Returns:
         a list of ``width[-1]`` sympy expressions.
@@ -100,9 +123,15 @@ def symbolic_formula(
         more = f" and {len(spline_left) - 6} more" if len(spline_left) > 6 else ""
         raise ValueError(f"edges {shown}{more} are still splines; call auto_symbolic() or fix_symbolic() first")
     nodes: list[sympy.Expr] = list(input_symbols(model, var))
+    if normalizer is not None:
+        mean, std = _normalizer_pair("normalizer", normalizer, len(nodes))
+        nodes = [(v - _num(m)) / _num(s) for v, m, s in zip(nodes, mean, std)]
     for l in range(model.depth):
         nodes = _layer_exprs(model, l, nodes)
     out = nodes
+    if output_normalizer is not None:
+        mean, std = _normalizer_pair("output_normalizer", output_normalizer, len(out))
+        out = [e * _num(s) + _num(m) for e, m, s in zip(out, mean, std)]
     if simplify:
         out = [sympy.simplify(e) for e in out]
     if round is not None:

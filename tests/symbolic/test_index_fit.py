@@ -134,3 +134,16 @@ def test_stop_ends_the_search_and_large_data_is_subsampled():
     t = time.process_time()
     m = index_models(x, y)[0]
     assert m.b.tolist() == [[0, 1, -1]] and time.process_time() - t < 10
+
+
+def test_search_with_the_index_stage_keeps_a_small_budget():
+    # a four-input problem where the index stage tries two indices and finds nothing: the whole search still ends
+    # within its budget (10% + 1 CPU s of interpreter overhead, as in test_symbolic_budget.py)
+    from kanlens import symbolic_regression
+    from kanlens.formula_data import sample_formula
+
+    xs = sympy.symbols("x1:5")
+    target = xs[0] + xs[1] ** 2 + sympy.sin(xs[2]) * xs[3] + xs[2]
+    ds = sample_formula(target, list(xs), [(1.0, 3.0)] * 4, seed=0, dtype=torch.float64)
+    res = symbolic_regression(ds, time_budget=6.0, seed=0)
+    assert res.cpu_seconds <= 6.0 * 1.1 + 1.0

@@ -126,7 +126,7 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 # depends on), value) (cached_value, remember_value). An entry dies with its key tensor and is only used for the very
 # same tensor objects, so a new tensor that reuses a freed one's memory never sees a stale value; edits of any of
 # them (see value_stamp) force a rebuild.
-_POLY_CACHE: dict[int, tuple] = {}  # grid -> _poly_table
+_POLY_CACHE: dict[int, tuple] = {}  # grid -> poly_table
 _BASIS_CACHE: dict[int, tuple] = {}  # x (no gradient), grid -> b_spline_basis
 
 
@@ -156,10 +156,13 @@ def remember_value(cache: dict, value: torch.Tensor, k: int, *tensors: torch.Ten
     return value
 
 
-def _poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
+def poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
     """Piecewise-polynomial form of the bases: ``P[i, s, p, r]`` is the coefficient of ``(x - t_s)^p`` of basis
     ``s - k + r`` on knot interval ``s`` of input ``i`` (rows ``p = 0..k``), followed by the ``k`` rows of the
-    derivative's coefficients, and an all-zero interval ``M - 1``. Shape ``(in_dim, M, 2k + 1, k + 1)``.
+    derivative's coefficients, and an all-zero interval ``M - 1`` (points outside the grid).
+
+    Shapes:
+        grid: ``(in_dim, M)`` -> ``(in_dim, M, 2k + 1, k + 1)``.
 
     Computed once per grid (cached until the grid changes, see :func:`value_stamp`) by sampling the Cox-de Boor
     recursion at ``k + 1`` points per interval and solving the Vandermonde system in float64.
@@ -193,7 +196,7 @@ def _local_basis(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative: b
     the values/derivatives of bases ``idx - k`` (padded column index ``idx``, ``(..., in, k+1)``) for ``x`` of
     shape ``(..., in)``."""
     in_dim, m = grid.shape
-    table = _poly_table(grid, k)
+    table = poly_table(grid, k)
     _, offsets, ar, count_offsets, col_of_count = _index_consts(in_dim, m, k, grid.device)
     # (input, interval) column of every sample; points outside the extended grid and NaN get interval M - 1
     xf = x.detach().reshape(-1, in_dim)  # any leading dimensions (convolutions pass (..., in))
@@ -271,20 +274,21 @@ def b_spline_basis(x: torch.Tensor, grid: torch.Tensor, k: int) -> torch.Tensor:
 
 
 _BASIS_BY_INPUT_CACHE: dict[int, tuple] = {}  # x, grid -> basis_by_input (see cached_value)
-_POLY_ROWS_CACHE: dict[int, tuple] = {}  # grid -> _poly_rows
+_POLY_ROWS_CACHE: dict[int, tuple] = {}  # grid -> poly_rows
 # (in_dim, M, k, device) -> (interval of a knot count (M + 1,), row offsets ``arange(in_dim) * M`` (in, 1),
 # ``arange(k + 1)`` (1, k+1, 1), count offsets ``arange(in_dim) * (M + 1)`` (in, 1), column of a count index
 # ``(in * (M + 1),)``).
 _INDEX_CONSTS: dict[tuple, tuple[torch.Tensor, ...]] = {}
 
 
-def _poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
-    """:func:`_poly_table` as ``((2k + 1) * (k + 1), in_dim * M)``: one row per (power, basis), one column per
-    (input, interval), so gathering the columns of many samples leaves the samples innermost (contiguous)."""
+def poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
+    """:func:`poly_table` as ``((2k + 1) * (k + 1), in_dim * M)``: one row per (power, basis), one column per
+    (input, interval), so gathering the columns of many samples leaves the samples innermost (contiguous). Cached
+    per grid."""
     hit = cached_value(_POLY_ROWS_CACHE, k, grid)
     if hit is not None:
         return hit
-    table = _poly_table(grid, k)  # (in, M, 2k+1, k+1)
+    table = poly_table(grid, k)  # (in, M, 2k+1, k+1)
     rows = table.permute(2, 3, 0, 1).reshape((2 * k + 1) * (k + 1), -1).contiguous()
     return remember_value(_POLY_ROWS_CACHE, rows, k, grid)
 
@@ -351,7 +355,7 @@ def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative
     n, nb, r = x.shape[0], m - k - 1, k + 1
     ar = _index_consts(in_dim, m, k, grid.device)[2]
     s, t, col = locate(x.detach().T.contiguous(), grid, k)  # (in, batch)
-    rows = _poly_rows(grid, k).index_select(1, col.reshape(-1)).view(2 * k + 1, r, in_dim, n)
+    rows = poly_rows(grid, k).index_select(1, col.reshape(-1)).view(2 * k + 1, r, in_dim, n)
     local = rows[k]
     for p in range(k - 1, -1, -1):  # Horner over the powers of t, samples innermost
         local = torch.addcmul(rows[p], local, t)
@@ -364,27 +368,6 @@ def _basis_by_input(x: torch.Tensor, grid: torch.Tensor, k: int, with_derivative
         dlocal = torch.addcmul(rows[p], dlocal, t)
     dbasis = x.new_zeros(in_dim, nb + 2 * k + 1, n).scatter_(1, cols, dlocal.transpose(0, 1))[:, k : k + nb]
     return basis, dbasis
-
-
-def poly_table(grid: torch.Tensor, k: int) -> torch.Tensor:
-    """Piecewise-polynomial form of the bases: ``P[i, s, p, r]`` is the coefficient of ``(x - t_s)^p`` of basis
-    ``s - k + r`` on knot interval ``s`` of input ``i`` (``p = 0..k``), then the ``k`` coefficients of its derivative
-    (of ``(x - t_s)^(p - 1)``); interval ``M - 1`` is all zero (points outside the grid). Cached per grid.
-
-    Shapes:
-        grid: ``(in_dim, M)`` -> ``(in_dim, M, 2k + 1, k + 1)``.
-    """
-    return _poly_table(grid, k)
-
-
-def poly_rows(grid: torch.Tensor, k: int) -> torch.Tensor:
-    """:func:`poly_table` laid out one row per (power, basis) and one column per (input, interval), so gathering
-    the columns of many samples keeps the samples innermost. Cached per grid.
-
-    Shapes:
-        grid: ``(in_dim, M)`` -> ``((2k + 1) * (k + 1), in_dim * M)``.
-    """
-    return _poly_rows(grid, k)
 
 
 _POLY_MATRIX_CACHE: dict[int, tuple] = {}  # grid -> poly_coef_matrix (see cached_value)
@@ -404,7 +387,7 @@ def poly_coef_matrix(grid: torch.Tensor, k: int) -> torch.Tensor:
     hit = cached_value(_POLY_MATRIX_CACHE, k, grid)
     if hit is not None:
         return hit
-    table = _poly_table(grid, k)  # (in, M, 2k+1, r): basis s - k + r on interval s
+    table = poly_table(grid, k)  # (in, M, 2k+1, r): basis s - k + r on interval s
     in_dim, m = grid.shape
     nb = m - k - 1
     q = table.new_zeros(in_dim, nb, 2 * k + 1, m)

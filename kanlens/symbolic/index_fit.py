@@ -19,6 +19,7 @@ with a tensor-product spline ``G`` (``x1*(1 + x2/x1 + 2*sqrt(x2/x1)*cos(x3))``,
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import math
@@ -82,14 +83,16 @@ def _design(u: np.ndarray, fine: bool = False) -> np.ndarray:
     return (b1[:, :, None] * b2[:, None, :]).reshape(len(u), -1)
 
 
-_STOP: list = [lambda: False]  # the current call's stop() (index_models sets and restores it)
+# the current call's stop(), set by index_models (a context variable: concurrent calls in threads, e.g. sweep tasks
+# on one Dask worker, each see their own)
+_STOP: contextvars.ContextVar[Callable[[], bool]] = contextvars.ContextVar("index_fit_stop", default=lambda: False)
 
 
 def _profile(logx: np.ndarray, t: np.ndarray, b: np.ndarray, w: np.ndarray | None = None
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted residual of ``t ~ a . L + G(b . L)`` for fixed ``b`` ``(k, d)`` (``a`` and the spline by least
     squares, rows scaled by ``w``), ``a``, and the fitted ``t``."""
-    if _STOP[0]():
+    if _STOP.get()():
         raise _OutOfTime
     m = np.hstack([logx, _design(logx @ b.T)])
     if w is None:
@@ -321,8 +324,8 @@ def index_models(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-3, max_models:
         tol: the largest NMSE of a model (spline ``g``) on ``y`` accepted.
         max_models: at most this many models.
         max_indices: 1 or 2.
-        stop: called between fits; once it returns True the search ends with the models found so far (e.g.
-            ``Deadline.expired``).
+        stop: called before every fit; once it returns True the search ends (models of a finished one-index step
+            are kept, an unfinished step gives none); e.g. ``Deadline.expired``.
 
     Shapes:
         ``x`` ``(n, d)``, ``y`` ``(n,)``; ``a`` ``(d,)``, ``b`` ``(k, d)``.
@@ -335,7 +338,7 @@ def index_models(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-3, max_models:
     if n > _MAX_ROWS:
         rows = np.sort(np.random.default_rng(0).choice(n, _MAX_ROWS, replace=False))
         x, y = x[rows], y[rows]
-    previous, _STOP[0] = _STOP[0], stop or (lambda: False)
+    token = _STOP.set(stop or (lambda: False))
     try:
         for k in range(1, min(max_indices, d - 1) + 1):
             models = _models(x, y, k, tol)
@@ -344,5 +347,5 @@ def index_models(x: np.ndarray, y: np.ndarray, *, tol: float = 1e-3, max_models:
     except _OutOfTime:
         log.info("index models: time budget spent")
     finally:
-        _STOP[0] = previous
+        _STOP.reset(token)
     return []

@@ -13,6 +13,7 @@ import sympy
 import torch
 
 from .. import formula as sform
+from ..noise import noise_nmse
 from .budget import Deadline
 
 __all__ = ["Candidate", "Evaluator", "ParetoTable", "Provenance", "SymbolicResult", "as_numpy", "check_dataset",
@@ -135,6 +136,9 @@ def check_dataset(dataset: dict) -> None:
 # for <= 4 inputs, P05's ten-input sum is 92
 _SETTLED_COMPLEXITY, _SETTLED_PER_INPUT = 40, 15
 _SETTLED_FLOATS = 2
+NEAR_NMSE = 1e-4  # see Evaluator.near
+NEAR_NOISE = 3.0
+NEAR_CAP = 1e-2
 
 
 class Evaluator:
@@ -158,6 +162,30 @@ class Evaluator:
         # cut off, it keeps its best point so far and competes as it is
         self.refit_seconds = 10.0
         self.seen: list[Candidate] = []
+        self._noise: float | None = None
+
+    @property
+    def noise(self) -> float:
+        """The labels' noise level as an NMSE (largest over outputs): estimated from the training data alone
+        (:func:`~kanlens.symbolic.noise.noise_nmse`), lowered by every candidate's test NMSE and the bounds stages
+        note (:meth:`note_noise`); ``inf`` while unknown."""
+        if self._noise is None:
+            self._noise = max((noise_nmse(self.xtr, self.ytr[:, o]) for o in range(self.ytr.shape[1])),
+                              default=math.inf)
+        return self._noise
+
+    def note_noise(self, bound: float) -> None:
+        """A stage's upper bound on the noise NMSE (a flexible model's error on these labels)."""
+        if math.isfinite(bound) and bound >= 0:
+            self._noise = min(self.noise, bound)
+
+    def near(self, nmse: float) -> bool:
+        """Whether a formula ``nmse`` from the data is close enough to be worth snapping, or to be taken as a part:
+        within ``NEAR_NMSE``, or within ``NEAR_NOISE`` times the labels' noise level when that is known (the true
+        formula itself scores the noise level: ``eps**2`` for SRBench's noise ``eps * std(y)``). The level counts up
+        to ``NEAR_CAP`` (``eps = 0.1``): data that look noisier (a function oscillating faster than the points
+        resolve looks like noise) loosen the tolerance no further."""
+        return nmse <= max(NEAR_NMSE, NEAR_NOISE * min(self.noise, NEAR_CAP))
 
     def settled(self, c: Candidate) -> bool:
         """Exact and simple enough to end the search: a long formula with dozens of fitted constants (a trig
@@ -235,6 +263,7 @@ class Evaluator:
             test = math.inf
         cand = Candidate(outs, sum(sform.formula_complexity(e) for e in outs), max(trains), test, source)
         cand.exact = cand.train_nmse <= self.floor and cand.test_nmse <= 10 * self.floor
+        self.note_noise(cand.test_nmse)  # no formula scores below the noise of the test labels
         self.seen.append(cand)
         return cand
 

@@ -277,8 +277,8 @@ def power_compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol,
 
 
 class Compositions:
-    """One input and one output: :func:`compositions`, then :func:`function_plus_polynomial`; fits within 1e-4
-    (NMSE) of the data are snapped."""
+    """One input and one output: :func:`compositions`, then :func:`function_plus_polynomial`; fits near the data
+    (:meth:`~kanlens.symbolic.search.candidates.Evaluator.near`) are snapped."""
 
     name, always = "compositions", False
 
@@ -289,10 +289,10 @@ class Compositions:
         ev, start = ctx.ev, len(ctx.ev.seen)
         x, y = ev.xtr[:, 0], ev.ytr[:, 0]
         for _, expr in compositions(x, y, ctx.library, ctx.variables[0], top=3):
-            if ev.refit([expr], Provenance("composition")).test_nmse <= 1e-4:
+            if ev.near(ev.refit([expr], Provenance("composition")).test_nmse):
                 snap(ev, [expr], Provenance("composition"))
         if not (ev.exact_found or ctx.deadline.expired()):
             for _, expr in function_plus_polynomial(x, y, ctx.library, ctx.variables[0]):
-                if ev.refit([expr], Provenance("function + polynomial")).test_nmse <= 1e-4:
+                if ev.near(ev.refit([expr], Provenance("function + polynomial")).test_nmse):
                     snap(ev, [expr], Provenance("function + polynomial"))
         return ev.seen[start:]

@@ -90,6 +90,7 @@ def index_search(ev: Evaluator, library, variables, deadline: Deadline | None = 
     if not models:
         log.info("index: no product of powers times a function of one monomial fits")
         return
+    ev.note_noise(min(m.nmse for m in models))  # a spline model's error on the labels bounds their noise
     # one index: also 1/z as the input (asin(1/z) is harder to find than asin(z)); two: (z1, z2) as found
     # models differing only in a (x1*g(x2/x3) vs x3*g'(x2/x3)) are one problem: the simplest a only
     distinct = [m for i, m in enumerate(models) if not any(np.array_equal(m.b, o.b) for o in models[:i])]
@@ -124,7 +125,7 @@ def index_search(ev: Evaluator, library, variables, deadline: Deadline | None = 
         picks = dict.fromkeys([rows[res.table.chosen].expr, min(rows, key=lambda c: c.test_nmse).expr])
         for g in picks:
             cand = ev.refit([mono * g.xreplace(dict(zip(zs, index)))], Provenance("index"))
-            if cand.test_nmse <= 1e-4:
+            if ev.near(cand.test_nmse):
                 snap_views(cand, ev, Provenance("index"), deadline.within(_VIEW_SECONDS))
 
 

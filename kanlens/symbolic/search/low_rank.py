@@ -55,7 +55,7 @@ def low_rank_search(predict, ev: Evaluator, library, variables) -> None:
                       [(str(m.expr), f"{m.residual:.1e}") for m in members[:8]],
                       [[str(m.expr) for m in st] for st in sides[-1]])
         fits = [f for p in sides[0] for q in sides[1]
-                if (f := lowrank.sum_of_products(p, q, ev.xtr, ev.ytr[:, 0])) is not None and f[0] <= 1e-4]
+                if (f := lowrank.sum_of_products(p, q, ev.xtr, ev.ytr[:, 0])) is not None and ev.near(f[0])]
         log.info("low rank: rank %d (tail %.1e), %d x %d spanning sets, %d sums fit the data", r, tail / total,
                  len(sides[0]), len(sides[1]), len(fits))
         # sums at the labels' noise floor are equally exact: the simpler first (1/(x**2 + 1), not a tan pole form)

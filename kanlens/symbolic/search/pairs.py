@@ -153,7 +153,7 @@ def pair_search(predict, ev: Evaluator, library, variables, deadline: Deadline |
         power = base ** sympy.nsimplify(d)
         for g in picks:
             cand = ev.refit([power * g.xreplace(subs)], Provenance("pair"))
-            if cand.test_nmse <= 1e-4:
+            if ev.near(cand.test_nmse):
                 snap_views(cand, ev, Provenance("pair"), deadline.within(_VIEW_SECONDS))
         if ev.exact_found:
             return

@@ -142,7 +142,7 @@ def separable_search(predict, ev: Evaluator, library, variables, deadline: Deadl
     log.info("separability: %d of %d combinations refitted, best test NMSE %s", len(cands), len(combos),
              [f"{c.test_nmse:.1e}" for c in cands[:3]])
     for cand in cands[:2]:  # snapped in every view, as the best formula of a run (a short slice of its own)
-        if cand.test_nmse <= 1e-4 and not ev.exact_found:
+        if ev.near(cand.test_nmse) and not ev.exact_found:
             snap_views(cand, ev, Provenance("separable"), deadline.within(_VIEW_SECONDS))
 
 
@@ -165,11 +165,11 @@ def log_separable_search(predict, ev: Evaluator, dataset: dict, forward, wrap, l
         return forward(torch.tensor(predict(x))).numpy()  # a copy: predict may return a read-only view
 
     separable_search(predict_log, ev_log, library, variables, deadline, seed=seed, dtype=dtype)
-    found = sorted((c for c in ev_log.seen if c.provenance.stage == "separable" and c.test_nmse <= 1e-4),
+    found = sorted((c for c in ev_log.seen if c.provenance.stage == "separable" and ev_log.near(c.test_nmse)),
                    key=lambda c: c.test_nmse)
     for c in found[:2]:
         cand = ev.refit([wrap[0](c.expr)], Provenance("separable", "log"))
-        if cand.test_nmse <= 1e-4 and not ev.exact_found:
+        if ev.near(cand.test_nmse) and not ev.exact_found:
             snap_views(cand, ev, Provenance("separable", "log"), ev.deadline.within(_VIEW_SECONDS))
 
 

@@ -63,7 +63,7 @@ def snap_views(best: Candidate, ev: Evaluator, source: Provenance, deadline: Dea
     """
     # huge formulas, or ones far from the data (NRMSE > 1%, snapping cannot make them exact): only the raw view,
     # briefly snapped
-    large = best.complexity > _LARGE_FORMULA or not best.test_nmse <= 1e-4
+    large = best.complexity > _LARGE_FORMULA or not ev.near(best.test_nmse)
     ev.snap_seconds = 5.0 if large else 20.0
     start = len(ev.seen)
     raw = snap(ev, best.exprs, source, merge=not large)

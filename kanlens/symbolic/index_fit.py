@@ -23,7 +23,7 @@ import contextvars
 import itertools
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -31,7 +31,7 @@ import numpy as np
 from scipy.interpolate import BSpline
 from scipy.optimize import least_squares
 
-__all__ = ["IndexModel", "index_models", "snap_exponents"]
+__all__ = ["IndexModel", "index_models", "smooth_index_values", "snap_exponents"]
 
 
 class _OutOfTime(Exception):
@@ -65,22 +65,41 @@ class IndexModel:
     nmse: float
 
 
-def _basis(u: np.ndarray, knots: int) -> np.ndarray:
-    inner = np.unique(np.quantile(u, np.linspace(0.0, 1.0, knots + 2)))
+def _basis(u: np.ndarray, knots: int, ref: np.ndarray | None = None) -> np.ndarray:
+    """Cubic B-splines at ``u`` with knots at quantiles of ``ref`` (default ``u``); clamped to its range."""
+    inner = np.unique(np.quantile(u if ref is None else ref, np.linspace(0.0, 1.0, knots + 2)))
     if len(inner) < 2:
         return np.ones((len(u), 1))
     t = np.r_[[inner[0]] * 3, inner, [inner[-1]] * 3]
     return BSpline.design_matrix(np.clip(u, inner[0], inner[-1]), t, 3).toarray()
 
 
-def _design(u: np.ndarray, fine: bool = False) -> np.ndarray:
-    """``(n, m)`` cubic B-spline basis on the index values ``u`` ``(n, k)`` (knots at quantiles; a tensor product for
-    two indices); constants and lines are in its span."""
+def _design(u: np.ndarray, fine: bool = False, ref: np.ndarray | None = None) -> np.ndarray:
+    """``(n, m)`` cubic B-spline basis on the index values ``u`` ``(n, k)`` (knots at quantiles of ``ref``, default
+    ``u``; a tensor product for two indices); constants and lines are in its span."""
+    r = u if ref is None else ref
     if u.shape[1] == 1:
-        return _basis(u[:, 0], 2 * _KNOTS if fine else _KNOTS)
+        return _basis(u[:, 0], 2 * _KNOTS if fine else _KNOTS, r[:, 0])
     knots = 2 * _KNOTS2 if fine else _KNOTS2
-    b1, b2 = _basis(u[:, 0], knots), _basis(u[:, 1], knots)
+    b1, b2 = _basis(u[:, 0], knots, r[:, 0]), _basis(u[:, 1], knots, r[:, 1])
     return (b1[:, :, None] * b2[:, None, :]).reshape(len(u), -1)
+
+
+def smooth_index_values(x: np.ndarray, y: np.ndarray, a: np.ndarray, b: np.ndarray,
+                        at: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """The smooth ``g`` of an index model at other inputs: ``S(b . log x)`` with the spline ``S`` of
+    :attr:`IndexModel.nmse` (fitted by least squares on ``y`` itself, so each row counts as much as its label's
+    noise allows: ``y / prod x**a`` is noisiest where the monomial is small), evaluated at each array of ``at``.
+
+    Shapes:
+        ``x`` ``(n, d)`` positive, ``y`` ``(n,)``, ``a`` ``(d,)``, ``b`` ``(k, d)``; each of ``at`` ``(m, d)``
+        positive gives ``(m,)``.
+    """
+    logx = np.log(np.asarray(x, dtype=np.float64))
+    u = logx @ b.T
+    m = np.exp(logx @ a)[:, None] * _design(u, fine=True)
+    coef, *_ = np.linalg.lstsq(m, np.asarray(y, dtype=np.float64).reshape(-1), rcond=None)
+    return [_design(np.log(np.asarray(p, dtype=np.float64)) @ b.T, fine=True, ref=u) @ coef for p in at]
 
 
 # the current call's stop(), set by index_models (a context variable: concurrent calls in threads, e.g. sweep tasks

@@ -13,6 +13,7 @@ import sympy
 
 from .. import fit as sfit
 from .. import formula as sform
+from ..values import LAMBDIFY_MODULES
 from .candidates import Candidate, Provenance
 from .context import SearchContext
 from .edges import usable
@@ -38,7 +39,8 @@ def _inner_expr(name: str, library, var: sympy.Symbol) -> sympy.Expr | None:
 
 
 def compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top: int = 6, per_inner: int = 3):
-    """``(nmse, c*F(a*G(x) + b) + d)``, best first: a library function ``F`` of a plain inner function ``G``.
+    """``(nmse, c*F(a*G(x) + b) + d)``, best first (NMSE against ``y``): a library function ``F`` of a plain inner
+    function ``G``.
 
     One input needing two nested functions (``1/(1 + x**2)``, ``log(1 + x**2)``, ``1/sqrt(1 - x**2)``,
     ``1/(exp(x) + exp(-x))``) is one edge of neither a ``[1, 1]`` KAN nor, often, of the pruned ``[1, 3, 1]``, whose
@@ -62,7 +64,20 @@ def compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol, top: 
             out.append((f.nmse, sform.edge_expr(library[f.name], f.params, inner)))
     out += power_products(x, y, library, var, per_power=per_inner)
     out += power_compositions(x, y, library, var, inners)
-    return sorted(out, key=lambda t: t[0])[:top]
+    # each family reports the NMSE of its own fit (of y, of y / x**p, of a subsample): ranked together they are
+    # scored again on (x, y) itself, else a quotient's 4e-7 outranks the composition that fits y best
+    scored = [(_nmse_on(e, var, x, y), e) for _, e in out]
+    return sorted(scored, key=lambda t: t[0])[:top]
+
+
+def _nmse_on(expr: sympy.Expr, var: sympy.Symbol, x: np.ndarray, y: np.ndarray) -> float:
+    """NMSE of ``expr`` (of ``var``) against ``y`` at ``x``; ``inf`` where it cannot be evaluated."""
+    try:
+        f = sympy.lambdify([var], expr, modules=LAMBDIFY_MODULES)
+        with np.errstate(all="ignore"):
+            return sform.nmse(f(x), y)
+    except Exception:  # an unevaluable formula ranks last
+        return math.inf
 
 
 _PLUS_DEGREE = 2  # degree of the polynomial added to a library function (a cubic: the polynomial stage's)

@@ -18,10 +18,10 @@ __all__ = ["STAGES"]
 
 STAGES: list[Stage] = [
     Polynomial(),
+    Compositions(),  # one input: library compositions fitted directly (seconds, before any KAN is trained)
     MonomialIndex(),  # a product of powers times a function of one monomial, from the data alone
     KanFit(0),  # the first target transform (always runs: it gives result.model)
     KanFit(1),  # the second, while no exact formula is known
-    Compositions(),
     Separable(),
     PairSymmetries(),
     LogSeparable(),

@@ -93,3 +93,21 @@ def test_note_noise_only_lowers_the_level():
     assert not ev.near(1.2e-3)  # back to the fixed tolerance: 3x the bound is below 1e-4
     ev.note_noise(math.nan)
     assert ev.noise == pytest.approx(before / 9)
+
+
+def test_unknown_level_keeps_the_fixed_tolerance():
+    # nine inputs: the level cannot be estimated from the data, and a poor candidate's error does not set it
+    rng = np.random.default_rng(0)
+    x = rng.uniform(1, 2, (1600, 9))
+    y = x.sum(1) + 0.3 * rng.standard_normal(1600)
+    t = torch.tensor
+    ev = Evaluator({"train_input": t(x[:800]), "train_label": t(y[:800, None]), "test_input": t(x[800:]),
+                    "test_label": t(y[800:, None])}, list(sympy.symbols("x1:10")), floor=0.0)
+    assert ev.noise == math.inf
+    from kanlens.symbolic.search.candidates import Provenance
+
+    cand = ev.refit([sympy.Symbol("x1")], Provenance("test"))
+    assert cand.test_nmse > 0.1 and ev.noise == math.inf
+    assert ev.near(0.9 * NEAR_NMSE) and not ev.near(2 * NEAR_NMSE)
+    ev.note_noise(5e-4)  # a stage's flexible model fitted this close: the level is known from now on
+    assert ev.near(1.4e-3) and not ev.near(1.6e-3)

@@ -167,8 +167,9 @@ class Evaluator:
     @property
     def noise(self) -> float:
         """The labels' noise level as an NMSE (largest over outputs): estimated from the training data alone
-        (:func:`~kanlens.symbolic.noise.noise_nmse`), lowered by every candidate's test NMSE and the bounds stages
-        note (:meth:`note_noise`); ``inf`` while unknown."""
+        (:func:`~kanlens.symbolic.noise.noise_nmse`) or noted by a stage (:meth:`note_noise`); once known, every
+        candidate's test NMSE lowers it (no formula scores below the noise). ``inf`` while unknown: a poor
+        candidate's error says nothing about the noise."""
         if self._noise is None:
             self._noise = max((noise_nmse(self.xtr, self.ytr[:, o]) for o in range(self.ytr.shape[1])),
                               default=math.inf)
@@ -185,6 +186,8 @@ class Evaluator:
         formula itself scores the noise level: ``eps**2`` for SRBench's noise ``eps * std(y)``). The level counts up
         to ``NEAR_CAP`` (``eps = 0.1``): data that look noisier (a function oscillating faster than the points
         resolve looks like noise) loosen the tolerance no further."""
+        if not math.isfinite(self.noise):
+            return nmse <= NEAR_NMSE
         return nmse <= max(NEAR_NMSE, NEAR_NOISE * min(self.noise, NEAR_CAP))
 
     def settled(self, c: Candidate) -> bool:
@@ -263,7 +266,8 @@ class Evaluator:
             test = math.inf
         cand = Candidate(outs, sum(sform.formula_complexity(e) for e in outs), max(trains), test, source)
         cand.exact = cand.train_nmse <= self.floor and cand.test_nmse <= 10 * self.floor
-        self.note_noise(cand.test_nmse)  # no formula scores below the noise of the test labels
+        if math.isfinite(self.noise):  # no formula scores below the noise of the test labels: a known level drops
+            self.note_noise(cand.test_nmse)
         self.seen.append(cand)
         return cand
 

@@ -97,6 +97,7 @@ class SymbolicResult:
         auto: the :class:`~kanlens.symbolic.fit.AutoSymbolicTable`.
         timings: wall seconds per stage.
         cpu_seconds: process CPU seconds of the whole search (compare with its ``time_budget``).
+        candidates: every candidate the search scored (the table keeps only its Pareto front).
     """
 
     formula: sympy.Expr
@@ -109,6 +110,7 @@ class SymbolicResult:
     timings: dict[str, float] = field(default_factory=dict)
     target_transform: str = "identity"
     cpu_seconds: float = 0.0
+    candidates: list[Candidate] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return (f"SymbolicResult(formula={self.formula}, exact={self.exact}, width={self.width})\n{self.table!r}")
@@ -139,6 +141,7 @@ _SETTLED_FLOATS = 2
 NEAR_NMSE = 1e-4  # see Evaluator.near
 NEAR_NOISE = 3.0
 NEAR_CAP = 1e-2
+_ZERO_TOL = 1e-3
 
 
 class Evaluator:
@@ -249,8 +252,10 @@ class Evaluator:
                     trains.append(sform.nmse(self.values(e, self.xtr), self.ytr[:, o]))
                     continue
                 if snap:
+                    # constants up to 1e-3 are tried as 0 first: on noisy labels a shift the noise left
+                    # (-0.00012 + 1/sqrt(1 - z**2)) is no simple value; the loss test keeps a real one
                     r = sform.snap_constants(e, self.variables, self.xtr, self.ytr[:, o], floor=self.floor,
-                                             max_seconds=self.deadline.cap(self.snap_seconds))
+                                             zero_tol=_ZERO_TOL, max_seconds=self.deadline.cap(self.snap_seconds))
                 else:
                     r = sform.refit_constants(e, self.variables, self.xtr, self.ytr[:, o],
                                               max_seconds=self.deadline.cap(self.refit_seconds))

@@ -78,6 +78,26 @@ def _noisy(ev: Evaluator, model: IndexModel) -> bool:
     return False
 
 
+_RUNNERS_UP = 4  # more formulas of g refitted and snapped on the real labels (briefly each)
+_RUNNER_UP_SNAP_SECONDS = 3.0
+_RUNNER_UP_BAND = 1.5  # ... among those within this factor of the nested search's best test NMSE
+
+
+def _runners_up(cands: list[Candidate], taken) -> list[sympy.Expr]:
+    """Formulas of ``g`` that fit about as well as the best, simplest first, besides those ``taken``.
+
+    On noisy labels the nested search cannot tell ``1/sqrt(1 - z**2)`` (fitted as ``-0.008 + 1.01/sqrt(1.005 -
+    z**2)``) from ``0.37 - 0.81/(z**2 - 1.27)``, and picks the one with fewer symbols; only the real labels, with
+    the constants snapped, tell them apart (the true one snaps to no floats at all)."""
+    finite = [c for c in cands if np.isfinite(c.test_nmse)]
+    if not finite:
+        return []
+    best = min(c.test_nmse for c in finite)
+    close = sorted((c for c in finite if c.test_nmse <= _RUNNER_UP_BAND * best and c.expr not in taken),
+                   key=lambda c: (c.complexity, c.test_nmse))
+    return list(dict.fromkeys(c.expr for c in close))[:_RUNNERS_UP]
+
+
 def basis_variants(b: np.ndarray) -> list[np.ndarray]:
     """Bases of the span of the index rows ``b`` ``(k, d)`` with either orientation of each row; for two rows also
     each row plus -2..2 times the other (the same model: ``g(z1, z2) = g'(z1 * z2**c, z2)``)."""
@@ -153,6 +173,13 @@ def index_search(ev: Evaluator, library, variables, deadline: Deadline | None = 
             cand = ev.refit([mono * g.xreplace(dict(zip(zs, index)))], Provenance("index"))
             if ev.near(cand.test_nmse):
                 snap_views(cand, ev, Provenance("index"), deadline.within(_VIEW_SECONDS))
+        for g in _runners_up(res.candidates, picks):
+            if deadline.expired() or ev.exact_found:
+                break
+            cand = ev.refit([mono * g.xreplace(dict(zip(zs, index)))], Provenance("index", step="runner-up"))
+            if ev.near(cand.test_nmse):
+                ev.snap_seconds = _RUNNER_UP_SNAP_SECONDS
+                snap(ev, cand.exprs, cand.provenance, merge=False)
 
 
 class MonomialIndex:

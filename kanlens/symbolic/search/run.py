@@ -176,7 +176,7 @@ def symbolic_regression(
     ctx.timings["total"] = time.perf_counter() - t_start
     return SymbolicResult(pick.exprs[0], pick.exprs, pick.exact, ParetoTable(front, chosen), run.model, run.auto,
                           list(run.model.width), ctx.timings, target_transform=run.name,
-                          cpu_seconds=deadline.spent())
+                          cpu_seconds=deadline.spent(), candidates=list(ctx.ev.seen))
 
 
 def run_stages(ctx: SearchContext, stages: Sequence[Stage]) -> None:

@@ -9,7 +9,7 @@ it. :class:`SmallStack` evaluates the same formulas on numpy views of the very s
 
 What is done once per optimizer step (grids, masks, data bases, views) lives in the :class:`SmallStack` built by
 :meth:`SmallStack.build`; :meth:`SmallStack.objective` is the per-evaluation work. It applies to stacks of plain
-spline layers (no multiplication nodes) in :data:`SMALL_DTYPES` on the CPU, with a base function of
+spline layers (with or without multiplication nodes) in :data:`SMALL_DTYPES` on the CPU, with a base function of
 :data:`NUMPY_BASES`; :meth:`SmallStack.build` returns ``None`` otherwise and training keeps the torch kernel.
 float64 never takes this path: its LBFGS trajectories are pinned bit for bit (``tests/test_trajectory.py``).
 
@@ -196,6 +196,43 @@ class _Layer:
         return np.matmul(g_a, self.q_low).transpose(1, 0, 2)
 
 
+class _Nodes:
+    """A layer's subnode affine map and :class:`~kanlens.layers.mult.NodeMap` (sums pass, products multiply), on
+    ``(subnode, batch)`` arrays."""
+
+    def __init__(self, node_map) -> None:
+        self.identity, self.a, self.n_nodes = node_map.identity, node_map.a, node_map.n_nodes
+        self.idx, self.pos = node_map.idx.cpu().numpy(), node_map.pos.cpu().numpy()
+
+    def forward(self, y: np.ndarray, sub_scale: np.ndarray, sub_bias: np.ndarray):
+        """Nodes ``(n_nodes, batch)`` of the subnodes ``sub_bias + y * sub_scale``, and the gathered factors."""
+        u = y * sub_scale[:, None]
+        u += sub_bias[:, None]
+        if self.identity:
+            return u, (u, None)
+        padded = np.concatenate([u, np.ones((1, u.shape[1]), u.dtype)])  # row n_sub: the missing factors' ones
+        factors = padded[self.idx].reshape(self.n_nodes, self.a, -1)
+        return factors.prod(1), (u, factors)
+
+    def backward(self, g: np.ndarray, saved, y: np.ndarray, sub_scale: np.ndarray, g_scale, g_bias) -> np.ndarray:
+        """The gradient wrt ``y`` given the nodes' gradient ``g``; writes the subnode scale's and bias's."""
+        u, factors = saved
+        if factors is not None:
+            if self.a == 2:
+                others = factors[:, ::-1]
+            else:  # the product of the other factors (no division)
+                ones = np.ones_like(factors[:, :1])
+                before = np.concatenate([ones, np.cumprod(factors[:, :-1], 1)], 1)
+                after = np.concatenate([np.cumprod(factors[:, :0:-1], 1)[:, ::-1], ones], 1)
+                others = before * after
+            g = (g[:, None] * others).reshape(self.n_nodes * self.a, -1)[self.pos]
+        if g_scale is not None:
+            np.copyto(g_scale, (g * y).sum(-1))
+        if g_bias is not None:
+            np.copyto(g_bias, g.sum(-1))
+        return g * sub_scale[:, None]
+
+
 class SmallStack:
     """``MSE + lamb * sum_l (L1 + entropy)(mag_l)`` of a fused stack and its gradient, in numpy (module docstring).
 
@@ -210,16 +247,16 @@ class SmallStack:
     def build(cls, x: torch.Tensor, y: torch.Tensor, cfg: tuple, params: list[torch.Tensor],
               need: tuple) -> SmallStack | None:
         """The numpy objective of the stack ``(cfg, params)`` (see :func:`kanlens.layers.stack.stack_forward`) on
-        ``(x, y)``, or ``None`` where it does not apply (dtype, device, multiplication nodes, base function, a
-        gradient wanted for ``x``, a parameter whose ``.grad`` is missing, a layer too wide to gain).
+        ``(x, y)``, or ``None`` where it does not apply (dtype, device, base function, a gradient wanted for ``x``,
+        a parameter whose ``.grad`` is missing, a layer too wide to gain).
 
         Shapes:
             x: ``(batch, width_in[0])``, y: ``(batch, width_in[-1])``.
         """
+        stride = 5 if len(cfg[0]) < 5 or cfg[0][4] is None else 7  # 7: with subnode scale and bias
         if (x.dtype not in SMALL_DTYPES or x.device.type != "cpu" or need[0] or y.dtype != x.dtype
-                or y.shape != (x.shape[0], cfg[-1][0].shape[0]) or x.shape[0] == 0):
-            return None
-        if any(len(entry) > 4 and entry[4] is not None for entry in cfg) or len(params) != 5 * len(cfg):
+                or len(params) != stride * len(cfg) or y.shape != (x.shape[0], params[-stride + 3].shape[0])
+                or x.shape[0] == 0):
             return None
         for i, p in enumerate(params):
             if p.dtype != x.dtype or p.device.type != "cpu" or (need[1 + i] and p.grad is None):
@@ -227,8 +264,8 @@ class SmallStack:
             if need[1 + i] and not p.grad.is_contiguous():
                 return None
         layers = []
-        for l, (mask, grid, k, base_name, *_) in enumerate(cfg):
-            n_out, n_in, _ = params[5 * l].shape
+        for l, (mask, grid, k, base_name, *node_map) in enumerate(cfg):
+            n_out, n_in, _ = params[stride * l].shape
             if (base_name not in NUMPY_BASES or grid.shape[1] > _MAX_KNOTS
                     or (2 * k + 1) * n_out * n_in * x.shape[0] > _MAX_GATHER):
                 return None
@@ -238,9 +275,9 @@ class SmallStack:
                 xt = np.ascontiguousarray(x.detach().numpy().T)
                 with np.errstate(all="ignore"):
                     data = (_base(base_name, xt)[0], basis.numpy())
-            lp = params[5 * l : 5 * l + 5]
-            lay = _Layer(mask, grid, k, base_name, lp, data)
-            lay.g = [g if need[1 + 5 * l + i] else None for i, g in enumerate(lay.g)]
+            lay = _Layer(mask, grid, k, base_name, params[stride * l : stride * l + stride], data)
+            lay.g = [g if need[1 + stride * l + i] else None for i, g in enumerate(lay.g)]
+            lay.nodes = _Nodes(node_map[0]) if node_map and node_map[0] is not None else None
             layers.append(lay)
         return cls(layers, np.ascontiguousarray(y.detach().numpy().T), x.dtype)
 
@@ -251,9 +288,10 @@ class SmallStack:
             x, saved, mags = None, [], []
             for lay in self.layers:
                 y, mag, sv = lay.forward(x)
-                saved.append((sv, y))
+                z, nodes_saved = (y, None) if lay.nodes is None else lay.nodes.forward(y, lay.p[5], lay.p[6])
+                saved.append((sv, z, y, nodes_saved))
                 mags.append(mag)
-                x = y * lay.p[3][:, None]
+                x = z * lay.p[3][:, None]
                 x += lay.p[4][:, None]
             diff = x - self.y
             mse = np.float32(np.mean(np.square(diff)))
@@ -274,12 +312,15 @@ class SmallStack:
                 g = diff * np.float32(2.0 / diff.size)
                 for l in range(len(self.layers) - 1, -1, -1):
                     lay = self.layers[l]
-                    sv, y = saved[l]
+                    sv, z, y, nodes_saved = saved[l]
                     if lay.g[3] is not None:
-                        np.copyto(lay.g[3], (g * y).sum(-1))
+                        np.copyto(lay.g[3], (g * z).sum(-1))
                     if lay.g[4] is not None:
                         np.copyto(lay.g[4], g.sum(-1))
-                    g = lay.backward(sv, g * lay.p[3][:, None], g_mags[l], l > 0)
+                    g = g * lay.p[3][:, None]
+                    if lay.nodes is not None:
+                        g = lay.nodes.backward(g, nodes_saved, y, lay.p[5], lay.g[5], lay.g[6])
+                    g = lay.backward(sv, g, g_mags[l], l > 0)
 
         out = torch.tensor([float(total), float(reg), float(mse)], dtype=self.dtype)
         return out[0], out[1], out[2], backward

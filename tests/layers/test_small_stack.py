@@ -15,8 +15,8 @@ from kanlens.regularization import l1_entropy
 LAMBS = (1e-2, 1.0, 2.0)  # lamb, lamb_l1, lamb_entropy
 
 
-def _model(width, *, base_fun="silu", seed=0, dtype=torch.float32):
-    model = KAN(width=width, grid=5, k=3, seed=seed, base_fun=base_fun, dtype=dtype)
+def _model(width, *, base_fun="silu", seed=0, dtype=torch.float32, mult_arity=2):
+    model = KAN(width=width, grid=5, k=3, seed=seed, base_fun=base_fun, dtype=dtype, mult_arity=mult_arity)
     for p in model.trainable_parameters():
         p.grad = torch.zeros_like(p)
     return model
@@ -73,6 +73,17 @@ def test_objective_and_gradient_equal_autograd(width):
     _assert_matches(model, x, y)
 
 
+@pytest.mark.parametrize(("width", "arity"), [([2, [2, 1], 1], 2), ([2, [3, 2], [1, 1]], 3)])
+def test_multiplication_nodes(width, arity):
+    model = _model(width, mult_arity=arity, seed=3)
+    with torch.no_grad():  # subnode affine maps away from their initial identity
+        for l in range(model.depth):
+            model.subnode_scale[l].add_(0.1 * torch.arange(model.subnode_scale[l].numel()))
+            model.subnode_bias[l].add_(0.05)
+    x, y = _data(model, seed=3)
+    _assert_matches(model, x, y)
+
+
 @pytest.mark.parametrize("base_fun", ["tanh", "identity", "zero"])
 def test_other_base_functions(base_fun):
     model = _model([2, 4, 2], base_fun=base_fun, seed=1)
@@ -97,8 +108,8 @@ def test_grid_updated_and_pruned_layers():
 
 
 def test_only_small_float32_cpu_stacks_take_it():
-    """float64 (pinned trajectories), product nodes, gelu and gradient-carrying inputs keep the torch kernel."""
-    cases = [(_model([2, 3, 1], dtype=torch.float64), False), (_model([2, [2, 1], 1]), False),
+    """float64 (pinned trajectories), gelu and gradient-carrying inputs keep the torch kernel."""
+    cases = [(_model([2, 3, 1], dtype=torch.float64), False), (_model([2, [2, 1], 1]), True),
              (_model([2, 3, 1], base_fun="gelu"), False), (_model([2, 3, 1]), True)]
     for model, ok in cases:
         x, y = _data(model)

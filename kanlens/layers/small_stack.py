@@ -209,14 +209,13 @@ class _Nodes:
         u = y * sub_scale[:, None]
         u += sub_bias[:, None]
         if self.identity:
-            return u, (u, None)
+            return u, None
         padded = np.concatenate([u, np.ones((1, u.shape[1]), u.dtype)])  # row n_sub: the missing factors' ones
         factors = padded[self.idx].reshape(self.n_nodes, self.a, -1)
-        return factors.prod(1), (u, factors)
+        return factors.prod(1), factors
 
-    def backward(self, g: np.ndarray, saved, y: np.ndarray, sub_scale: np.ndarray, g_scale, g_bias) -> np.ndarray:
+    def backward(self, g: np.ndarray, factors, y: np.ndarray, sub_scale: np.ndarray, g_scale, g_bias) -> np.ndarray:
         """The gradient wrt ``y`` given the nodes' gradient ``g``; writes the subnode scale's and bias's."""
-        u, factors = saved
         if factors is not None:
             if self.a == 2:
                 others = factors[:, ::-1]

@@ -35,8 +35,8 @@ __all__ = ["NUMPY_BASES", "SMALL_DTYPES", "SmallStack"]
 SMALL_DTYPES: set[torch.dtype] = {torch.float32}
 NUMPY_BASES = ("silu", "identity", "zero", "tanh")
 _EPS = 1e-4  # inside the entropy's log, as kanlens.regularization
-# at most this many (2k + 1) * out * in * batch gathered polynomial entries per layer (beyond, torch is as fast)
-_MAX_GATHER = 4_000_000
+# at most this many (2k + 1) * out * in * batch gathered polynomial entries per layer after the first
+_MAX_GATHER = 2_000_000
 _LIST_MAX_EDGES = 256  # magnitudes with at most this many edges are penalised in Python floats
 _MAX_KNOTS = 64  # knots per input (counted in uint8 by comparisons)
 
@@ -119,11 +119,11 @@ class _Layer:
         count = cmp.view(np.uint8).sum(0, dtype=np.uint8).astype(np.intp) + self.count_offset
         col = self.col_of_count[count]  # (in, batch): column i * M + interval
         t = x - self.flat_grid[col]  # (in, batch)
-        # per-interval polynomials, rows (input, interval), columns (power, output): one gather of whole rows
+        # per-interval polynomials, rows (power, output), columns (input, interval): gathering the columns of the
+        # samples leaves them innermost (torch's index_select, on the same memory: faster than numpy's take here)
         a = np.matmul(ceff.transpose(1, 0, 2), self.q).reshape(n_in, n_out, 2 * k + 1, m)
-        table = np.ascontiguousarray(a.transpose(0, 3, 2, 1)).reshape(n_in * m, -1)
-        rows = np.take(table, col.reshape(-1), axis=0)  # (in * batch, (2k + 1) * out)
-        rows = np.ascontiguousarray(rows.T).reshape(2 * k + 1, n_out, n_in, n)  # samples innermost
+        table = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 1, 0, 3)).reshape((2 * k + 1) * n_out, -1))
+        rows = table.index_select(1, torch.from_numpy(col.reshape(-1))).numpy().reshape(2 * k + 1, n_out, n_in, n)
         spline = rows[k] * t  # (out, in, batch)
         for p in range(k - 1, 0, -1):
             spline += rows[p]
@@ -264,9 +264,15 @@ class SmallStack:
                 return None
         layers = []
         for l, (mask, grid, k, base_name, *node_map) in enumerate(cfg):
-            n_out, n_in, _ = params[stride * l].shape
-            if (base_name not in NUMPY_BASES or grid.shape[1] > _MAX_KNOTS
-                    or (2 * k + 1) * n_out * n_in * x.shape[0] > _MAX_GATHER):
+            n_out, n_in, nb = params[stride * l].shape
+            if base_name not in NUMPY_BASES or grid.shape[1] > _MAX_KNOTS:
+                return None
+            # a layer after the first gathers 2k + 1 polynomial coefficients per edge and sample: for wide layers
+            # (the torch kernel's rule for its dense path) and large batches torch's kernel is faster
+            if l > 0 and ((2 * k + 1) * n_out > 2 * (nb + 2 * k + 1)
+                          or (2 * k + 1) * n_out * n_in * x.shape[0] > _MAX_GATHER):
+                return None
+            if n_out * n_in * x.shape[0] > _MAX_GATHER:  # the per-edge activations of a large first layer
                 return None
             data = None
             if l == 0:

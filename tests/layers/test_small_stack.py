@@ -156,3 +156,13 @@ def test_fit_float32_reaches_the_torch_kernels_quality(monkeypatch):
         rmse[name] = model.fit(ds, steps=15, lamb=1e-3, progress=False)["test_loss"][-1]
     assert rmse["numpy"] < 0.05 and rmse["torch"] < 0.05
     assert rmse["numpy"] < 1.5 * rmse["torch"]
+
+
+def test_wide_hidden_layers_keep_the_torch_kernel():
+    """Where the torch kernel takes dense bases (a hidden layer with many outputs), it is the faster one."""
+    for width, ok in (([3, 10, 3], True), ([10, 10, 10], False), ([4, 6, 4], True), ([4, 6, 6], False), ([4, 6, 5, 1], False)):
+        model = _model(width)
+        x, y = _data(model, n=100)
+        cfg, params = model.stack_args()
+        need = (False, *(p.requires_grad for p in params))
+        assert (SmallStack.build(x, y, cfg, params, need) is not None) is ok, width

@@ -160,7 +160,8 @@ def test_fit_float32_reaches_the_torch_kernels_quality(monkeypatch):
 
 def test_wide_hidden_layers_keep_the_torch_kernel():
     """Where the torch kernel takes dense bases (a hidden layer with many outputs), it is the faster one."""
-    for width, ok in (([3, 10, 3], True), ([10, 10, 10], False), ([4, 6, 4], True), ([4, 6, 6], False), ([4, 6, 5, 1], False)):
+    cases = (([3, 10, 3], True), ([10, 10, 10], False), ([4, 6, 4], True), ([4, 6, 6], False), ([4, 6, 5, 1], False))
+    for width, ok in cases:
         model = _model(width)
         x, y = _data(model, n=100)
         cfg, params = model.stack_args()

@@ -13,10 +13,13 @@ spline layers (with or without multiplication nodes) in :data:`SMALL_DTYPES` on 
 :data:`NUMPY_BASES`; :meth:`SmallStack.build` returns ``None`` otherwise and training keeps the torch kernel.
 float64 never takes this path: its LBFGS trajectories are pinned bit for bit (``tests/test_trajectory.py``).
 
-The arithmetic is that of the torch kernel, rounded differently (numpy's sums and products in float32, bincount's
-sums in float64): the data layer from dense cached bases (one batched matmul), every other layer from per-interval
+The arithmetic is that of the torch kernel, rounded differently (numpy's float32 sums and products, the penalty in
+float64): the data layer from dense cached bases (one batched matmul), every other layer from per-interval
 polynomials of its splines gathered per sample (Horner for the value and the derivative), the coefficient
-gradient of those layers as per-interval sums (one ``bincount``) mapped back through the polynomial matrix.
+gradient of those layers as per-interval sums mapped back through the polynomial matrix. The gather and the
+scatter of those sums are torch's ``index_select`` / ``scatter_add_`` on the same memory (faster than numpy's
+``take`` / ``bincount`` here). Wide layers after the first (where the torch kernel switches to dense bases) and
+very large layers keep the torch kernel, which is faster there.
 """
 
 from __future__ import annotations
@@ -129,11 +132,10 @@ class _Layer:
             spline += rows[p]
             spline *= t
         spline += rows[0]
-        dspline = rows[2 * k] * t
-        for p in range(2 * k - 1, k + 1, -1):
-            dspline += rows[p]
+        dspline = rows[2 * k].copy()  # the derivative's k coefficients, rows k + 1 .. 2k
+        for p in range(2 * k - 1, k, -1):
             dspline *= t
-        dspline += rows[k + 1]
+            dspline += rows[p]
         phi = spline
         phi += w_base[:, :, None] * base  # (out, in, batch)
         return phi.sum(1), np.abs(phi).sum(-1) / n, (phi, w_sp, w_base, (base, dbase, col, t, dspline))
@@ -190,9 +192,9 @@ class _Layer:
             np.multiply(parts[p - 1], t, out=parts[p])
         # entry (input, interval, power, output) of every term
         idx = (col * (r * n_out) + self.term_offsets).reshape(-1)
-        sums = torch.zeros(n_in * m * r * n_out, dtype=torch.float32)
-        sums.scatter_add_(0, torch.from_numpy(idx), torch.from_numpy(parts.reshape(-1)))
-        g_a = sums.numpy().reshape(n_in, m, r, n_out).transpose(0, 3, 2, 1).reshape(n_in, n_out, r * m)
+        sums = np.zeros(n_in * m * r * n_out, dtype=g_phi.dtype)
+        torch.from_numpy(sums).scatter_add_(0, torch.from_numpy(idx), torch.from_numpy(parts.reshape(-1)))
+        g_a = sums.reshape(n_in, m, r, n_out).transpose(0, 3, 2, 1).reshape(n_in, n_out, r * m)
         return np.matmul(g_a, self.q_low).transpose(1, 0, 2)
 
 

@@ -15,8 +15,8 @@ from kanlens.regularization import l1_entropy
 LAMBS = (1e-2, 1.0, 2.0)  # lamb, lamb_l1, lamb_entropy
 
 
-def _model(width, *, base_fun="silu", seed=0, dtype=torch.float32, mult_arity=2):
-    model = KAN(width=width, grid=5, k=3, seed=seed, base_fun=base_fun, dtype=dtype, mult_arity=mult_arity)
+def _model(width, *, base_fun="silu", seed=0, dtype=torch.float32, mult_arity=2, k=3, grid=5):
+    model = KAN(width=width, grid=grid, k=k, seed=seed, base_fun=base_fun, dtype=dtype, mult_arity=mult_arity)
     for p in model.trainable_parameters():
         p.grad = torch.zeros_like(p)
     return model
@@ -66,11 +66,25 @@ def _assert_matches(model, x, y):
         assert float((g - g_ref).abs().max()) <= 2e-5 * scale, (g, g_ref)
 
 
-@pytest.mark.parametrize("width", [[2, 5, 1], [3, 4, 3, 2], [1, 1], [2, 3, 3, 1]])
+@pytest.mark.parametrize("width", [[2, 5, 1], [3, 4, 3, 2], [1, 1], [2, 3, 3, 1], [17, 16, 1]])
 def test_objective_and_gradient_equal_autograd(width):
+    """[17, 16, 1]: a first layer of 272 edges takes the penalty's numpy form (over 256 edges)."""
     model = _model(width)
     x, y = _data(model)
     _assert_matches(model, x, y)
+
+
+@pytest.mark.parametrize(("k", "grid"), [(1, 7), (2, 4), (4, 3)])
+def test_other_spline_orders(k, grid):
+    """The Horner loops of the value and of the derivative for k = 1 (constant derivative), 2 and 4, on adapted
+    grids. Evaluated slightly off the samples the grids were adapted to: those put the outer knots exactly on
+    samples, and a k = 1 spline's derivative jumps at every knot, so a rounding difference in a hidden layer's
+    input (numpy against torch) may take the other one-sided derivative there (both are subgradients)."""
+    model = _model([2, 3, 2, 1], k=k, grid=grid, seed=4)
+    x, y = _data(model, seed=4)
+    with torch.no_grad():
+        model.update_grid(x)
+    _assert_matches(model, x * (1 + 1e-3), y)
 
 
 @pytest.mark.parametrize(("width", "arity"), [([2, [2, 1], 1], 2), ([2, [3, 2], [1, 1]], 3)])

@@ -8,12 +8,6 @@ costs a tensor op (and often a host sync) per arithmetic operation, about a hund
 models this library trains, that was a fifth of a fit. Here those scalars are Python floats (double precision).
 In float64 the iterates are the same as ``torch.optim.LBFGS``'s (tested); in float32 the scalar arithmetic is
 more precise than torch's float32 0-dim tensors.
-
-The vector arithmetic goes through a small table of operations (:class:`_TorchOps`): for a float32 parameter on
-the CPU it is done in numpy on the parameter's own memory instead (:class:`_NumpyOps`, the same operations in the
-same order, float32 with float32 sums): each of the ~50 vector ops of an iteration (two-loop recursion, line
-search) then costs ~1 µs instead of ~2-4 µs of torch's dispatch. Every other dtype and device keeps the torch
-operations (float64 iterates unchanged bit for bit).
 """
 
 from __future__ import annotations
@@ -22,97 +16,9 @@ import functools
 import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
 
 __all__ = ["FlatLBFGS"]
-
-NUMPY_DTYPES = {torch.float32}  # parameters of these dtypes (on the CPU) run the vector arithmetic in numpy
-
-
-class _TorchOps:
-    """The vector operations of the algorithm on torch tensors (the arithmetic of ``torch.optim.LBFGS``)."""
-
-    @staticmethod
-    def clone(v):
-        return v.clone(memory_format=torch.contiguous_format)
-
-    @staticmethod
-    def max_abs(v) -> float:
-        """``float(v.abs().max())`` in one op (the infinity norm is that maximum, exactly; NaN propagates)."""
-        return float(torch.linalg.vector_norm(v, math.inf))
-
-    @staticmethod
-    def abs_sum(v) -> float:
-        return float(v.abs().sum())
-
-    @staticmethod
-    def neg(v):
-        return v.neg()
-
-    @staticmethod
-    def sub(a, b):
-        return a.sub(b)
-
-    @staticmethod
-    def scale(v, a: float):
-        return torch.mul(v, a)
-
-    @staticmethod
-    def axpy_(y, a: float, x):
-        """``y += a * x`` in place."""
-        return y.add_(x, alpha=a)
-
-    @staticmethod
-    def copy_(dst, src):
-        return dst.copy_(src)
-
-    @staticmethod
-    def add_out(x, t: float, d, out):
-        """``out = x + t * d``."""
-        torch.add(x, d, alpha=t, out=out)
-
-
-class _NumpyOps:
-    """:class:`_TorchOps` on numpy arrays (float32 parameters on the CPU; see the module docstring)."""
-
-    @staticmethod
-    def clone(v):
-        return v.copy()
-
-    @staticmethod
-    def max_abs(v) -> float:
-        return float(np.abs(v).max())
-
-    @staticmethod
-    def abs_sum(v) -> float:
-        return float(np.abs(v).sum())
-
-    @staticmethod
-    def neg(v):
-        return np.negative(v)
-
-    @staticmethod
-    def sub(a, b):
-        return np.subtract(a, b)
-
-    @staticmethod
-    def scale(v, a: float):
-        return np.multiply(v, a)
-
-    @staticmethod
-    def axpy_(y, a: float, x):
-        y += np.multiply(x, a)
-        return y
-
-    @staticmethod
-    def copy_(dst, src):
-        np.copyto(dst, src)
-        return dst
-
-    @staticmethod
-    def add_out(x, t: float, d, out):
-        np.add(x, np.multiply(d, t), out=out)
 
 
 def _div(a: float, b: float) -> float:
@@ -139,14 +45,23 @@ def _cubic_interpolate(x1: float, f1: float, g1: float, x2: float, f2: float, g2
     return (xmin_bound + xmax_bound) / 2.0
 
 
+def _max_abs(v: torch.Tensor) -> float:
+    """``float(v.abs().max())`` in one op (the infinity norm is that maximum, exactly; NaN propagates)."""
+    return float(torch.linalg.vector_norm(v, math.inf))
+
+
+def _clone(v: torch.Tensor) -> torch.Tensor:
+    return v.clone(memory_format=torch.contiguous_format)
+
+
 class _WolfeSearch:
     """One strong-Wolfe line search along ``d`` from ``x`` (loss ``f``, slope ``gtd = g . d`` at ``t = 0``).
 
     A point of the search is a tuple ``(t, loss, gradient, slope)``; the bracket is a list of one point (the
     search is done) or two (the interval the zoom phase narrows)."""
 
-    def __init__(self, obj_func, x, d, f: float, gtd: float, c1: float, c2: float, ops=_TorchOps) -> None:
-        self.obj_func, self.x, self.d, self.ops = obj_func, x, d, ops
+    def __init__(self, obj_func, x, d, f: float, gtd: float, c1: float, c2: float) -> None:
+        self.obj_func, self.x, self.d = obj_func, x, d
         self.f, self.gtd, self.c1, self.c2 = f, gtd, c1, c2
         self.evals = 0
 
@@ -174,12 +89,12 @@ class _WolfeSearch:
             if not sufficient_decrease_fails and self.curvature_holds(gtd_new):
                 return [(t, f_new, g_new, gtd_new)], True, ls_iter
             if sufficient_decrease_fails or gtd_new >= 0:
-                return [prev, (t, f_new, self.ops.clone(g_new), gtd_new)], False, ls_iter
+                return [prev, (t, f_new, _clone(g_new), gtd_new)], False, ls_iter
             # interpolate, then take the next step
             min_step = t + 0.01 * (t - t_prev)
             max_step = t * 10
             t_next = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new, bounds=(min_step, max_step))
-            prev = (t, f_new, self.ops.clone(g_new), gtd_new)
+            prev = (t, f_new, _clone(g_new), gtd_new)
             t = t_next
             f_new, g_new, gtd_new = self.evaluate(t)
             ls_iter += 1
@@ -189,7 +104,7 @@ class _WolfeSearch:
     def zoom(self, bracket: list, done: bool, ls_iter: int, max_ls: int, tolerance_change: float) -> tuple:
         """Narrow a two-point ``bracket`` until a point satisfies the conditions; the best point ``(t, loss,
         gradient, slope)``."""
-        d_norm = self.ops.max_abs(self.d)
+        d_norm = _max_abs(self.d)
         insuf_progress = False
         low_pos, high_pos = (0, 1) if bracket[0][1] <= bracket[-1][1] else (1, 0)
         while not done and ls_iter < max_ls:
@@ -203,14 +118,14 @@ class _WolfeSearch:
 
             if self.armijo_fails(t, f_new) or f_new >= bracket[low_pos][1]:
                 # Armijo condition not satisfied or not lower than lowest point
-                bracket[high_pos] = (t, f_new, self.ops.clone(g_new), gtd_new)
+                bracket[high_pos] = (t, f_new, _clone(g_new), gtd_new)
                 low_pos, high_pos = (0, 1) if bracket[0][1] <= bracket[1][1] else (1, 0)
             else:
                 if self.curvature_holds(gtd_new):
                     done = True  # Wolfe conditions satisfied
                 elif gtd_new * (bracket[high_pos][0] - bracket[low_pos][0]) >= 0:
                     bracket[high_pos] = bracket[low_pos]  # old high becomes new low
-                bracket[low_pos] = (t, f_new, self.ops.clone(g_new), gtd_new)  # new point becomes new low
+                bracket[low_pos] = (t, f_new, _clone(g_new), gtd_new)  # new point becomes new low
         return bracket[low_pos]
 
 
@@ -226,10 +141,10 @@ def _keep_inside(t: float, t_max: float, t_min: float, insuf_progress: bool) -> 
     return t, False
 
 
-def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25, ops=_TorchOps):
+def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9, max_ls=25):
     """``torch.optim.lbfgs._strong_wolfe`` with float scalars: ``(loss, gradient, t, evaluations)``."""
-    search = _WolfeSearch(obj_func, x, d, f, gtd, c1, c2, ops)
-    bracket, done, ls_iter = search.bracket(t, ops.clone(g), max_ls)
+    search = _WolfeSearch(obj_func, x, d, f, gtd, c1, c2)
+    bracket, done, ls_iter = search.bracket(t, _clone(g), max_ls)
     t, f_best, g_best, _ = search.zoom(bracket, done, ls_iter, max_ls, tolerance_change)
     return f_best, g_best, t, search.evals
 
@@ -251,18 +166,18 @@ def _update_memory(y: torch.Tensor, s: torch.Tensor, old_dirs: list, old_stps: l
     return h_diag
 
 
-def _two_loop(flat_grad, old_dirs: list, old_stps: list, ro: list, h_diag: float, ops=_TorchOps):
+def _two_loop(flat_grad: torch.Tensor, old_dirs: list, old_stps: list, ro: list, h_diag: float) -> torch.Tensor:
     """The two-loop recursion: the L-BFGS inverse Hessian times minus the gradient (the descent direction)."""
     num_old = len(old_dirs)
     al = [0.0] * num_old
-    q = ops.neg(flat_grad)
+    q = flat_grad.neg()
     for i in range(num_old - 1, -1, -1):
         al[i] = float(old_stps[i].dot(q)) * ro[i]
-        ops.axpy_(q, -al[i], old_dirs[i])
-    d = r = ops.scale(q, h_diag)
+        q.add_(old_dirs[i], alpha=-al[i])
+    d = r = torch.mul(q, h_diag)
     for i in range(num_old):
         be_i = float(old_dirs[i].dot(r)) * ro[i]
-        ops.axpy_(r, al[i] - be_i, old_stps[i])
+        r.add_(old_stps[i], alpha=al[i] - be_i)
     return d
 
 
@@ -279,26 +194,15 @@ class FlatLBFGS:
         self.max_eval = max_eval if max_eval is not None else max_iter * 5 // 4
         self.tolerance_grad, self.tolerance_change, self.history_size = tolerance_grad, tolerance_change, history_size
         self.state: dict = {"func_evals": 0, "n_iter": 0}
-        self.ops, self.vec = self._vectors()
 
-    def _vectors(self) -> tuple:
-        """``(ops, param)``: numpy operations on a view of a float32 CPU parameter (see the module docstring),
-        else the torch operations on the parameter itself."""
-        p = self.param
-        if p.dtype in NUMPY_DTYPES and p.device.type == "cpu" and not p.is_conj() and not p.is_neg():
-            return _NumpyOps, p.detach().numpy()
-        return _TorchOps, p
-
-    def _flat_grad(self):
+    def _flat_grad(self) -> torch.Tensor:
         g = self.param.grad
-        if self.ops is _NumpyOps:
-            return np.zeros(self.vec.shape, self.vec.dtype) if g is None else g.detach().numpy().copy()
         return self.param.new_zeros(self.param.shape) if g is None else g.clone()
 
     def _directional_evaluate(self, closure, x, t, d):
         # the trial point x + t d, written straight into the parameter (the same arithmetic as an in-place add
         # to x); every later use of the parameter writes it from x again, so it is not restored here
-        self.ops.add_out(x, t, d, self.vec)
+        torch.add(x, d, alpha=t, out=self.param)
         loss = float(closure())
         return loss, self._flat_grad()
 
@@ -308,14 +212,13 @@ class FlatLBFGS:
         lr, max_iter, max_eval = self.lr, self.max_iter, self.max_eval
         tolerance_grad, tolerance_change, history_size = self.tolerance_grad, self.tolerance_change, self.history_size
         state = self.state
-        ops, vec = self.ops, self.vec
 
         orig_loss = closure()
         loss = float(orig_loss)
         current_evals = 1
         state["func_evals"] += 1
         flat_grad = self._flat_grad()
-        if ops.max_abs(flat_grad) <= tolerance_grad:
+        if _max_abs(flat_grad) <= tolerance_grad:
             return orig_loss
 
         d, t = state.get("d"), state.get("t")
@@ -328,41 +231,41 @@ class FlatLBFGS:
             state["n_iter"] += 1
             # descent direction
             if state["n_iter"] == 1:
-                d = ops.neg(flat_grad)
+                d = flat_grad.neg()
                 old_dirs, old_stps, ro = [], [], []
                 h_diag = 1.0
             else:
-                h_diag = _update_memory(ops.sub(flat_grad, prev_flat_grad), ops.scale(d, t), old_dirs, old_stps, ro,
-                                        h_diag, history_size)
-                d = _two_loop(flat_grad, old_dirs, old_stps, ro, h_diag, ops)
+                h_diag = _update_memory(flat_grad.sub(prev_flat_grad), d.mul(t), old_dirs, old_stps, ro, h_diag,
+                                        history_size)
+                d = _two_loop(flat_grad, old_dirs, old_stps, ro, h_diag)
 
             if prev_flat_grad is None:
-                prev_flat_grad = ops.clone(flat_grad)
+                prev_flat_grad = flat_grad.clone(memory_format=torch.contiguous_format)
             else:
-                ops.copy_(prev_flat_grad, flat_grad)
+                prev_flat_grad.copy_(flat_grad)
             prev_loss = loss
 
             # step length
             if state["n_iter"] == 1:
-                t = min(1.0, _div(1.0, ops.abs_sum(flat_grad))) * lr
+                t = min(1.0, _div(1.0, float(flat_grad.abs().sum()))) * lr
             else:
                 t = lr
             gtd = float(flat_grad.dot(d))
             if gtd > -tolerance_change:
                 break
 
-            x_init = ops.clone(vec)
+            x_init = self.param.clone(memory_format=torch.contiguous_format)
             obj_func = functools.partial(self._directional_evaluate, closure)
             loss, flat_grad, t, ls_func_evals = _strong_wolfe(obj_func, x_init, t, d, loss, flat_grad, gtd,
-                                                              max_ls=max_eval - current_evals, ops=ops)
-            ops.add_out(x_init, t, d, vec)
-            opt_cond = ops.max_abs(flat_grad) <= tolerance_grad
+                                                              max_ls=max_eval - current_evals)
+            torch.add(x_init, d, alpha=t, out=self.param)
+            opt_cond = _max_abs(flat_grad) <= tolerance_grad
 
             current_evals += ls_func_evals
             state["func_evals"] += ls_func_evals
             # stopping tests (in torch's order: the later ones are not computed once one holds)
             if (n_iter == max_iter or current_evals >= max_eval or opt_cond
-                    or ops.max_abs(d) * abs(t) <= tolerance_change or abs(loss - prev_loss) < tolerance_change):
+                    or _max_abs(d) * abs(t) <= tolerance_change or abs(loss - prev_loss) < tolerance_change):
                 break
 
         state.update(d=d, t=t, old_dirs=old_dirs, old_stps=old_stps, ro=ro, H_diag=h_diag,

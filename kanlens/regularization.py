@@ -8,8 +8,7 @@ from collections.abc import Sequence
 import torch
 
 __all__ = [
-    "REG_METRICS", "coef_penalty", "edge_magnitude", "l1_entropy", "l1_entropy_lists", "l1_entropy_with_grad",
-    "magnitude_reg", "total_reg",
+    "REG_METRICS", "coef_penalty", "edge_magnitude", "l1_entropy", "l1_entropy_with_grad", "magnitude_reg", "total_reg",
 ]
 
 REG_METRICS = ("abs", "std_n")
@@ -83,9 +82,8 @@ class _AbsL1Entropy(torch.autograd.Function):
 _PY_MAX_EDGES = 256
 
 
-def l1_entropy_lists(rows: list[list[float]], lamb_l1: float, lamb_entropy: float):
-    """Value and gradient (nested lists) of :func:`l1_entropy` for a small magnitude given as nested lists, in
-    Python floats: for a few dozen edges far cheaper than a dozen tensor (or numpy) ops."""
+def _l1_entropy_python(rows: list[list[float]], lamb_l1: float, lamb_entropy: float):
+    """Value and gradient (nested lists) of :func:`l1_entropy` for a small magnitude given as nested lists."""
     n_out, n_in = len(rows), len(rows[0])
     log2, inv_ln2, eps = math.log2, 1.0 / math.log(2.0), _EPS
     grad = [[float(lamb_l1)] * n_in for _ in range(n_out)]
@@ -125,7 +123,7 @@ def l1_entropy_with_grad(mags: Sequence[torch.Tensor], lamb_l1: float = 1.0,
             {m.dtype for m in mags}) == 1:
         total, flat = 0.0, []
         for mag in mags:
-            value, grad = l1_entropy_lists(mag.tolist(), lamb_l1, lamb_entropy)
+            value, grad = _l1_entropy_python(mag.tolist(), lamb_l1, lamb_entropy)
             total = total + value
             for row in grad:
                 flat += row
@@ -138,7 +136,7 @@ def l1_entropy_with_grad(mags: Sequence[torch.Tensor], lamb_l1: float = 1.0,
     total, grads = 0.0, []
     for mag in mags:
         if mag.device.type == "cpu" and 0 < mag.numel() <= _PY_MAX_EDGES:
-            value, grad = l1_entropy_lists(mag.tolist(), lamb_l1, lamb_entropy)
+            value, grad = _l1_entropy_python(mag.tolist(), lamb_l1, lamb_entropy)
             grads.append(torch.tensor(grad, dtype=mag.dtype))
             total = total + value
             continue

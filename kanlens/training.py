@@ -37,7 +37,6 @@ from ._checks import as_int
 from .fit_checks import all_finite, is_class_index, validate_dataset, validate_fit
 from .fit_history import FitHistory
 from .fit_optim import FlatParams, optimizer_factory, snapshot
-from .layers.small_stack import SmallStack
 from .layers.stack import stack_backward, stack_forward
 from .progress import live_progress, print_progress_line
 from .pykan_fit import PYKAN_REG_METRICS, pykan_objective, pykan_options
@@ -259,11 +258,6 @@ class _Trainer:
         """
         cfg, params, need = stack
         lambs, cur = self.lambs, self.cur
-        small = cur.get("small")
-        if small is not None:  # small float32 CPU stacks: the same objective in numpy (kanlens.layers.small_stack)
-            total, cur["reg"], cur["mse"], backward = small.objective(lambs["lamb"], lambs["lamb_l1"],
-                                                                       lambs["lamb_entropy"])
-            return total, backward
         pred, mags, saved = stack_forward(cur["x"], cfg, params, need)
         if self.group is not None:
             mags = self.group.magnitudes(mags)
@@ -354,9 +348,7 @@ class _Trainer:
         if self.opt == "LBFGS":
             if self.flat is not None:
                 self.flat.relink()  # a grid update (or a callback) may have replaced parameter tensors
-            stack = self.cur["stack"] = self._stack()
-            self.cur["small"] = (SmallStack.build(self.cur["x"], self.cur["y"], *stack)
-                                 if stack is not None and self.group is None else None)
+            self.cur["stack"] = self._stack()
             self.optimizer.step(self.closure)
             self.history.nonfinite_evals += self.cur["bad_evals"]
             if self.cur["start_bad"]:

@@ -181,35 +181,6 @@ def test_flat_lbfgs_matches_torch_lbfgs_in_float64(history_size):
     assert torch.equal(path_flat, path_torch)
 
 
-def test_flat_lbfgs_in_float32_follows_torch_lbfgs():
-    """In float32 (on the CPU) the flat L-BFGS does its vector arithmetic in numpy on the parameter's memory: on
-    Rosenbrock's function it takes the float32 path of torch.optim.LBFGS to float32 rounding and reaches the same
-    minimum."""
-    from kanlens._lbfgs import FlatLBFGS
-
-    def run(make, steps):
-        x = torch.nn.Parameter(torch.linspace(-1.5, 1.2, 12))
-        opt = make(x)
-
-        def closure():
-            x.grad = None
-            loss = (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
-            loss.backward()
-            return loss
-
-        for _ in range(steps):
-            opt.step(closure)
-        return x.detach().clone()
-
-    kw = dict(lr=1.0, history_size=10, tolerance_grad=1e-32, tolerance_change=1e-32)
-    for steps, tol in ((1, 1e-4), (8, 1e-3)):
-        flat = run(lambda x: FlatLBFGS(x, **kw), steps)
-        ref = run(lambda x: torch.optim.LBFGS([x], line_search_fn="strong_wolfe", **kw), steps)
-        assert flat.dtype == torch.float32
-        assert float((flat - ref).abs().max()) < tol
-    torch.testing.assert_close(flat, torch.ones(12), atol=1e-3, rtol=0)
-
-
 @pytest.mark.parametrize("width", [[2, 5, 1], [3, 4, 9, 2]])
 def test_fused_objective_equals_autograd_objective(width):
     """LBFGS evaluations with the default loss and lamb > 0 skip autograd (hand-written gradient of MSE + sparsity

@@ -291,6 +291,9 @@ def power_compositions(x: np.ndarray, y: np.ndarray, library, var: sympy.Symbol,
 
 
 
+_MIN_SECONDS = 5.0
+
+
 class Compositions:
     """One input and one output: :func:`compositions`, then :func:`function_plus_polynomial`; fits near the data
     (:meth:`~kanlens.symbolic.search.candidates.Evaluator.near`) are snapped."""
@@ -298,7 +301,10 @@ class Compositions:
     name, always = "compositions", False
 
     def applies(self, ctx: SearchContext) -> bool:
-        return ctx.options.separable and ctx.n_inputs == 1 and ctx.one_output
+        # the library fits are not interruptible (about 3.5 CPU s for 1,000 points): not started on a budget that
+        # cannot hold them (a 1 s search then goes straight to the KAN, whose fit stops at the deadline)
+        return (ctx.options.separable and ctx.n_inputs == 1 and ctx.one_output
+                and ctx.deadline.left() >= _MIN_SECONDS)
 
     def run(self, ctx: SearchContext) -> list[Candidate]:
         ev, start = ctx.ev, len(ctx.ev.seen)

@@ -67,6 +67,19 @@ class PykanMethods:
         return connection_cost(self)
 
     # ------------------------------------------------------------------ inspection (pykan_inspect.py)
+    @property
+    def input_id(self) -> torch.Tensor:
+        """pykan's ``model.input_id``: the original indices ``(n_in,)`` (long) of the inputs the model kept after
+        ``prune_input`` (``0 .. n_in - 1`` when none was removed)."""
+        ids = self.config.input_ids if self.config.input_ids is not None else range(self.width_in[0])
+        return torch.tensor(list(ids), dtype=torch.long)
+
+    @property
+    def cache_data(self) -> torch.Tensor | None:
+        """pykan's ``model.cache_data``: the input ``(batch, n_in)`` of the last forward pass that kept its
+        activations (``save_act``; detached), ``None`` before one."""
+        return self.acts[0] if self.acts else None
+
     def get_act(self, x: torch.Tensor | dict | None = None) -> None:
         """pykan's ``get_act``: run ``x`` (default: the last batch) so plots and scores use it."""
         from .pykan_inspect import get_act

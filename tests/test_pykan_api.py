@@ -309,6 +309,19 @@ def test_plot_in_vars_after_prune_input():
     assert {"a", "c"} <= {t.get_text() for t in fig.axes[0].texts}
 
 
+def test_input_id_and_cache_data_like_pykan():
+    model = KAN(width=[3, 2, 1], seed=0)
+    assert model.input_id.tolist() == [0, 1, 2] and model.input_id.dtype == torch.long
+    assert model.cache_data is None
+    x = torch.rand(100, 3) * 2 - 1
+    model(x)
+    assert model.cache_data.shape == (100, 3) and torch.equal(model.cache_data, x)
+    with torch.no_grad():
+        model.act_fun[0].mask[:, 1] = 0
+    small = model.prune_input(x=x)
+    assert small.input_id.tolist() == [0, 2]
+
+
 def test_symbolic_formula_uses_pykan_names(trained):
     model, dataset = trained
     m = model.copy()

@@ -242,8 +242,7 @@ def _var_symbols(model) -> list:
 
     names = model.config.input_names
     if names is None:
-        ids = model.config.input_ids if model.config.input_ids is not None else range(model.width_in[0])
-        names = [f"x{k + 1}" for k in ids]
+        names = [f"x{k + 1}" for k in model.input_id.tolist()]
     return [sympy.Symbol(n) for n in names]
 
 

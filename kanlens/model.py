@@ -455,8 +455,7 @@ class KAN(PykanMethods, nn.Module):
         from .symbolic import formula
 
         if var is None:  # pykan's names x_1, x_2, ... (kanlens's formula functions say x1, x2, ...)
-            ids = self.config.input_ids if self.config.input_ids is not None else range(self.width_in[0])
-            var = [f"x_{int(k) + 1}" for k in ids]
+            var = [f"x_{k + 1}" for k in self.input_id.tolist()]
         exprs = formula.symbolic_formula(self, var=var, **kwargs)
         return exprs, [v if isinstance(v, sympy.Expr) else sympy.Symbol(str(v)) for v in var]
 
